@@ -1,0 +1,17 @@
+# Every dependency comes from Debian 12 packages (tools/setup.sh installs them).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(FlatBuffers CONFIG REQUIRED)
+find_program(FLATC flatc REQUIRED)
+find_package(RocksDB CONFIG REQUIRED)  # RocksDB::rocksdb-shared: the static one needs its codecs listed
+pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
+find_package(Boost 1.81 EXACT CONFIG REQUIRED COMPONENTS json)
+find_package(CLI11 CONFIG REQUIRED)
+pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+if(STATEFOLD_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(STATEFOLD_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()

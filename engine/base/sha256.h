@@ -1,0 +1,34 @@
+// SHA-256 for hash chains and state hashes. Pure computation (OpenSSL's libcrypto), safe from any thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace statefold::base {
+
+using Digest = std::array<std::uint8_t, 32>;
+
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
+  Sha256& update(std::span<const std::uint8_t> bytes);
+  Sha256& update(std::string_view text);
+  Sha256& update_u64(std::uint64_t v);  // big-endian, fixed width: unambiguous framing
+  // Length-prefixed, so that ("ab","c") and ("a","bc") hash differently.
+  Sha256& update_framed(std::string_view text);
+  Digest finish();
+
+ private:
+  void* _ctx;
+};
+
+Digest sha256(std::span<const std::uint8_t> bytes);
+Digest sha256(std::string_view text);
+
+}  // namespace statefold::base
