@@ -6,7 +6,7 @@ find_package(FlatBuffers CONFIG REQUIRED)
 find_program(FLATC flatc REQUIRED)
 find_package(RocksDB CONFIG REQUIRED)  # RocksDB::rocksdb-shared: the static one needs its codecs listed
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
-find_package(Boost 1.81 EXACT CONFIG REQUIRED COMPONENTS json)
+find_package(Boost 1.81.0 CONFIG REQUIRED COMPONENTS json)
 find_package(CLI11 CONFIG REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 if(STATEFOLD_BUILD_TESTS)
