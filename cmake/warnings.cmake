@@ -1,7 +1,7 @@
 # Project-wide compiler flags. Applied through statefold_module() so third-party headers stay untouched.
 add_library(statefold_flags INTERFACE)
 target_compile_options(statefold_flags INTERFACE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
-                       -Wold-style-cast -Wcast-align -Wnull-dereference -Wimplicit-fallthrough)
+                       -Wold-style-cast -Wcast-align -Wimplicit-fallthrough)
 if(STATEFOLD_WERROR)
   target_compile_options(statefold_flags INTERFACE -Werror)
 endif()

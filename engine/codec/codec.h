@@ -27,6 +27,9 @@ namespace statefold::codec {
 // `application/json`.
 enum class Encoding { flatbuffers, json };
 inline constexpr std::string_view kJsonContentType = "application/json";
+// The encoding a record's `content-type` header selects: json when its media type is application/json (case and
+// parameters such as "; charset=utf-8" ignored), flatbuffers otherwise, including when there is no header.
+Encoding encoding_for_content_type(std::optional<std::string_view> content_type);
 
 using EventId = std::array<std::uint8_t, 16>;
 

@@ -1,0 +1,352 @@
+#include "fold/fold.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "statefold/schema/events_generated.h"
+
+namespace statefold::fold {
+
+namespace {
+
+using base::Digest;
+
+Digest to_digest(const std::vector<std::uint8_t>& bytes) {
+  Digest d{};
+  if (bytes.size() == d.size()) std::copy(bytes.begin(), bytes.end(), d.begin());
+  return d;
+}
+
+std::vector<std::uint8_t> from_digest(const Digest& d) { return {d.begin(), d.end()}; }
+
+void xor_into(std::vector<std::uint8_t>& acc, const Digest& d) {
+  if (acc.size() != d.size()) acc.assign(d.size(), 0);
+  for (std::size_t i = 0; i < d.size(); ++i) acc[i] ^= d[i];
+}
+
+template <typename T>
+std::string pack(const T& object) {
+  flatbuffers::FlatBufferBuilder builder(256);
+  builder.Finish(T::TableType::Pack(builder, &object));
+  return {reinterpret_cast<const char*>(builder.GetBufferPointer()), builder.GetSize()};
+}
+
+template <typename Table>
+const Table* verified_root(std::string_view bytes, std::string_view what) {
+  flatbuffers::Verifier verifier(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+  if (!verifier.VerifyBuffer<Table>(nullptr)) {
+    throw std::runtime_error("corrupt stored " + std::string(what) + ": it does not verify as FlatBuffers");
+  }
+  return flatbuffers::GetRoot<Table>(bytes.data());
+}
+
+Digest memory_term(std::string_view label, std::string_view value, bool pinned) {
+  return base::Sha256().update_framed(label).update_framed(value).update_u64(pinned ? 1 : 0).finish();
+}
+
+std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+}  // namespace
+
+std::string_view outcome_name(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::accepted: return "accepted";
+    case Outcome::duplicate: return "duplicate";
+    case Outcome::rejected: return "rejected";
+  }
+  return "unknown";
+}
+
+struct Folder::Session {
+  std::string id;
+  state::SessionHeaderT header;
+  bool existed = false;
+  Digest state_hash_before{};
+  bool dirty = false;
+};
+
+Folder::Folder(const Reader& base) : _base(base) {}
+Folder::~Folder() = default;
+
+std::optional<std::string> Folder::read(std::string_view key) const {
+  if (const auto* pending = _writes.find(key)) return *pending;
+  return _base.get(key);
+}
+
+Folder::Session& Folder::session(std::string_view session_id) {
+  auto it = _sessions.find(session_id);
+  if (it != _sessions.end()) return *it->second;
+  auto s = std::make_unique<Session>();
+  s->id = std::string(session_id);
+  if (auto header = load_header(_base, session_id)) {
+    s->header = std::move(*header);
+    s->existed = true;
+    s->state_hash_before = to_digest(s->header.state_hash);
+  }
+  return *_sessions.emplace(s->id, std::move(s)).first->second;
+}
+
+void Folder::refuse(Session& s, const codec::Event& event, const Position& position, Outcome kind,
+                    std::uint64_t duplicate_of, const std::string& reason) {
+  state::RefusalT refusal;
+  refusal.kind = static_cast<std::uint8_t>(kind);
+  refusal.event_id.assign(event.id().begin(), event.id().end());
+  refusal.partition = position.partition;
+  refusal.offset = position.offset;
+  refusal.expected_version = event.expected_version().value_or(0);
+  refusal.actual_version = s.header.version;
+  refusal.duplicate_of = duplicate_of;
+  refusal.reason = reason;
+  if (kind == Outcome::duplicate) {
+    ++s.header.duplicates;
+    ++_summary.duplicates;
+  } else {
+    ++s.header.rejections;
+    ++_summary.rejections;
+  }
+  _writes.put(key::refusal(s.id, s.header.duplicates + s.header.rejections), pack(refusal));
+  s.dirty = true;
+  _summary_dirty = true;
+}
+
+Applied Folder::apply(const codec::Event& event, const Position& position) {
+  if (!_summary_loaded) {
+    _summary = load_summary(_base);
+    _summary_loaded = true;
+  }
+  Session& s = session(event.session_id());
+  auto& h = s.header;
+
+  // Duplicates first: a re-sent event that carried an expected version is still the same event.
+  const std::string id_key = key::event_id(s.id, event.id());
+  if (auto seen = read(id_key)) {
+    const std::uint64_t first = key::read_be64(*seen);
+    std::string why = "event id already accepted at version " + std::to_string(first);
+    refuse(s, event, position, Outcome::duplicate, first, why);
+    return {Outcome::duplicate, h.version, first, std::move(why)};
+  }
+  std::string reason;
+  if (auto expected = event.expected_version(); expected && *expected != h.version) {
+    reason = "expected version " + std::to_string(*expected) + ", session is at version " + std::to_string(h.version);
+  } else if (h.closed) {
+    reason = "session is closed";
+  } else if (event.payload_type() == static_cast<std::uint8_t>(schema::Payload::SessionOpened) && h.opened) {
+    reason = "session already opened";
+  } else if (event.payload_type() == static_cast<std::uint8_t>(schema::Payload::Summary)) {
+    const auto* summary = event.root().payload_as_Summary();
+    if (summary->through_version() > h.version) {
+      reason = "summary.through_version " + std::to_string(summary->through_version()) +
+               " is beyond the session's version " + std::to_string(h.version);
+    }
+  }
+  if (!reason.empty()) {
+    refuse(s, event, position, Outcome::rejected, 0, reason);
+    return {Outcome::rejected, h.version, 0, reason};
+  }
+
+  // Accepted: next version, chain link, history entry, dedupe entry, then the payload's own effect.
+  const std::uint64_t version = ++h.version;
+  const Digest event_digest = base::sha256(event.canonical());
+  Digest chain = h.chain_hash.size() == 32 ? to_digest(h.chain_hash) : Digest{};
+  chain = base::Sha256().update(chain).update(event_digest).finish();
+  h.chain_hash = from_digest(chain);
+
+  state::HistoryEntryT entry;
+  entry.version = version;
+  entry.partition = position.partition;
+  entry.offset = position.offset;
+  entry.log_time_ms = position.log_time_ms;
+  entry.chain_hash = h.chain_hash;
+  entry.payload_type = event.payload_type();
+  entry.event.assign(event.canonical().begin(), event.canonical().end());
+  _writes.put(key::history(s.id, version), pack(entry));
+
+  std::string version_bytes;
+  key::append_be64(version_bytes, version);
+  _writes.put(id_key, std::move(version_bytes));
+
+  const std::int64_t at = event.root().occurred_at_us();
+  if (version == 1) h.first_occurred_at_us = at;
+  h.last_occurred_at_us = at;
+
+  apply_payload(s, event, version);
+  ++_summary.events_applied;
+  s.dirty = true;
+  _summary_dirty = true;
+  return {Outcome::accepted, version, 0, {}};
+}
+
+void Folder::apply_payload(Session& s, const codec::Event& event, std::uint64_t version) {
+  auto& h = s.header;
+  const schema::Event& root = event.root();
+  if (!event.payload_known()) {
+    ++h.unknown_events;
+    ++_summary.unknown_events;
+    return;
+  }
+  switch (root.payload_type()) {
+    case schema::Payload::SessionOpened: {
+      const auto* p = root.payload_as_SessionOpened();
+      h.opened = true;
+      h.model = sv(p->model());
+      h.system_prompt = sv(p->system_prompt());
+      if (const auto* policy = p->policy()) {
+        h.token_budget = policy->token_budget();
+        h.output_reserve = policy->output_reserve();
+        h.tokenizer = sv(policy->tokenizer());
+        h.provider = sv(policy->provider());
+      }
+      h.parent_session_id = sv(p->parent_session_id());
+      h.parent_version = p->parent_version();
+      std::string metadata;
+      if (const auto* pairs = p->metadata()) {
+        // Stored as canonical key\0value\0 pairs in the order given; rendering to JSON happens in views.
+        for (const auto* kv : *pairs) {
+          metadata.append(sv(kv->key())).push_back('\0');
+          metadata.append(sv(kv->value())).push_back('\0');
+        }
+      }
+      h.metadata_json = std::move(metadata);
+      break;
+    }
+    case schema::Payload::Message: {
+      const auto* p = root.payload_as_Message();
+      ++h.messages;
+      if (p->tool_calls() != nullptr) h.tool_calls += p->tool_calls()->size();
+      break;
+    }
+    case schema::Payload::MemorySet: {
+      const auto* p = root.payload_as_MemorySet();
+      const std::string k = key::memory(s.id, sv(p->label()));
+      if (auto old = read(k)) {
+        const auto* entry = verified_root<state::MemoryEntry>(*old, "memory entry");
+        xor_into(h.memory_digest, memory_term(sv(p->label()), sv(entry->value()), entry->pinned()));
+      } else {
+        ++h.memory_entries;
+      }
+      xor_into(h.memory_digest, memory_term(sv(p->label()), sv(p->value()), p->pinned()));
+      state::MemoryEntryT entry;
+      entry.value = sv(p->value());
+      entry.pinned = p->pinned();
+      entry.version = version;
+      _writes.put(k, pack(entry));
+      break;
+    }
+    case schema::Payload::MemoryDelete: {
+      // Deleting a label that is not set is accepted and changes nothing but the version.
+      const auto* p = root.payload_as_MemoryDelete();
+      const std::string k = key::memory(s.id, sv(p->label()));
+      if (auto old = read(k)) {
+        const auto* entry = verified_root<state::MemoryEntry>(*old, "memory entry");
+        xor_into(h.memory_digest, memory_term(sv(p->label()), sv(entry->value()), entry->pinned()));
+        --h.memory_entries;
+        _writes.erase(k);
+      }
+      break;
+    }
+    case schema::Payload::Summary: {
+      const auto* p = root.payload_as_Summary();
+      h.summary = sv(p->text());
+      h.summary_through = p->through_version();
+      break;
+    }
+    case schema::Payload::InferenceReceipt: {
+      const auto* p = root.payload_as_InferenceReceipt();
+      ++h.receipts;
+      if (const auto* usage = p->usage()) {
+        h.input_tokens += usage->input_tokens();
+        h.output_tokens += usage->output_tokens();
+        h.cached_tokens += usage->cached_tokens();
+      }
+      break;
+    }
+    case schema::Payload::SessionClosed:
+      h.closed = true;
+      break;
+    case schema::Payload::ErasureRequest:
+      h.erased = true;
+      break;
+    case schema::Payload::Custom:
+      ++h.custom_events;
+      break;
+    case schema::Payload::NONE:
+      break;  // the codec refuses events without a payload
+  }
+}
+
+void Folder::record_dead_letter() {
+  if (!_summary_loaded) {
+    _summary = load_summary(_base);
+    _summary_loaded = true;
+  }
+  ++_summary.dlq_records;
+  _summary_dirty = true;
+}
+
+const WriteSet& Folder::finish() {
+  for (auto& [id, s] : _sessions) {
+    if (!s->dirty) continue;
+    const Digest after = state_hash(s->header);
+    s->header.state_hash = from_digest(after);
+    if (s->existed) {
+      xor_into(_summary.store_hash, store_hash_term(id, s->state_hash_before));
+    } else {
+      ++_summary.sessions;
+    }
+    xor_into(_summary.store_hash, store_hash_term(id, after));
+    s->existed = true;
+    s->state_hash_before = after;
+    s->dirty = false;
+    _writes.put(key::header(id), pack(s->header));
+  }
+  if (_summary_dirty) {
+    if (_summary.store_hash.empty()) _summary.store_hash.assign(32, 0);
+    _writes.put(std::string(key::kSummary), pack(_summary));
+    _summary_dirty = false;
+  }
+  return _writes;
+}
+
+std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::string_view session_id) {
+  auto bytes = reader.get(key::header(session_id));
+  if (!bytes) return std::nullopt;
+  state::SessionHeaderT header;
+  verified_root<state::SessionHeader>(*bytes, "session header")->UnPackTo(&header);
+  return header;
+}
+
+state::StoreSummaryT load_summary(const Reader& reader) {
+  state::StoreSummaryT summary;
+  if (auto bytes = reader.get(key::kSummary)) {
+    verified_root<state::StoreSummary>(*bytes, "store summary")->UnPackTo(&summary);
+  }
+  if (summary.store_hash.size() != 32) summary.store_hash.assign(32, 0);
+  return summary;
+}
+
+Digest state_hash(const state::SessionHeaderT& h) {
+  base::Sha256 d;
+  d.update_framed("statefold.session.v1");
+  d.update_u64(h.version);
+  d.update(std::span<const std::uint8_t>(h.chain_hash));
+  d.update_framed(std::string_view(reinterpret_cast<const char*>(h.memory_digest.data()), h.memory_digest.size()));
+  for (const std::string* s : {&h.model, &h.system_prompt, &h.tokenizer, &h.provider, &h.parent_session_id,
+                               &h.metadata_json, &h.summary}) {
+    d.update_framed(*s);
+  }
+  for (std::uint64_t v : {std::uint64_t{h.token_budget}, std::uint64_t{h.output_reserve}, h.parent_version,
+                          h.summary_through, h.messages, h.tool_calls, h.memory_entries, h.receipts,
+                          h.custom_events, h.unknown_events, h.duplicates, h.rejections, h.input_tokens,
+                          h.output_tokens, h.cached_tokens, static_cast<std::uint64_t>(h.first_occurred_at_us),
+                          static_cast<std::uint64_t>(h.last_occurred_at_us)}) {
+    d.update_u64(v);
+  }
+  d.update_u64((h.opened ? 1u : 0u) | (h.closed ? 2u : 0u) | (h.erased ? 4u : 0u));
+  return d.finish();
+}
+
+Digest store_hash_term(std::string_view session_id, const Digest& state_hash) {
+  return base::Sha256().update_framed(session_id).update(state_hash).finish();
+}
+
+}  // namespace statefold::fold

@@ -1,0 +1,83 @@
+// fold: the pure function (state, event) -> state of spec section 3. No I/O, no clocks, no randomness: the same
+// events over the same state always produce byte-identical writes.
+//
+//   fold::Folder folder(store);                 // store: any fold::Reader
+//   for (auto& [event, pos] : batch) folder.apply(event, pos);
+//   store.commit(folder.finish(), next_offsets);  // one atomic batch with the offsets
+//
+// Not thread-safe: one Folder per batch, on one thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/sha256.h"
+#include "codec/codec.h"
+#include "fold/kv.h"
+#include "fold/layout.h"
+#include "statefold/schema/state_generated.h"
+
+namespace statefold::fold {
+
+// Where an event sits on the log. Recorded in history and refusals; never part of the state hash, so the same
+// events give the same state whatever partitioning carried them.
+struct Position {
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+  std::int64_t log_time_ms = 0;
+};
+
+enum class Outcome : std::uint8_t { accepted = 0, duplicate = 1, rejected = 2 };
+std::string_view outcome_name(Outcome outcome);
+
+struct Applied {
+  Outcome outcome = Outcome::accepted;
+  std::uint64_t version = 0;       // accepted: this event's version; otherwise the session's current version
+  std::uint64_t duplicate_of = 0;  // duplicate: the version that accepted this event id first
+  std::string reason;              // duplicate or rejected: why, in words
+};
+
+class Folder {
+ public:
+  explicit Folder(const Reader& base);
+  ~Folder();
+  Folder(const Folder&) = delete;
+  Folder& operator=(const Folder&) = delete;
+
+  Applied apply(const codec::Event& event, const Position& position);
+  // A record that could not be decoded went to the dead-letter topic: counted in the same batch.
+  void record_dead_letter();
+
+  // Serialises the touched session headers and the store summary; the returned writes are the batch.
+  const WriteSet& finish();
+
+ private:
+  struct Session;
+  Session& session(std::string_view session_id);
+  std::optional<std::string> read(std::string_view key) const;
+  void refuse(Session& s, const codec::Event& event, const Position& position, Outcome kind,
+              std::uint64_t duplicate_of, const std::string& reason);
+  void apply_payload(Session& s, const codec::Event& event, std::uint64_t version);
+
+  const Reader& _base;
+  WriteSet _writes;
+  std::map<std::string, std::unique_ptr<Session>, std::less<>> _sessions;
+  state::StoreSummaryT _summary;
+  bool _summary_loaded = false;
+  bool _summary_dirty = false;
+};
+
+// --- Pure reads over any Reader (the store, a MemoryKv, a snapshot). ---
+
+std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::string_view session_id);
+state::StoreSummaryT load_summary(const Reader& reader);
+// The state hash of a header: SHA-256 over its fields in a fixed, framed order (the stored state_hash excluded).
+base::Digest state_hash(const state::SessionHeaderT& header);
+// One session's share of the store hash: SHA-256(session id, state hash). The store hash XORs them.
+base::Digest store_hash_term(std::string_view session_id, const base::Digest& state_hash);
+
+}  // namespace statefold::fold

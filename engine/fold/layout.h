@@ -1,0 +1,50 @@
+// The RocksDB key layout of session state. Every key starts with a one-byte tag; per-session keys continue with
+// the session id and a NUL separator (session ids never contain NUL), so one session's keys are contiguous and a
+// fold touches only the few keys an event changes: the cost of an event does not grow with the session.
+//
+//   h<sid>                      SessionHeader       (version, hashes, counters, config)
+//   e<sid>\0<be64 version>      HistoryEntry        (the accepted event, its offset and chain hash)
+//   i<sid>\0<16-byte event id>  be64 version        (duplicate detection, kept for the session's whole life)
+//   m<sid>\0<label>             MemoryEntry
+//   r<sid>\0<be64 seq>          Refusal             (duplicates and rejections, in order)
+//   g                           StoreSummary
+//   o<be32 partition>           be64 next offset    (written by the store, in the same batch)
+//   v                           schema version      (written by the store)
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace statefold::fold {
+
+// Bumped whenever the layout or a stored table changes incompatibly; a store of another version is refused.
+inline constexpr std::uint32_t kStateSchemaVersion = 1;
+
+namespace key {
+inline constexpr char kHeader = 'h';
+inline constexpr char kHistory = 'e';
+inline constexpr char kEventId = 'i';
+inline constexpr char kMemory = 'm';
+inline constexpr char kRefusal = 'r';
+inline constexpr std::string_view kSummary = "g";
+inline constexpr char kOffset = 'o';
+inline constexpr std::string_view kSchemaVersion = "v";
+
+std::string header(std::string_view session_id);
+std::string history(std::string_view session_id, std::uint64_t version);
+std::string history_prefix(std::string_view session_id);
+std::string event_id(std::string_view session_id, std::span<const std::uint8_t> id);
+std::string memory(std::string_view session_id, std::string_view label);
+std::string memory_prefix(std::string_view session_id);
+std::string refusal(std::string_view session_id, std::uint64_t seq);
+std::string refusal_prefix(std::string_view session_id);
+std::string offset(std::int32_t partition);
+
+void append_be64(std::string& out, std::uint64_t v);
+std::uint64_t read_be64(std::string_view bytes);  // the first 8 bytes
+std::int32_t partition_of_offset_key(std::string_view key);
+}  // namespace key
+
+}  // namespace statefold::fold

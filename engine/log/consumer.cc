@@ -1,0 +1,243 @@
+#include <atomic>
+#include <mutex>
+
+#include "log/config.h"
+
+namespace statefold::log {
+
+namespace {
+
+using internal::HandlePtr;
+
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* list) const { rd_kafka_topic_partition_list_destroy(list); }
+};
+using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+
+class KafkaConsumer final : public Consumer {
+ public:
+  KafkaConsumer(ConsumerOptions options, AssignmentListener* listener)
+      : _options(std::move(options)), _listener(listener) {}
+
+  ~KafkaConsumer() override {
+    release();
+    if (_rk && !_closed) rd_kafka_consumer_close(_rk.get());
+  }
+
+  base::Result<void> init() {
+    auto conf = internal::make_conf({
+        {"bootstrap.servers", _options.brokers},
+        {"group.id", _options.group},
+        {"client.id", _options.client_id},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "false"},
+        {"isolation.level", "read_committed"},
+        {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, _options.queue_budget_bytes / 1024))},
+        {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, _options.queue_budget_bytes / 2))},
+        {"statistics.interval.ms", "0"},
+    });
+    if (!conf) return conf.error();
+    for (const auto& [name, value] : _options.extra) {
+      if (auto r = internal::set(conf->get(), name, value); !r) return r;
+    }
+    internal::route_logs(conf->get());
+    rd_kafka_conf_set_opaque(conf->get(), this);
+    rd_kafka_conf_set_rebalance_cb(conf->get(), &KafkaConsumer::rebalance_trampoline);
+    char error[512];
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof error);
+    if (rk == nullptr) return base::make_error(std::string("cannot create the Kafka consumer: ") + error);
+    (void)conf->release();  // owned by rk now
+    _rk.reset(rk);
+    rd_kafka_poll_set_consumer(_rk.get());
+    PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), _options.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (auto err = rd_kafka_subscribe(_rk.get(), topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return base::make_error("cannot subscribe to " + _options.topic + ": " + rd_kafka_err2str(err));
+    }
+    return {};
+  }
+
+  std::size_t poll(std::vector<Record>& out, std::size_t max, std::chrono::milliseconds timeout) override {
+    release();
+    out.clear();
+    _rebalanced = false;
+    int wait_ms = static_cast<int>(timeout.count());
+    while (out.size() < max && !_rebalanced) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(_rk.get(), wait_ms);
+      if (m == nullptr) break;
+      wait_ms = 0;
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        handle_error(m);
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      _held.push_back(m);
+      Record r;
+      r.partition = m->partition;
+      r.offset = m->offset;
+      rd_kafka_timestamp_type_t type;
+      r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
+      if (m->key != nullptr) r.key = std::string_view(static_cast<const char*>(m->key), m->key_len);
+      r.value = std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(m->payload), m->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const void* value = nullptr;
+        std::size_t size = 0;
+        if (rd_kafka_header_get_last(headers, "content-type", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            value != nullptr) {
+          r.content_type = std::string_view(static_cast<const char*>(value), size);
+        }
+      }
+      out.push_back(r);
+    }
+    return out.size();
+  }
+
+  std::vector<std::int32_t> assignment() const override {
+    std::lock_guard lock(_mutex);
+    return _assigned;
+  }
+
+  void pause(const std::vector<std::int32_t>& partitions) override { toggle(partitions, true); }
+  void resume(const std::vector<std::int32_t>& partitions) override { toggle(partitions, false); }
+
+  void commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) override {
+    if (next_offsets.empty()) return;
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
+    for (const auto& [p, o] : next_offsets) {
+      rd_kafka_topic_partition_list_add(list.get(), _options.topic.c_str(), p)->offset = o;
+    }
+    rd_kafka_commit(_rk.get(), list.get(), 1 /* async */);
+  }
+
+  std::map<std::int32_t, std::int64_t> high_watermarks() const override {
+    std::map<std::int32_t, std::int64_t> out;
+    for (std::int32_t p : assignment()) {
+      std::int64_t low = -1;
+      std::int64_t high = -1;
+      rd_kafka_get_watermark_offsets(_rk.get(), _options.topic.c_str(), p, &low, &high);
+      out[p] = high;
+    }
+    return out;
+  }
+
+  void close() override {
+    release();
+    if (_rk && !_closed) {
+      rd_kafka_consumer_close(_rk.get());
+      _closed = true;
+    }
+  }
+
+  std::string fatal_error() const override {
+    std::lock_guard lock(_mutex);
+    return _fatal;
+  }
+
+ private:
+  static void rebalance_trampoline(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                   rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+    static_cast<KafkaConsumer*>(opaque)->rebalance(rk, err, partitions);
+  }
+
+  void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+    _rebalanced = true;
+    std::vector<std::int32_t> ids;
+    for (int i = 0; i < partitions->cnt; ++i) ids.push_back(partitions->elems[i].partition);
+    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      // Start each partition where the store says, never where the group's committed offset says.
+      auto starts = _listener->on_assigned(ids);
+      for (int i = 0; i < partitions->cnt; ++i) {
+        auto it = starts.find(partitions->elems[i].partition);
+        partitions->elems[i].offset =
+            (it != starts.end() && it->second) ? *it->second : RD_KAFKA_OFFSET_BEGINNING;
+      }
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, partitions)) {
+          set_fatal(std::string("incremental assign failed: ") + rd_kafka_error_string(e));
+          rd_kafka_error_destroy(e);
+        }
+      } else {
+        rd_kafka_assign(rk, partitions);
+      }
+      std::lock_guard lock(_mutex);
+      for (std::int32_t p : ids) _assigned.push_back(p);
+      std::sort(_assigned.begin(), _assigned.end());
+    } else {
+      _listener->on_revoked(ids);
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+      std::lock_guard lock(_mutex);
+      if (!cooperative) {
+        _assigned.clear();
+      } else {
+        std::erase_if(_assigned, [&](std::int32_t p) { return std::find(ids.begin(), ids.end(), p) != ids.end(); });
+      }
+    }
+  }
+
+  void handle_error(const rd_kafka_message_t* m) {
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+    std::string what = rd_kafka_message_errstr(m);
+    if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+      char buf[512];
+      rd_kafka_fatal_error(_rk.get(), buf, sizeof buf);
+      set_fatal(buf);
+      return;
+    }
+    std::fprintf(stderr, "statefold: kafka consumer: %s\n", what.c_str());
+  }
+
+  void set_fatal(std::string message) {
+    std::lock_guard lock(_mutex);
+    if (_fatal.empty()) _fatal = std::move(message);
+  }
+
+  void toggle(const std::vector<std::int32_t>& partitions, bool pause) {
+    if (partitions.empty()) return;
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    for (std::int32_t p : partitions) rd_kafka_topic_partition_list_add(list.get(), _options.topic.c_str(), p);
+    if (pause) {
+      rd_kafka_pause_partitions(_rk.get(), list.get());
+    } else {
+      rd_kafka_resume_partitions(_rk.get(), list.get());
+    }
+  }
+
+  void release() {
+    for (rd_kafka_message_t* m : _held) rd_kafka_message_destroy(m);
+    _held.clear();
+  }
+
+  ConsumerOptions _options;
+  AssignmentListener* _listener;
+  HandlePtr _rk;
+  std::vector<rd_kafka_message_t*> _held;
+  bool _rebalanced = false;
+  bool _closed = false;
+  mutable std::mutex _mutex;
+  std::vector<std::int32_t> _assigned;
+  std::string _fatal;
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Consumer>> Consumer::create(const ConsumerOptions& options,
+                                                         AssignmentListener* listener) {
+  auto consumer = std::make_unique<KafkaConsumer>(options, listener);
+  if (auto r = consumer->init(); !r) return r.error();
+  return std::unique_ptr<Consumer>(std::move(consumer));
+}
+
+}  // namespace statefold::log

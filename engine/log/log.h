@@ -1,0 +1,137 @@
+// log: Kafka, through librdkafka. Small interfaces over the consumer group, the idempotent producer, topic
+// administration and the in-process mock cluster, so that no other module sees librdkafka's types.
+//
+//   auto consumer = log::Consumer::create({.brokers = "127.0.0.1:9092", .topic = "statefold.events",
+//                                          .group = "statefold"}, &listener);
+//   std::vector<log::Record> batch;
+//   consumer.value()->poll(batch, 5000, std::chrono::milliseconds(100));
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace statefold::log {
+
+inline constexpr std::string_view kDefaultTopic = "statefold.events";
+inline constexpr std::string_view kDeadLetterTopic = "statefold.dlq";
+
+// Extra librdkafka properties ("key=value"), applied last; for operators who know what they change.
+using Properties = std::vector<std::pair<std::string, std::string>>;
+
+struct Header {
+  std::string name;
+  std::string value;
+};
+
+// One consumed record. Its views stay valid until the next poll() of the consumer that returned it.
+struct Record {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::int64_t timestamp_ms = 0;
+  std::optional<std::string_view> key;
+  std::span<const std::uint8_t> value;
+  std::string_view content_type;  // the `content-type` header, empty when absent
+};
+
+// Told about partitions as the group moves them. on_assigned returns where to start reading each partition:
+// the stored next offset, or nullopt for the beginning of the partition.
+class AssignmentListener {
+ public:
+  virtual ~AssignmentListener() = default;
+  virtual std::map<std::int32_t, std::optional<std::int64_t>> on_assigned(const std::vector<std::int32_t>& partitions) = 0;
+  virtual void on_revoked(const std::vector<std::int32_t>& partitions) = 0;
+};
+
+struct ConsumerOptions {
+  std::string brokers;
+  std::string topic{kDefaultTopic};
+  std::string group = "statefold";
+  std::string client_id = "statefold";
+  std::uint64_t queue_budget_bytes = 64ull << 20;  // librdkafka's prefetch queue: part of the memory budget
+  Properties extra;
+};
+
+// Thread-safety: one thread polls; commit_for_lag may be called from that thread only.
+class Consumer {
+ public:
+  static base::Result<std::unique_ptr<Consumer>> create(const ConsumerOptions& options,
+                                                        AssignmentListener* listener);
+  virtual ~Consumer() = default;
+  // Appends up to `max` records, waiting up to `timeout` for the first; the batch ends early when the group
+  // rebalances, so a batch never mixes partitions from before and after.
+  virtual std::size_t poll(std::vector<Record>& out, std::size_t max, std::chrono::milliseconds timeout) = 0;
+  virtual std::vector<std::int32_t> assignment() const = 0;
+  virtual void pause(const std::vector<std::int32_t>& partitions) = 0;
+  virtual void resume(const std::vector<std::int32_t>& partitions) = 0;
+  // Group offsets exist only for lag monitoring: the store's offsets are the truth.
+  virtual void commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) = 0;
+  // High watermark of each assigned partition as last reported by the broker (-1 unknown).
+  virtual std::map<std::int32_t, std::int64_t> high_watermarks() const = 0;
+  // Leaves the group cleanly.
+  virtual void close() = 0;
+  // A fatal error the consumer met (empty if none).
+  virtual std::string fatal_error() const = 0;
+};
+
+struct ProducerOptions {
+  std::string brokers;
+  std::string client_id = "statefold";
+  std::string compression = "zstd";
+  std::chrono::milliseconds delivery_timeout{30000};
+  Properties extra;
+};
+
+struct Delivery {
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+  std::string error;  // empty on success
+};
+
+// Idempotent (enable.idempotence, acks=all) producer. send() queues; flush() waits for every delivery.
+class Producer {
+ public:
+  using DeliveryCallback = std::function<void(const Delivery&)>;
+  static base::Result<std::unique_ptr<Producer>> create(const ProducerOptions& options);
+  virtual ~Producer() = default;
+  // Keyed records land on the partition Java clients would choose (murmur2).
+  virtual base::Result<void> send(std::string_view topic, std::optional<std::string_view> key,
+                                  std::span<const std::uint8_t> value, const std::vector<Header>& headers,
+                                  DeliveryCallback on_delivery = {}, std::optional<std::int32_t> partition = {}) = 0;
+  // Waits until everything sent so far is delivered or failed; error if any delivery failed or time ran out.
+  virtual base::Result<void> flush(std::chrono::milliseconds timeout) = 0;
+  // Serves delivery callbacks without blocking.
+  virtual void poll() = 0;
+};
+
+// Creates the topic if it does not exist (infinite retention); leaves an existing one alone.
+base::Result<void> ensure_topic(const std::string& brokers, const std::string& topic, int partitions,
+                                const Properties& extra = {});
+// Number of partitions of a topic, or an error if it does not exist.
+base::Result<int> partition_count(const std::string& brokers, const std::string& topic);
+// High watermarks (next offset to be written) of every partition of a topic.
+base::Result<std::map<std::int32_t, std::int64_t>> end_offsets(const std::string& brokers, const std::string& topic);
+
+// librdkafka's in-process mock cluster, for `--embedded-kafka`: a try-out without Java that keeps nothing
+// after the process exits.
+class EmbeddedCluster {
+ public:
+  static base::Result<std::unique_ptr<EmbeddedCluster>> start(int brokers = 1);
+  virtual ~EmbeddedCluster() = default;
+  virtual const std::string& bootstrap_servers() const = 0;
+  virtual base::Result<void> create_topic(const std::string& topic, int partitions) = 0;
+};
+
+std::string librdkafka_version();
+
+}  // namespace statefold::log

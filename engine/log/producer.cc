@@ -1,0 +1,160 @@
+#include <atomic>
+#include <mutex>
+
+#include "log/config.h"
+
+namespace statefold::log {
+
+namespace {
+
+using internal::HandlePtr;
+
+class KafkaProducer final : public Producer {
+ public:
+  explicit KafkaProducer(ProducerOptions options) : _options(std::move(options)) {}
+
+  ~KafkaProducer() override {
+    if (_rk) rd_kafka_flush(_rk.get(), 10000);
+  }
+
+  base::Result<void> init() {
+    auto conf = internal::make_conf({
+        {"bootstrap.servers", _options.brokers},
+        {"client.id", _options.client_id},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"compression.type", _options.compression},
+        {"linger.ms", "5"},
+        {"partitioner", "murmur2_random"},
+        {"delivery.timeout.ms", std::to_string(_options.delivery_timeout.count())},
+    });
+    if (!conf) return conf.error();
+    for (const auto& [name, value] : _options.extra) {
+      if (auto r = internal::set(conf->get(), name, value); !r) return r;
+    }
+    internal::route_logs(conf->get());
+    rd_kafka_conf_set_dr_msg_cb(conf->get(), &KafkaProducer::delivered);
+    rd_kafka_conf_set_opaque(conf->get(), this);
+    char error[512];
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->get(), error, sizeof error);
+    if (rk == nullptr) return base::make_error(std::string("cannot create the Kafka producer: ") + error);
+    (void)conf->release();
+    _rk.reset(rk);
+    return {};
+  }
+
+  base::Result<void> send(std::string_view topic, std::optional<std::string_view> key,
+                          std::span<const std::uint8_t> value, const std::vector<Header>& headers,
+                          DeliveryCallback on_delivery, std::optional<std::int32_t> partition) override {
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (!headers.empty()) {
+      hdrs = rd_kafka_headers_new(headers.size());
+      for (const auto& h : headers) {
+        rd_kafka_header_add(hdrs, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                            static_cast<ssize_t>(h.value.size()));
+      }
+    }
+    auto* callback = on_delivery ? new DeliveryCallback(std::move(on_delivery)) : nullptr;
+    const std::string topic_name(topic);
+    rd_kafka_vu_t vus[7];
+    vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vus[0].u.cstr = topic_name.c_str();
+    vus[1].vtype = RD_KAFKA_VTYPE_PARTITION;
+    vus[1].u.i32 = partition.value_or(RD_KAFKA_PARTITION_UA);
+    vus[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    vus[2].u.mem.ptr = const_cast<std::uint8_t*>(value.data());
+    vus[2].u.mem.size = value.size();
+    vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vus[3].u.i = RD_KAFKA_MSG_F_COPY;
+    vus[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vus[4].u.ptr = callback;
+    std::size_t count = 5;
+    if (key) {
+      vus[count].vtype = RD_KAFKA_VTYPE_KEY;
+      vus[count].u.mem.ptr = const_cast<char*>(key->data());
+      vus[count].u.mem.size = key->size();
+      ++count;
+    }
+    if (hdrs != nullptr) {
+      vus[count].vtype = RD_KAFKA_VTYPE_HEADERS;
+      vus[count].u.headers = hdrs;
+      ++count;
+    }
+    rd_kafka_resp_err_t err;
+    for (;;) {
+      rd_kafka_error_t* error = rd_kafka_produceva(_rk.get(), vus, count);
+      err = error == nullptr ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_error_code(error);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+      rd_kafka_poll(_rk.get(), 50);  // the local queue is full: wait for deliveries to make room
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (hdrs != nullptr) rd_kafka_headers_destroy(hdrs);
+      delete callback;
+      return base::make_error("cannot send to " + topic_name + ": " + rd_kafka_err2str(err));
+    }
+    ++_in_flight;
+    rd_kafka_poll(_rk.get(), 0);
+    return {};
+  }
+
+  base::Result<void> flush(std::chrono::milliseconds timeout) override {
+    rd_kafka_resp_err_t err = rd_kafka_flush(_rk.get(), static_cast<int>(timeout.count()));
+    std::string failure;
+    {
+      std::lock_guard lock(_mutex);
+      failure.swap(_first_failure);
+    }
+    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+      return base::make_error("Kafka did not acknowledge " + std::to_string(rd_kafka_outq_len(_rk.get())) +
+                              " record(s) within " + std::to_string(timeout.count()) + " ms" +
+                              (failure.empty() ? "" : "; first failure: " + failure));
+    }
+    if (!failure.empty()) return base::make_error("Kafka refused a record: " + failure);
+    char fatal[512];
+    if (rd_kafka_fatal_error(_rk.get(), fatal, sizeof fatal) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return base::make_error(std::string("Kafka producer failed: ") + fatal);
+    }
+    return {};
+  }
+
+  void poll() override { rd_kafka_poll(_rk.get(), 0); }
+
+ private:
+  static void delivered(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
+    (void)rk;
+    auto* self = static_cast<KafkaProducer*>(opaque);
+    auto* callback = static_cast<DeliveryCallback*>(m->_private);
+    Delivery d;
+    d.partition = m->partition;
+    d.offset = m->offset;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      d.error = rd_kafka_err2str(m->err);
+      if (self != nullptr) {
+        std::lock_guard lock(self->_mutex);
+        if (self->_first_failure.empty()) self->_first_failure = d.error;
+      }
+    }
+    if (callback != nullptr) {
+      (*callback)(d);
+      delete callback;
+    }
+    if (self != nullptr) --self->_in_flight;
+  }
+
+  ProducerOptions _options;
+  HandlePtr _rk;
+  std::atomic<std::int64_t> _in_flight{0};
+  std::mutex _mutex;
+  std::string _first_failure;
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Producer>> Producer::create(const ProducerOptions& options) {
+  auto producer = std::make_unique<KafkaProducer>(options);
+  if (auto r = producer->init(); !r) return r.error();
+  return std::unique_ptr<Producer>(std::move(producer));
+}
+
+}  // namespace statefold::log

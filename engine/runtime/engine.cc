@@ -1,0 +1,212 @@
+#include "runtime/engine.h"
+
+#include <filesystem>
+
+#include "base/logging.h"
+#include "codec/codec.h"
+
+namespace statefold::runtime {
+
+namespace {
+
+constexpr std::chrono::milliseconds kDeadLetterFlushTimeout{30000};
+
+std::string join(const std::vector<std::int32_t>& partitions) {
+  std::string out;
+  for (std::int32_t p : partitions) {
+    if (!out.empty()) out.push_back(',');
+    out += std::to_string(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions options) : _options(std::move(options)) {}
+Engine::~Engine() {
+  if (_consumer) _consumer->close();
+}
+
+base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
+  std::unique_ptr<Engine> engine(new Engine(options));
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) return base::make_error("cannot create the data directory " + options.data_dir + ": " + ec.message());
+
+  // The budget: three quarters to RocksDB (cache and memtables), a quarter to Kafka's prefetch queue.
+  store::Options store_options;
+  store_options.path = options.data_dir + "/store";
+  store_options.memory_budget_bytes = options.memory_budget_bytes * 3 / 4;
+  store_options.sync_writes = options.sync_writes;
+  auto store = store::Store::open(store_options);
+  if (!store) return store.error();
+  engine->_store = std::move(*store);
+  engine->_next_offsets = engine->_store->offsets();
+
+  log::ProducerOptions producer_options;
+  producer_options.brokers = options.brokers;
+  producer_options.client_id = "statefold-dlq";
+  producer_options.extra = options.kafka_properties;
+  auto producer = log::Producer::create(producer_options);
+  if (!producer) return producer.error();
+  engine->_dead_letters = std::move(*producer);
+
+  log::ConsumerOptions consumer_options;
+  consumer_options.brokers = options.brokers;
+  consumer_options.topic = options.topic;
+  consumer_options.group = options.group;
+  consumer_options.queue_budget_bytes = options.memory_budget_bytes / 4;
+  consumer_options.extra = options.kafka_properties;
+  auto consumer = log::Consumer::create(consumer_options, engine.get());
+  if (!consumer) return consumer.error();
+  engine->_consumer = std::move(*consumer);
+  return engine;
+}
+
+void Engine::on_committed(std::function<void(const std::vector<FoldedRecord>&)> observer) {
+  _observer = std::move(observer);
+}
+
+std::vector<std::int32_t> Engine::assignment() const { return _consumer->assignment(); }
+
+std::map<std::int32_t, std::int64_t> Engine::lag() const {
+  std::map<std::int32_t, std::int64_t> out;
+  auto stored = _store->offsets();
+  for (const auto& [partition, high] : _consumer->high_watermarks()) {
+    if (high < 0) {
+      out[partition] = -1;
+      continue;
+    }
+    auto it = stored.find(partition);
+    out[partition] = std::max<std::int64_t>(0, high - (it == stored.end() ? 0 : it->second));
+  }
+  return out;
+}
+
+std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const std::vector<std::int32_t>& partitions) {
+  // Every batch is committed before the next poll, so the store is the whole truth here.
+  std::map<std::int32_t, std::optional<std::int64_t>> starts;
+  for (std::int32_t p : partitions) {
+    auto it = _next_offsets.find(p);
+    starts[p] = it == _next_offsets.end() ? std::nullopt : std::optional<std::int64_t>(it->second);
+  }
+  std::string where;
+  for (const auto& [p, o] : starts) {
+    where += (where.empty() ? "" : ",") + std::to_string(p) + "@" + (o ? std::to_string(*o) : "beginning");
+  }
+  base::log_info("partitions assigned", {{"topic", _options.topic}, {"start", where}});
+  return starts;
+}
+
+void Engine::on_revoked(const std::vector<std::int32_t>& partitions) {
+  base::log_info("partitions revoked", {{"topic", _options.topic}, {"partitions", join(partitions)}});
+}
+
+base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
+  fold::Folder folder(*_store);
+  std::map<std::int32_t, std::int64_t> next;
+  bool sent_dead_letters = false;
+  _folded.clear();
+  for (const log::Record& r : records) {
+    auto known = _next_offsets.find(r.partition);
+    if (known != _next_offsets.end() && r.offset < known->second) {
+      // Already in the store: a rebalance handed us a partition we had read ahead on.
+      _stats.skipped_refolds.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    const auto encoding = r.content_type == codec::kJsonContentType ? codec::Encoding::json
+                                                                     : codec::Encoding::flatbuffers;
+    auto event = codec::decode(r.value, encoding, r.key);
+    FoldedRecord folded;
+    folded.partition = r.partition;
+    folded.offset = r.offset;
+    if (!event) {
+      std::vector<log::Header> headers = {
+          {"statefold-reason", event.error().message},
+          {"statefold-source-topic", _options.topic},
+          {"statefold-source-partition", std::to_string(r.partition)},
+          {"statefold-source-offset", std::to_string(r.offset)},
+      };
+      if (!r.content_type.empty()) headers.push_back({"content-type", std::string(r.content_type)});
+      if (auto sent = _dead_letters->send(_options.dead_letter_topic, r.key, r.value, headers); !sent) {
+        return sent.error();
+      }
+      sent_dead_letters = true;
+      folder.record_dead_letter();
+      folded.dead_letter = true;
+      folded.applied = {fold::Outcome::rejected, 0, 0, event.error().message};
+      _stats.dead_letters.fetch_add(1, std::memory_order_relaxed);
+      base::log_warn("record sent to the dead-letter topic",
+                     {{"partition", std::to_string(r.partition)}, {"offset", std::to_string(r.offset)},
+                      {"reason", event.error().message}});
+    } else {
+      folded.applied = folder.apply(*event, {r.partition, r.offset, r.timestamp_ms});
+      folded.session_id = std::string(event->session_id());
+      switch (folded.applied.outcome) {
+        case fold::Outcome::accepted: _stats.accepted.fetch_add(1, std::memory_order_relaxed); break;
+        case fold::Outcome::duplicate: _stats.duplicates.fetch_add(1, std::memory_order_relaxed); break;
+        case fold::Outcome::rejected: _stats.rejected.fetch_add(1, std::memory_order_relaxed); break;
+      }
+    }
+    next[r.partition] = r.offset + 1;
+    _stats.records.fetch_add(1, std::memory_order_relaxed);
+    if (_observer) _folded.push_back(std::move(folded));
+  }
+  if (next.empty()) return {};
+  // A dead letter must be on its topic before the offset that skips it is stored: nothing is lost.
+  if (sent_dead_letters) {
+    if (auto flushed = _dead_letters->flush(kDeadLetterFlushTimeout); !flushed) {
+      return base::make_error("cannot write to the dead-letter topic " + _options.dead_letter_topic + ": " +
+                              flushed.error().message);
+    }
+  }
+  if (auto committed = _store->commit(folder.finish(), next); !committed) return committed.error();
+  for (const auto& [p, o] : next) _next_offsets[p] = o;
+  _stats.batches.fetch_add(1, std::memory_order_relaxed);
+  _consumer->commit_for_lag(next);
+  if (_observer) _observer(_folded);
+  return {};
+}
+
+void Engine::maybe_log_progress() {
+  auto now = std::chrono::steady_clock::now();
+  if (now - _last_progress < _options.progress_interval) return;
+  const std::uint64_t records = _stats.records.load();
+  const double seconds = std::chrono::duration<double>(now - _last_progress).count();
+  if (records != _records_at_last_progress) {
+    std::int64_t total_lag = 0;
+    for (const auto& [p, l] : lag()) total_lag += std::max<std::int64_t>(0, l);
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%.0f", (records - _records_at_last_progress) / seconds);
+    base::log_info("folding", {{"records", std::to_string(records)}, {"accepted", std::to_string(_stats.accepted.load())},
+                               {"duplicates", std::to_string(_stats.duplicates.load())},
+                               {"rejected", std::to_string(_stats.rejected.load())},
+                               {"dead_letters", std::to_string(_stats.dead_letters.load())},
+                               {"events_per_s", rate}, {"lag", std::to_string(total_lag)}});
+  }
+  _last_progress = now;
+  _records_at_last_progress = records;
+}
+
+base::Result<void> Engine::run() {
+  base::log_info("engine started", {{"brokers", _options.brokers}, {"topic", _options.topic},
+                                    {"group", _options.group}, {"data_dir", _options.data_dir}});
+  _last_progress = std::chrono::steady_clock::now();
+  std::vector<log::Record> batch;
+  batch.reserve(_options.max_batch);
+  while (!_stop.load()) {
+    _consumer->poll(batch, _options.max_batch, _options.poll_timeout);
+    if (std::string fatal = _consumer->fatal_error(); !fatal.empty()) {
+      return base::make_error("Kafka consumer failed: " + fatal);
+    }
+    if (auto folded = fold_batch(batch); !folded) return folded.error();
+    maybe_log_progress();
+  }
+  // The batch in hand was committed above; leave the group so the partitions move on at once.
+  _consumer->close();
+  base::log_info("engine stopped", {{"records", std::to_string(_stats.records.load())},
+                                    {"accepted", std::to_string(_stats.accepted.load())}});
+  return {};
+}
+
+}  // namespace statefold::runtime

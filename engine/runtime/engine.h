@@ -1,0 +1,100 @@
+// runtime: the engine loop of `statefold serve`. Polls a batch from the consumer group, decodes and folds it, sends
+// undecodable records to the dead-letter topic, and commits state plus offsets in one store batch.
+//
+//   auto engine = runtime::Engine::open(options);
+//   std::thread t([&] { auto r = engine.value()->run(); });
+//   ...
+//   engine.value()->stop();  // the batch in hand is finished and committed before run() returns
+//
+// Thread-safety: run() on one thread; stop(), stats() and store() from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "fold/fold.h"
+#include "log/log.h"
+#include "store/store.h"
+
+namespace statefold::runtime {
+
+struct EngineOptions {
+  std::string brokers;
+  std::string topic{log::kDefaultTopic};
+  std::string dead_letter_topic{log::kDeadLetterTopic};
+  std::string group = "statefold";
+  std::string data_dir;
+  std::size_t max_batch = 5000;
+  std::chrono::milliseconds poll_timeout{100};
+  std::uint64_t memory_budget_bytes = 512ull << 20;  // RocksDB cache + write buffers + Kafka prefetch queue
+  bool sync_writes = false;
+  std::chrono::seconds progress_interval{10};
+  log::Properties kafka_properties;
+};
+
+// Monotonic counters since start; read with relaxed loads for metrics and progress lines.
+struct EngineStats {
+  std::atomic<std::uint64_t> records{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> duplicates{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> dead_letters{0};
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> skipped_refolds{0};  // records below the stored offset, seen again after a rebalance
+};
+
+// What one record did, reported after its batch is durable (read-your-writes waits on this).
+struct FoldedRecord {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string session_id;   // empty for a dead letter
+  fold::Applied applied;    // for a dead letter: outcome rejected, reason = the decode error
+  bool dead_letter = false;
+};
+
+class Engine final : private log::AssignmentListener {
+ public:
+  static base::Result<std::unique_ptr<Engine>> open(const EngineOptions& options);
+  ~Engine() override;
+
+  // Folds until stop(); returns an error when the engine cannot go on (Kafka fatal error, store failure).
+  base::Result<void> run();
+  void stop() { _stop.store(true); }
+
+  // Called on the engine thread after each committed batch.
+  void on_committed(std::function<void(const std::vector<FoldedRecord>&)> observer);
+
+  const store::Store& store() const { return *_store; }
+  const EngineStats& stats() const { return _stats; }
+  std::vector<std::int32_t> assignment() const;
+  // Lag per assigned partition: high watermark - stored next offset (-1 when unknown).
+  std::map<std::int32_t, std::int64_t> lag() const;
+
+ private:
+  explicit Engine(EngineOptions options);
+  std::map<std::int32_t, std::optional<std::int64_t>> on_assigned(const std::vector<std::int32_t>& partitions) override;
+  void on_revoked(const std::vector<std::int32_t>& partitions) override;
+  base::Result<void> fold_batch(const std::vector<log::Record>& records);
+  void maybe_log_progress();
+
+  EngineOptions _options;
+  std::unique_ptr<store::Store> _store;
+  std::unique_ptr<log::Consumer> _consumer;
+  std::unique_ptr<log::Producer> _dead_letters;
+  std::map<std::int32_t, std::int64_t> _next_offsets;  // mirrors the store: records below are already folded
+  std::atomic<bool> _stop{false};
+  EngineStats _stats;
+  std::function<void(const std::vector<FoldedRecord>&)> _observer;
+  std::vector<FoldedRecord> _folded;
+  std::chrono::steady_clock::time_point _last_progress;
+  std::uint64_t _records_at_last_progress = 0;
+};
+
+}  // namespace statefold::runtime

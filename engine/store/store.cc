@@ -1,0 +1,168 @@
+#include "store/store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include "fold/layout.h"
+
+namespace statefold::store {
+
+namespace {
+rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view view(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+std::string schema_version_bytes() {
+  std::string v;
+  fold::key::append_be64(v, fold::kStateSchemaVersion);
+  return v;
+}
+}  // namespace
+
+struct Store::Impl {
+  Options options;
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::WriteOptions write_options;
+};
+
+Store::Store(std::unique_ptr<Impl> impl) : _impl(std::move(impl)) {}
+Store::~Store() = default;
+
+base::Result<std::unique_ptr<Store>> Store::open(const Options& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  // One budget: the block cache, with memtables charged to it through the write buffer manager.
+  impl->cache = rocksdb::NewLRUCache(options.memory_budget_bytes);
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = options.create_if_missing && !options.read_only;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.memory_budget_bytes / 2, impl->cache);
+  db_options.write_buffer_size = std::min<std::uint64_t>(64ull << 20, options.memory_budget_bytes / 4);
+  db_options.max_write_buffer_number = 3;
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1 << 20;
+  db_options.compression = rocksdb::kLZ4Compression;
+  db_options.bottommost_compression = rocksdb::kZSTD;
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.max_open_files = 512;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = impl->cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.format_version = 5;
+  db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Keys share the session id as a prefix; whole-key bloom filters serve the point reads of a fold.
+  db_options.memtable_whole_key_filtering = true;
+  db_options.memtable_prefix_bloom_size_ratio = 0.02;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status status = options.read_only ? rocksdb::DB::OpenForReadOnly(db_options, options.path, &raw)
+                                             : rocksdb::DB::Open(db_options, options.path, &raw);
+  if (!status.ok()) {
+    return base::make_error("cannot open the store at " + options.path + ": " + status.ToString());
+  }
+  impl->db.reset(raw);
+  impl->write_options.sync = options.sync_writes;
+  impl->write_options.disableWAL = false;
+
+  std::string version;
+  status = impl->db->Get(rocksdb::ReadOptions(), slice(fold::key::kSchemaVersion), &version);
+  if (status.IsNotFound()) {
+    if (options.read_only) {
+      // A store that never committed a batch: readable, and empty.
+    } else {
+      status = impl->db->Put(impl->write_options, slice(fold::key::kSchemaVersion), schema_version_bytes());
+      if (!status.ok()) return base::make_error("cannot initialise the store: " + status.ToString());
+    }
+  } else if (!status.ok()) {
+    return base::make_error("cannot read the store's schema version: " + status.ToString());
+  } else if (fold::key::read_be64(version) != fold::kStateSchemaVersion) {
+    return base::make_error("the store at " + options.path + " has state schema version " +
+                            std::to_string(fold::key::read_be64(version)) + "; this build reads version " +
+                            std::to_string(fold::kStateSchemaVersion) +
+                            ". Rebuild it from the topic with `statefold replay` into a new directory.");
+  }
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+std::optional<std::string> Store::get(std::string_view key) const {
+  std::string value;
+  rocksdb::Status status = _impl->db->Get(rocksdb::ReadOptions(), slice(key), &value);
+  if (status.IsNotFound()) return std::nullopt;
+  if (!status.ok()) throw std::runtime_error("store read failed: " + status.ToString());
+  return value;
+}
+
+void Store::scan(std::string_view prefix, std::string_view start,
+                 const std::function<bool(std::string_view, std::string_view)>& visit) const {
+  rocksdb::ReadOptions read_options;
+  std::string upper(prefix);
+  // The smallest key greater than every key with this prefix bounds the iterator.
+  while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
+  rocksdb::Slice upper_slice;
+  if (!upper.empty()) {
+    upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
+    upper_slice = slice(upper);
+    read_options.iterate_upper_bound = &upper_slice;
+  }
+  std::unique_ptr<rocksdb::Iterator> it(_impl->db->NewIterator(read_options));
+  for (it->Seek(slice(start.size() >= prefix.size() ? start : prefix)); it->Valid(); it->Next()) {
+    std::string_view key = view(it->key());
+    if (key.substr(0, prefix.size()) != prefix) break;
+    if (!visit(key, view(it->value()))) break;
+  }
+  if (!it->status().ok()) throw std::runtime_error("store scan failed: " + it->status().ToString());
+}
+
+base::Result<void> Store::commit(const fold::WriteSet& writes,
+                                 const std::map<std::int32_t, std::int64_t>& next_offsets) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : writes.entries()) {
+    if (value) {
+      batch.Put(slice(key), slice(*value));
+    } else {
+      batch.Delete(slice(key));
+    }
+  }
+  for (const auto& [partition, offset] : next_offsets) {
+    std::string v;
+    fold::key::append_be64(v, static_cast<std::uint64_t>(offset));
+    batch.Put(slice(fold::key::offset(partition)), v);
+  }
+  rocksdb::Status status = _impl->db->Write(_impl->write_options, &batch);
+  if (!status.ok()) return base::make_error("store write failed: " + status.ToString());
+  return {};
+}
+
+std::map<std::int32_t, std::int64_t> Store::offsets() const {
+  std::map<std::int32_t, std::int64_t> out;
+  scan(std::string(1, fold::key::kOffset), [&](std::string_view key, std::string_view value) {
+    out[fold::key::partition_of_offset_key(key)] = static_cast<std::int64_t>(fold::key::read_be64(value));
+    return true;
+  });
+  return out;
+}
+
+Stats Store::stats() const {
+  Stats s;
+  s.memory_bytes = _impl->cache->GetUsage();
+  std::uint64_t v = 0;
+  if (_impl->db->GetIntProperty(rocksdb::DB::Properties::kEstimateLiveDataSize, &v)) s.live_data_bytes = v;
+  if (_impl->db->GetIntProperty(rocksdb::DB::Properties::kEstimatePendingCompactionBytes, &v)) {
+    s.pending_compaction_bytes = v;
+  }
+  if (_impl->db->GetIntProperty(rocksdb::DB::Properties::kNumRunningCompactions, &v)) s.running_compactions = v;
+  return s;
+}
+
+const std::string& Store::path() const { return _impl->options.path; }
+
+}  // namespace statefold::store

@@ -1,0 +1,60 @@
+// store: session state in RocksDB (WAL on). A batch of folded events commits as one WriteBatch holding the state
+// changes and the next offset of every partition it consumed, so state and position never disagree, whatever
+// instant the process dies at (spec section 3.1).
+//
+// Thread-safety: get/scan/offsets may be called from any thread; commit from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "fold/kv.h"
+
+namespace statefold::store {
+
+struct Options {
+  std::string path;
+  bool read_only = false;          // inspect a stopped or running engine's store without touching it
+  bool create_if_missing = true;
+  std::uint64_t memory_budget_bytes = 256ull << 20;  // block cache, with write buffers charged to it
+  bool sync_writes = false;        // fsync each batch; without it a kill -9 loses nothing, a power cut may lose
+                                   // the last batches, which are re-read from Kafka (offsets move with state)
+};
+
+// Figures for metrics and the summary.
+struct Stats {
+  std::uint64_t memory_bytes = 0;         // block cache usage (write buffers are charged to it)
+  std::uint64_t live_data_bytes = 0;
+  std::uint64_t pending_compaction_bytes = 0;
+  std::uint64_t running_compactions = 0;
+};
+
+class Store final : public fold::Reader {
+ public:
+  // Opens (or creates) the store at options.path. Refuses a store written under another state schema version.
+  static base::Result<std::unique_ptr<Store>> open(const Options& options);
+  ~Store() override;
+
+  std::optional<std::string> get(std::string_view key) const override;
+  void scan(std::string_view prefix, std::string_view start,
+            const std::function<bool(std::string_view, std::string_view)>& visit) const override;
+  using fold::Reader::scan;
+
+  // Writes `writes` and the partitions' next offsets in one WriteBatch.
+  base::Result<void> commit(const fold::WriteSet& writes, const std::map<std::int32_t, std::int64_t>& next_offsets);
+
+  // The stored next offset of every partition that has one.
+  std::map<std::int32_t, std::int64_t> offsets() const;
+  Stats stats() const;
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> _impl;
+};
+
+}  // namespace statefold::store

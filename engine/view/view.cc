@@ -1,0 +1,202 @@
+#include "view/view.h"
+
+#include <boost/json.hpp>
+
+#include "base/hex.h"
+#include "codec/codec.h"
+#include "fold/fold.h"
+#include "statefold/schema/events_generated.h"
+
+namespace statefold::view {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+json::object message_json(std::uint64_t version, const schema::Message& m) {
+  json::object o;
+  o["version"] = version;
+  o["role"] = schema::EnumNameRole(m.role());
+  std::string text;
+  json::array parts;
+  if (m.content() != nullptr) {
+    for (const auto* part : *m.content()) {
+      if (part->kind() == schema::ContentKind::text) {
+        if (!text.empty()) text.push_back('\n');
+        text.append(sv(part->text()));
+      } else {
+        parts.push_back(json::object{{"kind", schema::EnumNameContentKind(part->kind())}, {"text", sv(part->text())}});
+      }
+    }
+  }
+  o["content"] = text;
+  if (!parts.empty()) o["other_parts"] = std::move(parts);
+  if (m.tool_calls() != nullptr && m.tool_calls()->size() > 0) {
+    json::array calls;
+    for (const auto* c : *m.tool_calls()) {
+      calls.push_back(json::object{{"id", sv(c->id())}, {"name", sv(c->name())}, {"arguments", sv(c->arguments())}});
+    }
+    o["tool_calls"] = std::move(calls);
+  }
+  if (m.tool_call_id() != nullptr) o["tool_call_id"] = sv(m.tool_call_id());
+  return o;
+}
+
+std::optional<json::object> session_object(const fold::Reader& reader, std::string_view session_id,
+                                           const SessionOptions& options) {
+  auto header = fold::load_header(reader, session_id);
+  if (!header) return std::nullopt;
+  const auto& h = *header;
+  json::object o;
+  o["session_id"] = session_id;
+  o["version"] = h.version;
+  o["state_hash"] = base::to_hex(h.state_hash);
+  o["chain_hash"] = base::to_hex(h.chain_hash);
+  o["status"] = h.closed ? "closed" : (h.opened ? "open" : "implicit");
+  o["erased"] = h.erased;
+  o["model"] = h.model;
+  o["system_prompt"] = h.system_prompt;
+  json::object policy{{"token_budget", h.token_budget}, {"output_reserve", h.output_reserve},
+                      {"tokenizer", h.tokenizer}, {"provider", h.provider}};
+  o["policy"] = std::move(policy);
+  json::object metadata;
+  for (std::size_t i = 0; i < h.metadata_json.size();) {
+    std::size_t k_end = h.metadata_json.find('\0', i);
+    std::size_t v_end = h.metadata_json.find('\0', k_end + 1);
+    if (k_end == std::string::npos || v_end == std::string::npos) break;
+    metadata[h.metadata_json.substr(i, k_end - i)] = h.metadata_json.substr(k_end + 1, v_end - k_end - 1);
+    i = v_end + 1;
+  }
+  o["metadata"] = std::move(metadata);
+  if (!h.parent_session_id.empty()) {
+    o["parent"] = json::object{{"session_id", h.parent_session_id}, {"version", h.parent_version}};
+  }
+  o["counts"] = json::object{{"messages", h.messages},     {"tool_calls", h.tool_calls},
+                             {"memory_entries", h.memory_entries}, {"receipts", h.receipts},
+                             {"custom_events", h.custom_events}, {"unknown_events", h.unknown_events},
+                             {"duplicates", h.duplicates}, {"rejections", h.rejections}};
+  o["usage"] = json::object{{"input_tokens", h.input_tokens}, {"output_tokens", h.output_tokens},
+                            {"cached_tokens", h.cached_tokens}};
+  if (!h.summary.empty()) o["summary"] = json::object{{"text", h.summary}, {"through_version", h.summary_through}};
+
+  json::array memory;
+  reader.scan(fold::key::memory_prefix(session_id), [&](std::string_view key, std::string_view value) {
+    const auto* entry = flatbuffers::GetRoot<state::MemoryEntry>(value.data());
+    memory.push_back(json::object{{"label", key.substr(fold::key::memory_prefix(session_id).size())},
+                                  {"value", sv(entry->value())},
+                                  {"pinned", entry->pinned()},
+                                  {"version", entry->version()}});
+    return true;
+  });
+  o["memory"] = std::move(memory);
+
+  // The newest messages: walk history from max(1, version - window) on; cost bounded by the window.
+  json::array messages;
+  std::uint64_t shown = 0;
+  if (options.max_messages > 0 && h.messages > 0) {
+    const std::string prefix = fold::key::history_prefix(session_id);
+    // Messages are most events; start far enough back to find max_messages of them in the common case.
+    const std::uint64_t back = std::min<std::uint64_t>(h.version, options.max_messages * 4);
+    json::array window;
+    reader.scan(prefix, fold::key::history(session_id, h.version - back + 1),
+                [&](std::string_view, std::string_view value) {
+                  const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
+                  if (entry->payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) return true;
+                  const auto* event = flatbuffers::GetRoot<schema::Event>(entry->event()->data());
+                  window.push_back(message_json(entry->version(), *event->payload_as_Message()));
+                  return true;
+                });
+    const std::size_t skip = window.size() > options.max_messages ? window.size() - options.max_messages : 0;
+    for (std::size_t i = skip; i < window.size(); ++i) messages.push_back(window[i]);
+    shown = messages.size();
+  }
+  o["messages_shown"] = shown;
+  o["messages"] = std::move(messages);
+  return o;
+}
+
+std::string hex_or_zero(const std::vector<std::uint8_t>& digest) {
+  return digest.empty() ? std::string(64, '0') : base::to_hex(digest);
+}
+
+}  // namespace
+
+std::optional<std::string> session_json(const fold::Reader& reader, std::string_view session_id,
+                                        const SessionOptions& options) {
+  auto o = session_object(reader, session_id, options);
+  if (!o) return std::nullopt;
+  return json::serialize(*o);
+}
+
+std::optional<std::string> session_text(const fold::Reader& reader, std::string_view session_id,
+                                        const SessionOptions& options) {
+  auto o = session_object(reader, session_id, options);
+  if (!o) return std::nullopt;
+  std::string out;
+  auto line = [&](std::string_view k, const json::value& v) {
+    out += std::string(k) + ": " + (v.is_string() ? std::string(v.as_string()) : json::serialize(v)) + "\n";
+  };
+  for (const char* k : {"session_id", "version", "status", "model", "state_hash", "chain_hash"}) line(k, o->at(k));
+  line("system_prompt", o->at("system_prompt"));
+  line("counts", o->at("counts"));
+  line("usage", o->at("usage"));
+  if (o->contains("summary")) line("summary", o->at("summary"));
+  out += "memory:\n";
+  for (const auto& m : o->at("memory").as_array()) {
+    const auto& e = m.as_object();
+    out += "  " + std::string(e.at("label").as_string()) + (e.at("pinned").as_bool() ? " (pinned)" : "") + " = " +
+           std::string(e.at("value").as_string()) + "\n";
+  }
+  out += "messages (newest " + std::to_string(o->at("messages_shown").as_uint64()) + " of " +
+         json::serialize(o->at("counts").as_object().at("messages")) + "):\n";
+  for (const auto& m : o->at("messages").as_array()) {
+    const auto& e = m.as_object();
+    out += "  v" + json::serialize(e.at("version")) + " " + std::string(e.at("role").as_string()) + ": " +
+           std::string(e.at("content").as_string()) + "\n";
+    if (e.contains("tool_calls")) {
+      for (const auto& c : e.at("tool_calls").as_array()) {
+        out += "      -> tool call " + std::string(c.at("id").as_string()) + " " + std::string(c.at("name").as_string()) +
+               "(" + std::string(c.at("arguments").as_string()) + ")\n";
+      }
+    }
+  }
+  return out;
+}
+
+std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets) {
+  const auto s = fold::load_summary(reader);
+  json::object o;
+  o["sessions"] = s.sessions;
+  o["events_applied"] = s.events_applied;
+  o["duplicates"] = s.duplicates;
+  o["rejections"] = s.rejections;
+  o["unknown_events"] = s.unknown_events;
+  o["dlq_records"] = s.dlq_records;
+  json::object parts;
+  for (const auto& [p, offset] : offsets) parts[std::to_string(p)] = offset;
+  o["offsets"] = std::move(parts);
+  o["store_hash"] = hex_or_zero(s.store_hash);
+  return json::serialize(o);
+}
+
+std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets) {
+  const auto s = fold::load_summary(reader);
+  std::string out;
+  out += "sessions:        " + std::to_string(s.sessions) + "\n";
+  out += "events applied:  " + std::to_string(s.events_applied) + "\n";
+  out += "duplicates:      " + std::to_string(s.duplicates) + "\n";
+  out += "rejections:      " + std::to_string(s.rejections) + "\n";
+  out += "unknown events:  " + std::to_string(s.unknown_events) + "\n";
+  out += "dead letters:    " + std::to_string(s.dlq_records) + "\n";
+  out += "stored offsets: ";
+  if (offsets.empty()) out += " (none)";
+  for (const auto& [p, offset] : offsets) out += " " + std::to_string(p) + ":" + std::to_string(offset);
+  out += "\nstore hash:      " + hex_or_zero(s.store_hash) + "\n";
+  return out;
+}
+
+std::string store_hash_hex(const fold::Reader& reader) { return hex_or_zero(fold::load_summary(reader).store_hash); }
+
+}  // namespace statefold::view

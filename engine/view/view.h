@@ -1,0 +1,32 @@
+// view: what `inspect` and the HTTP API show of the state, as JSON (stable field names, documented in
+// docs/state.md) or as text for people. Reads only through fold::Reader, so it works on a live store, a read-only
+// one, or a MemoryKv.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fold/kv.h"
+
+namespace statefold::view {
+
+struct SessionOptions {
+  std::uint64_t max_messages = 1000;  // the newest ones; 0 = counts only
+};
+
+// nullopt when the session does not exist.
+std::optional<std::string> session_json(const fold::Reader& reader, std::string_view session_id,
+                                        const SessionOptions& options = {});
+std::optional<std::string> session_text(const fold::Reader& reader, std::string_view session_id,
+                                        const SessionOptions& options = {});
+
+std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
+std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
+
+// The store hash (hex) alone: what equality tests and `verify` compare.
+std::string store_hash_hex(const fold::Reader& reader);
+
+}  // namespace statefold::view

@@ -1,0 +1,26 @@
+// Subcommands of the statefold binary. Each registers its options on the app and returns the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace statefold::cli {
+
+// Exit codes, documented in docs/cli.md.
+enum Exit : int {
+  kOk = 0,
+  kFailure = 1,       // the command could not do its job (Kafka unreachable, store failure...)
+  kUsage = 2,         // bad flags
+  kInvalidInput = 3,  // input that does not match the schema; nothing was written
+  kNotFound = 4,      // the session (or store) asked for does not exist
+};
+
+using Runner = std::function<int()>;
+
+Runner add_serve(CLI::App& app);
+Runner add_append(CLI::App& app);
+Runner add_inspect(CLI::App& app);
+Runner add_gen(CLI::App& app);
+
+}  // namespace statefold::cli

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this): installs what is missing, builds the developer
+# preset, starts a real single-node Kafka broker, runs every test (unit + integration against the broker), then
+# builds the ASan+UBSan preset and runs the unit tests under it. Exit status: 0 only if everything passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+port=${STATEFOLD_TEST_KAFKA_PORT:-19092}
+kafka_dir=${STATEFOLD_TEST_KAFKA_DIR:-/tmp/statefold-test-kafka}
+jobs=${STATEFOLD_JOBS:-$(nproc)}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+bash tools/setup.sh
+
+step "build (dev preset: warnings are errors)"
+cmake --preset dev >/dev/null
+cmake --build --preset dev -j "$jobs"
+
+step "Kafka broker on 127.0.0.1:$port"
+# A fresh broker per run: tests create their own topics, but old data would only slow things down.
+bash tools/kafka.sh stop --dir "$kafka_dir" >/dev/null 2>&1 || true
+rm -rf "$kafka_dir"
+bash tools/kafka.sh start --port "$port" --dir "$kafka_dir"
+trap 'bash tools/kafka.sh stop --dir "$kafka_dir" >/dev/null 2>&1 || true' EXIT
+
+step "tests (unit + integration, real broker)"
+export STATEFOLD_BROKERS="127.0.0.1:$port"
+export STATEFOLD_KAFKA_DIR="$kafka_dir"
+status=0
+ctest --test-dir build/dev --output-on-failure --timeout 1800 || status=1
+
+step "broker and client logs: no unsupported compression"
+bash tools/kafka.sh check-logs --dir "$kafka_dir" || status=1
+
+step "build (asan preset) and unit tests under ASan+UBSan"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan --output-on-failure -L unit || status=1
+
+if [ "$status" -eq 0 ]; then
+  step "all tests passed"
+else
+  step "FAILED (see above)"
+fi
+exit "$status"
