@@ -96,6 +96,8 @@ class Validator {
       return std::string(path) + ": must be 1..256 bytes of UTF-8, got " + std::to_string(id.size()) + " bytes";
     }
     if (!is_utf8(id)) return std::string(path) + ": must be 1..256 bytes of UTF-8, got invalid UTF-8 " + quoted(id);
+    // The store separates a session id from the rest of a key with NUL (engine/fold/layout.h).
+    if (id.find('\0') != std::string_view::npos) return std::string(path) + ": must not contain NUL";
     return std::nullopt;
   }
 

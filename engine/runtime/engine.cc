@@ -114,8 +114,8 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
       _stats.skipped_refolds.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    const auto encoding = r.content_type == codec::kJsonContentType ? codec::Encoding::json
-                                                                     : codec::Encoding::flatbuffers;
+    const auto encoding = codec::encoding_for_content_type(
+        r.content_type.empty() ? std::nullopt : std::optional<std::string_view>(r.content_type));
     auto event = codec::decode(r.value, encoding, r.key);
     FoldedRecord folded;
     folded.partition = r.partition;

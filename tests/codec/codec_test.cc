@@ -411,6 +411,8 @@ TEST(CodecRules, SessionIdAndKey) {
   EXPECT_ERROR_HAS(decode_fb(build_event(sch::Payload::SessionClosed, closed, "\xc0\xaf")),  // overlong
                    "session_id: must be 1..256 bytes of UTF-8");
   EXPECT_TRUE(decode_fb(build_event(sch::Payload::SessionClosed, closed, "s-\xf0\x9f\x98\x80")).ok());
+  // NUL separates the session id from the rest of a store key.
+  EXPECT_ERROR_HAS(decode_json(event_json("SessionClosed", "{}", "a\\u0000b")), "session_id: must not contain NUL");
   // The JSON parser refuses bytes that are not UTF-8, raw or escaped.
   EXPECT_ERROR_HAS(decode_json(event_json("SessionClosed", "{}", "bad\xff")), "session_id: illegal UTF-8");
   EXPECT_ERROR_HAS(decode_json(event_json("SessionClosed", "{}", "bad\\xff")), "session_id: illegal UTF-8");
