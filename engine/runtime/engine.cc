@@ -194,7 +194,16 @@ base::Result<void> Engine::run() {
   _last_progress = std::chrono::steady_clock::now();
   std::vector<log::Record> batch;
   batch.reserve(_options.max_batch);
+  bool paused = false;
   while (!_stop.load()) {
+    // Back-pressure: while RocksDB throttles writes, stop fetching (polling goes on, so the group keeps us).
+    if (const bool stalled = _store->write_stalled(); stalled != paused) {
+      const auto partitions = _consumer->assignment();
+      stalled ? _consumer->pause(partitions) : _consumer->resume(partitions);
+      paused = stalled;
+      _stats.pauses.fetch_add(stalled ? 1 : 0, std::memory_order_relaxed);
+      base::log_info(stalled ? "store is throttling writes: fetching paused" : "fetching resumed");
+    }
     _consumer->poll(batch, _options.max_batch, _options.poll_timeout);
     if (std::string fatal = _consumer->fatal_error(); !fatal.empty()) {
       return base::make_error("Kafka consumer failed: " + fatal);

@@ -163,6 +163,12 @@ Stats Store::stats() const {
   return s;
 }
 
+bool Store::write_stalled() const {
+  std::uint64_t v = 0;
+  if (_impl->db->GetIntProperty("rocksdb.is-write-stopped", &v) && v != 0) return true;
+  return _impl->db->GetIntProperty("rocksdb.actual-delayed-write-rate", &v) && v != 0;
+}
+
 const std::string& Store::path() const { return _impl->options.path; }
 
 }  // namespace statefold::store

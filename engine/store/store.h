@@ -49,6 +49,8 @@ class Store final : public fold::Reader {
   // The stored next offset of every partition that has one.
   std::map<std::int32_t, std::int64_t> offsets() const;
   Stats stats() const;
+  // True while RocksDB delays or stops writes (compaction behind): the engine stops fetching until it clears.
+  bool write_stalled() const;
   const std::string& path() const;
 
  private:
