@@ -23,7 +23,9 @@ PACKAGES=(
   # libraries the C++ code links against
   librdkafka-dev flatbuffers-compiler libflatbuffers-dev librocksdb-dev
   libboost1.81-dev libboost-json1.81-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
-  libbenchmark-dev libgtest-dev libssl-dev
+  libbenchmark-dev libgtest-dev libssl-dev prometheus-cpp-dev
+  # promtool checks the /metrics output in tests
+  prometheus
   # every Kafka codec (zstd, lz4, snappy, gzip) must work end to end
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   # local real broker (tools/kafka.sh): Kafka 4.x needs Java 17+, jars come via Maven

@@ -102,7 +102,17 @@ void Engine::on_revoked(const std::vector<std::int32_t>& partitions) {
   base::log_info("partitions revoked", {{"topic", _options.topic}, {"partitions", join(partitions)}});
 }
 
+bool Engine::caught_up(std::int64_t max_lag) const {
+  auto lags = lag();
+  if (lags.empty()) return false;
+  for (const auto& [partition, l] : lags) {
+    if (l < 0 || l > max_lag) return false;
+  }
+  return true;
+}
+
 base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
+  const auto fold_start = std::chrono::steady_clock::now();
   fold::Folder folder(*_store);
   std::map<std::int32_t, std::int64_t> next;
   bool sent_dead_letters = false;
@@ -160,7 +170,13 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
                               flushed.error().message);
     }
   }
-  if (auto committed = _store->commit(folder.finish(), next); !committed) return committed.error();
+  const auto& writes = folder.finish();
+  const auto commit_start = std::chrono::steady_clock::now();
+  if (auto committed = _store->commit(writes, next); !committed) return committed.error();
+  if (_probe != nullptr) {
+    const auto commit_end = std::chrono::steady_clock::now();
+    _probe->batch_committed(records.size(), commit_start - fold_start, commit_end - commit_start);
+  }
   for (const auto& [p, o] : next) _next_offsets[p] = o;
   _stats.batches.fetch_add(1, std::memory_order_relaxed);
   _consumer->commit_for_lag(next);

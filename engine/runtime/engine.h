@@ -60,6 +60,14 @@ struct FoldedRecord {
   bool dead_letter = false;
 };
 
+// Told about every committed batch, on the engine thread; metrics implement it. Must not block.
+class EngineProbe {
+ public:
+  virtual ~EngineProbe() = default;
+  virtual void batch_committed(std::size_t records, std::chrono::nanoseconds fold_time,
+                               std::chrono::nanoseconds commit_time) = 0;
+};
+
 class Engine final : private log::AssignmentListener {
  public:
   static base::Result<std::unique_ptr<Engine>> open(const EngineOptions& options);
@@ -71,6 +79,11 @@ class Engine final : private log::AssignmentListener {
 
   // Called on the engine thread after each committed batch.
   void on_committed(std::function<void(const std::vector<FoldedRecord>&)> observer);
+  // Set before run(); not owned.
+  void set_probe(EngineProbe* probe) { _probe = probe; }
+  const EngineOptions& options() const { return _options; }
+  // True once every assigned partition's lag is at most max_lag (and at least one partition is assigned).
+  bool caught_up(std::int64_t max_lag) const;
 
   const store::Store& store() const { return *_store; }
   const EngineStats& stats() const { return _stats; }
@@ -93,6 +106,7 @@ class Engine final : private log::AssignmentListener {
   std::atomic<bool> _stop{false};
   EngineStats _stats;
   std::function<void(const std::vector<FoldedRecord>&)> _observer;
+  EngineProbe* _probe = nullptr;
   std::vector<FoldedRecord> _folded;
   std::chrono::steady_clock::time_point _last_progress;
   std::uint64_t _records_at_last_progress = 0;
