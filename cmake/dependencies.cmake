@@ -9,6 +9,7 @@ pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
 find_package(Boost 1.81.0 CONFIG REQUIRED COMPONENTS json)
 find_package(CLI11 CONFIG REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+find_package(prometheus-cpp CONFIG REQUIRED)  # prometheus-cpp::core, used inside engine/metrics only
 if(STATEFOLD_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

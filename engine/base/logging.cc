@@ -77,7 +77,9 @@ void log(LogLevel level, std::string_view message, std::initializer_list<LogFiel
   } else {
     line = now_rfc3339() + " " + level_name(level) + " " + std::string(message);
     for (const auto& [key, value] : fields) {
-      line += " " + std::string(key) + "=" + value;
+      line.push_back(' ');
+      line.append(key).push_back('=');
+      line.append(value);
     }
     line.push_back('\n');
   }

@@ -6,8 +6,17 @@
 
 namespace statefold::base {
 
+namespace {
+// Fetched once: OpenSSL 3 otherwise looks the algorithm up in its provider tables on every hash.
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+}  // namespace
+
 Sha256::Sha256() : _ctx(EVP_MD_CTX_new()) {
-  if (_ctx == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(_ctx), EVP_sha256(), nullptr) != 1) {
+  if (_ctx == nullptr || sha256_md() == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(_ctx), sha256_md(), nullptr) != 1) {
     throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
   }
 }

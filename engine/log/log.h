@@ -89,6 +89,9 @@ struct ProducerOptions {
   std::string client_id = "statefold";
   std::string compression = "zstd";
   std::chrono::milliseconds delivery_timeout{30000};
+  // Set for a transactional producer. Keep it stable across restarts of the same instance: the broker then
+  // fences the previous incarnation and aborts what it left open.
+  std::string transactional_id;
   Properties extra;
 };
 
@@ -110,9 +113,18 @@ class Producer {
                                   DeliveryCallback on_delivery = {}, std::optional<std::int32_t> partition = {}) = 0;
   // Waits until everything sent so far is delivered or failed; error if any delivery failed or time ran out.
   virtual base::Result<void> flush(std::chrono::milliseconds timeout) = 0;
-  // Serves delivery callbacks without blocking.
-  virtual void poll() = 0;
+  // Serves delivery callbacks, waiting up to `timeout` for one.
+  virtual void poll(std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) = 0;
+
+  // Transactions (transactional producers only): the records sent between begin and commit become visible to
+  // read_committed consumers together, or not at all. Not thread-safe: one transaction at a time.
+  virtual base::Result<void> begin_transaction() = 0;
+  virtual base::Result<void> commit_transaction(std::chrono::milliseconds timeout) = 0;
+  virtual void abort_transaction(std::chrono::milliseconds timeout) = 0;
 };
+
+// The partition a keyed record lands on: murmur2 of the key, as Java clients and our producer choose.
+std::int32_t partition_for_key(std::string_view key, int partitions);
 
 // Creates the topic if it does not exist (infinite retention); leaves an existing one alone.
 base::Result<void> ensure_topic(const std::string& brokers, const std::string& topic, int partitions,

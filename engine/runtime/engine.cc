@@ -92,7 +92,9 @@ std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const st
   }
   std::string where;
   for (const auto& [p, o] : starts) {
-    where += (where.empty() ? "" : ",") + std::to_string(p) + "@" + (o ? std::to_string(*o) : "beginning");
+    if (!where.empty()) where.push_back(',');
+    where.append(std::to_string(p)).push_back('@');
+    where.append(o ? std::to_string(*o) : "beginning");
   }
   base::log_info("partitions assigned", {{"topic", _options.topic}, {"start", where}});
   return starts;

@@ -47,8 +47,8 @@ struct EngineStats {
   std::atomic<std::uint64_t> rejected{0};
   std::atomic<std::uint64_t> dead_letters{0};
   std::atomic<std::uint64_t> batches{0};
-  std::atomic<std::uint64_t> skipped_refolds{0};
-  std::atomic<std::uint64_t> pauses{0};           // times fetching paused because the store throttled writes  // records below the stored offset, seen again after a rebalance
+  std::atomic<std::uint64_t> skipped_refolds{0};  // records below the stored offset, seen again after a rebalance
+  std::atomic<std::uint64_t> pauses{0};           // times fetching paused because the store throttled writes
 };
 
 // What one record did, reported after its batch is durable (read-your-writes waits on this).

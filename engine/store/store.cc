@@ -93,17 +93,22 @@ base::Result<std::unique_ptr<Store>> Store::open(const Options& options) {
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
-std::optional<std::string> Store::get(std::string_view key) const {
+namespace {
+
+std::optional<std::string> get_at(rocksdb::DB& db, const rocksdb::Snapshot* snapshot, std::string_view key) {
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
   std::string value;
-  rocksdb::Status status = _impl->db->Get(rocksdb::ReadOptions(), slice(key), &value);
+  rocksdb::Status status = db.Get(read_options, slice(key), &value);
   if (status.IsNotFound()) return std::nullopt;
   if (!status.ok()) throw std::runtime_error("store read failed: " + status.ToString());
   return value;
 }
 
-void Store::scan(std::string_view prefix, std::string_view start,
-                 const std::function<bool(std::string_view, std::string_view)>& visit) const {
+void scan_at(rocksdb::DB& db, const rocksdb::Snapshot* snapshot, std::string_view prefix, std::string_view start,
+             const std::function<bool(std::string_view, std::string_view)>& visit) {
   rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
   std::string upper(prefix);
   // The smallest key greater than every key with this prefix bounds the iterator.
   while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
@@ -113,7 +118,7 @@ void Store::scan(std::string_view prefix, std::string_view start,
     upper_slice = slice(upper);
     read_options.iterate_upper_bound = &upper_slice;
   }
-  std::unique_ptr<rocksdb::Iterator> it(_impl->db->NewIterator(read_options));
+  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(read_options));
   for (it->Seek(slice(start.size() >= prefix.size() ? start : prefix)); it->Valid(); it->Next()) {
     std::string_view key = view(it->key());
     if (key.substr(0, prefix.size()) != prefix) break;
@@ -121,6 +126,32 @@ void Store::scan(std::string_view prefix, std::string_view start,
   }
   if (!it->status().ok()) throw std::runtime_error("store scan failed: " + it->status().ToString());
 }
+
+class SnapshotReader final : public fold::Reader {
+ public:
+  explicit SnapshotReader(rocksdb::DB& db) : _db(db), _snapshot(db.GetSnapshot()) {}
+  ~SnapshotReader() override { _db.ReleaseSnapshot(_snapshot); }
+  std::optional<std::string> get(std::string_view key) const override { return get_at(_db, _snapshot, key); }
+  void scan(std::string_view prefix, std::string_view start,
+            const std::function<bool(std::string_view, std::string_view)>& visit) const override {
+    scan_at(_db, _snapshot, prefix, start, visit);
+  }
+
+ private:
+  rocksdb::DB& _db;
+  const rocksdb::Snapshot* _snapshot;
+};
+
+}  // namespace
+
+std::optional<std::string> Store::get(std::string_view key) const { return get_at(*_impl->db, nullptr, key); }
+
+void Store::scan(std::string_view prefix, std::string_view start,
+                 const std::function<bool(std::string_view, std::string_view)>& visit) const {
+  scan_at(*_impl->db, nullptr, prefix, start, visit);
+}
+
+std::unique_ptr<fold::Reader> Store::snapshot() const { return std::make_unique<SnapshotReader>(*_impl->db); }
 
 base::Result<void> Store::commit(const fold::WriteSet& writes,
                                  const std::map<std::int32_t, std::int64_t>& next_offsets) {

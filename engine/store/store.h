@@ -46,6 +46,10 @@ class Store final : public fold::Reader {
   // Writes `writes` and the partitions' next offsets in one WriteBatch.
   base::Result<void> commit(const fold::WriteSet& writes, const std::map<std::int32_t, std::int64_t>& next_offsets);
 
+  // A reader pinned to the store as it is now: several reads through it see one consistent state even while
+  // batches commit. Cheap (a RocksDB snapshot); release it soon, it holds old versions from compaction.
+  std::unique_ptr<fold::Reader> snapshot() const;
+
   // The stored next offset of every partition that has one.
   std::map<std::int32_t, std::int64_t> offsets() const;
   Stats stats() const;

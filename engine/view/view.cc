@@ -165,6 +165,71 @@ std::optional<std::string> session_text(const fold::Reader& reader, std::string_
   return out;
 }
 
+std::optional<std::string> history_json(const fold::Reader& reader, std::string_view session_id,
+                                        std::uint64_t from_version, std::uint64_t limit) {
+  auto header = fold::load_header(reader, session_id);
+  if (!header) return std::nullopt;
+  json::object o;
+  o["session_id"] = session_id;
+  o["version"] = header->version;
+  json::array events;
+  std::uint64_t next = 0;
+  reader.scan(fold::key::history_prefix(session_id), fold::key::history(session_id, std::max<std::uint64_t>(1, from_version)),
+              [&](std::string_view, std::string_view value) {
+                const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
+                if (events.size() >= limit) {
+                  next = entry->version();
+                  return false;
+                }
+                json::object e;
+                e["version"] = entry->version();
+                e["partition"] = entry->partition();
+                e["offset"] = entry->offset();
+                e["log_time_ms"] = entry->log_time_ms();
+                e["chain_hash"] = base::to_hex(std::span<const std::uint8_t>(entry->chain_hash()->data(), entry->chain_hash()->size()));
+                e["payload_type"] = codec::payload_type_name(entry->payload_type());
+                e["event"] = json::parse(codec::flatbuffers_to_json(
+                    std::span<const std::uint8_t>(entry->event()->data(), entry->event()->size())));
+                events.push_back(std::move(e));
+                return true;
+              });
+  o["events"] = std::move(events);
+  if (next != 0) {
+    o["next_from_version"] = next;
+  } else {
+    o["next_from_version"] = nullptr;
+  }
+  return json::serialize(o);
+}
+
+std::string sessions_json(const fold::Reader& reader, std::string_view prefix, std::string_view cursor,
+                          std::uint64_t limit) {
+  const std::string key_prefix = fold::key::header(prefix);
+  std::string start = cursor.empty() ? key_prefix : fold::key::header(cursor);
+  if (!cursor.empty()) start.push_back('\0');  // strictly after the cursor
+  json::array sessions;
+  std::string next;
+  reader.scan(key_prefix, start, [&](std::string_view key, std::string_view) {
+    const std::string_view id = key.substr(1);
+    if (sessions.size() >= limit) {
+      next = std::string(sessions.back().as_object().at("session_id").as_string());
+      return false;
+    }
+    auto h = fold::load_header(reader, id);
+    sessions.push_back(json::object{{"session_id", id}, {"version", h->version},
+                                    {"status", h->closed ? "closed" : (h->opened ? "open" : "implicit")}});
+    return true;
+  });
+  json::object o;
+  o["sessions"] = std::move(sessions);
+  if (next.empty()) {
+    o["next_cursor"] = nullptr;
+  } else {
+    o["next_cursor"] = next;
+  }
+  return json::serialize(o);
+}
+
 std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets) {
   const auto s = fold::load_summary(reader);
   json::object o;

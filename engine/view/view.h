@@ -23,6 +23,17 @@ std::optional<std::string> session_json(const fold::Reader& reader, std::string_
 std::optional<std::string> session_text(const fold::Reader& reader, std::string_view session_id,
                                         const SessionOptions& options = {});
 
+// One page of a session's history: {"session_id","version","events":[{"version","partition","offset",
+// "log_time_ms","chain_hash","payload_type","event":{...}}],"next_from_version"} (next_from_version null at the
+// end). nullopt when the session does not exist. Reads at most `limit` entries: cost bounded by the page.
+std::optional<std::string> history_json(const fold::Reader& reader, std::string_view session_id,
+                                        std::uint64_t from_version, std::uint64_t limit);
+
+// Sessions whose id starts with `prefix`, after `cursor` (exclusive), at most `limit`:
+// {"sessions":[{"session_id","version","status"}],"next_cursor"} (next_cursor null at the end).
+std::string sessions_json(const fold::Reader& reader, std::string_view prefix, std::string_view cursor,
+                          std::uint64_t limit);
+
 std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
 std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
 

@@ -72,6 +72,25 @@ TEST(Store, ReadOnlyOpenSeesALiveStoreWithoutLockingIt) {
   EXPECT_EQ(reader->offsets().at(0), 1);
 }
 
+TEST(Store, SnapshotReadsStayConsistentWhileBatchesCommit) {
+  testing::TempDir dir;
+  auto store = open_store(dir.path());
+  fold::WriteSet first;
+  first.put("hs", "v1");
+  first.put(fold::key::history("s", 1), "e1");
+  ASSERT_TRUE(store->commit(first, {{0, 1}}).ok());
+  auto snapshot = store->snapshot();
+  fold::WriteSet second;
+  second.put("hs", "v2");
+  second.put(fold::key::history("s", 2), "e2");
+  ASSERT_TRUE(store->commit(second, {{0, 2}}).ok());
+  EXPECT_EQ(snapshot->get("hs"), "v1");
+  int entries = 0;
+  snapshot->scan(fold::key::history_prefix("s"), [&](std::string_view, std::string_view) { return ++entries, true; });
+  EXPECT_EQ(entries, 1);
+  EXPECT_EQ(store->get("hs"), "v2");
+}
+
 TEST(Store, RefusesAStoreOfAnotherSchemaVersion) {
   testing::TempDir dir;
   {

@@ -1,9 +1,17 @@
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 
+#include "api/api.h"
+#include "api/appender.h"
 #include "base/logging.h"
+#include "base/sha256.h"
+#include "base/hex.h"
 #include "commands.h"
+#include "config.h"
+#include "http/http.h"
 #include "log/log.h"
+#include "metrics/metrics.h"
 #include "runtime/engine.h"
 
 namespace statefold::cli {
@@ -15,41 +23,112 @@ extern "C" void on_signal(int) {
   // Only sets an atomic flag: the loop finishes the batch in hand, commits and returns.
   if (g_engine != nullptr) g_engine->stop();
 }
+
+// "HOST:PORT" -> (host, port); "off" disables the server.
+std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  int port = 0;
+  try {
+    port = std::stoi(address.substr(colon + 1));
+  } catch (...) {
+    return std::nullopt;
+  }
+  if (port < 0 || port > 65535) return std::nullopt;
+  return std::make_pair(address.substr(0, colon), static_cast<std::uint16_t>(port));
+}
 }  // namespace
 
 Runner add_serve(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "Fold events from the topic into the store until SIGTERM or SIGINT");
+  auto* cmd = app.add_subcommand(
+      "serve", "Fold events from the topic into the store and serve the HTTP API until SIGTERM or SIGINT.\n"
+               "Settings: defaults < --config FILE (TOML) < STATEFOLD_* environment < flags (docs/configuration.md)");
   struct Args {
     runtime::EngineOptions engine;
     int partitions = 4;
     bool embedded = false;
     std::string log_format = "text";
+    std::string log_level = "info";
     std::uint64_t memory_mb = 512;
+    std::string http_address = "127.0.0.1:8080";
+    int http_threads = 2;
+    std::size_t max_body_bytes = 1 << 20;
+    std::int64_t ready_max_lag = 1000;
+    std::uint64_t append_timeout_ms = 10000;
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
-  cmd->add_option("--brokers", a->engine.brokers, "Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")->capture_default_str();
-  cmd->add_option("--topic", a->engine.topic, "Event topic")->capture_default_str();
-  cmd->add_option("--data-dir", a->engine.data_dir, "Directory of the RocksDB store (created if missing)")->required();
-  cmd->add_option("--dead-letter-topic", a->engine.dead_letter_topic, "Where undecodable or invalid records go")
-      ->capture_default_str();
-  cmd->add_option("--group", a->engine.group, "Kafka consumer group")->capture_default_str();
-  cmd->add_option("--partitions", a->partitions, "Partitions of the event topic when serve creates it")
-      ->capture_default_str()->check(CLI::Range(1, 1024));
-  cmd->add_option("--max-batch", a->engine.max_batch, "Most records folded in one store batch")
-      ->capture_default_str()->check(CLI::Range(1, 1000000));
-  cmd->add_option("--memory-budget-mb", a->memory_mb,
-                  "One budget for RocksDB cache and write buffers and Kafka's prefetch queue")
-      ->capture_default_str()->check(CLI::Range(32, 1 << 20));
-  cmd->add_flag("--sync", a->engine.sync_writes, "fsync every batch (survives power loss without re-reading Kafka)");
-  cmd->add_option("--log-format", a->log_format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  auto config = std::make_shared<std::string>();
+  cmd->add_option("--config", *config, "TOML file of settings; keys are the long flag names (brokers = \"...\")")
+      ->envname("STATEFOLD_CONFIG");
+  auto env = [](CLI::Option* o, const char* name) { return o->envname(name)->capture_default_str(); };
+  env(cmd->add_option("--brokers", a->engine.brokers, "Kafka bootstrap servers, HOST:PORT[,HOST:PORT]"),
+      "STATEFOLD_BROKERS");
+  env(cmd->add_option("--topic", a->engine.topic, "Event topic"), "STATEFOLD_TOPIC");
+  env(cmd->add_option("--dead-letter-topic", a->engine.dead_letter_topic, "Where undecodable or invalid records go"),
+      "STATEFOLD_DEAD_LETTER_TOPIC");
+  env(cmd->add_option("--data-dir", a->engine.data_dir, "Directory of the RocksDB store (created if missing)"),
+      "STATEFOLD_DATA_DIR");
+  env(cmd->add_option("--group", a->engine.group, "Kafka consumer group"), "STATEFOLD_GROUP");
+  env(cmd->add_option("--partitions", a->partitions, "Partitions of the event topic when serve creates it")
+          ->check(CLI::Range(1, 1024)),
+      "STATEFOLD_PARTITIONS");
+  env(cmd->add_option("--max-batch", a->engine.max_batch, "Most records folded in one store batch")
+          ->check(CLI::Range(1, 1000000)),
+      "STATEFOLD_MAX_BATCH");
+  env(cmd->add_option("--memory-budget-mb", a->memory_mb,
+                      "One budget for RocksDB cache and write buffers and Kafka's prefetch queue")
+          ->check(CLI::Range(32, 1 << 20)),
+      "STATEFOLD_MEMORY_BUDGET_MB");
+  env(cmd->add_flag("--sync", a->engine.sync_writes, "fsync every batch (survives power loss without re-reading Kafka)"),
+      "STATEFOLD_SYNC");
+  env(cmd->add_option("--http-address", a->http_address, "HTTP API address HOST:PORT, or off"),
+      "STATEFOLD_HTTP_ADDRESS");
+  env(cmd->add_option("--http-threads", a->http_threads, "HTTP I/O threads")->check(CLI::Range(1, 64)),
+      "STATEFOLD_HTTP_THREADS");
+  env(cmd->add_option("--max-body-bytes", a->max_body_bytes, "Largest accepted request body (413 beyond)")
+          ->check(CLI::Range(1024, 1 << 30)),
+      "STATEFOLD_MAX_BODY_BYTES");
+  env(cmd->add_option("--ready-max-lag", a->ready_max_lag, "/readyz: most records a partition may be behind"),
+      "STATEFOLD_READY_MAX_LAG");
+  env(cmd->add_option("--append-timeout-ms", a->append_timeout_ms,
+                      "How long an append waits for its events to be folded (504 beyond)"),
+      "STATEFOLD_APPEND_TIMEOUT_MS");
+  env(cmd->add_option("--log-format", a->log_format, "text or json")->check(CLI::IsMember({"text", "json"})),
+      "STATEFOLD_LOG_FORMAT");
+  env(cmd->add_option("--log-level", a->log_level, "debug, info, warn or error")
+          ->check(CLI::IsMember({"debug", "info", "warn", "error"})),
+      "STATEFOLD_LOG_LEVEL");
   cmd->add_flag("--embedded-kafka", a->embedded,
                 "Run librdkafka's in-process mock cluster instead of a broker: a try-out without Java. "
                 "It KEEPS NOTHING after exit (the store does, but its offsets then point into a log that is gone)");
-  return [a]() {
+  return [a, config, cmd]() {
+    if (!config->empty()) {
+      if (auto applied = apply_config_file(*cmd, *config); !applied) {
+        std::cerr << "statefold serve: " << applied.error().message << "\n";
+        return kUsage;
+      }
+    }
     base::set_log_format(a->log_format == "json" ? base::LogFormat::json : base::LogFormat::text);
+    base::set_log_level(a->log_level == "debug"  ? base::LogLevel::debug
+                        : a->log_level == "warn" ? base::LogLevel::warn
+                        : a->log_level == "error" ? base::LogLevel::error
+                                                  : base::LogLevel::info);
+    if (a->engine.data_dir.empty()) {
+      std::cerr << "statefold serve: --data-dir is required (or data-dir in --config, or STATEFOLD_DATA_DIR)\n";
+      return kUsage;
+    }
+    std::optional<std::pair<std::string, std::uint16_t>> http_address;
+    if (a->http_address != "off") {
+      http_address = parse_address(a->http_address);
+      if (!http_address) {
+        std::cerr << "statefold serve: --http-address: expected HOST:PORT or off, got \"" << a->http_address << "\"\n";
+        return kUsage;
+      }
+    }
     a->engine.memory_budget_bytes = a->memory_mb << 20;
     std::unique_ptr<log::EmbeddedCluster> cluster;
+    const std::pair<std::string, int> topics[] = {{a->engine.topic, a->partitions}, {a->engine.dead_letter_topic, 1}};
     if (a->embedded) {
       auto started = log::EmbeddedCluster::start();
       if (!started) {
@@ -58,7 +137,7 @@ Runner add_serve(CLI::App& app) {
       }
       cluster = std::move(*started);
       a->engine.brokers = cluster->bootstrap_servers();
-      for (const auto& [topic, n] : {std::pair{a->engine.topic, a->partitions}, std::pair{a->engine.dead_letter_topic, 1}}) {
+      for (const auto& [topic, n] : topics) {
         if (auto r = cluster->create_topic(topic, n); !r) {
           std::cerr << "statefold serve: " << r.error().message << "\n";
           return kFailure;
@@ -67,23 +146,78 @@ Runner add_serve(CLI::App& app) {
       base::log_warn("EMBEDDED KAFKA: librdkafka's in-process mock cluster; every event is lost when this process exits",
                      {{"brokers", a->engine.brokers}});
     } else {
-      for (const auto& [topic, n] : {std::pair{a->engine.topic, a->partitions}, std::pair{a->engine.dead_letter_topic, 1}}) {
+      for (const auto& [topic, n] : topics) {
         if (auto r = log::ensure_topic(a->engine.brokers, topic, n); !r) {
           std::cerr << "statefold serve: " << r.error().message << "\n";
           return kFailure;
         }
       }
     }
+    auto partitions = log::partition_count(a->engine.brokers, a->engine.topic);
+    if (!partitions) {
+      std::cerr << "statefold serve: " << partitions.error().message << "\n";
+      return kFailure;
+    }
     auto engine = runtime::Engine::open(a->engine);
     if (!engine) {
       std::cerr << "statefold serve: " << engine.error().message << "\n";
       return kFailure;
     }
+    metrics::Metrics metrics;
+    metrics.attach(engine->get());
+    (*engine)->set_probe(&metrics);
+
+    std::unique_ptr<api::Appender> appender;
+    std::unique_ptr<api::Api> api;
+    std::unique_ptr<http::Server> server;
+    if (http_address) {
+      api::Appender::Options appender_options;
+      appender_options.brokers = a->engine.brokers;
+      appender_options.topic = a->engine.topic;
+      appender_options.fold_timeout = std::chrono::milliseconds(a->append_timeout_ms);
+      // Stable per store: a restarted instance fences the transactions its previous run left open.
+      const auto dir_hash = base::sha256(std::filesystem::absolute(a->engine.data_dir).string());
+      appender_options.transactional_id =
+          "statefold-" + a->engine.group + "-" + base::to_hex(std::span<const std::uint8_t>(dir_hash.data(), 8));
+      auto created = api::Appender::create(appender_options);
+      if (!created) {
+        std::cerr << "statefold serve: " << created.error().message << "\n";
+        return kFailure;
+      }
+      appender = std::move(*created);
+      (*engine)->on_committed([raw = appender.get()](const auto& records) { raw->folded(records); });
+      api::ApiOptions api_options;
+      api_options.partitions = *partitions;
+      api_options.ready_max_lag = a->ready_max_lag;
+      api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
+      api = std::make_unique<api::Api>(api_options, **engine, *appender);
+      http::ServerOptions server_options;
+      server_options.address = http_address->first;
+      server_options.port = http_address->second;
+      server_options.threads = a->http_threads;
+      server_options.max_body_bytes = a->max_body_bytes;
+      auto started = http::Server::start(
+          server_options, [raw = api.get()](http::Request request, http::Respond respond) {
+            raw->handle(std::move(request), std::move(respond));
+          },
+          [&metrics](const http::Request& request, const http::Response& response, std::chrono::nanoseconds latency) {
+            metrics.observe_http(request, response, latency);
+          });
+      if (!started) {
+        std::cerr << "statefold serve: HTTP API on " << a->http_address << ": " << started.error().message << "\n";
+        return kFailure;
+      }
+      server = std::move(*started);
+      base::log_info("HTTP API listening", {{"address", http_address->first + ":" + std::to_string(server->port())}});
+    }
+
     g_engine = engine->get();
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);
     auto result = (*engine)->run();
     g_engine = nullptr;
+    // The engine has committed its last batch; in-flight appends that wait for more folding time out now.
+    if (server) server->stop();
     if (!result) {
       base::log_error("engine failed", {{"error", result.error().message}});
       return kFailure;

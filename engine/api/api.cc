@@ -1,0 +1,273 @@
+#include "api/api.h"
+
+#include <boost/json.hpp>
+
+#include <charconv>
+#include <random>
+
+#include "base/hex.h"
+#include "base/sha256.h"
+#include "codec/codec.h"
+#include "log/log.h"
+#include "view/view.h"
+
+namespace statefold::api {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kSessionsPrefix = "/v1/sessions/";
+constexpr std::string_view kEventsSuffix = "/events";
+const std::string kRouteAppend = "POST /v1/sessions/{id}/events";
+const std::string kRouteHistory = "GET /v1/sessions/{id}/events";
+const std::string kRouteSession = "GET /v1/sessions/{id}";
+const std::string kRouteList = "GET /v1/sessions";
+
+std::optional<std::uint64_t> parse_u64(std::string_view text) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return v;
+}
+
+// A query parameter as an unsigned number; a malformed one is a 400 naming it.
+std::optional<http::Response> query_u64(const http::Request& request, const std::string& name, std::uint64_t& out,
+                                        const std::string& route) {
+  auto it = request.query.find(name);
+  if (it == request.query.end()) return std::nullopt;
+  auto v = parse_u64(it->second);
+  if (!v) return http::error_response(400, name + ": expected a non-negative integer, got \"" + it->second + "\"", route);
+  out = *v;
+  return std::nullopt;
+}
+
+std::string random_event_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::uint64_t hi = rng();
+  std::uint64_t lo = rng();
+  codec::EventId id{};
+  for (int i = 0; i < 8; ++i) {
+    id[i] = static_cast<std::uint8_t>(hi >> (56 - 8 * i));
+    id[8 + i] = static_cast<std::uint8_t>(lo >> (56 - 8 * i));
+  }
+  return codec::event_id_to_string(id);
+}
+
+// An Idempotency-Key that is already an event id is used as is; any other key is hashed into one, so the same
+// key always names the same event.
+std::string event_id_from_key(std::string_view key, std::optional<std::size_t> index) {
+  if (!index) {
+    if (auto id = codec::parse_event_id(key)) return codec::event_id_to_string(*id);
+  }
+  base::Sha256 h;
+  h.update_framed(key);
+  if (index) h.update_u64(*index);
+  auto digest = h.finish();
+  return base::to_hex(std::span<const std::uint8_t>(digest.data(), 16));
+}
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json::object outcome_json(const EventOutcome& e) {
+  json::object o{{"event_id", e.event_id}, {"status", e.status}, {"partition", e.partition}, {"offset", e.offset}};
+  if (e.status != "appended") o["version"] = e.version;
+  if (!e.reason.empty()) o["reason"] = e.reason;
+  return o;
+}
+
+}  // namespace
+
+Api::Api(ApiOptions options, runtime::Engine& engine, Appender& appender)
+    : _options(std::move(options)), _engine(engine), _appender(appender) {}
+
+void Api::handle(http::Request request, http::Respond respond) {
+  const std::string& path = request.path;
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  try {
+    if (path == "/healthz") {
+      respond(http::json_response(200, R"({"status":"ok"})", "/healthz"));
+      return;
+    }
+    if (path == "/readyz") {
+      respond(ready());
+      return;
+    }
+    if (path == "/metrics" && _options.scrape_metrics) {
+      http::Response r{200, _options.scrape_metrics(), "text/plain; version=0.0.4; charset=utf-8", {}, "/metrics"};  // metrics::kContentType
+      respond(std::move(r));
+      return;
+    }
+    if (path == "/v1/sessions" || path == "/v1/sessions/") {
+      respond(get ? list_sessions(request) : http::error_response(405, "use GET", kRouteList));
+      return;
+    }
+    if (path.starts_with(kSessionsPrefix) && path.size() > kSessionsPrefix.size()) {
+      std::string rest = path.substr(kSessionsPrefix.size());
+      if (rest.ends_with(kEventsSuffix) && rest.size() > kEventsSuffix.size()) {
+        std::string id = rest.substr(0, rest.size() - kEventsSuffix.size());
+        if (request.method == "POST") {
+          append(request, id, std::move(respond));
+        } else {
+          respond(get ? get_history(request, id) : http::error_response(405, "use GET or POST", kRouteHistory));
+        }
+        return;
+      }
+      respond(get ? get_session(request, rest) : http::error_response(405, "use GET", kRouteSession));
+      return;
+    }
+    respond(http::error_response(404, "no such route: " + request.method + " " + path));
+  } catch (const std::exception& e) {
+    respond(http::error_response(500, std::string("internal error: ") + e.what()));
+  }
+}
+
+void Api::append(const http::Request& request, const std::string& session_id, http::Respond respond) {
+  const std::string& route = kRouteAppend;
+  auto bad = [&](std::string message) { respond(http::error_response(400, message, route)); };
+
+  json::error_code ec;
+  json::value body = json::parse(request.body, ec);
+  if (ec) return bad("body: invalid JSON: " + ec.message());
+  json::array items;
+  const bool batch = body.is_array();
+  if (batch) {
+    items = std::move(body.as_array());
+  } else if (body.is_object()) {
+    items.push_back(std::move(body));
+  } else {
+    return bad("body: expected an event object or an array of events");
+  }
+  if (items.empty()) return bad("body: no events");
+  if (items.size() > _options.max_events_per_append) {
+    return respond(http::error_response(413, "body: at most " + std::to_string(_options.max_events_per_append) +
+                                                 " events per append", route));
+  }
+  std::uint64_t expected = 0;
+  const bool has_expected = request.query.contains("expected_version");
+  if (auto error = query_u64(request, "expected_version", expected, route)) return respond(std::move(*error));
+  const auto idempotency_key = request.header("idempotency-key");
+  bool wait = true;
+  if (auto it = request.query.find("wait"); it != request.query.end()) {
+    if (it->second != "true" && it->second != "false") return bad("wait: expected true or false");
+    wait = it->second == "true";
+  }
+
+  std::vector<std::pair<std::string, std::vector<std::uint8_t>>> events;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::string where = batch ? "events[" + std::to_string(i) + "]." : "";
+    if (!items[i].is_object()) return bad((batch ? "events[" + std::to_string(i) + "]" : "body") + ": expected an object");
+    json::object& event = items[i].as_object();
+    if (auto* sid = event.if_contains("session_id")) {
+      if (!sid->is_string() || sid->as_string() != session_id) {
+        return bad(where + "session_id: does not match the session in the path (" + session_id + ")");
+      }
+    } else {
+      event["session_id"] = session_id;
+    }
+    if (!event.contains("event_id")) {
+      event["event_id"] = idempotency_key ? event_id_from_key(*idempotency_key, batch ? std::optional(i) : std::nullopt)
+                                          : random_event_id();
+    }
+    if (i == 0 && has_expected && !event.contains("expected_version")) event["expected_version"] = expected;
+    if (!event.contains("occurred_at_us")) event["occurred_at_us"] = now_us();
+    if (!event.contains("source")) event["source"] = "http";
+    auto bytes = codec::json_to_flatbuffers(json::serialize(event));
+    if (!bytes) return bad(where + bytes.error().message);
+    events.emplace_back(std::string(event.at("event_id").as_string()), std::move(*bytes));
+  }
+
+  if (wait && _options.partitions > 0) {
+    const std::int32_t partition = log::partition_for_key(session_id, _options.partitions);
+    const auto owned = _engine.assignment();
+    if (std::find(owned.begin(), owned.end(), partition) == owned.end()) {
+      json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(partition) +
+                                   ", which this instance does not own"},
+                     {"partition", partition}};
+      return respond(http::json_response(421, json::serialize(o), route));
+    }
+  }
+
+  _appender.append(session_id, std::move(events), wait, [respond, session_id, route](AppendResult result) {
+    json::object o{{"session_id", session_id}};
+    json::array outcomes;
+    for (const auto& e : result.events) outcomes.push_back(outcome_json(e));
+    switch (result.kind) {
+      case AppendResult::Kind::unavailable:
+        return respond(http::error_response(503, result.error, route));
+      case AppendResult::Kind::timed_out:
+        o["error"] = result.error;
+        o["events"] = std::move(outcomes);
+        return respond(http::json_response(504, json::serialize(o), route));
+      case AppendResult::Kind::appended:
+        o["events"] = std::move(outcomes);
+        return respond(http::json_response(202, json::serialize(o), route));
+      case AppendResult::Kind::folded:
+        break;
+    }
+    const EventOutcome* rejected = nullptr;
+    for (const auto& e : result.events) {
+      if (e.status == "rejected" && rejected == nullptr) rejected = &e;
+    }
+    o["version"] = result.events.empty() ? 0 : result.events.back().version;
+    o["events"] = std::move(outcomes);
+    if (rejected != nullptr) {
+      o["error"] = rejected->reason;
+      o["current_version"] = result.events.back().version;
+      return respond(http::json_response(409, json::serialize(o), route));
+    }
+    respond(http::json_response(200, json::serialize(o), route));
+  });
+}
+
+http::Response Api::get_session(const http::Request& request, const std::string& session_id) {
+  std::uint64_t messages = 100;
+  if (auto error = query_u64(request, "messages", messages, kRouteSession)) return *error;
+  auto snapshot = _engine.store().snapshot();
+  auto body = view::session_json(*snapshot, session_id, {messages});
+  if (!body) return http::error_response(404, "no session " + session_id, kRouteSession);
+  return http::json_response(200, std::move(*body), kRouteSession);
+}
+
+http::Response Api::get_history(const http::Request& request, const std::string& session_id) {
+  std::uint64_t from = 1;
+  std::uint64_t limit = 100;
+  if (auto error = query_u64(request, "from_version", from, kRouteHistory)) return *error;
+  if (auto error = query_u64(request, "limit", limit, kRouteHistory)) return *error;
+  if (limit == 0 || limit > _options.max_page) {
+    return http::error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteHistory);
+  }
+  auto snapshot = _engine.store().snapshot();
+  auto body = view::history_json(*snapshot, session_id, from, limit);
+  if (!body) return http::error_response(404, "no session " + session_id, kRouteHistory);
+  return http::json_response(200, std::move(*body), kRouteHistory);
+}
+
+http::Response Api::list_sessions(const http::Request& request) {
+  std::uint64_t limit = 100;
+  if (auto error = query_u64(request, "limit", limit, kRouteList)) return *error;
+  if (limit == 0 || limit > _options.max_page) {
+    return http::error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteList);
+  }
+  auto prefix = request.query.find("prefix");
+  auto cursor = request.query.find("cursor");
+  auto snapshot = _engine.store().snapshot();
+  return http::json_response(200,
+                             view::sessions_json(*snapshot, prefix == request.query.end() ? "" : prefix->second,
+                                                 cursor == request.query.end() ? "" : cursor->second, limit),
+                             kRouteList);
+}
+
+http::Response Api::ready() {
+  json::object lags;
+  for (const auto& [partition, lag] : _engine.lag()) lags[std::to_string(partition)] = lag;
+  const bool ready = _engine.caught_up(_options.ready_max_lag);
+  json::object o{{"ready", ready}, {"max_lag", _options.ready_max_lag}, {"lag", std::move(lags)}};
+  if (!ready) o["reason"] = _engine.assignment().empty() ? "no partitions assigned" : "partitions are behind";
+  return http::json_response(ready ? 200 : 503, json::serialize(o), "/readyz");
+}
+
+}  // namespace statefold::api

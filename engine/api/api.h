@@ -1,0 +1,45 @@
+// api: the sessions HTTP API of `statefold serve` (docs/api.md): appends with read-your-writes and optimistic
+// concurrency, session state, history and listing, plus /metrics, /healthz and /readyz.
+//
+//   api::Api api(options, engine, appender);
+//   http::Server::start(server_options, [&](http::Request r, http::Respond done) { api.handle(std::move(r), done); });
+//
+// Thread-safety: handle() from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "api/appender.h"
+#include "http/http.h"
+#include "runtime/engine.h"
+
+namespace statefold::api {
+
+struct ApiOptions {
+  int partitions = 0;                           // of the event topic, to tell which partition a session is on
+  std::int64_t ready_max_lag = 1000;            // /readyz: every assigned partition at most this far behind
+  std::uint64_t max_events_per_append = 1000;
+  std::uint64_t max_page = 1000;
+  std::function<std::string()> scrape_metrics;  // /metrics body; empty: 404
+};
+
+class Api {
+ public:
+  Api(ApiOptions options, runtime::Engine& engine, Appender& appender);
+  void handle(http::Request request, http::Respond respond);
+
+ private:
+  void append(const http::Request& request, const std::string& session_id, http::Respond respond);
+  http::Response get_session(const http::Request& request, const std::string& session_id);
+  http::Response get_history(const http::Request& request, const std::string& session_id);
+  http::Response list_sessions(const http::Request& request);
+  http::Response ready();
+
+  ApiOptions _options;
+  runtime::Engine& _engine;
+  Appender& _appender;
+};
+
+}  // namespace statefold::api

@@ -1,0 +1,763 @@
+// The HTTP server behind http.h, on Boost.Beast. Beast and Asio stay in this file.
+//
+// Shape: one io_context run by `threads` threads; an acceptor on its own strand; one Session per connection, all of
+// whose work runs on that connection's strand. A session reads one request, hands it to the handler, writes the
+// response once `respond` posts it back onto the strand, then reads the next request (keep-alive, no pipelining).
+//
+// Lifetime: a session is owned by the handlers pending on its strand (shared_from_this). While the handler works, the
+// pending deadline timer owns it, so a handler that never answers cannot leak it. `respond` holds only a weak_ptr to
+// the session and a shared "gate": it posts under the gate's lock, and stop() closes the gate before it tears the
+// io_context down, so a late `respond` (from any thread, after the connection or the whole server is gone) is a no-op.
+#include "http/http.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "base/logging.h"
+
+namespace statefold::http {
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Helpers for handlers.
+
+std::optional<std::string_view> Request::header(std::string_view lower_case_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_case_name) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if there is none (overlong, surrogate, > U+10FFFF).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  std::size_t n = 0;
+  unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+// A JSON string literal for `text`; invalid UTF-8 becomes U+FFFD so the document stays valid.
+std::string json_quote(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      const std::size_t n = utf8_sequence(text, i);
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(text.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++i;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+Response json_response(int status, std::string body, std::string route) {
+  Response response;
+  response.status = status;
+  response.body = std::move(body);
+  response.route = std::move(route);
+  return response;
+}
+
+Response error_response(int status, std::string_view message, std::string route) {
+  return json_response(status, "{\"error\":" + json_quote(message) + "}", std::move(route));
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The server.
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kFirstReadBytes = 8 * 1024;
+constexpr std::size_t kKeptBufferBytes = 64 * 1024;  // what an idle connection keeps of its read buffer
+constexpr std::uint32_t kHeaderLimitBytes = 16 * 1024;
+// After a response that closes the connection, keep reading (and dropping) what the client still sends for a while,
+// so closing does not reset the connection and destroy the response before the client reads it (the 413 case).
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr std::size_t kLingerBytes = 16 * 1024 * 1024;
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes `in`; false on a malformed escape.
+bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = hex_value(in[i + 1]);
+      const int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+// Fills request.path and request.query from an origin-form target; an error message if it is not acceptable.
+std::optional<std::string> parse_target(std::string_view target, Request& request) {
+  if (target.empty() || target.front() != '/') return "request target must start with '/'";
+  const std::size_t question = target.find('?');
+  const std::string_view path = target.substr(0, question);
+  if (!percent_decode(path, false, request.path)) return "malformed percent-encoding in the path";
+  if (request.path.find('\0') != std::string::npos) return "the path contains NUL";
+  if (question == std::string_view::npos) return std::nullopt;
+  std::string_view rest = target.substr(question + 1);
+  std::string key, value;
+  while (!rest.empty()) {
+    const std::size_t amp = rest.find('&');
+    const std::string_view piece = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    if (piece.empty()) continue;
+    const std::size_t eq = piece.find('=');
+    if (!percent_decode(piece.substr(0, eq), true, key) ||
+        !percent_decode(eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1), true, value)) {
+      return "malformed percent-encoding in the query";
+    }
+    if (key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) return "the query contains NUL";
+    request.query.insert_or_assign(key, value);
+  }
+  return std::nullopt;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x >= 'A' && x <= 'Z' ? x - 'A' + 'a' : x) == (y >= 'A' && y <= 'Z' ? y - 'A' + 'a' : y);
+         });
+}
+
+// A header a handler may set: a token name and a value without CR, LF or NUL (no response splitting).
+bool valid_header(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7F || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' || c == '"' || c == '/' ||
+        c == '[' || c == ']' || c == '?' || c == '=' || c == '{' || c == '}' || c == '<' || c == '>' || c == '@' ||
+        c == '\\') {
+      return false;
+    }
+  }
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+class Session;
+
+// Lets `respond` post onto a strand only while the io_context is alive and running.
+struct Gate {
+  std::mutex mutex;
+  bool open = true;
+};
+
+// What sessions share with the server. Owned by ServerImpl, which outlives every session (it owns the io_context).
+struct ServerState {
+  ServerOptions options;
+  Handler handler;
+  Observer observer;
+  std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+  std::atomic<bool> stopping{false};
+
+  std::mutex sessions_mutex;
+  std::unordered_map<const Session*, std::weak_ptr<Session>> sessions;
+
+  // Connections between a request's first byte and its response written: what stop() waits for.
+  std::mutex busy_mutex;
+  std::condition_variable busy_cv;
+  std::size_t busy = 0;
+
+  bool add(const std::shared_ptr<Session>& session) {
+    std::lock_guard lock(sessions_mutex);
+    if (stopping.load()) return false;
+    sessions.emplace(session.get(), session);
+    return true;
+  }
+  void forget(const Session* session) {
+    std::lock_guard lock(sessions_mutex);
+    sessions.erase(session);
+  }
+  // Sets `stopping` when asked; after that no session is added, so the snapshot is complete.
+  std::vector<std::shared_ptr<Session>> snapshot(bool begin_stopping) {
+    std::lock_guard lock(sessions_mutex);
+    if (begin_stopping) stopping.store(true);
+    std::vector<std::shared_ptr<Session>> out;
+    out.reserve(sessions.size());
+    for (auto& [key, weak] : sessions) {
+      if (auto session = weak.lock()) out.push_back(std::move(session));
+    }
+    return out;
+  }
+  void add_busy(bool up) {
+    std::lock_guard lock(busy_mutex);
+    if (up) {
+      ++busy;
+    } else if (--busy == 0) {
+      busy_cv.notify_all();
+    }
+  }
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(ServerState& state, tcp::socket socket)
+      : _state(state), _stream(std::move(socket)), _strand(_stream.get_executor()), _timer(_strand) {}
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session() {
+    set_busy(false);
+    _state.forget(this);
+  }
+
+  void start() {
+    asio::dispatch(_strand, [self = shared_from_this()] { self->read_next(); });
+  }
+  // stop(), first pass: close the connection unless a request is under way.
+  void post_drain() {
+    asio::post(_strand, [self = shared_from_this()] {
+      if (self->_phase == Phase::idle || self->_phase == Phase::lingering) self->close();
+    });
+  }
+  // stop(), last pass.
+  void post_close() {
+    asio::post(_strand, [self = shared_from_this()] { self->close(); });
+  }
+
+ private:
+  enum class Phase { idle, reading, handling, writing, lingering, closed };
+
+  void read_next() {
+    if (_phase == Phase::closed) return;
+    if (_state.stopping.load()) return close();
+    _parser.emplace();
+    _parser->body_limit(_state.options.max_body_bytes);
+    _parser->header_limit(kHeaderLimitBytes);
+    if (_buffer.capacity() > kKeptBufferBytes) _buffer.shrink_to_fit();  // a large body passed through it
+    if (_buffer.size() > 0) return begin_request();
+    // Wait for the first byte under the idle timeout; the read timeout starts once the request has begun.
+    _phase = Phase::idle;
+    _stream.expires_after(_state.options.idle_timeout);
+    _stream.async_read_some(_buffer.prepare(kFirstReadBytes),
+                            beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+  }
+
+  void on_first_bytes(beast::error_code ec, std::size_t bytes) {
+    if (_phase != Phase::idle) return;  // closed meanwhile
+    if (ec) return close();             // end of stream, idle timeout, reset
+    _buffer.commit(bytes);
+    begin_request();
+  }
+
+  void begin_request() {
+    _phase = Phase::reading;
+    set_busy(true);
+    _stream.expires_after(_state.options.read_timeout);
+    bhttp::async_read_header(_stream, _buffer, *_parser,
+                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (_phase != Phase::reading) return;
+    if (ec) return on_read_error(ec);
+    if (_parser->is_done()) return on_request();
+    const auto expect = _parser->get()[bhttp::field::expect];
+    if (iequals(expect, "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(_stream, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+                          if (self->_phase != Phase::reading) return;
+                          if (write_ec) return self->close();
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    bhttp::async_read(_stream, _buffer, *_parser, beast::bind_front_handler(&Session::on_body, shared_from_this()));
+  }
+
+  void on_body(beast::error_code ec, std::size_t) {
+    if (_phase != Phase::reading) return;
+    if (ec) return on_read_error(ec);
+    on_request();
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) {
+      return answer_myself(413, "request body larger than " + std::to_string(_state.options.max_body_bytes) + " bytes");
+    }
+    if (ec == bhttp::error::header_limit) {
+      return answer_myself(431, "request header larger than " + std::to_string(kHeaderLimitBytes) + " bytes");
+    }
+    // The peer went away or was too slow (tcp_stream closed the socket on its timeout): nobody to answer.
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == beast::error::timeout ||
+        ec.category() != bhttp::make_error_code(bhttp::error::bad_target).category()) {
+      return close();
+    }
+    answer_myself(400, "malformed request: " + ec.message());
+  }
+
+  // A request the server answers without the handler; the connection closes afterwards.
+  void answer_myself(int status, std::string message) {
+    _observed = Request{};
+    _head = false;
+    if (_parser && _parser->is_header_done()) {
+      _observed.method = std::string(_parser->get().method_string());
+      _observed.path = std::string(_parser->get().target());
+      _head = _parser->get().method() == bhttp::verb::head;
+    }
+    _parser.reset();
+    _read_done = Clock::now();
+    _keep_alive = false;
+    _version = 11;
+    write_response(error_response(status, message));
+  }
+
+  void on_request() {
+    _read_done = Clock::now();
+    bhttp::request<bhttp::string_body> message = _parser->release();
+    _parser.reset();
+    _keep_alive = message.keep_alive();
+    _version = message.version() == 10 ? 10 : 11;  // an HTTP/1.0 client gets an explicit "Connection: keep-alive"
+    _head = message.method() == bhttp::verb::head;
+
+    Request request;
+    request.method = std::string(message.method_string());
+    if (auto error = parse_target(message.target(), request)) {
+      _observed = Request{};
+      _observed.method = request.method;
+      _observed.path = std::string(message.target());
+      _keep_alive = false;
+      return write_response(error_response(400, *error));
+    }
+    request.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
+    for (const auto& field : message) {
+      request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+    }
+    if (_state.observer) {
+      _observed = request;  // before the body goes in: observers get no body
+    } else {
+      _observed = Request{};  // method and path for the logs
+      _observed.method = request.method;
+      _observed.path = request.path;
+    }
+    request.body = std::move(message.body());
+
+    const std::uint64_t seq = ++_seq;
+    _phase = Phase::handling;
+    _timer.expires_after(_state.options.handler_timeout);
+    _timer.async_wait([self = shared_from_this(), seq](beast::error_code ec) {
+      if (!ec) self->on_handler_timeout(seq);
+    });
+
+    Respond respond = [gate = _state.gate, weak = weak_from_this(), seq](Response response) {
+      std::lock_guard lock(gate->mutex);
+      if (!gate->open) return;
+      std::shared_ptr<Session> self = weak.lock();
+      if (!self) return;
+      // Moved into the posted handler, so the session is never destroyed on this (foreign) thread.
+      const asio::any_io_executor strand = self->_strand;
+      asio::post(strand, [self = std::move(self), seq, response = std::move(response)]() mutable {
+        self->on_response(seq, std::move(response));
+      });
+    };
+    try {
+      _state.handler(std::move(request), std::move(respond));
+    } catch (const std::exception& e) {
+      base::log_error("http handler threw", {{"error", e.what()}, {"path", _observed.path}});
+      fail_handler(seq);
+    } catch (...) {
+      base::log_error("http handler threw", {{"error", "unknown exception"}});
+      fail_handler(seq);
+    }
+  }
+
+  // Posted, so a response the handler gave before throwing still wins.
+  void fail_handler(std::uint64_t seq) {
+    asio::post(_strand, [self = shared_from_this(), seq] {
+      self->on_response(seq, error_response(500, "internal error"));
+    });
+  }
+
+  void on_handler_timeout(std::uint64_t seq) {
+    if (_phase != Phase::handling || seq != _seq) return;
+    base::log_warn("http handler did not answer in time", {{"path", _observed.path}});
+    ++_seq;  // the handler's late answer is dropped
+    _keep_alive = false;
+    write_response(error_response(
+        503, "no answer within " + std::to_string(_state.options.handler_timeout.count()) + " s"));
+  }
+
+  void on_response(std::uint64_t seq, Response response) {
+    if (_phase != Phase::handling || seq != _seq) return;  // a second answer, or one for a request already closed
+    _timer.cancel();
+    write_response(std::move(response));
+  }
+
+  void write_response(Response response) {
+    _phase = Phase::writing;
+    _response = std::move(response);
+    int status = _response.status;
+    if (status < 200 || status > 599) {
+      base::log_error("http handler gave an invalid status", {{"status", std::to_string(status)}});
+      status = 500;
+    }
+    bool keep_alive = _keep_alive && !_state.stopping.load();
+    _message = {};
+    _message.version(_version);
+    _message.result(static_cast<unsigned>(status));
+    _message.set(bhttp::field::server, "statefold");
+    if (!_response.content_type.empty()) _message.set(bhttp::field::content_type, _response.content_type);
+    for (const auto& [name, value] : _response.headers) {
+      if (!valid_header(name, value)) {
+        base::log_warn("http handler gave an invalid header; dropped", {{"name", name}});
+      } else if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) {
+        continue;  // framing is ours
+      } else if (iequals(name, "connection")) {
+        if (iequals(value, "close")) keep_alive = false;
+      } else {
+        _message.insert(name, value);
+      }
+    }
+    _keep_alive = keep_alive;
+    _message.keep_alive(keep_alive);
+    if (status == 204 || status == 304) {
+      // No body, no Content-Length.
+    } else if (_head) {
+      _message.content_length(_response.body.size());
+    } else {
+      _message.body() = std::move(_response.body);
+      _message.prepare_payload();
+    }
+    _stream.expires_after(_state.options.read_timeout);
+    bhttp::async_write(_stream, _message, beast::bind_front_handler(&Session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    if (_phase != Phase::writing) return;
+    if (ec) return close();
+    if (_state.observer) {
+      if (!_head) _response.body = std::move(_message.body());
+      try {
+        _state.observer(_observed, _response, Clock::now() - _read_done);
+      } catch (const std::exception& e) {
+        base::log_error("http observer threw", {{"error", e.what()}});
+      } catch (...) {
+        base::log_error("http observer threw", {{"error", "unknown exception"}});
+      }
+    }
+    _message = {};
+    _response = Response{};
+    _observed = Request{};
+    set_busy(false);
+    if (!_keep_alive) return linger();
+    read_next();
+  }
+
+  // Half-close, then drop whatever the client still sends until it closes too (or the linger time or size runs out).
+  void linger() {
+    _phase = Phase::lingering;
+    beast::error_code ignored;
+    _stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    _buffer.clear();
+    _lingered = 0;
+    _stream.expires_after(kLingerTime);
+    linger_read();
+  }
+
+  void linger_read() {
+    _stream.async_read_some(_buffer.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec,
+                                                                                     std::size_t bytes) {
+      if (self->_phase != Phase::lingering) return;
+      self->_lingered += bytes;
+      if (ec || self->_lingered > kLingerBytes) return self->close();
+      self->linger_read();  // the buffer is never committed: the bytes are dropped
+    });
+  }
+
+  void close() {
+    if (_phase == Phase::closed) return;
+    _phase = Phase::closed;
+    ++_seq;
+    _timer.cancel();
+    beast::error_code ignored;
+    _stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    _stream.close();
+    _parser.reset();
+    set_busy(false);
+  }
+
+  void set_busy(bool busy) {
+    if (_busy == busy) return;
+    _busy = busy;
+    _state.add_busy(busy);
+  }
+
+  ServerState& _state;
+  beast::tcp_stream _stream;
+  const asio::any_io_executor _strand;  // the connection's strand; every handler of this session runs on it
+  asio::steady_timer _timer;            // the handler's deadline; also keeps the session alive while it works
+  beast::flat_buffer _buffer;
+  std::optional<bhttp::request_parser<bhttp::string_body>> _parser;
+  bhttp::response<bhttp::string_body> _message;
+  Response _response;
+  Request _observed;  // the request as the observer sees it (no body)
+  Clock::time_point _read_done;
+  std::uint64_t _seq = 0;  // which request `respond` answers; bumped when a request can no longer be answered
+  Phase _phase = Phase::idle;
+  unsigned _version = 11;
+  bool _keep_alive = false;
+  bool _head = false;
+  bool _busy = false;
+  std::size_t _lingered = 0;
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(const ServerOptions& options, Handler handler, Observer observer)
+      : _acceptor(asio::make_strand(_io)), _accept_timer(_acceptor.get_executor()) {
+    _state.options = options;
+    _state.handler = std::move(handler);
+    _state.observer = std::move(observer);
+  }
+  ServerImpl(const ServerImpl&) = delete;
+  ServerImpl& operator=(const ServerImpl&) = delete;
+  ~ServerImpl() override { stop(std::chrono::milliseconds(5000)); }
+
+  base::Result<void> listen() {
+    const ServerOptions& options = _state.options;
+    const std::string where = options.address + ":" + std::to_string(options.port);
+    beast::error_code ec;
+    tcp::resolver resolver(_io);
+    const auto endpoints = resolver.resolve(options.address, std::to_string(options.port),
+                                            tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || endpoints.empty()) {
+      return base::make_error("http: cannot resolve " + where + ": " + (ec ? ec.message() : "no address"));
+    }
+    const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+    if (_acceptor.open(endpoint.protocol(), ec); !ec) _acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) _acceptor.bind(endpoint, ec);
+    if (!ec) _acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return base::make_error("http: cannot listen on " + where + ": " + ec.message());
+    _port = _acceptor.local_endpoint().port();
+    return {};
+  }
+
+  void run(int threads) {
+    do_accept();
+    _threads.reserve(static_cast<std::size_t>(threads));
+    for (int i = 0; i < threads; ++i) {
+      _threads.emplace_back([this] {
+        for (;;) {
+          try {
+            _io.run();
+            break;
+          } catch (const std::exception& e) {  // handlers catch their own; this is a broken invariant
+            base::log_error("http I/O thread caught an exception", {{"error", e.what()}});
+          }
+        }
+        std::lock_guard lock(_done_mutex);
+        ++_done;
+        _done_cv.notify_all();
+      });
+    }
+  }
+
+  std::uint16_t port() const override { return _port; }
+
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) override {
+    std::lock_guard stop_lock(_stop_mutex);
+    if (_stopped) return;
+    _stopped = true;
+    const auto deadline = Clock::now() + grace;
+
+    // 1. No new connections; idle connections close; requests under way go on.
+    asio::post(_acceptor.get_executor(), [this] {
+      beast::error_code ignored;
+      _acceptor.close(ignored);
+      _accept_timer.cancel();
+    });
+    for (const auto& session : _state.snapshot(/*begin_stopping=*/true)) session->post_drain();
+
+    // 2. Wait for them to be answered.
+    {
+      std::unique_lock lock(_state.busy_mutex);
+      _state.busy_cv.wait_until(lock, deadline, [&] { return _state.busy == 0; });
+    }
+
+    // 3. Late answers become no-ops; close what is left; the threads run out of work and return.
+    {
+      std::lock_guard lock(_state.gate->mutex);
+      _state.gate->open = false;
+    }
+    for (const auto& session : _state.snapshot(false)) session->post_close();
+    {
+      std::unique_lock lock(_done_mutex);
+      if (!_done_cv.wait_for(lock, std::chrono::seconds(2), [&] { return _done == _threads.size(); })) {
+        base::log_warn("http server: I/O threads still busy after closing; stopping them");
+        _io.stop();
+      }
+    }
+    for (auto& thread : _threads) {
+      if (thread.get_id() == std::this_thread::get_id()) {
+        base::log_error("http server stopped from its own I/O thread; not joining it");
+        thread.detach();
+      } else {
+        thread.join();
+      }
+    }
+    _threads.clear();
+  }
+
+ private:
+  void do_accept() {
+    _acceptor.async_accept(asio::make_strand(_io), [this](beast::error_code ec, tcp::socket socket) {
+      on_accept(ec, std::move(socket));
+    });
+  }
+
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !_acceptor.is_open()) return;
+    if (ec == asio::error::connection_aborted) return do_accept();
+    if (ec) {  // out of descriptors or memory: back off instead of spinning
+      base::log_warn("http accept failed", {{"error", ec.message()}});
+      _accept_timer.expires_after(std::chrono::milliseconds(50));
+      _accept_timer.async_wait([this](beast::error_code timer_ec) {
+        if (!timer_ec && _acceptor.is_open()) do_accept();
+      });
+      return;
+    }
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto session = std::make_shared<Session>(_state, std::move(socket));
+    if (_state.add(session)) session->start();
+    do_accept();
+  }
+
+  // Declaration order is destruction order in reverse: sessions left in the io_context die with it, before _state.
+  ServerState _state;
+  asio::io_context _io;
+  tcp::acceptor _acceptor;
+  asio::steady_timer _accept_timer;
+  std::uint16_t _port = 0;
+  std::vector<std::thread> _threads;
+  std::mutex _done_mutex;
+  std::condition_variable _done_cv;
+  std::size_t _done = 0;
+  std::mutex _stop_mutex;
+  bool _stopped = false;
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options, Handler handler, Observer observer) {
+  if (!handler) return base::make_error("http: no handler");
+  if (options.threads < 1) return base::make_error("http: threads must be at least 1");
+  try {
+    auto server = std::make_unique<ServerImpl>(options, std::move(handler), std::move(observer));
+    if (auto listening = server->listen(); !listening) return listening.error();
+    server->run(options.threads);
+    return std::unique_ptr<Server>(std::move(server));
+  } catch (const std::exception& e) {  // thread creation, allocation
+    return base::make_error(std::string("http: cannot start: ") + e.what());
+  }
+}
+
+}  // namespace statefold::http

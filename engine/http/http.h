@@ -1,0 +1,77 @@
+// http: a small HTTP/1.1 server (Boost.Beast inside http.cc only) that hands each request to a Handler and writes
+// the Response the handler gives back, possibly later and from another thread (an append answers once its events
+// are folded). Keep-alive, body size limit (413), timeouts, graceful stop.
+//
+//   auto server = http::Server::start({.address = "127.0.0.1", .port = 8080},
+//       [](http::Request request, http::Respond respond) { respond({.status = 200, .body = "ok"}); });
+//
+// Thread-safety: the handler runs on the server's I/O threads, concurrently, and must not block them. `respond` may be
+// called from any thread, once (later calls are ignored), even after the connection or the server is gone (then it
+// does nothing). `stop` must not be called from a handler or an observer.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace statefold::http {
+
+struct Request {
+  std::string method;                              // "GET", "POST", ...
+  std::string path;                                // percent-decoded path, without the query
+  std::map<std::string, std::string> query;        // percent-decoded query parameters (last one wins)
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+  std::optional<std::string_view> header(std::string_view lower_case_name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string route;  // the route template that answered ("/v1/sessions/{id}"), for metrics; empty = unmatched
+};
+
+using Respond = std::function<void(Response)>;
+using Handler = std::function<void(Request, Respond)>;
+// Told about every answered request once its response is written (for metrics and access logs), on an I/O thread,
+// with the time from the request fully read to the response written. The Request has no body (it went to the handler).
+// Answers the server gives by itself (400, 413, 431, 503) are reported too, with an empty route.
+using Observer = std::function<void(const Request&, const Response&, std::chrono::nanoseconds latency)>;
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;                       // 0: any free port (see Server::port())
+  int threads = 2;
+  std::size_t max_body_bytes = 1 << 20;            // larger bodies get 413 without reaching the handler
+  std::chrono::seconds read_timeout{30};           // from a request's first byte to its last; also per response write
+  std::chrono::seconds idle_timeout{60};           // a keep-alive connection waiting for its next request
+  std::chrono::seconds handler_timeout{30};        // a request not answered by then gets 503 and the connection closes
+};
+
+class Server {
+ public:
+  static base::Result<std::unique_ptr<Server>> start(const ServerOptions& options, Handler handler,
+                                                      Observer observer = {});
+  virtual ~Server() = default;
+  virtual std::uint16_t port() const = 0;
+  // Stops accepting and closes idle connections, lets in-flight requests finish (up to `grace`), then closes the rest
+  // and joins the I/O threads. Idempotent; the destructor calls it with the default grace.
+  virtual void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) = 0;
+};
+
+// Helpers for handlers.
+Response json_response(int status, std::string body, std::string route = {});
+Response error_response(int status, std::string_view message, std::string route = {});  // {"error": message}
+
+}  // namespace statefold::http

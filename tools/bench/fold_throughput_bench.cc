@@ -1,0 +1,516 @@
+// fold_throughput_bench: spec section 8, "fold throughput from a real local broker >= 0.8 x raw librdkafka
+// consume of the same topic, same run". Prints figures; it is not a test.
+//
+//   fold_throughput_bench --brokers 127.0.0.1:19292 [--events 200000] [--sessions 2000] [--rounds 3]
+//
+// 1. Generates the deterministic workload, encodes it as canonical FlatBuffers (what `statefold append` sends by
+//    default) and produces it, keyed by session, into a fresh topic of 4 partitions; waits for every ack.
+// 2. Alternates, --rounds times: (a) a bare librdkafka consumer with the engine's consumer settings
+//    (engine/log/consumer.cc) reading every record and touching every payload byte; (b) runtime::Engine on a
+//    fresh store and a fresh group folding the same topic until every record is committed to the store.
+// 3. Prints each round, the ratio engine/raw per round and the median ratio against the target.
+//
+// Rates are taken from the first record seen to the last one consumed (raw) or committed (engine), so the group
+// join, which is the broker's work and the same for both, is left out; the wall times including it are printed too.
+#include <librdkafka/rdkafka.h>
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <thread>
+#include <time.h>
+#include <unistd.h>
+#include <vector>
+
+#include "codec/codec.h"
+#include "log/log.h"
+#include "runtime/engine.h"
+#include "workload/workload.h"
+
+using namespace statefold;  // NOLINT: a main file, not a header
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr double kTargetRatio = 0.8;
+constexpr std::chrono::seconds kStallTimeout{120};  // no progress for this long: the run is broken
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+struct Args {
+  std::string brokers;
+  std::uint64_t events = 200000;
+  std::uint64_t sessions = 2000;
+  std::uint64_t seed = 1;
+  int partitions = 4;
+  int rounds = 3;
+  std::string topic;       // reuse an existing topic (no produce phase), e.g. under a profiler
+  std::string only = "both";
+  bool keep_topic = false;
+  std::string work_dir;
+  std::uint64_t memory_budget_mb = 512;  // EngineOptions default
+};
+
+struct Rate {
+  std::uint64_t records = 0;
+  double steady_s = 0;  // first record seen -> last record consumed / committed
+  double wall_s = 0;    // client created -> last record consumed / committed
+  double cpu_s = 0;     // CPU time of the whole process over wall_s (librdkafka and RocksDB threads included)
+  double per_s() const { return steady_s > 0 ? static_cast<double>(records) / steady_s : 0; }
+};
+
+// CPU seconds used so far by this process, all threads.
+double process_cpu_s() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  auto s = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
+  return s(usage.ru_utime) + s(usage.ru_stime);
+}
+
+// CPU seconds used so far by one thread.
+double thread_cpu_s(pthread_t thread) {
+  clockid_t clock{};
+  timespec ts{};
+  if (::pthread_getcpuclockid(thread, &clock) != 0 || ::clock_gettime(clock, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Produce.
+
+struct Produced {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  double seconds = 0;
+  workload::Stats expected;
+};
+
+base::Result<Produced> produce(const Args& a, const std::string& topic) {
+  Produced out;
+  struct Item {
+    std::string session;
+    std::vector<std::uint8_t> value;
+  };
+  std::vector<Item> items;
+  items.reserve(a.events);
+  std::string bad;
+  workload::Options workload_options;
+  workload_options.sessions = a.sessions;
+  workload_options.events = a.events;
+  workload_options.seed = a.seed;
+  out.expected = workload::generate(workload_options, [&](std::string_view line) {
+                                      auto fb = codec::json_to_flatbuffers(line);
+                                      if (!fb) {
+                                        if (bad.empty()) bad = fb.error().message;
+                                        return;
+                                      }
+                                      auto ev = codec::decode(*fb, codec::Encoding::flatbuffers);
+                                      if (!ev) {
+                                        if (bad.empty()) bad = ev.error().message;
+                                        return;
+                                      }
+                                      items.push_back({std::string(ev->session_id()), std::move(*fb)});
+                                    });
+  if (!bad.empty()) return base::make_error("the workload does not encode: " + bad);
+  if (auto r = log::ensure_topic(a.brokers, topic, a.partitions); !r) return r.error();
+  log::ProducerOptions producer_options;  // the defaults of `statefold append`: idempotent, acks=all, zstd
+  producer_options.brokers = a.brokers;
+  producer_options.client_id = "statefold-bench";
+  auto producer = log::Producer::create(producer_options);
+  if (!producer) return producer.error();
+  std::uint64_t failed = 0;
+  std::string first_error;
+  const auto t0 = Clock::now();
+  for (const Item& item : items) {
+    auto sent = (*producer)->send(topic, item.session, item.value, {}, [&](const log::Delivery& d) {
+      if (!d.error.empty()) {
+        if (failed++ == 0) first_error = d.error;
+      }
+    });
+    if (!sent) return sent.error();
+    out.bytes += item.value.size();
+  }
+  if (auto flushed = (*producer)->flush(std::chrono::minutes(5)); !flushed) return flushed.error();
+  out.seconds = seconds(Clock::now() - t0);
+  if (failed > 0) return base::make_error(std::to_string(failed) + " record(s) not delivered: " + first_error);
+  out.records = items.size();
+  return out;
+}
+
+base::Result<std::uint64_t> topic_records(const std::string& brokers, const std::string& topic) {
+  auto ends = log::end_offsets(brokers, topic);
+  if (!ends) return ends.error();
+  std::uint64_t total = 0;
+  for (const auto& [p, o] : *ends) total += static_cast<std::uint64_t>(std::max<std::int64_t>(0, o));
+  return total;
+}
+
+void delete_topic(const std::string& brokers, const std::string& topic) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+  if (rk == nullptr) return;
+  rd_kafka_DeleteTopic_t* del = rd_kafka_DeleteTopic_new(topic.c_str());
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteTopics(rk, &del, 1, nullptr, queue);
+  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 30000)) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_DeleteTopic_destroy(del);
+  rd_kafka_destroy(rk);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (a) Raw librdkafka consume, with the properties KafkaConsumer::init sets for the engine's consumer.
+
+base::Result<Rate> raw_consume(const Args& a, const std::string& topic, const std::string& group,
+                               std::uint64_t total, std::uint64_t* checksum) {
+  // EngineOptions gives the consumer a quarter of the memory budget; KafkaConsumer derives the fetch sizes from it.
+  const std::uint64_t queue_budget = (a.memory_budget_mb << 20) / 4;
+  const std::pair<const char*, std::string> properties[] = {
+      {"bootstrap.servers", a.brokers},
+      {"group.id", group},
+      {"client.id", "statefold-bench-raw"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"enable.partition.eof", "false"},
+      {"isolation.level", "read_committed"},
+      {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, queue_budget / 1024))},
+      {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, queue_budget / 2))},
+      {"statistics.interval.ms", "0"},
+  };
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf, name, value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return base::make_error(std::string("raw consumer: ") + name + ": " + error);
+    }
+  }
+  const auto t_created = Clock::now();
+  const double cpu_created = process_cpu_s();
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return base::make_error(std::string("raw consumer: ") + error);
+  }
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_destroy(rk);
+    return base::make_error(std::string("raw consumer: subscribe: ") + rd_kafka_err2str(err));
+  }
+
+  std::uint64_t count = 0;
+  std::uint64_t sum = 0;
+  Clock::time_point t_first{};
+  Clock::time_point t_last = Clock::now();
+  Clock::time_point t_progress = t_last;
+  std::string failure;
+  while (count < total) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    if (m == nullptr) {
+      if (Clock::now() - t_progress > kStallTimeout) {
+        failure = "raw consumer: no record for " + std::to_string(kStallTimeout.count()) + " s at " +
+                  std::to_string(count) + "/" + std::to_string(total);
+        break;
+      }
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      std::fprintf(stderr, "raw consumer: %s\n", rd_kafka_message_errstr(m));
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    if (count == 0) t_first = Clock::now();
+    // Touch every payload byte, as decoding would, so the raw figure is not a pointer shuffle.
+    const auto* bytes = static_cast<const std::uint8_t*>(m->payload);
+    for (std::size_t i = 0; i < m->len; ++i) sum += bytes[i];
+    sum += m->key_len;
+    rd_kafka_message_destroy(m);
+    ++count;
+    t_progress = Clock::now();
+  }
+  t_last = t_progress;
+  const double cpu = process_cpu_s() - cpu_created;
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  if (!failure.empty()) return base::make_error(failure);
+  *checksum = sum;
+  // The first record is the clock's start, so it is not counted in the steady rate.
+  return Rate{count - 1, seconds(t_last - t_first), seconds(t_last - t_created), cpu};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (b) The engine, in-process, on a fresh store and group.
+
+struct EngineRun {
+  Rate rate;
+  double engine_thread_cpu_s = 0;  // the thread running Engine::run: poll, decode, fold, commit
+  std::uint64_t accepted = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t rejected = 0;
+  std::uint64_t dead_letters = 0;
+  std::uint64_t batches = 0;
+};
+
+base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, const std::string& group,
+                                    const std::string& data_dir, std::uint64_t total) {
+  runtime::EngineOptions options;
+  options.brokers = a.brokers;
+  options.topic = topic;
+  options.dead_letter_topic = topic + ".dlq";  // nothing should land there; keep it off statefold.dlq anyway
+  options.group = group;
+  options.data_dir = data_dir;
+  options.memory_budget_bytes = a.memory_budget_mb << 20;
+  options.progress_interval = std::chrono::hours(1);
+  const auto t_created = Clock::now();
+  const double cpu_created = process_cpu_s();
+  auto engine = runtime::Engine::open(options);
+  if (!engine) return engine.error();
+  runtime::Engine& e = **engine;
+  base::Result<void> result;
+  std::thread runner([&] { result = e.run(); });
+
+  // Watch from this thread with short sleeps: an atomic load per millisecond, then the store's offsets (four keys)
+  // once every record is folded, so the end is when the last batch is durable, not merely folded.
+  auto committed = [&] {
+    std::uint64_t sum = 0;
+    for (const auto& [p, o] : e.store().offsets()) sum += static_cast<std::uint64_t>(o);
+    return sum;
+  };
+  Clock::time_point t_first{};
+  std::uint64_t records_at_first = 0;
+  Clock::time_point t_progress = Clock::now();
+  std::uint64_t last_records = 0;
+  std::string failure;
+  bool finished = false;
+  while (!finished) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const std::uint64_t records = e.stats().records.load(std::memory_order_relaxed);
+    const auto now = Clock::now();
+    if (records > 0 && records_at_first == 0) {
+      t_first = now;
+      records_at_first = records;
+    }
+    if (records != last_records) {
+      last_records = records;
+      t_progress = now;
+    }
+    if (records >= total) {
+      while (committed() < total) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      finished = true;
+    } else if (now - t_progress > kStallTimeout) {
+      failure = "engine: no record folded for " + std::to_string(kStallTimeout.count()) + " s at " +
+                std::to_string(records) + "/" + std::to_string(total);
+      break;
+    }
+  }
+  const auto t_end = Clock::now();
+  const double cpu = process_cpu_s() - cpu_created;
+  const double thread_cpu = thread_cpu_s(runner.native_handle());
+  e.stop();
+  runner.join();
+  if (!result) return base::make_error("engine: " + result.error().message);
+  if (!failure.empty()) return base::make_error(failure);
+  EngineRun out;
+  out.rate = Rate{total - records_at_first, seconds(t_end - t_first), seconds(t_end - t_created), cpu};
+  out.engine_thread_cpu_s = thread_cpu;
+  out.accepted = e.stats().accepted.load();
+  out.duplicates = e.stats().duplicates.load();
+  out.rejected = e.stats().rejected.load();
+  out.dead_letters = e.stats().dead_letters.load();
+  out.batches = e.stats().batches.load();
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string group_name(const std::string& topic, const char* what, int round) {
+  return topic + "." + what + "." + std::to_string(round) + "." + std::to_string(::getpid());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  CLI::App app{"statefold fold throughput benchmark: engine vs raw librdkafka consume of the same topic "
+               "(spec section 8). Prints figures."};
+  app.add_option("--brokers", a.brokers, "Kafka bootstrap servers (tools/kafka.sh start prints them)")->required();
+  app.add_option("--events", a.events, "Events in the workload")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--sessions", a.sessions, "Sessions in the workload")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed", a.seed, "Workload seed")->capture_default_str();
+  app.add_option("--partitions", a.partitions, "Partitions of the fresh topic")->capture_default_str();
+  app.add_option("--rounds", a.rounds, "Raw/engine alternations")->capture_default_str()->check(CLI::Range(1, 20));
+  app.add_option("--topic", a.topic, "Read this existing topic instead of producing a fresh one (for profiling; "
+                                     "the state check is then skipped)");
+  app.add_option("--only", a.only, "Run only one side: raw, engine or both")->capture_default_str()
+      ->check(CLI::IsMember({"both", "raw", "engine"}));
+  app.add_flag("--keep-topic", a.keep_topic, "Keep the fresh topic (its name is printed) instead of deleting it");
+  app.add_option("--work-dir", a.work_dir, "Directory for the engine's stores (default: a temporary directory)");
+  app.add_option("--memory-budget-mb", a.memory_budget_mb, "Engine memory budget (its consumer gets a quarter)")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  const bool fresh = a.topic.empty();
+  const std::string topic =
+      fresh ? "statefold.bench." + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      std::chrono::system_clock::now().time_since_epoch())
+                                                      .count()) +
+                  "." + std::to_string(::getpid())
+            : a.topic;
+  std::filesystem::path work = a.work_dir.empty()
+                                   ? std::filesystem::temp_directory_path() /
+                                         ("statefold-bench-" + std::to_string(::getpid()))
+                                   : std::filesystem::path(a.work_dir);
+
+  std::printf("fold_throughput_bench  librdkafka %s  %u hardware threads\n", log::librdkafka_version().c_str(),
+              std::thread::hardware_concurrency());
+  Produced produced;
+  if (fresh) {
+    std::printf("producing %llu events over %llu sessions (seed %llu) to %s (%d partitions)...\n",
+                static_cast<unsigned long long>(a.events), static_cast<unsigned long long>(a.sessions),
+                static_cast<unsigned long long>(a.seed), topic.c_str(), a.partitions);
+    std::fflush(stdout);
+    auto p = produce(a, topic);
+    if (!p) {
+      std::fprintf(stderr, "fold_throughput_bench: %s\n", p.error().message.c_str());
+      return 1;
+    }
+    produced = std::move(*p);
+  }
+  auto total = topic_records(a.brokers, topic);
+  if (!total) {
+    std::fprintf(stderr, "fold_throughput_bench: %s\n", total.error().message.c_str());
+    return 1;
+  }
+  if (fresh && *total != produced.records) {
+    std::fprintf(stderr, "fold_throughput_bench: topic holds %llu records, %llu were produced\n",
+                 static_cast<unsigned long long>(*total), static_cast<unsigned long long>(produced.records));
+    return 1;
+  }
+
+  std::vector<Rate> raw;
+  std::vector<EngineRun> folded;
+  std::vector<std::string> errors;
+  std::uint64_t checksum = 0;
+  for (int round = 1; round <= a.rounds && errors.empty(); ++round) {
+    if (a.only != "engine") {
+      std::printf("round %d: raw librdkafka consume...\n", round);
+      std::fflush(stdout);
+      auto r = raw_consume(a, topic, group_name(topic, "raw", round), *total, &checksum);
+      if (!r) {
+        errors.push_back(r.error().message);
+        break;
+      }
+      raw.push_back(*r);
+    }
+    if (a.only != "raw") {
+      std::printf("round %d: statefold engine...\n", round);
+      std::fflush(stdout);
+      const std::filesystem::path dir = work / ("engine-" + std::to_string(round));
+      std::filesystem::remove_all(dir);
+      auto r = engine_fold(a, topic, group_name(topic, "engine", round), dir.string(), *total);
+      std::filesystem::remove_all(dir);
+      if (!r) {
+        errors.push_back(r.error().message);
+        break;
+      }
+      folded.push_back(*r);
+    }
+  }
+  if (a.work_dir.empty()) std::filesystem::remove_all(work);
+  if (fresh && !a.keep_topic) {
+    delete_topic(a.brokers, topic);
+    delete_topic(a.brokers, topic + ".dlq");
+  }
+
+  // ----- report ------------------------------------------------------------------------------------------------
+  std::printf("\nfold throughput from a real local broker (spec 8: >= %.1f x raw librdkafka consume, same run)\n",
+              kTargetRatio);
+  std::printf("topic %s: %llu records, %d partitions%s\n", topic.c_str(), static_cast<unsigned long long>(*total),
+              fresh ? a.partitions : 0, fresh ? (a.keep_topic ? " (kept)" : " (deleted after the run)") : "");
+  if (fresh) {
+    std::printf("producer (context): %llu records, %.1f MB of FlatBuffers values, acks=all, zstd: %.2f s = "
+                "%.0f records/s\n",
+                static_cast<unsigned long long>(produced.records), static_cast<double>(produced.bytes) / 1e6,
+                produced.seconds, static_cast<double>(produced.records) / produced.seconds);
+  }
+  std::printf("\n%-6s %14s %9s %9s %16s %9s %9s %9s %7s\n", "round", "raw records/s", "raw wall", "raw CPU",
+              "engine events/s", "eng. wall", "eng. CPU", "eng. thr.", "ratio");
+  std::vector<double> ratios;
+  const std::size_t rows = std::max(raw.size(), folded.size());
+  auto us_per = [&](double cpu_s) { return cpu_s * 1e6 / static_cast<double>(*total); };
+  for (std::size_t i = 0; i < rows; ++i) {
+    char raw_rate[32] = "-", raw_wall[32] = "-", raw_cpu[32] = "-", eng_rate[32] = "-", eng_wall[32] = "-",
+         eng_cpu[32] = "-", eng_thread[32] = "-", ratio[32] = "-";
+    if (i < raw.size()) {
+      std::snprintf(raw_rate, sizeof raw_rate, "%.0f", raw[i].per_s());
+      std::snprintf(raw_wall, sizeof raw_wall, "%.2f s", raw[i].wall_s);
+      std::snprintf(raw_cpu, sizeof raw_cpu, "%.2f us", us_per(raw[i].cpu_s));
+    }
+    if (i < folded.size()) {
+      std::snprintf(eng_rate, sizeof eng_rate, "%.0f", folded[i].rate.per_s());
+      std::snprintf(eng_wall, sizeof eng_wall, "%.2f s", folded[i].rate.wall_s);
+      std::snprintf(eng_cpu, sizeof eng_cpu, "%.2f us", us_per(folded[i].rate.cpu_s));
+      std::snprintf(eng_thread, sizeof eng_thread, "%.2f us", us_per(folded[i].engine_thread_cpu_s));
+    }
+    if (i < raw.size() && i < folded.size()) {
+      ratios.push_back(folded[i].rate.per_s() / raw[i].per_s());
+      std::snprintf(ratio, sizeof ratio, "%.3f", ratios.back());
+    }
+    std::printf("%-6zu %14s %9s %9s %16s %9s %9s %9s %7s\n", i + 1, raw_rate, raw_wall, raw_cpu, eng_rate, eng_wall,
+                eng_cpu, eng_thread, ratio);
+  }
+  std::printf("rates: first record -> last record consumed (raw) or committed to the store (engine).\n"
+              "wall: client created -> end, group join included. CPU: process CPU time per record over the wall "
+              "time\n(all threads: librdkafka, RocksDB flushes); eng. thr.: CPU time per record of the thread "
+              "running Engine::run.\n");
+  if (!folded.empty()) {
+    const EngineRun& f = folded.back();
+    std::printf("engine counts: accepted %llu, duplicates %llu, rejected %llu, dead letters %llu, %llu batches "
+                "(%.0f records/batch)\n",
+                static_cast<unsigned long long>(f.accepted), static_cast<unsigned long long>(f.duplicates),
+                static_cast<unsigned long long>(f.rejected), static_cast<unsigned long long>(f.dead_letters),
+                static_cast<unsigned long long>(f.batches),
+                f.batches ? static_cast<double>(*total) / static_cast<double>(f.batches) : 0.0);
+    if (fresh) {
+      const bool ok = f.accepted == produced.expected.accepted && f.duplicates == produced.expected.duplicates &&
+                      f.rejected == produced.expected.stale && f.dead_letters == 0;
+      std::printf("state check against the generator: %s (expected accepted %llu, duplicates %llu, rejected %llu)\n",
+                  ok ? "ok" : "MISMATCH", static_cast<unsigned long long>(produced.expected.accepted),
+                  static_cast<unsigned long long>(produced.expected.duplicates),
+                  static_cast<unsigned long long>(produced.expected.stale));
+      if (!ok) errors.push_back("the engine's counts differ from the generator's");
+    }
+  }
+  if (!raw.empty()) std::printf("raw payload checksum: %llu\n", static_cast<unsigned long long>(checksum));
+  if (!ratios.empty()) {
+    const double m = median(ratios);
+    std::printf("\n%-44s %10s %10s %6s\n", "figure", "measured", "target", "");
+    std::printf("%-44s %10.3f %10s %6s\n", "engine events/s / raw records/s (median)", m, ">= 0.80",
+                m >= kTargetRatio ? "PASS" : "MISS");
+  }
+  for (const std::string& e : errors) std::fprintf(stderr, "fold_throughput_bench: %s\n", e.c_str());
+  return errors.empty() ? 0 : 1;
+}

@@ -1,0 +1,19 @@
+// Settings files for subcommands: a TOML file whose keys are the subcommand's long flag names
+// (`brokers = "127.0.0.1:9092"`, `memory-budget-mb = 512`). Precedence: defaults < file < STATEFOLD_* environment
+// < flags. Call after CLI11 parsed the command line (which also applied the environment).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "base/result.h"
+
+namespace statefold::cli {
+
+// Applies the file's values to the options of `command` that neither a flag nor the environment set.
+// An unknown key, a key naming a flag that takes no value from files, or a value of the wrong type is an error
+// naming the key and its line.
+base::Result<void> apply_config_file(CLI::App& command, const std::string& path);
+
+}  // namespace statefold::cli
