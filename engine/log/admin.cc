@@ -30,7 +30,10 @@ constexpr int kTimeoutMs = 15000;
 
 }  // namespace
 
-base::Result<int> partition_count(const std::string& brokers, const std::string& topic) {
+namespace {
+// The topic's partition count; nullopt when the broker answered that it does not exist; an error when the broker
+// could not be asked.
+base::Result<std::optional<int>> lookup_topic(const std::string& brokers, const std::string& topic) {
   auto rk = admin_handle(brokers, {});
   if (!rk) return rk.error();
   rd_kafka_topic_t* t = rd_kafka_topic_new(rk->get(), topic.c_str(), nullptr);
@@ -40,23 +43,27 @@ base::Result<int> partition_count(const std::string& brokers, const std::string&
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return base::make_error("cannot reach Kafka at " + brokers + ": " + rd_kafka_err2str(err));
   }
-  int count = -1;
-  std::string why;
-  if (md->topic_cnt == 1) {
-    if (md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      count = md->topics[0].partition_cnt;
-    } else {
-      why = rd_kafka_err2str(md->topics[0].err);
-    }
+  std::optional<int> count;
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+    count = md->topics[0].partition_cnt;
   }
   rd_kafka_metadata_destroy(md);
-  if (count <= 0) return base::make_error("topic " + topic + " is not available: " + (why.empty() ? "no partitions" : why));
   return count;
+}
+}  // namespace
+
+base::Result<int> partition_count(const std::string& brokers, const std::string& topic) {
+  auto found = lookup_topic(brokers, topic);
+  if (!found) return found.error();
+  if (!*found) return base::make_error("topic " + topic + " does not exist at " + brokers);
+  return **found;
 }
 
 base::Result<void> ensure_topic(const std::string& brokers, const std::string& topic, int partitions,
                                 const Properties& extra) {
-  if (auto existing = partition_count(brokers, topic); existing) return {};
+  auto existing = lookup_topic(brokers, topic);
+  if (!existing) return existing.error();  // unreachable: say so now rather than after a create timeout
+  if (*existing) return {};
   auto rk = admin_handle(brokers, extra);
   if (!rk) return rk.error();
   char error[512];
