@@ -126,6 +126,37 @@ base::Result<std::map<std::int32_t, std::int64_t>> end_offsets(const std::string
   return out;
 }
 
+base::Result<std::map<std::int32_t, std::int64_t>> offsets_for_time(const std::string& brokers, const std::string& topic,
+                                                                    std::int64_t time_ms) {
+  auto count = partition_count(brokers, topic);
+  if (!count) return count.error();
+  auto rk = admin_handle(brokers, {});
+  if (!rk) return rk.error();
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(*count);
+  for (int p = 0; p < *count; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = time_ms;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk->get(), list, kTimeoutMs);
+  std::map<std::int32_t, std::int64_t> out;
+  std::string failure;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) failure = rd_kafka_err2str(err);
+  for (int i = 0; i < list->cnt && failure.empty(); ++i) {
+    const auto& e = list->elems[i];
+    if (e.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failure = "partition " + std::to_string(e.partition) + ": " + rd_kafka_err2str(e.err);
+    } else {
+      out[e.partition] = e.offset;
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (!failure.empty()) return base::make_error("cannot look up offsets by time in " + topic + ": " + failure);
+  // No record at or after the time: everything is before it, so the end offset.
+  auto ends = end_offsets(brokers, topic);
+  if (!ends) return ends.error();
+  for (auto& [p, o] : out) {
+    if (o < 0) o = (*ends)[p];
+  }
+  return out;
+}
+
 namespace {
 
 class MockCluster final : public EmbeddedCluster {

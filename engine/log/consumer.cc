@@ -128,6 +128,19 @@ class KafkaConsumer final : public Consumer {
     return out;
   }
 
+  std::map<std::int32_t, std::int64_t> positions() const override {
+    std::map<std::int32_t, std::int64_t> out;
+    const auto assigned = assignment();
+    if (assigned.empty()) return out;
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size())));
+    for (std::int32_t p : assigned) rd_kafka_topic_partition_list_add(list.get(), _options.topic.c_str(), p);
+    rd_kafka_position(_rk.get(), list.get());
+    for (int i = 0; i < list->cnt; ++i) {
+      out[list->elems[i].partition] = list->elems[i].offset < 0 ? -1 : list->elems[i].offset;
+    }
+    return out;
+  }
+
   void close() override {
     release();
     if (_rk && !_closed) {

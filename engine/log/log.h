@@ -78,6 +78,9 @@ class Consumer {
   virtual void commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) = 0;
   // High watermark of each assigned partition as last reported by the broker (-1 unknown).
   virtual std::map<std::int32_t, std::int64_t> high_watermarks() const = 0;
+  // The next offset the consumer will fetch for each assigned partition (-1 unknown). It moves past
+  // transaction markers, which are never delivered as records.
+  virtual std::map<std::int32_t, std::int64_t> positions() const = 0;
   // Leaves the group cleanly.
   virtual void close() = 0;
   // A fatal error the consumer met (empty if none).
@@ -131,6 +134,10 @@ base::Result<void> ensure_topic(const std::string& brokers, const std::string& t
                                 const Properties& extra = {});
 // Number of partitions of a topic, or an error if it does not exist.
 base::Result<int> partition_count(const std::string& brokers, const std::string& topic);
+// The first offset of each partition whose record timestamp is at or after `time_ms` (the end offset where there
+// is none): what "up to a time" means for replay.
+base::Result<std::map<std::int32_t, std::int64_t>> offsets_for_time(const std::string& brokers, const std::string& topic,
+                                                                    std::int64_t time_ms);
 // High watermarks (next offset to be written) of every partition of a topic.
 base::Result<std::map<std::int32_t, std::int64_t>> end_offsets(const std::string& brokers, const std::string& topic);
 

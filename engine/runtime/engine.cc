@@ -72,13 +72,17 @@ std::vector<std::int32_t> Engine::assignment() const { return _consumer->assignm
 std::map<std::int32_t, std::int64_t> Engine::lag() const {
   std::map<std::int32_t, std::int64_t> out;
   auto stored = _store->offsets();
+  // The consumer's position counts transaction markers as read; the stored offset never reaches past them.
+  const auto positions = _consumer->positions();
   for (const auto& [partition, high] : _consumer->high_watermarks()) {
     if (high < 0) {
       out[partition] = -1;
       continue;
     }
     auto it = stored.find(partition);
-    out[partition] = std::max<std::int64_t>(0, high - (it == stored.end() ? 0 : it->second));
+    std::int64_t done = it == stored.end() ? 0 : it->second;
+    if (auto p = positions.find(partition); p != positions.end()) done = std::max(done, p->second);
+    out[partition] = std::max<std::int64_t>(0, high - done);
   }
   return out;
 }
@@ -120,6 +124,13 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   bool sent_dead_letters = false;
   _folded.clear();
   for (const log::Record& r : records) {
+    if (_options.stop_at) {
+      auto limit = _options.stop_at->find(r.partition);
+      if (limit == _options.stop_at->end() || r.offset >= limit->second) {
+        _consumer->pause({r.partition});  // replay: past its end, nothing more of it is wanted
+        continue;
+      }
+    }
     auto known = _next_offsets.find(r.partition);
     if (known != _next_offsets.end() && r.offset < known->second) {
       // Already in the store: a rebalance handed us a partition we had read ahead on.
@@ -206,6 +217,21 @@ void Engine::maybe_log_progress() {
   _records_at_last_progress = records;
 }
 
+bool Engine::reached_stop() {
+  if (!_options.stop_at) return false;
+  const auto positions = _consumer->positions();
+  for (const auto& [partition, limit] : *_options.stop_at) {
+    if (limit <= 0) continue;
+    auto next = _next_offsets.find(partition);
+    if (next != _next_offsets.end() && next->second >= limit) continue;
+    // The consumer's position moves past transaction markers, which never arrive as records.
+    auto position = positions.find(partition);
+    if (position != positions.end() && position->second >= limit) continue;
+    return false;
+  }
+  return true;
+}
+
 base::Result<void> Engine::run() {
   base::log_info("engine started", {{"brokers", _options.brokers}, {"topic", _options.topic},
                                     {"group", _options.group}, {"data_dir", _options.data_dir}});
@@ -228,6 +254,7 @@ base::Result<void> Engine::run() {
     }
     if (auto folded = fold_batch(batch); !folded) return folded.error();
     maybe_log_progress();
+    if (reached_stop()) break;
   }
   // The batch in hand was committed above; leave the group so the partitions move on at once.
   _consumer->close();

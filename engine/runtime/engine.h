@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct EngineOptions {
   bool sync_writes = false;
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
+  // Replay mode: fold each listed partition up to (not including) its offset, fold nothing of unlisted
+  // partitions, and return from run() once every listed partition got there.
+  std::optional<std::map<std::int32_t, std::int64_t>> stop_at;
 };
 
 // Monotonic counters since start; read with relaxed loads for metrics and progress lines.
@@ -90,6 +94,8 @@ class Engine final : private log::AssignmentListener {
   std::vector<std::int32_t> assignment() const;
   // Lag per assigned partition: high watermark - stored next offset (-1 when unknown).
   std::map<std::int32_t, std::int64_t> lag() const;
+  // The next offset to fold of every partition the store has folded from.
+  std::map<std::int32_t, std::int64_t> next_offsets() const { return _store->offsets(); }
 
  private:
   explicit Engine(EngineOptions options);
@@ -97,6 +103,7 @@ class Engine final : private log::AssignmentListener {
   void on_revoked(const std::vector<std::int32_t>& partitions) override;
   base::Result<void> fold_batch(const std::vector<log::Record>& records);
   void maybe_log_progress();
+  bool reached_stop();
 
   EngineOptions _options;
   std::unique_ptr<store::Store> _store;

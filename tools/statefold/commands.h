@@ -14,6 +14,7 @@ enum Exit : int {
   kUsage = 2,         // bad flags
   kInvalidInput = 3,  // input that does not match the schema; nothing was written
   kNotFound = 4,      // the session (or store) asked for does not exist
+  kMismatch = 5,      // verify or audit found state or history that does not match the log
 };
 
 using Runner = std::function<int()>;
@@ -22,5 +23,7 @@ Runner add_serve(CLI::App& app);
 Runner add_append(CLI::App& app);
 Runner add_inspect(CLI::App& app);
 Runner add_gen(CLI::App& app);
+Runner add_replay(CLI::App& app);
+Runner add_verify(CLI::App& app);
 
 }  // namespace statefold::cli

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   add(statefold::cli::add_append);
   add(statefold::cli::add_inspect);
   add(statefold::cli::add_gen);
+  add(statefold::cli::add_replay);
+  add(statefold::cli::add_verify);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,85 @@
+#include <iostream>
+
+#include "commands.h"
+#include "log/log.h"
+#include "replay_runner.h"
+#include "store/store.h"
+#include "view/view.h"
+
+namespace statefold::cli {
+
+Runner add_replay(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "replay", "Rebuild state from the topic into a new store, from the beginning up to the end, an offset or a time. "
+                "Interrupted, run the same command again: it resumes where it stopped");
+  struct Args {
+    ReplayRequest request;
+    std::string until_offset;
+    std::string until_time;
+    std::string format = "text";
+  };
+  auto a = std::make_shared<Args>();
+  a->request.brokers = "127.0.0.1:9092";
+  a->request.topic = std::string(log::kDefaultTopic);
+  cmd->add_option("--brokers", a->request.brokers, "Kafka bootstrap servers")->capture_default_str()->envname("STATEFOLD_BROKERS");
+  cmd->add_option("--topic", a->request.topic, "Event topic")->capture_default_str()->envname("STATEFOLD_TOPIC");
+  cmd->add_option("--data-dir", a->request.data_dir, "The new store's directory (created; an unfinished replay there resumes)")
+      ->required();
+  auto* offset = cmd->add_option("--until-offset", a->until_offset,
+                                 "Stop before these offsets: PARTITION:OFFSET,... (unlisted partitions: nothing)");
+  auto* time = cmd->add_option("--until-time", a->until_time,
+                               "Stop before the first record at or after this time (RFC 3339 or epoch ms)");
+  offset->excludes(time);
+  cmd->add_option("--memory-budget-mb", a->request.memory_budget_mb, "Memory budget")->capture_default_str();
+  cmd->add_option("--format", a->format, "text or json (the result)")->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  return [a]() {
+    auto& r = a->request;
+    base::Result<std::map<std::int32_t, std::int64_t>> stop = base::make_error("unset");
+    if (!a->until_offset.empty()) {
+      stop = parse_offsets(a->until_offset);
+      if (!stop) {
+        std::cerr << "statefold replay: --until-offset: " << stop.error().message << "\n";
+        return kUsage;
+      }
+    } else if (!a->until_time.empty()) {
+      auto ms = parse_time_ms(a->until_time);
+      if (!ms) {
+        std::cerr << "statefold replay: --until-time: " << ms.error().message << "\n";
+        return kUsage;
+      }
+      stop = log::offsets_for_time(r.brokers, r.topic, *ms);
+    } else {
+      stop = log::end_offsets(r.brokers, r.topic);
+    }
+    if (!stop) {
+      std::cerr << "statefold replay: " << stop.error().message << "\n";
+      return kFailure;
+    }
+    r.stop_at = *stop;
+    auto outcome = run_replay(r);
+    if (!outcome) {
+      std::cerr << "statefold replay: " << outcome.error().message << "\n";
+      return kFailure;
+    }
+    store::Options options;
+    options.path = r.data_dir + "/store";
+    options.read_only = true;
+    auto store = store::Store::open(options);
+    if (!store) {
+      std::cerr << "statefold replay: " << store.error().message << "\n";
+      return kFailure;
+    }
+    const auto offsets = (*store)->offsets();
+    if (a->format == "json") {
+      std::cout << view::summary_json(**store, offsets) << "\n";
+    } else {
+      std::cout << "replayed " << outcome->records << " record(s) in " << outcome->seconds << " s into " << r.data_dir
+                << "\n"
+                << view::summary_text(**store, offsets);
+    }
+    return kOk;
+  };
+}
+
+}  // namespace statefold::cli
