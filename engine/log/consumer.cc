@@ -254,3 +254,79 @@ base::Result<std::unique_ptr<Consumer>> Consumer::create(const ConsumerOptions& 
 }
 
 }  // namespace statefold::log
+
+namespace statefold::log {
+
+base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::string& brokers, const std::string& topic,
+                                                                std::int32_t partition,
+                                                                const std::vector<std::int64_t>& offsets) {
+  std::map<std::int64_t, StoredRecord> out;
+  if (offsets.empty()) return out;
+  auto conf = internal::make_conf({{"bootstrap.servers", brokers},
+                                   {"group.id", "statefold-reader"},
+                                   {"enable.auto.commit", "false"},
+                                   {"enable.partition.eof", "true"},
+                                   {"isolation.level", "read_committed"}});
+  if (!conf) return conf.error();
+  internal::route_logs(conf->get());
+  char error[512];
+  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof error);
+  if (raw == nullptr) return base::make_error(std::string("cannot create a Kafka consumer: ") + error);
+  (void)conf->release();
+  internal::HandlePtr rk(raw);
+  constexpr std::int64_t kSeekGap = 500;  // read through shorter gaps, seek over longer ones
+  auto assign_at = [&](std::int64_t offset) {
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = offset;
+    return rd_kafka_assign(rk.get(), list.get());
+  };
+  if (auto err = assign_at(offsets.front()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return base::make_error("cannot read " + topic + "[" + std::to_string(partition) + "]: " + rd_kafka_err2str(err));
+  }
+  std::size_t next = 0;
+  int idle = 0;
+  while (next < offsets.size()) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 1000);
+    if (m == nullptr) {
+      if (++idle > 30) {
+        return base::make_error("timed out reading " + topic + "[" + std::to_string(partition) + "] at offset " +
+                                std::to_string(offsets[next]));
+      }
+      continue;
+    }
+    idle = 0;
+    std::unique_ptr<rd_kafka_message_t, decltype(&rd_kafka_message_destroy)> guard(m, &rd_kafka_message_destroy);
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;  // the rest is beyond the end of the log
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) return base::make_error(std::string("reading: ") + rd_kafka_message_errstr(m));
+    while (next < offsets.size() && offsets[next] < m->offset) ++next;  // no record there
+    if (next >= offsets.size()) break;
+    if (m->offset == offsets[next]) {
+      StoredRecord r;
+      r.partition = m->partition;
+      r.offset = m->offset;
+      rd_kafka_timestamp_type_t type;
+      r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
+      if (m->key != nullptr) r.key = std::string(static_cast<const char*>(m->key), m->key_len);
+      r.value.assign(static_cast<const std::uint8_t*>(m->payload), static_cast<const std::uint8_t*>(m->payload) + m->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const void* value = nullptr;
+        std::size_t size = 0;
+        if (rd_kafka_header_get_last(headers, "content-type", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR && value) {
+          r.content_type.assign(static_cast<const char*>(value), size);
+        }
+      }
+      out.emplace(r.offset, std::move(r));
+      ++next;
+    }
+    if (next < offsets.size() && offsets[next] - m->offset > kSeekGap) {
+      if (auto err = assign_at(offsets[next]); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return base::make_error(std::string("seek failed: ") + rd_kafka_err2str(err));
+      }
+    }
+  }
+  rd_kafka_consumer_close(rk.get());
+  return out;
+}
+
+}  // namespace statefold::log

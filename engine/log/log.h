@@ -151,6 +151,22 @@ class EmbeddedCluster {
   virtual base::Result<void> create_topic(const std::string& topic, int partitions) = 0;
 };
 
+// A record read back by its position (audit), owning its bytes.
+struct StoredRecord {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::int64_t timestamp_ms = 0;
+  std::optional<std::string> key;
+  std::vector<std::uint8_t> value;
+  std::string content_type;
+};
+
+// Reads the records at `offsets` (ascending) of one partition: sequentially through short gaps, seeking over long
+// ones. An offset with no record (compacted away, or a transaction marker) is absent from the result.
+base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::string& brokers, const std::string& topic,
+                                                                std::int32_t partition,
+                                                                const std::vector<std::int64_t>& offsets);
+
 std::string librdkafka_version();
 
 }  // namespace statefold::log

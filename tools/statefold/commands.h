@@ -25,5 +25,6 @@ Runner add_inspect(CLI::App& app);
 Runner add_gen(CLI::App& app);
 Runner add_replay(CLI::App& app);
 Runner add_verify(CLI::App& app);
+Runner add_audit(CLI::App& app);
 
 }  // namespace statefold::cli

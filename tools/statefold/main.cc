@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(statefold::cli::add_gen);
   add(statefold::cli::add_replay);
   add(statefold::cli::add_verify);
+  add(statefold::cli::add_audit);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
