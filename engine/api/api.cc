@@ -9,6 +9,7 @@
 #include "base/sha256.h"
 #include "codec/codec.h"
 #include "log/log.h"
+#include "snapshot/snapshot.h"
 #include "view/view.h"
 
 namespace statefold::api {
@@ -99,6 +100,21 @@ void Api::handle(http::Request request, http::Respond respond) {
     if (path == "/metrics" && _options.scrape_metrics) {
       http::Response r{200, _options.scrape_metrics(), "text/plain; version=0.0.4; charset=utf-8", {}, "/metrics"};  // metrics::kContentType
       respond(std::move(r));
+      return;
+    }
+    if (path == "/v1/snapshots") {
+      const std::string route = "/v1/snapshots";
+      if (request.method == "POST") {
+        auto taken = snapshot::create(_engine.store(), _engine.options().data_dir);
+        respond(taken ? http::json_response(201, snapshot::manifest_json(*taken), route)
+                      : http::error_response(500, taken.error().message, route));
+      } else if (get) {
+        json::array all;
+        for (const auto& m : snapshot::list(_engine.options().data_dir)) all.push_back(json::parse(snapshot::manifest_json(m)));
+        respond(http::json_response(200, json::serialize(json::object{{"snapshots", std::move(all)}}), route));
+      } else {
+        respond(http::error_response(405, "use GET or POST", route));
+      }
       return;
     }
     if (path == "/v1/sessions" || path == "/v1/sessions/") {

@@ -21,6 +21,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -757,6 +758,33 @@ base::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
     return std::unique_ptr<Server>(std::move(server));
   } catch (const std::exception& e) {  // thread creation, allocation
     return base::make_error(std::string("http: cannot start: ") + e.what());
+  }
+}
+
+base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, const std::string& method,
+                                  const std::string& target, const std::string& body,
+                                  std::chrono::milliseconds timeout) {
+  try {
+    asio::io_context io;
+    asio::ip::tcp::resolver resolver(io);
+    beast::tcp_stream stream(io);
+    stream.expires_after(timeout);
+    stream.connect(resolver.resolve(host, std::to_string(port)));
+    bhttp::request<bhttp::string_body> request{bhttp::string_to_verb(method), target, 11};
+    request.set(bhttp::field::host, host);
+    request.set(bhttp::field::user_agent, "statefold");
+    if (!body.empty()) request.set(bhttp::field::content_type, "application/json");
+    request.body() = body;
+    request.prepare_payload();
+    bhttp::write(stream, request);
+    beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> response;
+    bhttp::read(stream, buffer, response);
+    beast::error_code ec;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    return ClientResponse{static_cast<int>(response.result_int()), std::move(response.body())};
+  } catch (const std::exception& e) {
+    return base::make_error("HTTP " + method + " http://" + host + ":" + std::to_string(port) + target + ": " + e.what());
   }
 }
 

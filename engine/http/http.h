@@ -70,6 +70,15 @@ class Server {
   virtual void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) = 0;
 };
 
+// A blocking HTTP/1.1 client call, for tools that talk to a running serve (e.g. `snapshot create`).
+struct ClientResponse {
+  int status = 0;
+  std::string body;
+};
+base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, const std::string& method,
+                                  const std::string& target, const std::string& body = {},
+                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(60000));
+
 // Helpers for handlers.
 Response json_response(int status, std::string body, std::string route = {});
 Response error_response(int status, std::string_view message, std::string route = {});  // {"error": message}

@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <rocksdb/cache.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
@@ -198,6 +199,16 @@ bool Store::write_stalled() const {
   std::uint64_t v = 0;
   if (_impl->db->GetIntProperty("rocksdb.is-write-stopped", &v) && v != 0) return true;
   return _impl->db->GetIntProperty("rocksdb.actual-delayed-write-rate", &v) && v != 0;
+}
+
+base::Result<void> Store::checkpoint(const std::string& dir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status status = rocksdb::Checkpoint::Create(_impl->db.get(), &raw);
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: flush the memtables first, so the copy needs no WAL replay.
+  if (status.ok()) status = checkpoint->CreateCheckpoint(dir, 0);
+  if (!status.ok()) return base::make_error("cannot checkpoint the store into " + dir + ": " + status.ToString());
+  return {};
 }
 
 const std::string& Store::path() const { return _impl->options.path; }

@@ -50,6 +50,10 @@ class Store final : public fold::Reader {
   // batches commit. Cheap (a RocksDB snapshot); release it soon, it holds old versions from compaction.
   std::unique_ptr<fold::Reader> snapshot() const;
 
+  // A consistent copy of the whole store (state and offsets from the same instant) in `dir`, which must not
+  // exist; files are hard-linked where possible, so it is cheap. Safe while batches commit.
+  base::Result<void> checkpoint(const std::string& dir) const;
+
   // The stored next offset of every partition that has one.
   std::map<std::int32_t, std::int64_t> offsets() const;
   Stats stats() const;

@@ -26,5 +26,6 @@ Runner add_gen(CLI::App& app);
 Runner add_replay(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_audit(CLI::App& app);
+Runner add_snapshot(CLI::App& app);
 
 }  // namespace statefold::cli

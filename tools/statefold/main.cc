@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add(statefold::cli::add_replay);
   add(statefold::cli::add_verify);
   add(statefold::cli::add_audit);
+  add(statefold::cli::add_snapshot);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
