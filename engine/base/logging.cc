@@ -1,5 +1,7 @@
 #include "base/logging.h"
 
+#include "base/json_text.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -35,27 +37,6 @@ std::string now_rfc3339() {
   return buf;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
 }  // namespace
 
 void set_log_format(LogFormat format) { g_format = format; }

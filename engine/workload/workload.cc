@@ -2,6 +2,8 @@
 // from Options::seed, so the bytes depend on nothing but the options (no std:: distributions, no clocks).
 #include "workload/workload.h"
 
+#include "base/json_text.h"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -72,31 +74,6 @@ class Rng {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  std::size_t start = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;  // UTF-8 sequences pass through unchanged
-    out.append(text.data() + start, i - start);
-    start = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xf];
-    }
-  }
-  out.append(text.data() + start, text.size() - start);
-  out += '"';
-}
 
 void append_u64(std::string& out, std::uint64_t value) {
   char buf[24];
@@ -124,7 +101,7 @@ void key(std::string& out, std::string_view name, bool first = false) {
 
 void field_str(std::string& out, std::string_view name, std::string_view value, bool first = false) {
   key(out, name, first);
-  append_json_string(out, value);
+  base::append_json_string(out, value);
 }
 
 void field_u64(std::string& out, std::string_view name, std::uint64_t value, bool first = false) {
@@ -384,7 +361,7 @@ class Generator {
     const std::string number = std::to_string(static_cast<std::uint64_t>(index) + 1);
     if (number.size() < static_cast<std::size_t>(_width)) _scratch_id.append(_width - number.size(), '0');
     _scratch_id += number;
-    append_json_string(_line, _scratch_id);
+    base::append_json_string(_line, _scratch_id);
   }
 
   // Starts `_line` with the envelope of a new event of session `s` up to the opening brace of its payload.
@@ -638,31 +615,31 @@ class Generator {
     switch (tool) {
       case 0:
         out += "{\"city\":";
-        append_json_string(out, _rng.pick(kCities));
+        base::append_json_string(out, _rng.pick(kCities));
         out += ",\"unit\":\"celsius\"}";
         break;
       case 1:
         out += "{\"query\":";
         _scratch.clear();
         sentence(_scratch, 2, 6);
-        append_json_string(out, _scratch);
+        base::append_json_string(out, _scratch);
         out += ",\"top_k\":";
         append_u64(out, _rng.between(3, 10));
         out += '}';
         break;
       case 2:
         out += "{\"sql\":";
-        append_json_string(out, "SELECT name, \"count\" FROM events WHERE owner = 'O''Brien' LIMIT 10");
+        base::append_json_string(out, "SELECT name, \"count\" FROM events WHERE owner = 'O''Brien' LIMIT 10");
         out += '}';
         break;
       case 3:
         out += "{\"path\":";
-        append_json_string(out, _rng.chance(0.5) ? "C:\\Users\\ada\\notes – draft.txt" : "/home/ada/notes.md");
+        base::append_json_string(out, _rng.chance(0.5) ? "C:\\Users\\ada\\notes – draft.txt" : "/home/ada/notes.md");
         out += '}';
         break;
       case 4:
         out += "{\"command\":";
-        append_json_string(out, "grep -rn \"TODO\" src/ | head -n 5");
+        base::append_json_string(out, "grep -rn \"TODO\" src/ | head -n 5");
         out += ",\"timeout_s\":30}";
         break;
       default:
@@ -688,7 +665,7 @@ class Generator {
         out += "[{\"title\":";
         _scratch.clear();
         sentence(_scratch, 3, 7);
-        append_json_string(out, _scratch);
+        base::append_json_string(out, _scratch);
         out += ",\"url\":\"https://docs.example.com/p/";
         append_u64(out, _rng.below(100000));
         out += "\",\"score\":0.9}]";
@@ -739,7 +716,7 @@ class Generator {
         _line += kTools[s.tools[k]];
         _line += "\",\"arguments\":";
         tool_arguments(_text, s.tools[k]);
-        append_json_string(_line, _text);
+        base::append_json_string(_line, _text);
         _line += '}';
         s.context_tokens += tokens_of(_text);
       }
