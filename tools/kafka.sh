@@ -371,7 +371,7 @@ cmd_check_logs() {
   done
   [[ ${#files[@]} -gt 0 ]] || die "check-logs: no broker log in $DIR/logs and no files given"
   # A broker or client without a codec reports it in one of these shapes.
-  local pattern='UnsupportedCompressionType|unsupported compression|compression[^[:cntrl:]]*not supported'
+  local pattern='UnsupportedCompressionType|UNSUPPORTED_COMPRESSION_TYPE|unsupported compression|compression[^[:cntrl:]]*not supported'
   for f in "${files[@]}"; do
     if grep -inE "$pattern" "$f" >&2; then
       log "^^ unsupported compression reported in $f"

@@ -19,7 +19,9 @@ events=${EVENTS:-20000}
 step() { printf '\n=== %s\n' "$*"; }
 
 stop_serve() {
-  if [ -f "$work/serve.pid" ] && kill -0 "$(cat "$work/serve.pid")" 2>/dev/null; then
+  # Only our serve: a stale pid file may name a process that reused the number.
+  if [ -f "$work/serve.pid" ] && kill -0 "$(cat "$work/serve.pid")" 2>/dev/null &&
+     tr '\0' ' ' <"/proc/$(cat "$work/serve.pid")/cmdline" 2>/dev/null | grep -q "statefold serve"; then
     kill -TERM "$(cat "$work/serve.pid")"
     for _ in $(seq 1 100); do kill -0 "$(cat "$work/serve.pid")" 2>/dev/null || break; sleep 0.1; done
   fi

@@ -113,15 +113,27 @@ base::Result<std::map<std::int32_t, std::int64_t>> end_offsets(const std::string
   auto rk = admin_handle(brokers, {});
   if (!rk) return rk.error();
   std::map<std::int32_t, std::int64_t> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kTimeoutMs);
   for (int p = 0; p < *count; ++p) {
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk->get(), topic.c_str(), p, &low, &high, kTimeoutMs);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return base::make_error("cannot read the end offset of " + topic + "[" + std::to_string(p) + "]: " +
-                              rd_kafka_err2str(err));
+    for (;;) {
+      std::int64_t low = 0;
+      std::int64_t high = 0;
+      rd_kafka_resp_err_t err =
+          rd_kafka_query_watermark_offsets(rk->get(), topic.c_str(), p, &low, &high, kTimeoutMs);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        out[p] = high;
+        break;
+      }
+      // A topic created a moment ago may not have its leaders elected yet: transient, so ask again.
+      const bool transient = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                             err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                             err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__TRANSPORT;
+      if (!transient || std::chrono::steady_clock::now() > deadline) {
+        return base::make_error("cannot read the end offset of " + topic + "[" + std::to_string(p) + "]: " +
+                                rd_kafka_err2str(err));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    out[p] = high;
   }
   return out;
 }

@@ -44,6 +44,9 @@ class KafkaConsumer final : public Consumer {
         {"statistics.interval.ms", "0"},
     });
     if (!conf) return conf.error();
+    if (!_options.instance_id.empty()) {
+      if (auto r = internal::set(conf->get(), "group.instance.id", _options.instance_id); !r) return r;
+    }
     for (const auto& [name, value] : _options.extra) {
       if (auto r = internal::set(conf->get(), name, value); !r) return r;
     }

@@ -58,6 +58,9 @@ struct ConsumerOptions {
   std::string topic{kDefaultTopic};
   std::string group = "statefold";
   std::string client_id = "statefold";
+  // Static group membership: a member that restarts with the same id gets its partitions back at once instead
+  // of waiting for the group to time the old incarnation out. Empty: dynamic membership.
+  std::string instance_id;
   std::uint64_t queue_budget_bytes = 64ull << 20;  // librdkafka's prefetch queue: part of the memory budget
   Properties extra;
 };
