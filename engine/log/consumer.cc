@@ -42,6 +42,8 @@ class KafkaConsumer final : public Consumer {
         {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, _options.queue_budget_bytes / 1024))},
         {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, _options.queue_budget_bytes / 2))},
         {"statistics.interval.ms", "0"},
+        // A member that died for good (static members never leave) holds up rebalances this long.
+        {"session.timeout.ms", "10000"},
     });
     if (!conf) return conf.error();
     if (!_options.instance_id.empty()) {

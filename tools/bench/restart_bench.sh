@@ -26,8 +26,8 @@ for events in 20000 200000; do
   dir="$work/data-$events"
   "$bin" gen --sessions $((events / 100)) --events "$events" --seed 3 -o "$work/w.jsonl"
   "$bin" append --brokers "$brokers" --topic "$topic" "$work/w.jsonl" >/dev/null
-  "$bin" serve --brokers "$brokers" --topic "$topic" --data-dir "$dir/" --http-address "127.0.0.1:$port" \
-      --snapshot-interval-s 0 >"$work/serve1.log" 2>&1 &
+  "$bin" serve --brokers "$brokers" --topic "$topic" --group "$topic" --data-dir "$dir/" \
+      --http-address "127.0.0.1:$port" --snapshot-interval-s 0 >"$work/serve1.log" 2>&1 &
   pid=$!
   until curl -sf "127.0.0.1:$port/readyz" >/dev/null 2>&1 &&
         [ "$("$bin" inspect --data-dir "$dir" --summary --format json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["events_applied"]+s["duplicates"]+s["rejections"])')" -ge "$events" ]; do
@@ -36,8 +36,8 @@ for events in 20000 200000; do
   kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
   size=$(du -sh "$dir/store" | cut -f1)
   start=$(now_ms)
-  "$bin" serve --brokers "$brokers" --topic "$topic" --data-dir "$dir/" --http-address "127.0.0.1:$port" \
-      --snapshot-interval-s 0 >"$work/serve2.log" 2>&1 &
+  "$bin" serve --brokers "$brokers" --topic "$topic" --group "$topic" --data-dir "$dir/" \
+      --http-address "127.0.0.1:$port" --snapshot-interval-s 0 >"$work/serve2.log" 2>&1 &
   pid=$!
   assigned=""
   ready=""
