@@ -44,6 +44,8 @@ class KafkaConsumer final : public Consumer {
         {"statistics.interval.ms", "0"},
         // A member that died for good (static members never leave) holds up rebalances this long.
         {"session.timeout.ms", "10000"},
+        // An idle partition's first fetch answers within this: readiness (lag) is known soon after assignment.
+        {"fetch.wait.max.ms", "100"},
     });
     if (!conf) return conf.error();
     if (!_options.instance_id.empty()) {

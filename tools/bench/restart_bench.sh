@@ -35,6 +35,7 @@ for events in 20000 200000; do
   done
   kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
   size=$(du -sh "$dir/store" | cut -f1)
+  : >"$work/serve2.log"
   start=$(now_ms)
   "$bin" serve --brokers "$brokers" --topic "$topic" --group "$topic" --data-dir "$dir/" \
       --http-address "127.0.0.1:$port" --snapshot-interval-s 0 >"$work/serve2.log" 2>&1 &
