@@ -158,10 +158,12 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
           {"statefold-source-offset", std::to_string(r.offset)},
       };
       if (!r.content_type.empty()) headers.push_back({"content-type", std::string(r.content_type)});
-      if (auto sent = _dead_letters->send(_options.dead_letter_topic, r.key, r.value, headers); !sent) {
-        return sent.error();
+      if (!_options.stop_at) {  // a replay rebuilds state; the live engine already dead-lettered this record
+        if (auto sent = _dead_letters->send(_options.dead_letter_topic, r.key, r.value, headers); !sent) {
+          return sent.error();
+        }
+        sent_dead_letters = true;
       }
-      sent_dead_letters = true;
       folder.record_dead_letter();
       folded.dead_letter = true;
       folded.applied = {fold::Outcome::rejected, 0, 0, event.error().message};

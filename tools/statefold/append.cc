@@ -22,8 +22,8 @@ Runner add_append(CLI::App& app) {
     int partitions = 4;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--brokers", a->brokers, "Kafka bootstrap servers")->capture_default_str();
-  cmd->add_option("--topic", a->topic, "Event topic")->capture_default_str();
+  cmd->add_option("--brokers", a->brokers, "Kafka bootstrap servers")->capture_default_str()->envname("STATEFOLD_BROKERS");
+  cmd->add_option("--topic", a->topic, "Event topic")->capture_default_str()->envname("STATEFOLD_TOPIC");
   cmd->add_option("input", a->input, "JSON-lines file, or - for standard input")->capture_default_str();
   cmd->add_flag("--continue-on-error", a->continue_on_error, "Send the valid lines even if some are invalid");
   cmd->add_option("--encoding", a->encoding, "Record encoding on the topic: flatbuffers (canonical) or json")

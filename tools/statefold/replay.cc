@@ -56,6 +56,24 @@ Runner add_replay(CLI::App& app) {
       std::cerr << "statefold replay: " << stop.error().message << "\n";
       return kFailure;
     }
+    if (!a->until_offset.empty()) {
+      auto ends = log::end_offsets(r.brokers, r.topic);
+      if (!ends) {
+        std::cerr << "statefold replay: " << ends.error().message << "\n";
+        return kFailure;
+      }
+      for (const auto& [p, o] : *stop) {
+        auto it = ends->find(p);
+        if (it == ends->end()) {
+          std::cerr << "statefold replay: --until-offset: " << r.topic << " has no partition " << p << "\n";
+          return kUsage;
+        }
+        if (o > it->second) {
+          std::cerr << "statefold replay: --until-offset: partition " << p << " ends at " << it->second << "\n";
+          return kUsage;
+        }
+      }
+    }
     r.stop_at = *stop;
     auto outcome = run_replay(r);
     if (!outcome) {
