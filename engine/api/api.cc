@@ -189,6 +189,10 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
                                           : random_event_id();
     }
     if (i == 0 && has_expected && !event.contains("expected_version")) event["expected_version"] = expected;
+    // Each later event of a conditional batch requires the one before it: the batch folds whole or not at all.
+    if (i > 0 && has_expected && !event.contains("expected_previous_event_id")) {
+      event["expected_previous_event_id"] = events.back().first;
+    }
     if (!event.contains("occurred_at_us")) event["occurred_at_us"] = now_us();
     if (!event.contains("source")) event["source"] = "http";
     auto bytes = codec::json_to_flatbuffers(json::serialize(event));

@@ -64,6 +64,11 @@ class Validator {
     SF_TRY(text(e.source(), "source"));
     SF_TRY(text(e.correlation_id(), "correlation_id"));
     SF_TRY(text(e.causation_id(), "causation_id"));
+    if (const auto* previous = e.expected_previous_event_id()) {
+      if (!parse_event_id(previous->string_view())) {
+        return "expected_previous_event_id: expected 32 hex digits or a UUID, got " + quoted(previous->string_view());
+      }
+    }
     return payload(e);
   }
 
@@ -248,7 +253,8 @@ std::string diagnose(std::span<const std::uint8_t> bytes) {
                                  {"session_id", E::VT_SESSION_ID, true},
                                  {"source", E::VT_SOURCE, false},
                                  {"correlation_id", E::VT_CORRELATION_ID, false},
-                                 {"causation_id", E::VT_CAUSATION_ID, false}};
+                                 {"causation_id", E::VT_CAUSATION_ID, false},
+                                 {"expected_previous_event_id", E::VT_EXPECTED_PREVIOUS_EVENT_ID, false}};
   for (const auto& f : strings) {
     if (table->GetOptionalFieldOffset(f.vt) == 0) {
       if (f.required) return std::string(f.name) + ": missing (required)";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "base/hex.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::fold {
@@ -45,6 +46,13 @@ Digest memory_term(std::string_view label, std::string_view value, bool pinned) 
 }
 
 std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+std::optional<codec::EventId> previous_event_id(const state::SessionHeaderT& h) {
+  if (h.last_event_id.size() != 16) return std::nullopt;
+  codec::EventId id{};
+  std::copy(h.last_event_id.begin(), h.last_event_id.end(), id.begin());
+  return id;
+}
 
 }  // namespace
 
@@ -126,8 +134,13 @@ Applied Folder::apply(const codec::Event& event, const Position& position) {
     return {Outcome::duplicate, h.version, first, std::move(why)};
   }
   std::string reason;
+  const auto* expected_previous = event.root().expected_previous_event_id();
   if (auto expected = event.expected_version(); expected && *expected != h.version) {
     reason = "expected version " + std::to_string(*expected) + ", session is at version " + std::to_string(h.version);
+  } else if (expected_previous != nullptr &&
+             codec::parse_event_id(expected_previous->string_view()) != previous_event_id(h)) {
+    reason = "expected the previous event to be " + expected_previous->str() + ", the session's last event is " +
+             (h.last_event_id.empty() ? std::string("none") : base::to_hex(h.last_event_id));
   } else if (h.closed) {
     reason = "session is closed";
   } else if (event.payload_type() == static_cast<std::uint8_t>(schema::Payload::SessionOpened) && h.opened) {
@@ -164,6 +177,7 @@ Applied Folder::apply(const codec::Event& event, const Position& position) {
   std::string version_bytes;
   key::append_be64(version_bytes, version);
   _writes.put(id_key, std::move(version_bytes));
+  h.last_event_id.assign(event.id().begin(), event.id().end());
 
   const std::int64_t at = event.root().occurred_at_us();
   if (version == 1) h.first_occurred_at_us = at;
@@ -342,6 +356,7 @@ Digest state_hash(const state::SessionHeaderT& h) {
     d.update_u64(v);
   }
   d.update_u64((h.opened ? 1u : 0u) | (h.closed ? 2u : 0u) | (h.erased ? 4u : 0u));
+  d.update_framed(std::string_view(reinterpret_cast<const char*>(h.last_event_id.data()), h.last_event_id.size()));
   return d.finish();
 }
 

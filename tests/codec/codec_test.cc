@@ -722,7 +722,8 @@ TEST(CodecEvolution, UnknownPayloadTypeIsKept) {
 }
 
 TEST(CodecEvolution, UnknownFieldsInKnownTablesAreKept) {
-  // A newer Event with a field appended after `payload` (vtable slot 22): kept byte for byte, not shown.
+  // A newer Event with a field appended after the last one this build knows (vtable slot 24): kept byte for byte,
+  // not shown.
   fb::FlatBufferBuilder b;
   auto id = b.CreateString(kId);
   auto sid = b.CreateString("s-1");
@@ -733,7 +734,7 @@ TEST(CodecEvolution, UnknownFieldsInKnownTablesAreKept) {
   b.AddOffset(sch::Event::VT_SESSION_ID, sid);
   b.AddElement<std::uint8_t>(sch::Event::VT_PAYLOAD_TYPE, static_cast<std::uint8_t>(sch::Payload::SessionClosed), 0);
   b.AddOffset(sch::Event::VT_PAYLOAD, payload);
-  b.AddOffset(22, extra);
+  b.AddOffset(24, extra);
   sch::FinishEventBuffer(b, fb::Offset<sch::Event>(b.EndTable(start)));
   auto ev = decode_fb(std::span<const std::uint8_t>(b.GetBufferPointer(), b.GetSize()));
   ASSERT_TRUE(ev.ok()) << ev.error().message;

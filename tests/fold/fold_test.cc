@@ -182,6 +182,27 @@ TEST(Fold, ExpectedVersionMismatchIsRejectedWithTheCurrentVersion) {
   EXPECT_EQ(recorded, (std::vector<std::pair<std::uint64_t, std::uint64_t>>{{1, 2}, {9, 2}}));
 }
 
+TEST(Fold, ExpectedPreviousEventChainsABatchSoItFoldsWholeOrNotAtAll) {
+  auto chained = [](std::uint64_t id, std::uint64_t previous, std::optional<std::uint64_t> expected) {
+    std::string json = user_message(id, "s", "m" + std::to_string(id), expected);
+    json.insert(json.size() - 1, R"(,"expected_previous_event_id":")" + id_hex(previous) + R"(")");
+    return json;
+  };
+  Harness h;
+  h.fold({open_event(1, "s"), user_message(2, "s", "x")});
+  // A stale batch: its first event is rejected, and so is the rest, although the session is at the version the
+  // second event would have expected.
+  auto stale = h.fold({user_message(10, "s", "a", 1), chained(11, 10, std::nullopt)});
+  EXPECT_EQ(stale[0].outcome, Outcome::rejected);
+  EXPECT_EQ(stale[1].outcome, Outcome::rejected);
+  EXPECT_NE(stale[1].reason.find("expected the previous event"), std::string::npos);
+  EXPECT_EQ(load_header(h.kv, "s")->version, 2u);
+  // A current batch folds whole.
+  auto current = h.fold({user_message(20, "s", "a", 2), chained(21, 20, std::nullopt), chained(22, 21, std::nullopt)});
+  for (const auto& a : current) EXPECT_EQ(a.outcome, Outcome::accepted);
+  EXPECT_EQ(load_header(h.kv, "s")->version, 5u);
+}
+
 TEST(Fold, ClosedSessionsRefuseEvents) {
   Harness h;
   auto out = h.fold({open_event(1, "s"), envelope(2, "s", "SessionClosed", R"({"reason":"done"})"),
