@@ -75,7 +75,7 @@ std::int64_t now_us() {
 
 json::object outcome_json(const EventOutcome& e) {
   json::object o{{"event_id", e.event_id}, {"status", e.status}, {"partition", e.partition}, {"offset", e.offset}};
-  if (e.status != "appended") o["version"] = e.version;
+  if (e.status != "appended" && e.status != "pending") o["version"] = e.version;
   if (!e.reason.empty()) o["reason"] = e.reason;
   return o;
 }
@@ -203,6 +203,10 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
   if (wait && _options.partitions > 0) {
     const std::int32_t partition = log::partition_for_key(session_id, _options.partitions);
     const auto owned = _engine.assignment();
+    if (owned.empty()) {
+      // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
+      return respond(http::error_response(503, "no partitions are assigned to this instance yet; retry shortly", route));
+    }
     if (std::find(owned.begin(), owned.end(), partition) == owned.end()) {
       json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(partition) +
                                    ", which this instance does not own"},

@@ -59,9 +59,10 @@ void Appender::append(std::string session_id, std::vector<std::pair<std::string,
   pending->session_id = session_id;
   pending->wait = wait;
   pending->remaining = events.size();
+  // Until Kafka acknowledges, the producer's own timeout applies; from the acknowledgement on, the fold timeout.
   pending->deadline = std::chrono::steady_clock::now() + _options.produce_timeout + _options.fold_timeout;
   pending->done = std::move(done);
-  for (const auto& [event_id, bytes] : events) pending->events.push_back({event_id, {}, 0, -1, -1, {}});
+  for (const auto& [event_id, bytes] : events) pending->events.push_back({event_id, "pending", 0, -1, -1, {}});
   {
     std::lock_guard lock(_mutex);
     _in_flight.push_back(pending);
@@ -78,9 +79,10 @@ void Appender::append(std::string session_id, std::vector<std::pair<std::string,
         } else {
           outcome.partition = d.partition;
           outcome.offset = d.offset;
+          outcome.status = "appended";  // on the log; folded below or later
+          pending->deadline = std::min(pending->deadline, std::chrono::steady_clock::now() + _options.fold_timeout);
           const auto key = std::make_pair(d.partition, d.offset);
           if (!pending->wait) {
-            outcome.status = "appended";
             --pending->remaining;
           } else if (auto it = _recent.find(key); it != _recent.end()) {
             // The engine folded it before Kafka's acknowledgement reached us.
@@ -173,6 +175,21 @@ void Appender::folded(const std::vector<runtime::FoldedRecord>& records) {
     }
   }
   for (const auto& p : touched) resolve_if_complete(p);
+}
+
+void Appender::shutdown(const std::string& why) {
+  std::vector<std::shared_ptr<Pending>> all;
+  {
+    std::lock_guard lock(_mutex);
+    for (const auto& p : _in_flight) {
+      if (p->completed) continue;
+      p->failure = AppendResult::Kind::unavailable;
+      p->error = why;
+      all.push_back(p);
+    }
+    _waiting.clear();
+  }
+  for (const auto& p : all) resolve_if_complete(p);
 }
 
 void Appender::expire() {

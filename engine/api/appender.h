@@ -24,7 +24,7 @@ namespace statefold::api {
 
 struct EventOutcome {
   std::string event_id;
-  std::string status;  // accepted | duplicate | rejected | appended (not waited for)
+  std::string status;  // accepted | duplicate | rejected | appended (on the log, not folded yet) | pending
   std::uint64_t version = 0;
   std::int32_t partition = -1;
   std::int64_t offset = -1;
@@ -56,6 +56,9 @@ class Appender {
 
   // The engine committed these records.
   void folded(const std::vector<runtime::FoldedRecord>& records);
+
+  // The engine stopped: every append still waiting is answered as unavailable (503) with `why`.
+  void shutdown(const std::string& why);
 
  private:
   struct Pending;

@@ -201,7 +201,14 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   }
   for (const auto& [p, o] : next) _next_offsets[p] = o;
   _stats.batches.fetch_add(1, std::memory_order_relaxed);
-  _consumer->commit_for_lag(next);
+  // Group offsets are for lag monitoring only: at most one commit a second, or small batches (API appends) would
+  // queue thousands of OffsetCommits ahead of the heartbeats and cost the group membership.
+  for (const auto& [p, o] : next) _lag_offsets[p] = o;
+  if (const auto now = std::chrono::steady_clock::now(); now - _last_lag_commit >= std::chrono::seconds(1)) {
+    _consumer->commit_for_lag(_lag_offsets);
+    _lag_offsets.clear();
+    _last_lag_commit = now;
+  }
   if (_observer) _observer(_folded);
   return {};
 }

@@ -116,6 +116,8 @@ class Engine final : private log::AssignmentListener {
   EngineProbe* _probe = nullptr;
   std::vector<FoldedRecord> _folded;
   std::chrono::steady_clock::time_point _last_progress;
+  std::map<std::int32_t, std::int64_t> _lag_offsets;  // not yet committed to the group
+  std::chrono::steady_clock::time_point _last_lag_commit;
   std::uint64_t _records_at_last_progress = 0;
 };
 

@@ -258,7 +258,8 @@ Runner add_serve(CLI::App& app) {
       snapshot_wake.notify_all();
       snapshotter.join();
     }
-    // The engine has committed its last batch; in-flight appends that wait for more folding time out now.
+    // The engine has committed its last batch: appends still waiting for folding cannot be answered 200 any more.
+    if (appender) appender->shutdown("serve is shutting down; the events may be on the log but were not folded here");
     if (server) server->stop();
     if (!result) {
       base::log_error("engine failed", {{"error", result.error().message}});
