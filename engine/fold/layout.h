@@ -20,7 +20,7 @@
 namespace statefold::fold {
 
 // Bumped whenever the layout or a stored table changes incompatibly; a store of another version is refused.
-inline constexpr std::uint32_t kStateSchemaVersion = 1;
+inline constexpr std::uint32_t kStateSchemaVersion = 2;  // 2: last_event_id in the header and its state hash
 
 namespace key {
 inline constexpr char kHeader = 'h';

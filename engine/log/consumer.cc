@@ -18,6 +18,27 @@ struct MessageDeleter {
   void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
 };
 
+// A consumed message as a Record: views into the message, valid while it lives.
+Record view_of(const rd_kafka_message_t* m) {
+  Record r;
+  r.partition = m->partition;
+  r.offset = m->offset;
+  rd_kafka_timestamp_type_t type;
+  r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
+  if (m->key != nullptr) r.key = std::string_view(static_cast<const char*>(m->key), m->key_len);
+  r.value = std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(m->payload), m->len);
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const void* value = nullptr;
+    std::size_t size = 0;
+    if (rd_kafka_header_get_last(headers, "content-type", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        value != nullptr) {
+      r.content_type = std::string_view(static_cast<const char*>(value), size);
+    }
+  }
+  return r;
+}
+
 class KafkaConsumer final : public Consumer {
  public:
   KafkaConsumer(ConsumerOptions options, AssignmentListener* listener)
@@ -86,22 +107,7 @@ class KafkaConsumer final : public Consumer {
         continue;
       }
       _held.push_back(m);
-      Record r;
-      r.partition = m->partition;
-      r.offset = m->offset;
-      rd_kafka_timestamp_type_t type;
-      r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
-      if (m->key != nullptr) r.key = std::string_view(static_cast<const char*>(m->key), m->key_len);
-      r.value = std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(m->payload), m->len);
-      rd_kafka_headers_t* headers = nullptr;
-      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const void* value = nullptr;
-        std::size_t size = 0;
-        if (rd_kafka_header_get_last(headers, "content-type", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            value != nullptr) {
-          r.content_type = std::string_view(static_cast<const char*>(value), size);
-        }
-      }
+      Record r = view_of(m);
       out.push_back(r);
     }
     return out.size();
@@ -308,21 +314,14 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
     while (next < offsets.size() && offsets[next] < m->offset) ++next;  // no record there
     if (next >= offsets.size()) break;
     if (m->offset == offsets[next]) {
+      const Record view = view_of(m);
       StoredRecord r;
-      r.partition = m->partition;
-      r.offset = m->offset;
-      rd_kafka_timestamp_type_t type;
-      r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
-      if (m->key != nullptr) r.key = std::string(static_cast<const char*>(m->key), m->key_len);
-      r.value.assign(static_cast<const std::uint8_t*>(m->payload), static_cast<const std::uint8_t*>(m->payload) + m->len);
-      rd_kafka_headers_t* headers = nullptr;
-      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const void* value = nullptr;
-        std::size_t size = 0;
-        if (rd_kafka_header_get_last(headers, "content-type", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR && value) {
-          r.content_type.assign(static_cast<const char*>(value), size);
-        }
-      }
+      r.partition = view.partition;
+      r.offset = view.offset;
+      r.timestamp_ms = view.timestamp_ms;
+      if (view.key) r.key = std::string(*view.key);
+      r.value.assign(view.value.begin(), view.value.end());
+      r.content_type = std::string(view.content_type);
       out.emplace(r.offset, std::move(r));
       ++next;
     }
