@@ -23,6 +23,10 @@ Appender::Appender(Options options) : _options(std::move(options)) {}
 Appender::~Appender() {
   _stop = true;
   if (_poller.joinable()) _poller.join();
+  // Destroying a producer flushes it, which runs delivery callbacks that use this object's maps and mutex: destroy
+  // the producers while those members still exist (they are declared after the producers, so die before them).
+  _transactional.reset();
+  _single.reset();
 }
 
 base::Result<std::unique_ptr<Appender>> Appender::create(const Options& options) {
