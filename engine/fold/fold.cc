@@ -324,8 +324,12 @@ const WriteSet& Folder::finish() {
 std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::string_view session_id) {
   auto bytes = reader.get(key::header(session_id));
   if (!bytes) return std::nullopt;
+  return decode_header(*bytes);
+}
+
+state::SessionHeaderT decode_header(std::string_view bytes) {
   state::SessionHeaderT header;
-  verified_root<state::SessionHeader>(*bytes, "session header")->UnPackTo(&header);
+  verified_root<state::SessionHeader>(bytes, "session header")->UnPackTo(&header);
   return header;
 }
 

@@ -74,6 +74,8 @@ class Folder {
 // --- Pure reads over any Reader (the store, a MemoryKv, a snapshot). ---
 
 std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::string_view session_id);
+// A stored header's bytes (e.g. the value a scan of key::kHeader keys visits); throws if they do not verify.
+state::SessionHeaderT decode_header(std::string_view bytes);
 state::StoreSummaryT load_summary(const Reader& reader);
 // The state hash of a header: SHA-256 over its fields in a fixed, framed order (the stored state_hash excluded).
 base::Digest state_hash(const state::SessionHeaderT& header);

@@ -209,15 +209,15 @@ std::string sessions_json(const fold::Reader& reader, std::string_view prefix, s
   if (!cursor.empty()) start.push_back('\0');  // strictly after the cursor
   json::array sessions;
   std::string next;
-  reader.scan(key_prefix, start, [&](std::string_view key, std::string_view) {
+  reader.scan(key_prefix, start, [&](std::string_view key, std::string_view value) {
     const std::string_view id = key.substr(1);
     if (sessions.size() >= limit) {
       next = std::string(sessions.back().as_object().at("session_id").as_string());
       return false;
     }
-    auto h = fold::load_header(reader, id);
-    sessions.push_back(json::object{{"session_id", id}, {"version", h->version},
-                                    {"status", h->closed ? "closed" : (h->opened ? "open" : "implicit")}});
+    const auto h = fold::decode_header(value);
+    sessions.push_back(json::object{{"session_id", id}, {"version", h.version},
+                                    {"status", h.closed ? "closed" : (h.opened ? "open" : "implicit")}});
     return true;
   });
   json::object o;

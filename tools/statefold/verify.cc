@@ -20,10 +20,8 @@ namespace {
 // Every session's state hash recomputed from its header (a stored hash could have been altered with the header).
 std::map<std::string, std::string> state_hashes(const store::Store& store) {
   std::map<std::string, std::string> out;
-  store.scan(std::string(1, fold::key::kHeader), [&](std::string_view key, std::string_view) {
-    const std::string_view id = key.substr(1);
-    auto header = fold::load_header(store, id);
-    out.emplace(id, base::to_hex(fold::state_hash(*header)));
+  store.scan(std::string(1, fold::key::kHeader), [&](std::string_view key, std::string_view value) {
+    out.emplace(key.substr(1), base::to_hex(fold::state_hash(fold::decode_header(value))));
     return true;
   });
   return out;
