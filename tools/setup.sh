@@ -11,7 +11,8 @@ Usage: tools/setup.sh
 
 Installs (only when missing) the Debian 12 packages statefold needs: C++ toolchain, CMake,
 Ninja, librdkafka, FlatBuffers, RocksDB, Boost 1.81 (+ JSON), CLI11, toml++, xxHash,
-Google Benchmark/Test, compression libraries, OpenJDK 17 + Maven (for the local Kafka
+Google Benchmark/Test, compression libraries, PCRE2, Node.js + npm (the
+tokenizer's rank tables come from the npm registry at build time), OpenJDK 17 + Maven (for the local Kafka
 broker, see tools/kafka.sh), python3, curl, procps. Needs root (or sudo).
 EOF
   exit 0
@@ -24,6 +25,8 @@ PACKAGES=(
   librdkafka-dev flatbuffers-compiler libflatbuffers-dev librocksdb-dev
   libboost1.81-dev libboost-json1.81-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
   libbenchmark-dev libgtest-dev libssl-dev prometheus-cpp-dev
+  # connectors: the tokenizer's split pattern
+  libpcre2-dev
   # promtool checks the /metrics output in tests
   prometheus
   # every Kafka codec (zstd, lz4, snappy, gzip) must work end to end
@@ -42,6 +45,11 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   installed "$p" || missing+=("$p")
 done
+# npm fetches the tokenizer's rank tables at build time. A Node.js that is not Debian's (NodeSource's bundles npm
+# and conflicts with Debian's npm package) is fine as long as npm runs.
+if ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "setup.sh: all ${#PACKAGES[@]} packages already installed"
