@@ -7,7 +7,10 @@
 
 #include "base/hex.h"
 #include "base/sha256.h"
+#include "base/time.h"
 #include "codec/codec.h"
+#include "fold/as_of.h"
+#include "fork/fork.h"
 #include "log/log.h"
 #include "snapshot/snapshot.h"
 #include "view/view.h"
@@ -20,10 +23,12 @@ namespace {
 
 constexpr std::string_view kSessionsPrefix = "/v1/sessions/";
 constexpr std::string_view kEventsSuffix = "/events";
+constexpr std::string_view kForkSuffix = "/fork";
 const std::string kRouteAppend = "POST /v1/sessions/{id}/events";
 const std::string kRouteHistory = "GET /v1/sessions/{id}/events";
 const std::string kRouteSession = "GET /v1/sessions/{id}";
 const std::string kRouteList = "GET /v1/sessions";
+const std::string kRouteFork = "POST /v1/sessions/{id}/fork";
 
 std::optional<std::uint64_t> parse_u64(std::string_view text) {
   std::uint64_t v = 0;
@@ -132,6 +137,15 @@ void Api::handle(http::Request request, http::Respond respond) {
         }
         return;
       }
+      if (rest.ends_with(kForkSuffix) && rest.size() > kForkSuffix.size()) {
+        std::string id = rest.substr(0, rest.size() - kForkSuffix.size());
+        if (request.method == "POST") {
+          fork(request, id, std::move(respond));
+        } else {
+          respond(http::error_response(405, "use POST", kRouteFork));
+        }
+        return;
+      }
       respond(get ? get_session(request, rest) : http::error_response(405, "use GET", kRouteSession));
       return;
     }
@@ -200,19 +214,8 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
     events.emplace_back(std::string(event.at("event_id").as_string()), std::move(*bytes));
   }
 
-  if (wait && _options.partitions > 0) {
-    const std::int32_t partition = log::partition_for_key(session_id, _options.partitions);
-    const auto owned = _engine.assignment();
-    if (owned.empty()) {
-      // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
-      return respond(http::error_response(503, "no partitions are assigned to this instance yet; retry shortly", route));
-    }
-    if (std::find(owned.begin(), owned.end(), partition) == owned.end()) {
-      json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(partition) +
-                                   ", which this instance does not own"},
-                     {"partition", partition}};
-      return respond(http::json_response(421, json::serialize(o), route));
-    }
+  if (wait) {
+    if (auto refused = check_owned(session_id, route)) return respond(std::move(*refused));
   }
 
   _appender.append(session_id, std::move(events), wait, [respond, session_id, route](AppendResult result) {
@@ -247,10 +250,112 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
   });
 }
 
+std::optional<http::Response> Api::check_owned(const std::string& session_id, const std::string& route) {
+  if (_options.partitions <= 0) return std::nullopt;
+  const std::int32_t partition = log::partition_for_key(session_id, _options.partitions);
+  const auto owned = _engine.assignment();
+  if (owned.empty()) {
+    // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
+    return http::error_response(503, "no partitions are assigned to this instance yet; retry shortly", route);
+  }
+  if (std::find(owned.begin(), owned.end(), partition) == owned.end()) {
+    json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(partition) +
+                                 ", which this instance does not own"},
+                   {"partition", partition}};
+    return http::json_response(421, json::serialize(o), route);
+  }
+  return std::nullopt;
+}
+
+void Api::fork(const http::Request& request, const std::string& parent, http::Respond respond) {
+  const std::string& route = kRouteFork;
+  json::error_code ec;
+  json::value body = request.body.empty() ? json::value(json::object()) : json::parse(request.body, ec);
+  if (ec || !body.is_object()) return respond(http::error_response(400, "body: expected a JSON object", route));
+  const json::object& args = body.as_object();
+  fork::Request fork_request{parent, 0, parent + "-fork-" + random_event_id().substr(0, 8), now_us()};
+  if (const auto* v = args.if_contains("version")) {
+    if (!v->is_uint64() && !(v->is_int64() && v->as_int64() > 0)) {
+      return respond(http::error_response(400, "version: expected a positive integer", route));
+    }
+    fork_request.version = v->to_number<std::uint64_t>();
+    if (fork_request.version == 0) return respond(http::error_response(400, "version: must be at least 1", route));
+  }
+  if (const auto* child = args.if_contains("session_id")) {
+    if (!child->is_string() || child->as_string().empty() || child->as_string().size() > 256) {
+      return respond(http::error_response(400, "session_id: expected a session id of 1..256 bytes", route));
+    }
+    fork_request.child = std::string(child->as_string());
+  }
+  // The parent is read from this instance's store and the child is folded here: both must be this instance's.
+  if (auto refused = check_owned(parent, route)) return respond(std::move(*refused));
+  if (auto refused = check_owned(fork_request.child, route)) return respond(std::move(*refused));
+
+  auto snapshot = _engine.store().snapshot();
+  auto header = fold::load_header(*snapshot, parent);
+  if (!header) return respond(http::error_response(404, "no session " + parent, route));
+  if (fork_request.version > header->version) {
+    return respond(http::error_response(400, "version: session " + parent + " is at version " +
+                                                 std::to_string(header->version), route));
+  }
+  auto plan = fork::plan(*snapshot, fork_request);
+  if (!plan) return respond(http::error_response(409, plan.error().message, route));
+  const std::uint64_t parent_version = plan->parent_version;
+  const std::size_t count = plan->events.size();
+  const std::string child = plan->child;
+  _appender.append(child, std::move(plan->events), true,
+                   [respond, child, parent, parent_version, count, route](AppendResult result) {
+                     if (result.kind == AppendResult::Kind::unavailable) {
+                       return respond(http::error_response(503, result.error, route));
+                     }
+                     if (result.kind != AppendResult::Kind::folded || result.events.empty()) {
+                       return respond(http::error_response(504, result.error, route));
+                     }
+                     const auto& first = result.events.front();
+                     if (first.status != "accepted") {
+                       json::object o{{"error", "session " + child + " already exists"},
+                                      {"current_version", result.events.back().version}};
+                       return respond(http::json_response(409, json::serialize(o), route));
+                     }
+                     json::object o{{"session_id", child},
+                                    {"parent", json::object{{"session_id", parent}, {"version", parent_version}}},
+                                    {"version", result.events.back().version},
+                                    {"events", count}};
+                     respond(http::json_response(201, json::serialize(o), route));
+                   });
+}
+
 http::Response Api::get_session(const http::Request& request, const std::string& session_id) {
   std::uint64_t messages = 100;
   if (auto error = query_u64(request, "messages", messages, kRouteSession)) return *error;
   auto snapshot = _engine.store().snapshot();
+  // Time travel: ?version=N or ?at=RFC3339 (the last version whose record time is at or before it).
+  const bool has_version = request.query.contains("version");
+  const auto at = request.query.find("at");
+  if (has_version && at != request.query.end()) {
+    return http::error_response(400, "give version or at, not both", kRouteSession);
+  }
+  if (has_version || at != request.query.end()) {
+    std::uint64_t version = 0;
+    if (auto error = query_u64(request, "version", version, kRouteSession)) return *error;
+    if (at != request.query.end()) {
+      auto ms = base::parse_time_ms(at->second);
+      if (!ms) return http::error_response(400, "at: " + ms.error().message, kRouteSession);
+      auto found = fold::version_at_time(*snapshot, session_id, *ms);
+      if (!found) return http::error_response(404, "no session " + session_id, kRouteSession);
+      if (*found == 0) {
+        return http::error_response(404, "session " + session_id + " had no events at " + at->second, kRouteSession);
+      }
+      version = *found;
+    }
+    auto past = view::session_json_at(*snapshot, session_id, version, {messages});
+    if (!past) {
+      const bool missing = past.error().message.starts_with("no session");
+      return http::error_response(missing ? 404 : 400, (missing ? "" : "version: ") + past.error().message,
+                                  kRouteSession);
+    }
+    return http::json_response(200, std::move(*past), kRouteSession);
+  }
   auto body = view::session_json(*snapshot, session_id, {messages});
   if (!body) return http::error_response(404, "no session " + session_id, kRouteSession);
   return http::json_response(200, std::move(*body), kRouteSession);

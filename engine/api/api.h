@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "api/appender.h"
@@ -32,6 +33,9 @@ class Api {
 
  private:
   void append(const http::Request& request, const std::string& session_id, http::Respond respond);
+  void fork(const http::Request& request, const std::string& parent, http::Respond respond);
+  // 421 (naming the partition) or 503 when this instance does not own the session's partition.
+  std::optional<http::Response> check_owned(const std::string& session_id, const std::string& route);
   http::Response get_session(const http::Request& request, const std::string& session_id);
   http::Response get_history(const http::Request& request, const std::string& session_id);
   http::Response list_sessions(const http::Request& request);

@@ -65,6 +65,11 @@ std::string to_json(const Event& event);
 // Same, for raw canonical bytes known to be verified (history entries read back from the store).
 std::string flatbuffers_to_json(std::span<const std::uint8_t> canonical);
 
+// The event with its personal content removed (docs/erasure.md): message text and tool call arguments, memory
+// values, summary text and custom data are emptied; ids, roles, labels, tool names, figures and the envelope stay.
+// A payload of a type this build does not know is replaced whole by a Custom "statefold.redacted(<type>)".
+std::vector<std::uint8_t> redact(std::span<const std::uint8_t> canonical);
+
 // "0123456789abcdef0123456789abcdef" or "01234567-89ab-cdef-0123-456789abcdef" -> 16 bytes.
 std::optional<EventId> parse_event_id(std::string_view text);
 std::string event_id_to_string(const EventId& id);  // 32 lower-case hex digits

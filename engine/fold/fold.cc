@@ -141,8 +141,10 @@ Applied Folder::apply(const codec::Event& event, const Position& position) {
              codec::parse_event_id(expected_previous->string_view()) != previous_event_id(h)) {
     reason = "expected the previous event to be " + expected_previous->str() + ", the session's last event is " +
              (h.last_event_id.empty() ? std::string("none") : base::to_hex(h.last_event_id));
-  } else if (h.closed) {
-    reason = "session is closed";
+  } else if (h.erased) {
+    reason = "session is erased";
+  } else if (h.closed && event.payload_type() != static_cast<std::uint8_t>(schema::Payload::ErasureRequest)) {
+    reason = "session is closed";  // an erasure is still accepted: a closed session's content may be erased
   } else if (event.payload_type() == static_cast<std::uint8_t>(schema::Payload::SessionOpened) && h.opened) {
     reason = "session already opened";
   } else if (event.payload_type() == static_cast<std::uint8_t>(schema::Payload::Summary)) {
@@ -172,6 +174,8 @@ Applied Folder::apply(const codec::Event& event, const Position& position) {
   entry.chain_hash = h.chain_hash;
   entry.payload_type = event.payload_type();
   entry.event.assign(event.canonical().begin(), event.canonical().end());
+  entry.duplicates = h.duplicates;
+  entry.rejections = h.rejections;
   _writes.put(key::history(s.id, version), pack(entry));
 
   std::string version_bytes;
@@ -184,6 +188,7 @@ Applied Folder::apply(const codec::Event& event, const Position& position) {
   h.last_occurred_at_us = at;
 
   apply_payload(s, event, version);
+  if (version % kCheckpointInterval == 0) write_checkpoint(s, version);
   ++_summary.events_applied;
   s.dirty = true;
   _summary_dirty = true;
@@ -279,12 +284,97 @@ void Folder::apply_payload(Session& s, const codec::Event& event, std::uint64_t 
       break;
     case schema::Payload::ErasureRequest:
       h.erased = true;
+      erase_content(s, version);
       break;
     case schema::Payload::Custom:
       ++h.custom_events;
       break;
     case schema::Payload::NONE:
       break;  // the codec refuses events without a payload
+  }
+}
+
+Applied Folder::refold(const codec::Event& event, const Position& position, std::uint64_t duplicates,
+                       std::uint64_t rejections) {
+  Session& s = session(event.session_id());
+  s.header.duplicates = duplicates;
+  s.header.rejections = rejections;
+  Applied applied = apply(event, position);
+  if (applied.outcome != Outcome::accepted) {
+    throw std::runtime_error("history of session " + s.id + " does not refold at version " +
+                             std::to_string(s.header.version + 1) + ": " + applied.reason);
+  }
+  return applied;
+}
+
+std::map<std::string, std::string, std::less<>> Folder::merged_scan(std::string_view prefix) const {
+  std::map<std::string, std::string, std::less<>> merged;
+  _base.scan(prefix, [&](std::string_view k, std::string_view v) {
+    merged.emplace(std::string(k), std::string(v));
+    return true;
+  });
+  const auto& pending = _writes.entries();
+  for (auto it = pending.lower_bound(prefix); it != pending.end() && it->first.starts_with(prefix); ++it) {
+    if (it->second) {
+      merged[it->first] = *it->second;
+    } else {
+      merged.erase(it->first);
+    }
+  }
+  return merged;
+}
+
+void Folder::write_checkpoint(Session& s, std::uint64_t version) {
+  state::SessionCheckpointT checkpoint;
+  checkpoint.version = version;
+  state::SessionHeaderT header = s.header;
+  header.state_hash = from_digest(state_hash(header));
+  const std::string packed = pack(header);
+  checkpoint.header.assign(packed.begin(), packed.end());
+  const std::string prefix = key::memory_prefix(s.id);
+  for (const auto& [k, v] : merged_scan(prefix)) {
+    const auto* entry = verified_root<state::MemoryEntry>(v, "memory entry");
+    auto m = std::make_unique<state::CheckpointMemoryT>();
+    m->label = k.substr(prefix.size());
+    m->value = sv(entry->value());
+    m->pinned = entry->pinned();
+    m->version = entry->version();
+    checkpoint.memory.push_back(std::move(m));
+  }
+  _writes.put(key::checkpoint(s.id, version), pack(checkpoint));
+}
+
+// Erasure (docs/erasure.md): personal content leaves the session's state, history and checkpoints; versions,
+// chain hashes, digests and counts stay, and each redacted history entry keeps its original event's digest so the
+// chain still verifies against the log. Cost: one write per event of the session, once.
+void Folder::erase_content(Session& s, std::uint64_t erasure_version) {
+  auto& h = s.header;
+  h.summary.clear();
+  for (const auto& [k, v] : merged_scan(key::history_prefix(s.id))) {
+    state::HistoryEntryT entry;
+    verified_root<state::HistoryEntry>(v, "history entry")->UnPackTo(&entry);
+    if (entry.redacted || entry.version >= erasure_version) continue;
+    entry.event_digest = from_digest(base::sha256(entry.event));
+    entry.event = codec::redact(entry.event);
+    entry.redacted = true;
+    _writes.put(k, pack(entry));
+  }
+  for (const auto& [k, v] : merged_scan(key::memory_prefix(s.id))) {
+    state::MemoryEntryT entry;
+    verified_root<state::MemoryEntry>(v, "memory entry")->UnPackTo(&entry);
+    entry.value.clear();
+    _writes.put(k, pack(entry));
+  }
+  for (const auto& [k, v] : merged_scan(key::checkpoint_prefix(s.id))) {
+    state::SessionCheckpointT checkpoint;
+    verified_root<state::SessionCheckpoint>(v, "session checkpoint")->UnPackTo(&checkpoint);
+    state::SessionHeaderT header = decode_header(
+        std::string_view(reinterpret_cast<const char*>(checkpoint.header.data()), checkpoint.header.size()));
+    header.summary.clear();
+    const std::string packed = pack(header);
+    checkpoint.header.assign(packed.begin(), packed.end());
+    for (auto& m : checkpoint.memory) m->value.clear();
+    _writes.put(k, pack(checkpoint));
   }
 }
 

@@ -49,6 +49,10 @@ class Folder {
   Folder& operator=(const Folder&) = delete;
 
   Applied apply(const codec::Event& event, const Position& position);
+  // Time travel: folds an event history recorded as accepted, with the session's refusal counters restored to
+  // what they were when it was accepted. Throws if the event does not fold as accepted (a corrupt history).
+  Applied refold(const codec::Event& event, const Position& position, std::uint64_t duplicates,
+                 std::uint64_t rejections);
   // A record that could not be decoded went to the dead-letter topic: counted in the same batch.
   void record_dead_letter();
 
@@ -62,6 +66,11 @@ class Folder {
   void refuse(Session& s, const codec::Event& event, const Position& position, Outcome kind,
               std::uint64_t duplicate_of, const std::string& reason);
   void apply_payload(Session& s, const codec::Event& event, std::uint64_t version);
+  // The keys under `prefix` as this batch sees them (the base overlaid with pending writes). For the rare
+  // whole-session passes only: checkpoints and erasure.
+  std::map<std::string, std::string, std::less<>> merged_scan(std::string_view prefix) const;
+  void write_checkpoint(Session& s, std::uint64_t version);
+  void erase_content(Session& s, std::uint64_t erasure_version);
 
   const Reader& _base;
   WriteSet _writes;

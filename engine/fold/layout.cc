@@ -59,6 +59,14 @@ std::string refusal(std::string_view session_id, std::uint64_t seq) {
   return k;
 }
 
+std::string checkpoint_prefix(std::string_view session_id) { return session_prefix(kCheckpoint, session_id); }
+
+std::string checkpoint(std::string_view session_id, std::uint64_t version) {
+  std::string k = checkpoint_prefix(session_id);
+  append_be64(k, version);
+  return k;
+}
+
 std::string offset(std::int32_t partition) {
   std::string k(1, kOffset);
   auto p = static_cast<std::uint32_t>(partition);

@@ -7,6 +7,7 @@
 //   i<sid>\0<16-byte event id>  be64 version        (duplicate detection, kept for the session's whole life)
 //   m<sid>\0<label>             MemoryEntry
 //   r<sid>\0<be64 seq>          Refusal             (duplicates and rejections, in order)
+//   c<sid>\0<be64 version>      SessionCheckpoint   (every kCheckpointInterval versions, for time travel)
 //   g                           StoreSummary
 //   o<be32 partition>           be64 next offset    (written by the store, in the same batch)
 //   v                           schema version      (written by the store)
@@ -20,7 +21,14 @@
 namespace statefold::fold {
 
 // Bumped whenever the layout or a stored table changes incompatibly; a store of another version is refused.
-inline constexpr std::uint32_t kStateSchemaVersion = 2;  // 2: last_event_id in the header and its state hash
+// 2: last_event_id in the header and its state hash. 3: session checkpoints; history entries carry refusal counts
+// and, once erased, the original event's digest.
+inline constexpr std::uint32_t kStateSchemaVersion = 3;
+
+// A session's state is checkpointed every this many versions, so a read of any past version refolds fewer than
+// this many events from history: time travel costs the same at version 10 and version 10,000. Each checkpoint
+// holds the header and the memory entries, written once per interval (a small share of the fold's writes).
+inline constexpr std::uint64_t kCheckpointInterval = 64;
 
 namespace key {
 inline constexpr char kHeader = 'h';
@@ -28,6 +36,7 @@ inline constexpr char kHistory = 'e';
 inline constexpr char kEventId = 'i';
 inline constexpr char kMemory = 'm';
 inline constexpr char kRefusal = 'r';
+inline constexpr char kCheckpoint = 'c';
 inline constexpr std::string_view kSummary = "g";
 inline constexpr char kOffset = 'o';
 inline constexpr std::string_view kSchemaVersion = "v";
@@ -40,6 +49,8 @@ std::string memory(std::string_view session_id, std::string_view label);
 std::string memory_prefix(std::string_view session_id);
 std::string refusal(std::string_view session_id, std::uint64_t seq);
 std::string refusal_prefix(std::string_view session_id);
+std::string checkpoint(std::string_view session_id, std::uint64_t version);
+std::string checkpoint_prefix(std::string_view session_id);
 std::string offset(std::int32_t partition);
 
 void append_be64(std::string& out, std::uint64_t v);

@@ -6,6 +6,7 @@
 #include "base/logging.h"
 #include "base/sha256.h"
 #include "codec/codec.h"
+#include "statefold/schema/events_generated.h"
 
 namespace statefold::runtime {
 
@@ -129,6 +130,7 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   fold::Folder folder(*_store);
   std::map<std::int32_t, std::int64_t> next;
   bool sent_dead_letters = false;
+  std::vector<std::string> erased;  // sessions whose erasure this batch accepted
   _folded.clear();
   for (const log::Record& r : records) {
     if (_options.stop_at) {
@@ -174,6 +176,10 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
     } else {
       folded.applied = folder.apply(*event, {r.partition, r.offset, r.timestamp_ms});
       folded.session_id = std::string(event->session_id());
+      if (folded.applied.outcome == fold::Outcome::accepted &&
+          event->payload_type() == static_cast<std::uint8_t>(schema::Payload::ErasureRequest)) {
+        erased.push_back(folded.session_id);
+      }
       switch (folded.applied.outcome) {
         case fold::Outcome::accepted: _stats.accepted.fetch_add(1, std::memory_order_relaxed); break;
         case fold::Outcome::duplicate: _stats.duplicates.fetch_add(1, std::memory_order_relaxed); break;
@@ -200,6 +206,11 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
     _probe->batch_committed(records.size(), commit_start - fold_start, commit_end - commit_start);
   }
   for (const auto& [p, o] : next) _next_offsets[p] = o;
+  for (const auto& session : erased) {
+    // The erased content is out of the state; compaction takes it out of the store's files as well.
+    if (auto compacted = _store->compact_session(session); !compacted) return compacted.error();
+    base::log_info("erased session compacted out of the store files", {{"session", session}});
+  }
   _stats.batches.fetch_add(1, std::memory_order_relaxed);
   // Group offsets are for lag monitoring only: at most one commit a second, or small batches (API appends) would
   // queue thousands of OffsetCommits ahead of the heartbeats and cost the group membership.

@@ -201,6 +201,23 @@ base::Result<void> Store::commit(const fold::WriteSet& writes,
   return {};
 }
 
+base::Result<void> Store::compact_session(std::string_view session_id) {
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  // Every per-session key starts with a tag and the session id; the header is the id alone, the rest follow a NUL.
+  for (char tag : {fold::key::kHeader, fold::key::kHistory, fold::key::kMemory, fold::key::kCheckpoint}) {
+    std::string begin(1, tag);
+    begin.append(session_id);
+    std::string end = begin;
+    end.append(1, '\x01');
+    const rocksdb::Slice b(begin);
+    const rocksdb::Slice e(end);
+    rocksdb::Status status = _impl->db->CompactRange(options, &b, &e);
+    if (!status.ok()) return base::make_error("compacting session " + std::string(session_id) + ": " + status.ToString());
+  }
+  return {};
+}
+
 std::map<std::int32_t, std::int64_t> Store::offsets() const {
   std::map<std::int32_t, std::int64_t> out;
   scan(std::string(1, fold::key::kOffset), [&](std::string_view key, std::string_view value) {

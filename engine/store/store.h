@@ -54,6 +54,11 @@ class Store final : public fold::Reader {
   // exist; files are hard-linked where possible, so it is cheap. Safe while batches commit.
   base::Result<void> checkpoint(const std::string& dir) const;
 
+  // Rewrites the store files holding `session_id`'s keys so that values an erasure overwrote are physically gone
+  // (RocksDB otherwise keeps old versions in older files until compaction reaches them). Blocks while it runs;
+  // the memtable is flushed first, so the write-ahead log that held them is retired too.
+  base::Result<void> compact_session(std::string_view session_id);
+
   // The stored next offset of every partition that has one.
   std::map<std::int32_t, std::int64_t> offsets() const;
   Stats stats() const;

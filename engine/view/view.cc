@@ -4,6 +4,7 @@
 
 #include "base/hex.h"
 #include "codec/codec.h"
+#include "fold/as_of.h"
 #include "fold/fold.h"
 #include "statefold/schema/events_generated.h"
 
@@ -130,10 +131,51 @@ std::optional<std::string> session_json(const fold::Reader& reader, std::string_
   return json::serialize(*o);
 }
 
+namespace {
+
+std::string text_of(const json::object* o);
+
+base::Result<json::object> session_object_at(const fold::Reader& reader, std::string_view session_id,
+                                             std::uint64_t version, const SessionOptions& options) {
+  auto past = fold::SessionAsOf::open(reader, session_id, version);
+  if (!past) return past.error();
+  auto o = session_object(**past, session_id, options);
+  if (!o) return base::make_error("no session " + std::string(session_id));
+  (*o)["as_of"] = json::object{{"version", version},
+                               {"current_version", (*past)->current_version()},
+                               {"redacted", (*past)->redacted()}};
+  return std::move(*o);
+}
+
+}  // namespace
+
+base::Result<std::string> session_json_at(const fold::Reader& reader, std::string_view session_id,
+                                          std::uint64_t version, const SessionOptions& options) {
+  auto o = session_object_at(reader, session_id, version, options);
+  if (!o) return o.error();
+  return json::serialize(*o);
+}
+
+base::Result<std::string> session_text_at(const fold::Reader& reader, std::string_view session_id,
+                                          std::uint64_t version, const SessionOptions& options) {
+  auto o = session_object_at(reader, session_id, version, options);
+  if (!o) return o.error();
+  const auto& as_of = o->at("as_of").as_object();
+  return "as of version " + json::serialize(as_of.at("version")) + " (current version " +
+         json::serialize(as_of.at("current_version")) + ")" +
+         (as_of.at("redacted").as_bool() ? ", erased since: content redacted" : "") + "\n" + text_of(&*o);
+}
+
 std::optional<std::string> session_text(const fold::Reader& reader, std::string_view session_id,
                                         const SessionOptions& options) {
   auto o = session_object(reader, session_id, options);
   if (!o) return std::nullopt;
+  return text_of(&*o);
+}
+
+namespace {
+
+std::string text_of(const json::object* o) {
   std::string out;
   auto line = [&](std::string_view k, const json::value& v) {
     out += std::string(k) + ": " + (v.is_string() ? std::string(v.as_string()) : json::serialize(v)) + "\n";
@@ -164,6 +206,8 @@ std::optional<std::string> session_text(const fold::Reader& reader, std::string_
   }
   return out;
 }
+
+}  // namespace
 
 std::optional<std::string> history_json(const fold::Reader& reader, std::string_view session_id,
                                         std::uint64_t from_version, std::uint64_t limit) {

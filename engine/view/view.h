@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
 #include "fold/kv.h"
 
 namespace statefold::view {
@@ -22,6 +23,14 @@ std::optional<std::string> session_json(const fold::Reader& reader, std::string_
                                         const SessionOptions& options = {});
 std::optional<std::string> session_text(const fold::Reader& reader, std::string_view session_id,
                                         const SessionOptions& options = {});
+
+// The session as it was at a past `version` (time travel, fold::SessionAsOf: cost bounded by the checkpoint
+// interval), with "as_of":{"version","current_version","redacted"} added to session_json's fields. Errors name
+// the problem: no such session, or a version outside 1..current.
+base::Result<std::string> session_json_at(const fold::Reader& reader, std::string_view session_id,
+                                          std::uint64_t version, const SessionOptions& options = {});
+base::Result<std::string> session_text_at(const fold::Reader& reader, std::string_view session_id,
+                                          std::uint64_t version, const SessionOptions& options = {});
 
 // One page of a session's history: {"session_id","version","events":[{"version","partition","offset",
 // "log_time_ms","chain_hash","payload_type","event":{...}}],"next_from_version"} (next_from_version null at the

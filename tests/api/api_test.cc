@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "api/http_client.h"
+#include "base/hex.h"
 #include "log/log.h"
+#include "store/store.h"
 #include "support/cluster.h"
 
 namespace statefold::testing {
@@ -1123,6 +1125,213 @@ TEST_F(ApiTest, AnAppendToAnInstanceThatDoesNotOwnThePartitionIs421) {
   ASSERT_EQ(r.status, 200) << r.describe();
   EXPECT_EQ(i64(r.json().at("events").at(0).at("partition")), partition) << r.body;
   EXPECT_EQ(u64(session(b, id).at("version")), 1u);
+}
+
+// ------------------------------------------------------------------------------------------------ 5. time travel,
+// fork and erasure (spec sections 4 and 5)
+
+// The session JSON without the time-travel annotation, for comparing a past read with what was read back then.
+json::value without_as_of(json::value v) {
+  if (v.is_object()) v.as_object().erase("as_of");
+  return v;
+}
+
+json::object memory_object(const std::string& label, const std::string& value, bool pinned = false) {
+  return json::object{{"payload_type", "MemorySet"},
+                      {"payload", json::object{{"label", label}, {"value", value}, {"pinned", pinned}}}};
+}
+
+TEST_F(ApiTest, TimeTravelEqualsWhatTheSessionWasAtEachVersion) {
+  Instance api = start_api();
+  ASSERT_FALSE(HasFailure());
+  const std::string id = "travel-1";
+  // 150 versions (past two checkpoints), with memory changes, a summary, duplicates and a stale expected version
+  // between them: each past read must equal the read made right after that version was accepted.
+  std::map<std::uint64_t, json::value> seen;
+  ASSERT_EQ(api.http().post(events_path(id), opened_body()).status, 200);
+  seen[1] = session(api, id);
+  for (std::uint64_t i = 2; i <= 150; ++i) {
+    json::object event = i % 7 == 0   ? memory_object("k" + std::to_string(i % 3), "value " + std::to_string(i), i % 2)
+                         : i == 120 ? json::object{{"payload_type", "Summary"},
+                                                   {"payload", json::object{{"text", "so far"}, {"through_version", 100}}}}
+                                    : message_object(i % 2 ? "user" : "assistant", "turn " + std::to_string(i));
+    HttpReply r = api.http().post(events_path(id), json::serialize(event),
+                                  {{"Idempotency-Key", "travel-" + std::to_string(i)}});
+    ASSERT_EQ(r.status, 200) << r.describe();
+    ASSERT_EQ(u64(r.json().at("version")), i) << r.body;
+    seen[i] = session(api, id);  // version i as it was accepted: before the refusals below
+    if (i % 10 == 0) {  // refusals change the counters of the state that follows
+      ASSERT_EQ(api.http().post(events_path(id), json::serialize(event), {{"Idempotency-Key", "travel-" + std::to_string(i)}})
+                    .status, 200);
+      ASSERT_EQ(api.http().post(events_path(id) + "?expected_version=1", message_body("user", "stale")).status, 409);
+    }
+  }
+  for (const auto& [version, expected] : seen) {
+    HttpReply r = api.http().get(session_path(id) + "?version=" + std::to_string(version));
+    ASSERT_EQ(r.status, 200) << r.describe();
+    EXPECT_EQ(u64(r.json().at("as_of").at("version")), version);
+    EXPECT_EQ(u64(r.json().at("as_of").at("current_version")), 150u);
+    ASSERT_EQ(without_as_of(r.json()), expected) << "version " << version;
+  }
+  // ?at= picks the last version whose record time is at or before the time.
+  const auto history = full_history(api, id);
+  ASSERT_EQ(history.size(), 150u);
+  for (std::size_t k : {0u, 41u, 99u, 149u}) {
+    const std::int64_t t = i64(history[k].at("log_time_ms"));
+    std::uint64_t expected = 0;
+    for (const auto& e : history) {
+      if (i64(e.at("log_time_ms")) <= t) expected = u64(e.at("version"));
+    }
+    HttpReply r = api.http().get(session_path(id) + "?at=" + std::to_string(t));
+    ASSERT_EQ(r.status, 200) << r.describe();
+    EXPECT_EQ(u64(r.json().at("as_of").at("version")), expected);
+  }
+  EXPECT_EQ(api.http().get(session_path(id) + "?at=2000-01-01T00:00:00Z").status, 404);
+  HttpReply beyond = api.http().get(session_path(id) + "?version=151");
+  EXPECT_EQ(beyond.status, 400);
+  EXPECT_TRUE(contains(beyond.body, "1..150")) << beyond.body;
+  EXPECT_EQ(api.http().get(session_path(id) + "?at=yesterday").status, 400);
+  EXPECT_EQ(api.http().get(session_path("nobody") + "?version=1").status, 404);
+
+  // The command line reads the same past from the store serve is using.
+  RunResult inspected = statefold({"inspect", "--data-dir", api.data_dir, "--session", id, "--at-version", "77",
+                                   "--messages", "100", "--format", "json"});
+  ASSERT_TRUE(inspected.status.exited_with(0)) << inspected.err;
+  EXPECT_EQ(without_as_of(json::parse(inspected.out)), seen[77]);
+  RunResult out_of_range = statefold({"inspect", "--data-dir", api.data_dir, "--session", id, "--at-version", "999"});
+  EXPECT_TRUE(out_of_range.status.exited_with(4)) << out_of_range.status.describe();
+  EXPECT_TRUE(contains(out_of_range.err, "1..150")) << out_of_range.err;
+}
+
+TEST_F(ApiTest, AForkEqualsItsParentAtTheVersion) {
+  Instance api = start_api();
+  ASSERT_FALSE(HasFailure());
+  const std::string parent = "parent-1";
+  ASSERT_EQ(api.http().post(events_path(parent), opened_body("gpt-x")).status, 200);
+  for (int i = 2; i <= 90; ++i) {
+    json::object event = i % 9 == 0 ? memory_object("m" + std::to_string(i % 4), "v" + std::to_string(i), true)
+                                    : message_object(i % 2 ? "user" : "assistant", "parent turn " + std::to_string(i));
+    ASSERT_EQ(api.http().post(events_path(parent), json::serialize(event)).status, 200);
+  }
+  HttpReply r = api.http().post(session_path(parent) + "/fork", R"({"version":70,"session_id":"child-70"})");
+  ASSERT_EQ(r.status, 201) << r.describe();
+  EXPECT_EQ(str(r.json().at("session_id")), "child-70");
+  EXPECT_EQ(u64(r.json().at("parent").at("version")), 70u);
+  EXPECT_EQ(u64(r.json().at("version")), 70u) << "versions line up when the parent opened explicitly";
+
+  auto same_content = [&](const std::string& child, std::uint64_t version) {
+    json::object at = api.http().get(session_path(parent) + "?version=" + std::to_string(version) + "&messages=1000")
+                          .json().as_object();
+    json::object forked = api.http().get(session_path(child) + "?messages=1000").json().as_object();
+    for (const char* field : {"version", "model", "system_prompt", "policy", "metadata", "memory", "messages",
+                              "messages_shown", "usage", "status"}) {
+      EXPECT_EQ(forked.at(field), at.at(field)) << child << ": " << field;
+    }
+    json::object counts = at.at("counts").as_object();
+    counts["duplicates"] = 0;
+    counts["rejections"] = 0;
+    EXPECT_EQ(forked.at("counts"), json::value(counts)) << child;
+    EXPECT_EQ(forked.at("parent"), json::value(json::object{{"session_id", parent}, {"version", version}}));
+    EXPECT_NE(forked.at("chain_hash"), at.at("chain_hash")) << "a fork's chain is its own";
+  };
+  same_content("child-70", 70);
+
+  // The command line does the same through serve.
+  RunResult cli = statefold({"fork", "--http-address", api.address(), "--session", parent, "--version", "33",
+                             "--new-session", "child-33", "--format", "json"});
+  ASSERT_TRUE(cli.status.exited_with(0)) << cli.err;
+  same_content("child-33", 33);
+  // The fork lives on: it takes events of its own, and the parent is unchanged.
+  ASSERT_EQ(api.http().post(events_path("child-33"), message_body("user", "only in the fork")).status, 200);
+  EXPECT_EQ(u64(session(api, parent).at("version")), 90u);
+
+  HttpReply taken = api.http().post(session_path(parent) + "/fork", R"({"version":10,"session_id":"child-70"})");
+  EXPECT_EQ(taken.status, 409) << taken.describe();
+  EXPECT_EQ(api.http().post(session_path("nobody") + "/fork", "{}").status, 404);
+  EXPECT_EQ(api.http().post(session_path(parent) + "/fork", R"({"version":91})").status, 400);
+  RunResult missing = statefold({"fork", "--http-address", api.address(), "--session", "nobody"});
+  EXPECT_TRUE(missing.status.exited_with(4)) << missing.status.describe() << " " << missing.err;
+}
+
+TEST_F(ApiTest, AnErasedSessionShowsNoErasedContentAnywhere) {
+  Instance api = start_api();
+  ASSERT_FALSE(HasFailure());
+  const std::string id = "erase-me";
+  const std::string other = "keep-me";
+  for (const std::string& sid : {id, other}) {
+    ASSERT_EQ(api.http().post(events_path(sid), opened_body()).status, 200);
+    for (int i = 0; i < 70; ++i) {
+      ASSERT_EQ(api.http().post(events_path(sid), message_body("user", "SECRET-" + sid + "-" + std::to_string(i))).status,
+                200);
+    }
+    ASSERT_EQ(api.http().post(events_path(sid), json::serialize(memory_object("address", "SECRET-" + sid + "-memory")))
+                  .status, 200);
+    json::object call{{"payload_type", "Message"},
+                      {"payload", json::object{{"role", "assistant"},
+                                               {"content", json::array()},
+                                               {"tool_calls", json::array{json::object{
+                                                                  {"id", "call_1"},
+                                                                  {"name", "lookup"},
+                                                                  {"arguments", "{\"q\":\"SECRET-" + sid + "-args\"}"}}}}}}};
+    ASSERT_EQ(api.http().post(events_path(sid), json::serialize(call)).status, 200);
+    ASSERT_EQ(api.http().post(events_path(sid), message_body("tool", "SECRET-" + sid + "-result")).status, 200);
+    json::object summary{{"payload_type", "Summary"},
+                         {"payload", json::object{{"text", "SECRET-" + sid + "-summary"}, {"through_version", 50}}}};
+    ASSERT_EQ(api.http().post(events_path(sid), json::serialize(summary)).status, 200);
+  }
+  const std::string secret = "SECRET-" + id;
+  ASSERT_TRUE(contains(api.http().get(session_path(id)).body, secret));
+
+  HttpReply erased = api.http().post(
+      events_path(id), R"({"payload_type":"ErasureRequest","payload":{"reason":"art. 17","requested_by":"dpo"}})");
+  ASSERT_EQ(erased.status, 200) << erased.describe();
+  const std::uint64_t version = u64(erased.json().at("version"));
+
+  // Every read the product offers.
+  HttpReply state = api.http().get(session_path(id) + "?messages=1000");
+  EXPECT_FALSE(contains(state.body, secret)) << state.body;
+  EXPECT_EQ(state.json().at("erased"), json::value(true));
+  EXPECT_EQ(u64(state.json().at("counts").at("messages")), 72u) << "the structure stays";
+  for (std::uint64_t v : std::vector<std::uint64_t>{2, 64, 71, version - 1}) {
+    HttpReply past = api.http().get(session_path(id) + "?version=" + std::to_string(v) + "&messages=1000");
+    ASSERT_EQ(past.status, 200) << past.describe();
+    EXPECT_FALSE(contains(past.body, secret)) << "version " << v << ": " << past.body;
+    EXPECT_EQ(past.json().at("as_of").at("redacted"), json::value(true));
+  }
+  std::string history;
+  for (const auto& e : full_history(api, id)) history += json::serialize(e);
+  EXPECT_FALSE(contains(history, secret));
+  EXPECT_TRUE(contains(history, "art. 17")) << "the erasure itself is recorded";
+  // Later events are refused; the other session keeps its content.
+  EXPECT_EQ(api.http().post(events_path(id), message_body("user", "more")).status, 409);
+  EXPECT_TRUE(contains(api.http().get(session_path(other) + "?messages=1000").body, "SECRET-" + other + "-memory"));
+  EXPECT_EQ(api.http().post(session_path(id) + "/fork", "{}").status, 409) << "an erased session cannot be forked";
+
+  // audit still verifies the chain against the records in Kafka, and prints no content.
+  RunResult audit = statefold({"audit", "--brokers", brokers(), "--topic", api.topic, "--data-dir", api.data_dir,
+                               "--session", id, "--format", "json"});
+  EXPECT_TRUE(audit.status.exited_with(0)) << audit.status.describe() << "\n" << audit.out << audit.err;
+  EXPECT_FALSE(contains(audit.out, secret));
+
+  // Nothing in the store itself: every key and value serve reads from, once serve has stopped.
+  ASSERT_TRUE(api.serve->stop().exited_with(0));
+  store::Options options;
+  options.path = api.data_dir + "/store";
+  options.read_only = true;
+  auto opened = store::Store::open(options);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  std::uint64_t values = 0;
+  std::uint64_t kept = 0;
+  (*opened)->scan("", [&](std::string_view key, std::string_view value) {
+    ++values;
+    EXPECT_EQ(value.find(secret), std::string_view::npos) << "key " << base::to_hex(std::span(
+        reinterpret_cast<const std::uint8_t*>(key.data()), key.size()));
+    if (value.find("SECRET-" + other) != std::string_view::npos) ++kept;
+    return true;
+  });
+  EXPECT_GT(values, 150u);
+  EXPECT_GT(kept, 70u);
+  EXPECT_TRUE(contains(api.serve->log(), "erased session compacted out of the store files"));
 }
 
 }  // namespace

@@ -3,7 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
+#include <utility>
 
 namespace statefold::cli {
 
@@ -19,6 +23,9 @@ enum Exit : int {
 
 using Runner = std::function<int()>;
 
+// "HOST:PORT" -> (host, port); nullopt when it is not that.
+std::optional<std::pair<std::string, std::uint16_t>> parse_host_port(const std::string& address);
+
 Runner add_serve(CLI::App& app);
 Runner add_append(CLI::App& app);
 Runner add_inspect(CLI::App& app);
@@ -27,5 +34,6 @@ Runner add_replay(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_audit(CLI::App& app);
 Runner add_snapshot(CLI::App& app);
+Runner add_fork(CLI::App& app);
 
 }  // namespace statefold::cli

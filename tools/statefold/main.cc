@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   add(statefold::cli::add_verify);
   add(statefold::cli::add_audit);
   add(statefold::cli::add_snapshot);
+  add(statefold::cli::add_fork);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include <iostream>
 
+#include "base/time.h"
 #include "commands.h"
 #include "log/log.h"
 #include "replay_runner.h"
@@ -43,7 +44,7 @@ Runner add_replay(CLI::App& app) {
         return kUsage;
       }
     } else if (!a->until_time.empty()) {
-      auto ms = parse_time_ms(a->until_time);
+      auto ms = base::parse_time_ms(a->until_time);
       if (!ms) {
         std::cerr << "statefold replay: --until-time: " << ms.error().message << "\n";
         return kUsage;

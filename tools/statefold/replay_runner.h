@@ -29,7 +29,5 @@ base::Result<ReplayOutcome> run_replay(const ReplayRequest& request);
 
 // "0:1200,1:980" -> {0:1200, 1:980}
 base::Result<std::map<std::int32_t, std::int64_t>> parse_offsets(const std::string& text);
-// RFC 3339 ("2026-01-01T12:00:00Z", fractional seconds and offsets allowed) or milliseconds since the epoch.
-base::Result<std::int64_t> parse_time_ms(const std::string& text);
 
 }  // namespace statefold::cli

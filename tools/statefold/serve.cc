@@ -29,19 +29,6 @@ extern "C" void on_signal(int) {
   if (g_engine != nullptr) g_engine->stop();
 }
 
-// "HOST:PORT" -> (host, port); "off" disables the server.
-std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) return std::nullopt;
-  int port = 0;
-  try {
-    port = std::stoi(address.substr(colon + 1));
-  } catch (...) {
-    return std::nullopt;
-  }
-  if (port < 0 || port > 65535) return std::nullopt;
-  return std::make_pair(address.substr(0, colon), static_cast<std::uint16_t>(port));
-}
 }  // namespace
 
 Runner add_serve(CLI::App& app) {
@@ -133,7 +120,7 @@ Runner add_serve(CLI::App& app) {
     }
     std::optional<std::pair<std::string, std::uint16_t>> http_address;
     if (a->http_address != "off") {
-      http_address = parse_address(a->http_address);
+      http_address = parse_host_port(a->http_address);
       if (!http_address) {
         std::cerr << "statefold serve: --http-address: expected HOST:PORT or off, got \"" << a->http_address << "\"\n";
         return kUsage;

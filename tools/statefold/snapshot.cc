@@ -74,14 +74,12 @@ Runner add_snapshot(CLI::App& app) {
       return kOk;
     }
     // Held by a running serve (RocksDB's lock): ask it to take the snapshot while it serves.
-    const auto colon = a->http_address.rfind(':');
-    if (colon == std::string::npos) {
+    const auto address = parse_host_port(a->http_address);
+    if (!address) {
       std::cerr << "statefold snapshot create: --http-address: expected HOST:PORT\n";
       return kUsage;
     }
-    auto answer = http::call(a->http_address.substr(0, colon),
-                             static_cast<std::uint16_t>(std::stoi(a->http_address.substr(colon + 1))), "POST",
-                             "/v1/snapshots");
+    auto answer = http::call(address->first, address->second, "POST", "/v1/snapshots");
     if (!answer || answer->status != 201) {
       std::cerr << "statefold snapshot create: the store is in use (" << store.error().message
                 << ") and serve at " << a->http_address << " did not take the snapshot: "

@@ -1,0 +1,15 @@
+// Times as people and tools write them: RFC 3339 ("2026-11-27T10:00:00.250Z", "...+01:00") or milliseconds since
+// the Unix epoch. Used wherever a command or a query takes a moment (replay --until-time, time travel).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/result.h"
+
+namespace statefold::base {
+
+// Milliseconds since the epoch; the error names what is wrong ("needs a zone (Z or +HH:MM)", ...).
+Result<std::int64_t> parse_time_ms(const std::string& text);
+
+}  // namespace statefold::base

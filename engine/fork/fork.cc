@@ -1,0 +1,110 @@
+#include "fork/fork.h"
+
+#include "base/hex.h"
+#include "base/sha256.h"
+#include "codec/codec.h"
+#include "fold/as_of.h"
+#include "fold/fold.h"
+#include "fold/layout.h"
+#include "statefold/schema/events_generated.h"
+#include "statefold/schema/state_generated.h"
+
+namespace statefold::fork {
+
+namespace {
+
+std::string child_event_id(std::string_view child, std::string_view parent_event_id) {
+  auto digest = base::Sha256().update_framed("statefold.fork").update_framed(child).update_framed(parent_event_id).finish();
+  return base::to_hex(std::span<const std::uint8_t>(digest.data(), 16));
+}
+
+std::vector<std::uint8_t> finish(schema::EventT& event) {
+  flatbuffers::FlatBufferBuilder builder(512);
+  schema::FinishEventBuffer(builder, schema::Event::Pack(builder, &event));
+  return {builder.GetBufferPointer(), builder.GetBufferPointer() + builder.GetSize()};
+}
+
+}  // namespace
+
+base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
+  auto parent = fold::load_header(reader, request.parent);
+  if (!parent) return base::make_error("no session " + request.parent);
+  if (parent->erased) return base::make_error("session " + request.parent + " is erased; it cannot be forked");
+  if (request.child.empty() || request.child == request.parent) {
+    return base::make_error("the fork needs a session id of its own");
+  }
+  const std::uint64_t version = request.version == 0 ? parent->version : request.version;
+  auto at = fold::SessionAsOf::open(reader, request.parent, version);
+  if (!at) return at.error();
+  const auto header = *fold::load_header(**at, request.parent);
+
+  Plan out;
+  out.child = request.child;
+  out.parent_version = version;
+
+  // 1. The child opens with the parent's configuration at that version and names its parent.
+  schema::EventT opened;
+  opened.event_id = child_event_id(request.child, "opened@" + std::to_string(version));
+  opened.session_id = request.child;
+  opened.expected_version = 0;
+  opened.occurred_at_us = request.occurred_at_us;
+  opened.source = "fork";
+  schema::SessionOpenedT open;
+  open.model = header.model;
+  open.system_prompt = header.system_prompt;
+  open.policy = std::make_unique<schema::ContextPolicyT>();
+  open.policy->token_budget = header.token_budget;
+  open.policy->output_reserve = header.output_reserve;
+  open.policy->tokenizer = header.tokenizer;
+  open.policy->provider = header.provider;
+  for (std::size_t i = 0; i < header.metadata_json.size();) {
+    const std::size_t k_end = header.metadata_json.find('\0', i);
+    const std::size_t v_end = header.metadata_json.find('\0', k_end + 1);
+    if (k_end == std::string::npos || v_end == std::string::npos) break;
+    auto kv = std::make_unique<schema::KeyValueT>();
+    kv->key = header.metadata_json.substr(i, k_end - i);
+    kv->value = header.metadata_json.substr(k_end + 1, v_end - k_end - 1);
+    open.metadata.push_back(std::move(kv));
+    i = v_end + 1;
+  }
+  open.parent_session_id = request.parent;
+  open.parent_version = version;
+  opened.payload.Set(std::move(open));
+  std::string previous = opened.event_id;
+  out.events.emplace_back(opened.event_id, finish(opened));
+
+  // 2. The parent's accepted events up to the version, re-addressed to the child. Its own SessionOpened is
+  // replaced by the one above and a SessionClosed is left out (a fork is open); versions shift by one only when
+  // the parent never opened explicitly, and summaries' through_version shifts with them.
+  const std::uint64_t shift = header.opened ? 0 : 1;
+  std::string error;
+  reader.scan(fold::key::history_prefix(request.parent), [&](std::string_view, std::string_view value) {
+    const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
+    if (entry->version() > version) return false;
+    const auto* event = schema::GetEvent(entry->event()->data());
+    const auto type = event->payload_type();
+    if (type == schema::Payload::SessionOpened || type == schema::Payload::SessionClosed) return true;
+    if (static_cast<std::uint8_t>(type) > static_cast<std::uint8_t>(schema::Payload::MAX)) {
+      error = "version " + std::to_string(entry->version()) + " of " + request.parent + " is an event of type " +
+              codec::payload_type_name(static_cast<std::uint8_t>(type)) +
+              ", which this build does not know and cannot copy";
+      return false;
+    }
+    schema::EventT copy;
+    event->UnPackTo(&copy);
+    const std::string parent_id = copy.event_id;
+    copy.event_id = child_event_id(request.child, parent_id);
+    copy.session_id = request.child;
+    copy.expected_version = flatbuffers::nullopt;
+    copy.expected_previous_event_id = previous;
+    copy.causation_id = parent_id;
+    if (auto* summary = copy.payload.AsSummary()) summary->through_version += shift;
+    previous = copy.event_id;
+    out.events.emplace_back(copy.event_id, finish(copy));
+    return true;
+  });
+  if (!error.empty()) return base::make_error(error);
+  return out;
+}
+
+}  // namespace statefold::fork
