@@ -14,6 +14,8 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -240,6 +242,63 @@ bool valid_header(std::string_view name, std::string_view value) {
 }
 
 class Session;
+
+// The queue between a producing thread and the connection that sends its pieces. The connection installs `wake`,
+// which posts "more to send" onto its strand; write() and close() call it outside the lock.
+class StreamQueue final : public BodyStream {
+ public:
+  bool write(std::string piece) override {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(_mutex);
+      if (_closed || _abandoned) return false;
+      _pieces.push_back(std::move(piece));
+      wake = _wake;
+    }
+    if (wake) wake();
+    return true;
+  }
+  void close() override {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(_mutex);
+      if (_closed) return;
+      _closed = true;
+      wake = _wake;
+    }
+    if (wake) wake();
+  }
+  bool abandoned() const override {
+    std::lock_guard lock(_mutex);
+    return _abandoned;
+  }
+
+  // Connection side.
+  void attach(std::function<void()> wake) {
+    std::lock_guard lock(_mutex);
+    _wake = std::move(wake);
+  }
+  void abandon() {
+    std::lock_guard lock(_mutex);
+    _abandoned = true;
+    _pieces.clear();
+    _wake = nullptr;
+  }
+  // The pieces queued so far, and whether the body is complete after them.
+  std::pair<std::vector<std::string>, bool> take() {
+    std::lock_guard lock(_mutex);
+    std::vector<std::string> out(std::make_move_iterator(_pieces.begin()), std::make_move_iterator(_pieces.end()));
+    _pieces.clear();
+    return {std::move(out), _closed};
+  }
+
+ private:
+  mutable std::mutex _mutex;
+  std::deque<std::string> _pieces;
+  bool _closed = false;
+  bool _abandoned = false;
+  std::function<void()> _wake;
+};
 
 // Lets `respond` post onto a strand only while the io_context is alive and running.
 struct Gate {
@@ -494,6 +553,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write_response(Response response) {
     _phase = Phase::writing;
+    if (response.stream && !_head && response.status >= 200 && response.status <= 599 && response.status != 204 &&
+        response.status != 304) {
+      return write_stream_head(std::move(response));
+    }
     _response = std::move(response);
     int status = _response.status;
     if (status < 200 || status > 599) {
@@ -552,6 +615,92 @@ class Session : public std::enable_shared_from_this<Session> {
     read_next();
   }
 
+  // A streamed body: the head with chunked framing, then each piece as one chunk as the producer queues it. The
+  // connection closes afterwards (no keep-alive after a stream the client may have stopped reading).
+  void write_stream_head(Response response) {
+    _response = std::move(response);
+    _queue = std::static_pointer_cast<StreamQueue>(_response.stream);
+    std::string head = "HTTP/1.1 " + std::to_string(_response.status) + " " +
+                       std::string(bhttp::obsolete_reason(static_cast<bhttp::status>(_response.status))) +
+                       "\r\nServer: statefold\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n";
+    if (!_response.content_type.empty()) head += "Content-Type: " + _response.content_type + "\r\n";
+    for (const auto& [name, value] : _response.headers) {
+      if (!valid_header(name, value) || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+          iequals(name, "connection")) {
+        continue;
+      }
+      head += name + ": " + value + "\r\n";
+    }
+    head += "\r\n";
+    _keep_alive = false;
+    // Nothing is pending on the strand while the producer is quiet: the session keeps itself alive until the body
+    // ends or the connection closes.
+    _streaming_self = shared_from_this();
+    _stream_out = std::move(head);
+    _stream_done = false;
+    _queue->attach([gate = _state.gate, weak = weak_from_this()] {
+      std::lock_guard lock(gate->mutex);
+      if (!gate->open) return;
+      if (auto self = weak.lock()) {
+        const asio::any_io_executor strand = self->_strand;
+        asio::post(strand, [self = std::move(self)] { self->pump_stream(); });
+      }
+    });
+    _stream_writing = false;
+    pump_stream();
+  }
+
+  void pump_stream() {
+    if (_phase != Phase::writing || !_queue || _stream_writing) return;
+    auto [pieces, closed] = _queue->take();
+    for (auto& piece : pieces) {
+      if (piece.empty()) continue;  // an empty chunk would end the body
+      char size[32];
+      std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+      _stream_out += size;
+      _stream_out += piece;
+      _stream_out += "\r\n";
+    }
+    if (closed && !_stream_done) {
+      _stream_out += "0\r\n\r\n";
+      _stream_done = true;
+    }
+    if (_stream_out.empty()) return;
+    _stream_writing = true;
+    _stream_sending = std::move(_stream_out);
+    _stream_out.clear();
+    _stream.expires_after(_state.options.read_timeout);
+    asio::async_write(_stream, asio::buffer(_stream_sending),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->_stream_writing = false;
+                        if (self->_phase != Phase::writing) return;
+                        if (ec) {
+                          self->_queue->abandon();
+                          return self->close();
+                        }
+                        if (self->_stream_done && self->_stream_out.empty()) return self->finish_stream();
+                        self->pump_stream();
+                      });
+  }
+
+  void finish_stream() {
+    _queue->attach(nullptr);
+    _queue.reset();
+    auto keep = std::move(_streaming_self);  // released when this handler returns
+    _stream_sending.clear();
+    if (_state.observer) {
+      try {
+        _state.observer(_observed, _response, Clock::now() - _read_done);
+      } catch (const std::exception& e) {
+        base::log_error("http observer threw", {{"error", e.what()}});
+      }
+    }
+    _response = Response{};
+    _observed = Request{};
+    set_busy(false);
+    linger();
+  }
+
   // Half-close, then drop whatever the client still sends until it closes too (or the linger time or size runs out).
   void linger() {
     _phase = Phase::lingering;
@@ -575,7 +724,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close() {
     if (_phase == Phase::closed) return;
+    if (_queue) {
+      _queue->abandon();  // the producer learns the client is gone
+      _queue.reset();
+    }
     _phase = Phase::closed;
+    if (_streaming_self) {
+      // Released once this handler returns, not in the middle of it.
+      asio::post(_strand, [keep = std::move(_streaming_self)] {});
+    }
     ++_seq;
     _timer.cancel();
     beast::error_code ignored;
@@ -608,6 +765,13 @@ class Session : public std::enable_shared_from_this<Session> {
   bool _head = false;
   bool _busy = false;
   std::size_t _lingered = 0;
+  // A streamed body (write_stream_head): its queue, the bytes being sent and those waiting for the next write.
+  std::shared_ptr<StreamQueue> _queue;
+  std::string _stream_sending;
+  std::string _stream_out;
+  bool _stream_writing = false;
+  bool _stream_done = false;
+  std::shared_ptr<Session> _streaming_self;
 };
 
 class ServerImpl final : public Server {
@@ -747,6 +911,8 @@ class ServerImpl final : public Server {
 };
 
 }  // namespace
+
+std::shared_ptr<BodyStream> BodyStream::make() { return std::make_shared<StreamQueue>(); }
 
 base::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options, Handler handler, Observer observer) {
   if (!handler) return base::make_error("http: no handler");

@@ -34,12 +34,29 @@ struct Request {
   std::optional<std::string_view> header(std::string_view lower_case_name) const;
 };
 
+// A response body produced piece by piece while it is sent (Server-Sent Events). The handler makes one, puts it in
+// the Response it gives to `respond`, and keeps writing to it from its own thread: the head goes out at once
+// (Transfer-Encoding: chunked, Connection: close), each write() as it comes, close() ends the body.
+// Thread-safety: write() and close() from any thread.
+class BodyStream {
+ public:
+  static std::shared_ptr<BodyStream> make();
+  virtual ~BodyStream() = default;
+  // Queues a piece; false once the client is gone (the producer may stop) or after close().
+  virtual bool write(std::string piece) = 0;
+  // Ends the body after the pieces queued so far. Idempotent.
+  virtual void close() = 0;
+  // True once the client went away or the server stopped.
+  virtual bool abandoned() const = 0;
+};
+
 struct Response {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string route;  // the route template that answered ("/v1/sessions/{id}"), for metrics; empty = unmatched
+  std::shared_ptr<BodyStream> stream;  // set: the body comes from here, `body` is ignored
 };
 
 using Respond = std::function<void(Response)>;

@@ -15,7 +15,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <future>
 #include <optional>
+#include <utility>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,6 +116,20 @@ class Client {
   std::optional<Reply> request(std::string_view raw) {
     if (!send(raw)) return std::nullopt;
     return read();
+  }
+
+  // Reads until `text` has arrived (or the connection ends): what came so far, raw.
+  std::string read_until(std::string_view text) {
+    while (_buffer.find(text) == std::string::npos) {
+      if (!fill()) break;
+    }
+    return _buffer;
+  }
+  // Reads until the server closes; everything received since the last read(), raw.
+  std::string read_to_end() {
+    while (fill()) {
+    }
+    return std::exchange(_buffer, {});
   }
 
   // True once the server has closed the connection (reads end of stream, nothing else pending).
@@ -653,6 +669,81 @@ TEST(HttpServer, StartFailsCleanly) {
   options.address = "not an address";
   EXPECT_FALSE(Server::start(options, [](Request, Respond) {}).ok());
   EXPECT_FALSE(Server::start(test_options(), Handler{}).ok());
+}
+
+// A chunked body -> its payload; nullopt when the framing is wrong or the last chunk is missing.
+std::optional<std::string> dechunk(std::string raw) {
+  std::string out;
+  while (true) {
+    const std::size_t eol = raw.find("\r\n");
+    if (eol == std::string::npos) return std::nullopt;
+    const std::size_t size = std::stoul(raw.substr(0, eol), nullptr, 16);
+    if (size == 0) return raw.substr(eol + 2) == "\r\n" ? std::optional(out) : std::nullopt;
+    if (raw.size() < eol + 2 + size + 2 || raw.compare(eol + 2 + size, 2, "\r\n") != 0) return std::nullopt;
+    out += raw.substr(eol + 2, size);
+    raw.erase(0, eol + 2 + size + 2);
+  }
+}
+
+TEST(HttpServer, AStreamedBodyIsSentPieceByPieceAsItIsWritten) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool client_saw_first = false;
+  std::thread producer;
+  auto server = start(test_options(), [&](Request, Respond respond) {
+    auto stream = BodyStream::make();
+    Response head{200, "", "text/event-stream", {{"cache-control", "no-cache"}}, "/stream", stream};
+    respond(std::move(head));
+    producer = std::thread([&, stream] {
+      EXPECT_TRUE(stream->write("data: one\n\n"));
+      // The second piece only once the client has the first: a server that buffered the body would never send it.
+      std::unique_lock lock(mutex);
+      cv.wait_for(lock, 10s, [&] { return client_saw_first; });
+      EXPECT_TRUE(stream->write("data: two\n\n"));
+      stream->close();
+      EXPECT_FALSE(stream->write("late")) << "nothing after close";
+    });
+  });
+  Client client(server->port());
+  ASSERT_TRUE(client.send(get("/stream")));
+  auto head = client.read(/*no_body=*/true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->headers["transfer-encoding"], "chunked");
+  EXPECT_EQ(head->headers["content-type"], "text/event-stream");
+  EXPECT_EQ(head->headers["cache-control"], "no-cache");
+  EXPECT_NE(client.read_until("data: one").find("data: one"), std::string::npos);
+  {
+    std::lock_guard lock(mutex);
+    client_saw_first = true;
+  }
+  cv.notify_all();
+  auto body = dechunk(client.read_to_end());
+  producer.join();
+  ASSERT_TRUE(body);
+  EXPECT_EQ(*body, "data: one\n\ndata: two\n\n");
+}
+
+TEST(HttpServer, AStreamWhoseClientLeftIsAbandoned) {
+  std::promise<std::shared_ptr<BodyStream>> made;
+  auto server = start(test_options(), [&](Request, Respond respond) {
+    auto stream = BodyStream::make();
+    respond(Response{200, "", "text/event-stream", {}, "/stream", stream});
+    made.set_value(stream);
+  });
+  {
+    Client client(server->port());
+    ASSERT_TRUE(client.send(get("/stream")));
+    ASSERT_TRUE(client.read(/*no_body=*/true));
+  }  // the client hangs up
+  auto stream = made.get_future().get();
+  bool stopped = false;
+  for (int i = 0; i < 500 && !stopped; ++i) {
+    stopped = !stream->write(std::string(64 * 1024, 'x'));
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(stopped) << "write() kept accepting pieces for a client that is gone";
+  EXPECT_TRUE(stream->abandoned());
 }
 
 TEST(HttpHelpers, ErrorResponseEscapesJson) {
