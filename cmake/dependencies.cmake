@@ -10,6 +10,7 @@ find_package(Boost 1.81.0 CONFIG REQUIRED COMPONENTS json)
 find_package(CLI11 CONFIG REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 find_package(prometheus-cpp CONFIG REQUIRED)  # prometheus-cpp::core, used inside engine/metrics only
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)  # connectors/tokenizer's split patterns only
 if(STATEFOLD_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

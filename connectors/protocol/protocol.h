@@ -1,0 +1,266 @@
+// protocol: the wire formats the gateway speaks, as pure functions. Client requests in the OpenAI Chat Completions
+// and Responses shapes are parsed into neutral structs; generation parameters are converted to each provider's
+// own shape; upstream replies (whole or streamed as SSE events) become one neutral Reply; and Replies are written
+// back in the client's format (JSON bodies, chat.completion.chunk frames, Responses stream events). No I/O, no
+// clocks: ids and timestamps come from the caller. See docs/connectors.md, "Gateway protocols".
+//
+//   auto request = protocol::parse_chat_request(body);          // errors name the field: "messages[2].role: ..."
+//   if (!request) return openai_error_json(request.error().message, "invalid_request_error");
+//   auto extra = protocol::upstream_extra(request->params, context::Provider::anthropic, request->stream);
+//   std::string upstream_body = context::render(ctx, context::Provider::anthropic, {.extra = *extra}).value();
+//   ... non-streamed: auto reply = protocol::parse_reply(context::Provider::anthropic, response.body);
+//   ...               return protocol::chat_completion_json(*reply, id, model, now);
+//   ... streamed:     protocol::StreamParser parser(provider); protocol::ChatChunkWriter out(id, model, now, usage);
+//   ...               send(out.start()); for each SSE event: for (auto& d : *parser.feed(e.event, e.data))
+//   ...               send(out.delta(d)); then send(out.finish(parser.reply()));
+//
+// Thread-safety: the free functions are pure and safe to call concurrently; a StreamParser or writer is used by
+// one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "connectors/context/context.h"
+#include "connectors/context/render.h"
+
+namespace statefold::protocol {
+
+using ToolCall = context::ToolCall;  // id, name, arguments (JSON text as the model produced it)
+
+struct Usage {
+  std::uint64_t input_tokens = 0;        // every prompt token, cached or not
+  std::uint64_t output_tokens = 0;
+  std::uint64_t cached_tokens = 0;       // of input_tokens, read from the provider's prompt cache
+  std::uint64_t cache_write_tokens = 0;  // of input_tokens, written to it (Anthropic's cache_creation_input_tokens)
+};
+
+// A model's reply, whatever provider produced it.
+struct Reply {
+  std::string text;
+  std::vector<ToolCall> tool_calls;
+  Usage usage;
+  std::string finish_reason;  // stop | length | tool_calls | content_filter
+  std::string model;          // as the provider reported it
+  std::string upstream_id;    // the provider's id for the reply (chatcmpl-.., resp_.., msg_..)
+};
+
+// --- 1. Client requests ---
+
+struct Tool {
+  std::string name;
+  std::string description;
+  std::string parameters;  // JSON Schema as compact JSON text, keys in the client's order; "" = none given
+  std::optional<bool> strict;
+};
+
+// A structured-output request: Chat's response_format, Responses' text.format.
+struct OutputFormat {
+  std::string type;  // "" (none) | text | json_object | json_schema
+  std::string name;  // json_schema only
+  std::string description;
+  std::string schema;  // JSON Schema as compact JSON text, keys in the client's order
+  std::optional<bool> strict;
+};
+
+// The generation parameters a client may pass, in a neutral form. upstream_extra() writes them for a provider.
+struct Params {
+  std::vector<Tool> tools;
+  std::string tool_choice;       // "" (provider default) | auto | none | required | function
+  std::string tool_choice_name;  // tool_choice == "function": the function to call
+  std::optional<bool> parallel_tool_calls;
+  std::optional<double> temperature;
+  std::optional<double> top_p;
+  std::vector<std::string> stop;
+  OutputFormat format;
+  // max_tokens / max_completion_tokens / max_output_tokens. Not written by upstream_extra(): the renderer writes
+  // the context's output reserve, which the gateway sets from this (capped by the session's policy).
+  std::optional<std::uint64_t> max_output_tokens;
+  // Hints: passed to the providers that have them, dropped for the others.
+  std::optional<std::int64_t> seed;
+  std::optional<double> frequency_penalty;
+  std::optional<double> presence_penalty;
+  std::string reasoning_effort;  // chat reasoning_effort, responses reasoning.effort
+  std::string user;              // user / safety_identifier; Anthropic metadata.user_id
+  std::map<std::string, std::string> metadata;  // the client's metadata (session_id included); not sent upstream
+};
+
+// One input message. Responses' function_call items become assistant messages with tool_calls (consecutive ones
+// merged into one), function_call_output items tool messages.
+struct ClientMessage {
+  context::Role role = context::Role::user;
+  std::vector<context::Part> content;  // text parts; image_url parts (Part::text = the URL)
+  std::vector<ToolCall> tool_calls;    // assistant only
+  std::string tool_call_id;            // tool only
+  std::string name;
+
+  std::string text() const;  // the text parts joined with "\n"
+};
+
+struct ChatRequest {
+  std::string model;  // required
+  std::vector<ClientMessage> messages;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  std::string session_id;      // metadata.session_id, may be empty
+  Params params;
+};
+
+struct ResponsesRequest {
+  std::string model;  // "" = not given (the gateway picks the session's)
+  std::vector<ClientMessage> input;  // a string input is one user message
+  std::string instructions;
+  bool stream = false;
+  bool store = true;
+  std::string previous_response_id;
+  std::string conversation;  // "conv_.." or {"id":"conv_.."}
+  std::string session_id;    // metadata.session_id, may be empty
+  Params params;
+};
+
+// Errors name the field ("messages[2].role: must be one of system, developer, user, assistant, tool") and are
+// meant for a 400 invalid_request_error. Unknown top-level parameters are refused; see docs for the list.
+base::Result<ChatRequest> parse_chat_request(std::string_view body);
+base::Result<ResponsesRequest> parse_responses_request(std::string_view body);
+
+// --- 2. Upstream request extras ---
+
+// The parameters for provider P in P's own shape, as one canonical JSON object (sorted keys, compact) for
+// context::RenderOptions::extra: tools and tool_choice converted, "stream":true (+ stream_options.include_usage for
+// openai_chat) when streaming. Never a key the renderer writes (model, messages, input, system, instructions, max
+// tokens, store). Fails when a parameter that changes what the reply must be (stop, a JSON output format) has no
+// equivalent at P; sampling hints P lacks are dropped. "{}" when there is nothing to send. echo = openai_chat.
+base::Result<std::string> upstream_extra(const Params& params, context::Provider provider, bool stream);
+
+// --- 3. Upstream replies ---
+
+// A whole (non-streamed) reply body of openai_chat, openai_responses or anthropic.
+base::Result<Reply> parse_reply(context::Provider provider, std::string_view body);
+
+// An upstream error body as one line: "rate limited: <message>", "<type>: <message>", or the body's first line.
+std::string error_message(std::string_view body);
+
+// One piece of a streamed reply. tool_index counts the reply's tool calls from 0 (whatever the provider's own
+// numbering); tool_id and tool_name come with a call's first piece.
+struct Delta {
+  std::string text;
+  int tool_index = -1;  // -1: a text piece
+  std::string tool_id;
+  std::string tool_name;
+  std::string tool_arguments;  // a piece of the arguments
+};
+
+// Reads one upstream stream: feed each SSE event (name and data) in order. At the end reply() equals what
+// parse_reply() gives for the same content, and the deltas put together are its text and arguments. Anthropic tool
+// arguments come as one piece when their block ends, re-serialised as parse_reply() writes tool_use.input.
+class StreamParser {
+ public:
+  explicit StreamParser(context::Provider provider);
+  // An error: malformed data, or the provider reported an error in the stream (the message as error_message()).
+  base::Result<std::vector<Delta>> feed(std::string_view event_name, std::string_view data);
+  bool finished() const { return _finished; }  // [DONE], message_stop, response.completed/incomplete
+  const Reply& reply() const { return _reply; }
+
+ private:
+  base::Result<std::vector<Delta>> chat(std::string_view data);
+  base::Result<std::vector<Delta>> responses(std::string_view event_name, std::string_view data);
+  base::Result<std::vector<Delta>> anthropic(std::string_view event_name, std::string_view data);
+  int tool_slot(std::int64_t provider_index);  // the provider's index -> ours (-1 if unknown)
+
+  context::Provider _provider;
+  Reply _reply;
+  bool _finished = false;
+  std::vector<std::int64_t> _tool_keys;  // provider index of each of our tool calls
+  std::vector<std::string> _item_ids;    // openai_responses: item id of each tool call
+  std::vector<std::string> _json;        // anthropic: input_json_delta pieces of each tool call
+  std::uint64_t _plain_input = 0;        // anthropic: input_tokens without the cache reads and writes
+};
+
+// The history messages the gateway appends (version and tokens left for it to set).
+context::Message to_message(const ClientMessage& message);
+context::Message to_message(const Reply& reply);  // an assistant message: the text and the tool calls
+
+// --- 4. Client-facing output ---
+
+std::string chat_completion_json(const Reply& reply, std::string_view id, std::string_view model,
+                                 std::int64_t created);
+
+// chat.completion.chunk SSE frames ("data: {...}\n\n"), as OpenAI streams them.
+class ChatChunkWriter {
+ public:
+  ChatChunkWriter(std::string id, std::string model, std::int64_t created, bool include_usage);
+  std::string start();                    // the role chunk
+  std::string delta(const Delta& delta);  // text or a tool call piece
+  // Whatever of `reply` was not streamed yet (so start() + finish() alone serve a whole reply), the
+  // finish_reason chunk, the usage chunk when asked for, then "data: [DONE]\n\n".
+  std::string finish(const Reply& reply);
+  // An error after the stream started, as OpenAI sends it: one `data: {"error":{...}}` frame (the SDK raises
+  // APIError on it); no [DONE] follows, the caller closes the stream.
+  std::string error(std::string_view message, std::string_view type, std::string_view code = {});
+
+ private:
+  std::string chunk(std::string_view delta_json, std::string_view finish_reason);
+  std::string _id, _model;
+  std::int64_t _created;
+  bool _include_usage;
+  std::string _text;                       // streamed so far
+  std::vector<std::string> _tool_args;     // streamed so far, per tool index
+};
+
+// What a Responses API object carries besides the Reply. Output item ids are derived from the response id:
+// "msg_<suffix>" and "fc_<suffix>_<n>", where suffix is the id without its "resp_" prefix.
+struct ResponseMeta {
+  std::string id;  // "resp_..."
+  std::string model;
+  std::int64_t created_at = 0;
+  std::string status;  // "" = from the reply (completed, or incomplete on length/content_filter) | failed | ...
+  std::string error_code;  // status failed: server_error (the default, and for unknown codes) | rate_limit_exceeded
+  std::string error_message;
+  std::string previous_response_id;
+  std::string conversation;  // conversation id, "" = none
+  std::string instructions;
+  bool store = true;
+  Params params;  // echoed: tools, tool_choice, temperature, top_p, max_output_tokens, text.format, metadata
+};
+
+std::string response_json(const Reply& reply, const ResponseMeta& meta);
+
+// Responses stream events ("event: X\ndata: {...}\n\n") with sequence_number from 0.
+class ResponseEventWriter {
+ public:
+  explicit ResponseEventWriter(ResponseMeta meta);
+  std::string start();  // response.created, response.in_progress
+  // output_item.added (+ content_part.added) when an item first appears, then output_text.delta or
+  // function_call_arguments.delta.
+  std::string delta(const Delta& delta);
+  // What was not streamed yet, then per item output_text.done + content_part.done / function_call_arguments.done,
+  // output_item.done; then response.completed (response.incomplete, response.failed) with the whole object.
+  std::string finish(const Reply& reply);
+  // The upstream failed mid-stream: as finish(partial), ending with response.failed carrying the error. `code`
+  // is one the SDK knows: server_error (also used for any other) or rate_limit_exceeded.
+  std::string fail(const Reply& partial, std::string_view code, std::string_view message);
+  std::uint64_t next_sequence_number() const { return _seq; }
+
+ private:
+  struct Item {
+    int tool_index = -1;  // -1: the message
+    std::string text;     // streamed text or arguments
+    std::string call_id, name;
+  };
+  std::string event(std::string_view type, std::string body_members);
+  Item& item(int tool_index, std::string* out, const Delta* first);
+  ResponseMeta _meta;
+  std::uint64_t _seq = 0;
+  std::vector<Item> _items;  // output order
+};
+
+// An error as the OpenAI API shapes it: {"error":{"message","type","param","code"}} (code null when empty).
+std::string openai_error_json(std::string_view message, std::string_view type, std::string_view code = {},
+                              std::string_view param = {});
+
+}  // namespace statefold::protocol

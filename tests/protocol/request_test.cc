@@ -1,0 +1,346 @@
+// Client request parsing and the per-provider extra parameters.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "connectors/protocol/protocol.h"
+
+namespace statefold::protocol {
+namespace {
+
+using context::PartKind;
+using context::Provider;
+using context::Role;
+
+std::string error_of(std::string_view body) {
+  auto r = parse_chat_request(body);
+  return r.ok() ? std::string("(ok)") : r.error().message;
+}
+
+std::string responses_error_of(std::string_view body) {
+  auto r = parse_responses_request(body);
+  return r.ok() ? std::string("(ok)") : r.error().message;
+}
+
+TEST(ChatRequest, ParsesMessagesToolsAndParameters) {
+  auto r = parse_chat_request(R"({
+    "model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+    "metadata": {"session_id": "alice", "team": "x"},
+    "messages": [
+      {"role": "system", "content": "be brief"},
+      {"role": "user", "content": [{"type": "text", "text": "look"},
+                                   {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]},
+      {"role": "assistant", "content": null,
+       "tool_calls": [{"id": "call_1", "type": "function",
+                       "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+      {"role": "user", "name": "bob", "content": "thanks"}
+    ],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+               "strict": true}}],
+    "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    "parallel_tool_calls": false, "temperature": 0.5, "top_p": 1, "stop": "END", "max_tokens": 300, "seed": 7,
+    "user": "u-1", "n": 1, "logprobs": false, "store": true, "frequency_penalty": null,
+    "response_format": {"type": "json_schema",
+                        "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}}
+  })");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->model, "gpt-4o");
+  EXPECT_TRUE(r->stream);
+  EXPECT_TRUE(r->include_usage);
+  EXPECT_EQ(r->session_id, "alice");
+  ASSERT_EQ(r->messages.size(), 5u);
+  EXPECT_EQ(r->messages[0].role, Role::system);
+  EXPECT_EQ(r->messages[0].text(), "be brief");
+  ASSERT_EQ(r->messages[1].content.size(), 2u);
+  EXPECT_EQ(r->messages[1].content[1].kind, PartKind::image_url);
+  EXPECT_EQ(r->messages[1].content[1].text, "https://x/y.png");
+  EXPECT_TRUE(r->messages[2].content.empty());
+  ASSERT_EQ(r->messages[2].tool_calls.size(), 1u);
+  EXPECT_EQ(r->messages[2].tool_calls[0].id, "call_1");
+  EXPECT_EQ(r->messages[2].tool_calls[0].name, "get_weather");
+  EXPECT_EQ(r->messages[2].tool_calls[0].arguments, R"({"city":"Paris"})");
+  EXPECT_EQ(r->messages[3].role, Role::tool);
+  EXPECT_EQ(r->messages[3].tool_call_id, "call_1");
+  EXPECT_EQ(r->messages[4].name, "bob");
+  const Params& p = r->params;
+  ASSERT_EQ(p.tools.size(), 1u);
+  EXPECT_EQ(p.tools[0].name, "get_weather");
+  EXPECT_EQ(p.tools[0].description, "Weather now");
+  // Compact, in the client's key order (a schema's property order is the order a model writes them in).
+  EXPECT_EQ(p.tools[0].parameters, R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})");
+  EXPECT_EQ(p.tools[0].strict, true);
+  EXPECT_EQ(p.tool_choice, "function");
+  EXPECT_EQ(p.tool_choice_name, "get_weather");
+  EXPECT_EQ(p.parallel_tool_calls, false);
+  EXPECT_EQ(p.temperature, 0.5);
+  EXPECT_EQ(p.top_p, 1.0);
+  EXPECT_EQ(p.stop, std::vector<std::string>{"END"});
+  EXPECT_EQ(p.max_output_tokens, 300u);
+  EXPECT_EQ(p.seed, 7);
+  EXPECT_EQ(p.user, "u-1");
+  EXPECT_FALSE(p.frequency_penalty.has_value());
+  EXPECT_EQ(p.format.type, "json_schema");
+  EXPECT_EQ(p.format.name, "w");
+  EXPECT_EQ(p.format.schema, R"({"type":"object"})");
+  EXPECT_EQ(p.metadata.at("team"), "x");
+}
+
+TEST(ChatRequest, MaxCompletionTokensAndDefaults) {
+  auto r = parse_chat_request(R"({"model":"m","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":9})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->params.max_output_tokens, 9u);
+  EXPECT_FALSE(r->stream);
+  EXPECT_FALSE(r->include_usage);
+  EXPECT_TRUE(r->session_id.empty());
+  EXPECT_TRUE(r->params.tools.empty());
+}
+
+TEST(ChatRequest, ErrorsNameTheField) {
+  EXPECT_EQ(error_of("not json"), "request body is not valid JSON: syntax error");
+  EXPECT_EQ(error_of("[1]"), "request body must be a JSON object");
+  EXPECT_EQ(error_of(R"({"messages":[{"role":"user","content":"x"}]})"), "model: required");
+  EXPECT_EQ(error_of(R"({"model":"m"})"), "messages: required");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[]})"), "messages: must not be empty");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":{}})"), "messages: must be an array");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},)"
+                     R"({"role":"robot","content":"c"}]})"),
+            "messages[2].role: must be one of system, developer, user, assistant, tool");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"content":"a"}]})"), "messages[0].role: required");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user"}]})"), "messages[0].content: required");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"assistant"}]})"),
+            "messages[0].content: required unless tool_calls is given");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"tool","content":"x"}]})"),
+            "messages[0].tool_call_id: required");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":[{"type":"input_audio",)"
+                     R"("input_audio":{}}]}]})"),
+            "messages[0].content[0].type: content part type \"input_audio\" is not supported here");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function",)"
+                     R"("function":{"arguments":"{}"}}]}]})"),
+            "messages[0].tool_calls[0].function.name: required");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3})"),
+            "temperature: must be between 0 and 2");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"})"),
+            "temperature: must be a number");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":2})"), "n: only 1 is supported");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":2}})"),
+            "logit_bias: unsupported parameter");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"custom",)"
+                     R"("custom":{}}]})"),
+            "tools[0].type: only function tools are supported");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function",)"
+                     R"("function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}})"),
+            "tool_choice: no tool named \"b\"");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"})"),
+            "tool_choice: must be one of auto, none, required, or a function");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0})"),
+            "max_tokens: must be at least 1");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],)"
+                     R"("response_format":{"type":"json_schema"}})"),
+            "response_format.json_schema: required when type is json_schema");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"metadata":{"session_id":5}})"),
+            "metadata.session_id: must be a string");
+  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})"),
+            "stop: at most 4 sequences");
+}
+
+TEST(ResponsesRequest, StringInput) {
+  auto r = parse_responses_request(R"({"model":"gpt-4.1","input":"hello","instructions":"be nice",
+                                       "previous_response_id":"resp_1","stream":true,"store":false,
+                                       "max_output_tokens":50,"reasoning":{"effort":"low"}})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->model, "gpt-4.1");
+  ASSERT_EQ(r->input.size(), 1u);
+  EXPECT_EQ(r->input[0].role, Role::user);
+  EXPECT_EQ(r->input[0].text(), "hello");
+  EXPECT_EQ(r->instructions, "be nice");
+  EXPECT_EQ(r->previous_response_id, "resp_1");
+  EXPECT_TRUE(r->stream);
+  EXPECT_FALSE(r->store);
+  EXPECT_EQ(r->params.max_output_tokens, 50u);
+  EXPECT_EQ(r->params.reasoning_effort, "low");
+}
+
+TEST(ResponsesRequest, ItemsBecomeMessages) {
+  auto r = parse_responses_request(R"({"model":"m","conversation":{"id":"conv_9"},"metadata":{"session_id":"s"},
+    "input":[
+      {"role":"user","content":"weather in Paris and Rome?"},
+      {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Checking.","annotations":[]}]},
+      {"type":"function_call","call_id":"call_a","name":"get_weather","arguments":"{\"city\":\"Paris\"}","id":"fc_1"},
+      {"type":"function_call","call_id":"call_b","name":"get_weather","arguments":"{\"city\":\"Rome\"}"},
+      {"type":"reasoning","id":"rs_1","summary":[]},
+      {"type":"function_call_output","call_id":"call_a","output":"18C"},
+      {"type":"function_call_output","call_id":"call_b","output":[{"type":"input_text","text":"21C"}]},
+      {"type":"message","role":"user",
+       "content":[{"type":"input_text","text":"and"},{"type":"input_image","image_url":"https://i/x.png"}]}
+    ],
+    "tools":[{"type":"function","name":"get_weather","parameters":{"type":"object"},"strict":false}],
+    "tool_choice":"required","text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"}}}})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->conversation, "conv_9");
+  EXPECT_EQ(r->session_id, "s");
+  ASSERT_EQ(r->input.size(), 5u);
+  EXPECT_EQ(r->input[1].role, Role::assistant);
+  EXPECT_EQ(r->input[1].text(), "Checking.");
+  ASSERT_EQ(r->input[1].tool_calls.size(), 2u);
+  EXPECT_EQ(r->input[1].tool_calls[1].id, "call_b");
+  EXPECT_EQ(r->input[1].tool_calls[1].arguments, R"({"city":"Rome"})");
+  EXPECT_EQ(r->input[2].role, Role::tool);
+  EXPECT_EQ(r->input[2].tool_call_id, "call_a");
+  EXPECT_EQ(r->input[3].text(), "21C");
+  ASSERT_EQ(r->input[4].content.size(), 2u);
+  EXPECT_EQ(r->input[4].content[1].kind, PartKind::image_url);
+  ASSERT_EQ(r->params.tools.size(), 1u);
+  EXPECT_EQ(r->params.tools[0].strict, false);
+  EXPECT_EQ(r->params.tool_choice, "required");
+  EXPECT_EQ(r->params.format.type, "json_schema");
+  EXPECT_EQ(r->params.format.name, "out");
+}
+
+TEST(ResponsesRequest, ErrorsNameTheField) {
+  EXPECT_EQ(responses_error_of(R"({"model":"m"})"), "input: required");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]})"),
+            "input[0].call_id: required");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":[{"role":"user","content":"a"},{"type":"item_reference",)"
+                               R"("id":"x"}]})"),
+            "input[1].type: item_reference is not supported; use previous_response_id or conversation");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":[{"role":"tool","content":"a"}]})"),
+            "input[0].role: must be one of user, assistant, system, developer");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":"x","tools":[{"type":"web_search"}]})"),
+            "tools[0].type: only function tools are supported");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":"x","previous_response_id":"resp_1","conversation":"conv_1"})"),
+            "previous_response_id: cannot be used together with conversation");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":"x","background":true})"),
+            "background: background responses are not supported");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":"x","prompt":{"id":"p"}})"), "prompt: unsupported parameter");
+  EXPECT_EQ(responses_error_of(R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file",)"
+                               R"("file_id":"f"}]}]})"),
+            "input[0].content[0].type: content part type \"input_file\" is not supported here");
+}
+
+// --- upstream_extra ---
+
+Params weather_params() {
+  Params p;
+  p.tools.push_back(Tool{"get_weather", "Weather now", R"({"properties":{"city":{"type":"string"}},"type":"object"})",
+                         true});
+  p.tools.push_back(Tool{"noop", "", "", std::nullopt});
+  p.tool_choice = "function";
+  p.tool_choice_name = "get_weather";
+  p.parallel_tool_calls = false;
+  p.temperature = 1.5;
+  p.top_p = 0.9;
+  p.user = "u-1";
+  return p;
+}
+
+std::string extra(const Params& p, Provider provider, bool stream) {
+  auto r = upstream_extra(p, provider, stream);
+  return r.ok() ? *r : "error: " + r.error().message;
+}
+
+TEST(UpstreamExtra, ToolsForOpenAIChat) {
+  EXPECT_EQ(extra(weather_params(), Provider::openai_chat, true),
+            R"({"parallel_tool_calls":false,"stream":true,"stream_options":{"include_usage":true},"temperature":1.5,)"
+            R"("tool_choice":{"function":{"name":"get_weather"},"type":"function"},)"
+            R"("tools":[{"function":{"description":"Weather now","name":"get_weather",)"
+            R"("parameters":{"properties":{"city":{"type":"string"}},"type":"object"},"strict":true},)"
+            R"("type":"function"},)"
+            R"({"function":{"name":"noop"},"type":"function"}],"top_p":0.9,"user":"u-1"})");
+  EXPECT_EQ(extra(weather_params(), Provider::echo, true), extra(weather_params(), Provider::openai_chat, true));
+}
+
+TEST(UpstreamExtra, ToolsForResponses) {
+  EXPECT_EQ(extra(weather_params(), Provider::openai_responses, true),
+            R"({"parallel_tool_calls":false,"stream":true,"temperature":1.5,)"
+            R"("tool_choice":{"name":"get_weather","type":"function"},)"
+            R"("tools":[{"description":"Weather now","name":"get_weather",)"
+            R"("parameters":{"properties":{"city":{"type":"string"}},"type":"object"},"strict":true,)"
+            R"("type":"function"},)"
+            R"({"name":"noop","parameters":{"properties":{},"type":"object"},"type":"function"}],"top_p":0.9,)"
+            R"("user":"u-1"})");
+}
+
+TEST(UpstreamExtra, ToolsForAnthropic) {
+  EXPECT_EQ(extra(weather_params(), Provider::anthropic, false),
+            R"({"metadata":{"user_id":"u-1"},"temperature":1,)"
+            R"("tool_choice":{"disable_parallel_tool_use":true,"name":"get_weather","type":"tool"},)"
+            R"("tools":[{"description":"Weather now","input_schema":{"properties":{"city":{"type":"string"}},)"
+            R"("type":"object"},"name":"get_weather"},)"
+            R"({"input_schema":{"properties":{},"type":"object"},"name":"noop"}],"top_p":0.9})");
+  Params p = weather_params();
+  p.tool_choice = "required";
+  p.parallel_tool_calls.reset();
+  EXPECT_NE(extra(p, Provider::anthropic, true).find(R"("tool_choice":{"type":"any"})"), std::string::npos);
+  p.tool_choice = "";
+  p.parallel_tool_calls = false;
+  EXPECT_NE(extra(p, Provider::anthropic, true).find(R"("tool_choice":{"disable_parallel_tool_use":true,)"
+                                                     R"("type":"auto"})"),
+            std::string::npos);
+  p.tool_choice = "none";
+  EXPECT_NE(extra(p, Provider::anthropic, true).find(R"("tool_choice":{"type":"none"})"), std::string::npos);
+  EXPECT_NE(extra(p, Provider::anthropic, true).find(R"("stream":true)"), std::string::npos);
+}
+
+TEST(UpstreamExtra, StopFormatAndHints) {
+  Params p;
+  p.stop = {"END", "STOP"};
+  p.seed = 3;
+  p.frequency_penalty = 0.5;
+  p.reasoning_effort = "low";
+  EXPECT_EQ(extra(p, Provider::openai_chat, false),
+            R"({"frequency_penalty":0.5,"reasoning_effort":"low","seed":3,"stop":["END","STOP"]})");
+  EXPECT_EQ(extra(p, Provider::anthropic, false), R"({"stop_sequences":["END","STOP"]})");
+  EXPECT_EQ(extra(p, Provider::openai_responses, false), "error: stop: not supported by the openai_responses upstream");
+  p.stop.clear();
+  EXPECT_EQ(extra(p, Provider::openai_responses, false), R"({"reasoning":{"effort":"low"}})");
+  Params f;
+  f.format = OutputFormat{"json_schema", "out", "", R"({"type":"object"})", true};
+  EXPECT_EQ(extra(f, Provider::openai_chat, false),
+            R"({"response_format":{"json_schema":{"name":"out","schema":{"type":"object"},"strict":true},)"
+            R"("type":"json_schema"}})");
+  EXPECT_EQ(extra(f, Provider::openai_responses, false),
+            R"({"text":{"format":{"name":"out","schema":{"type":"object"},"strict":true,"type":"json_schema"}}})");
+  EXPECT_EQ(extra(f, Provider::anthropic, false),
+            "error: response_format: JSON output (json_schema) is not supported by the anthropic upstream");
+  f.format = OutputFormat{"text", "", "", "", std::nullopt};
+  EXPECT_EQ(extra(f, Provider::anthropic, false), "{}");
+  EXPECT_EQ(extra(Params{}, Provider::openai_chat, false), "{}");
+}
+
+TEST(UpstreamExtra, ToolChoiceWithoutToolsIsDropped) {
+  Params p;
+  p.tool_choice = "required";
+  p.parallel_tool_calls = true;
+  EXPECT_EQ(extra(p, Provider::openai_chat, false), "{}");
+  EXPECT_EQ(extra(p, Provider::anthropic, false), "{}");
+}
+
+// What a chat request gives, rendered by the context module: the renderer accepts every key (none is its own).
+TEST(UpstreamExtra, RendererAcceptsItForEveryProvider) {
+  auto req = parse_chat_request(R"({"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":64,
+    "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto",
+    "temperature":0.2,"user":"u"})");
+  ASSERT_TRUE(req.ok()) << req.error().message;
+  context::SessionState state;
+  state.model = "m";
+  context::Message m;
+  m.version = 1;
+  m.content.push_back(context::Part{PartKind::text, "hi", {}});
+  state.history.push_back(m);
+  context::ByteCounter counter;
+  auto ctx = context::materialise(state, counter);
+  ASSERT_TRUE(ctx.ok()) << ctx.error().message;
+  for (Provider provider : {Provider::openai_chat, Provider::openai_responses, Provider::anthropic, Provider::echo}) {
+    for (bool stream : {false, true}) {
+      auto e = upstream_extra(req->params, provider, stream);
+      ASSERT_TRUE(e.ok()) << e.error().message;
+      auto body = context::render(*ctx, provider, {.extra = *e});
+      EXPECT_TRUE(body.ok()) << context::provider_name(provider) << ": " << body.error().message;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace statefold::protocol
