@@ -78,12 +78,24 @@ session="demo-$seed-000001"
 step "one session (statefold inspect --data-dir $data_dir --session $session --messages 6)"
 "$bin" inspect --data-dir "$data_dir" --session "$session" --messages 6
 
+step "the stateful gateway: two turns, sending only the new message each time (docs/gateway.md)"
+chat="chat-$seed"
+for text in "My name is Ada and I like Kafka." "What is my name?"; do
+  printf '> %s\n' "$text"
+  curl -sS --fail-with-body localhost:8080/v1/chat/completions -H "X-Session-Id: $chat" \
+    -d "{\"model\":\"echo\",\"messages\":[{\"role\":\"user\",\"content\":\"$text\"}]}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])'
+done
+step "audit of that session: history checked against Kafka, each receipt re-rendered and its hash checked"
+"$bin" audit --brokers "$brokers" --data-dir "$data_dir" --session "$chat" | tail -4
+
 cat <<MSG
 
 Where to look next:
   $bin inspect --data-dir $data_dir --summary --format json
   $bin inspect --data-dir $data_dir --session $session --format json
   $bin append --brokers $brokers FILE.jsonl      # your own events (docs/events.md)
+  curl localhost:8080/v1/sessions/$chat/context   # what the next model call would be sent
   tail -f $work/serve.log                         # serve's progress lines
   tools/quickstart.sh stop                        # stop serve and the broker
 MSG

@@ -103,7 +103,7 @@ void Api::handle(http::Request request, http::Respond respond) {
       return;
     }
     if (path == "/metrics" && _options.scrape_metrics) {
-      http::Response r{200, _options.scrape_metrics(), "text/plain; version=0.0.4; charset=utf-8", {}, "/metrics"};  // metrics::kContentType
+      http::Response r{200, _options.scrape_metrics(), "text/plain; version=0.0.4; charset=utf-8", {}, "/metrics", {}};
       respond(std::move(r));
       return;
     }

@@ -30,12 +30,12 @@ class Api {
  public:
   Api(ApiOptions options, runtime::Engine& engine, Appender& appender);
   void handle(http::Request request, http::Respond respond);
+  // 421 (naming the partition) or 503 when this instance does not own the session's partition; nullopt when it does.
+  std::optional<http::Response> check_owned(const std::string& session_id, const std::string& route);
 
  private:
   void append(const http::Request& request, const std::string& session_id, http::Respond respond);
   void fork(const http::Request& request, const std::string& parent, http::Respond respond);
-  // 421 (naming the partition) or 503 when this instance does not own the session's partition.
-  std::optional<http::Response> check_owned(const std::string& session_id, const std::string& route);
   http::Response get_session(const http::Request& request, const std::string& session_id);
   http::Response get_history(const http::Request& request, const std::string& session_id);
   http::Response list_sessions(const http::Request& request);

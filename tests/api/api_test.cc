@@ -1334,5 +1334,53 @@ TEST_F(ApiTest, AnErasedSessionShowsNoErasedContentAnywhere) {
   EXPECT_TRUE(contains(api.serve->log(), "erased session compacted out of the store files"));
 }
 
+// ------------------------------------------------------------------------------------------------ 6. the gateway's
+// receipts (spec sections 5 and 6); the openai SDK tests in tests/gateway cover the client side
+
+TEST_F(ApiTest, AuditReRendersGatewayReceiptsAndNamesAForgedOne) {
+  Instance api = start_api();
+  ASSERT_FALSE(HasFailure());
+  const std::string id = "gateway-audit";
+  std::string last_hash;
+  for (const char* text : {"My name is Ada.", "What is my name?", "And what do I like?"}) {
+    json::object body{{"model", "echo"},
+                      {"messages", json::array{json::object{{"role", "user"}, {"content", text}}}}};
+    HttpReply r = api.http().post("/v1/chat/completions", json::serialize(body), {{"X-Session-Id", id}});
+    ASSERT_EQ(r.status, 200) << r.describe();
+    EXPECT_TRUE(contains(str(r.json().at("choices").at(0).at("message").at("content")), text)) << r.body;
+    last_hash = r.headers["x-statefold-request-hash"];
+    ASSERT_EQ(last_hash.size(), 64u);
+  }
+  // The context the third call was sent held all three user messages: the echo reply counts them.
+  const auto history = full_history(api, id);
+  std::vector<json::object> receipts;
+  for (const auto& e : history) {
+    if (str(e.at("payload_type")) == "InferenceReceipt") receipts.push_back(e.at("event").at("payload").as_object());
+  }
+  ASSERT_EQ(receipts.size(), 3u);
+  EXPECT_EQ(str(receipts.back().at("request_hash")), last_hash);
+  EXPECT_EQ(str(receipts.back().at("provider")), "echo");
+
+  RunResult clean = statefold({"audit", "--brokers", brokers(), "--topic", api.topic, "--data-dir", api.data_dir,
+                               "--session", id, "--format", "json"});
+  ASSERT_TRUE(clean.status.exited_with(0)) << clean.out << clean.err;
+  const json::value report = json::parse(clean.out);
+  EXPECT_EQ(u64(report.at("receipts_verified")), 3u) << clean.out;
+
+  // A receipt appended by someone else that claims a request the state never rendered.
+  json::object forged = receipts.front();
+  forged["request_hash"] = std::string(64, 'a');
+  HttpReply appended = api.http().post(
+      events_path(id), json::serialize(json::object{{"payload_type", "InferenceReceipt"}, {"payload", forged}}));
+  ASSERT_EQ(appended.status, 200) << appended.describe();
+  const std::uint64_t forged_version = u64(appended.json().at("version"));
+  RunResult caught = statefold({"audit", "--brokers", brokers(), "--topic", api.topic, "--data-dir", api.data_dir,
+                                "--session", id, "--format", "json"});
+  EXPECT_TRUE(caught.status.exited_with(5)) << caught.status.describe() << "\n" << caught.out << caught.err;
+  const json::value bad = json::parse(caught.out);
+  EXPECT_EQ(u64(bad.at("first_bad_version")), forged_version) << caught.out;
+  EXPECT_TRUE(contains(str(bad.at("problem")), "re-rendered request hashes to")) << caught.out;
+}
+
 }  // namespace
 }  // namespace statefold::testing

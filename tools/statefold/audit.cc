@@ -6,8 +6,10 @@
 #include "base/sha256.h"
 #include "codec/codec.h"
 #include "commands.h"
+#include "connectors/materialise/materialise.h"
 #include "fold/fold.h"
 #include "log/log.h"
+#include "statefold/schema/events_generated.h"
 #include "store/store.h"
 
 namespace statefold::cli {
@@ -25,8 +27,9 @@ std::span<const std::uint8_t> bytes_of(const flatbuffers::Vector<std::uint8_t>* 
 Runner add_audit(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "audit", "Check a session's history against the log: every accepted event is read back from Kafka by its "
-               "offset and checked against the stored chain hash; refusals are listed with their reasons. "
-               "Exit 5 on any mismatch, naming the first bad version");
+               "offset and checked against the stored chain hash; every inference receipt's request is rendered "
+               "again from the state version it names and checked against its request hash; refusals are listed "
+               "with their reasons. Exit 5 on any mismatch, naming the first bad version");
   struct Args {
     std::string brokers = "127.0.0.1:9092";
     std::string topic{log::kDefaultTopic};
@@ -162,6 +165,45 @@ Runner add_audit(CLI::App& app) {
       fail(h.version, "the session header does not match its state hash (changed outside the engine)");
     }
 
+    // Every inference receipt: its request rendered again from the state version it names, with the render
+    // parameters it recorded, must hash to its request_hash.
+    json::array receipts;
+    std::uint64_t receipts_checked = 0;
+    std::uint64_t receipts_unverifiable = 0;
+    for (const auto& e : entries) {
+      if (e.payload_type != static_cast<std::uint8_t>(schema::Payload::InferenceReceipt)) continue;
+      const auto* receipt = schema::GetEvent(e.event.data())->payload_as_InferenceReceipt();
+      json::object r{{"version", e.version},
+                     {"state_version", receipt->state_version()},
+                     {"request_hash", receipt->request_hash() == nullptr ? "" : receipt->request_hash()->str()}};
+      std::string verdict;
+      if (h.erased) {
+        verdict = "not re-renderable: the session's content was erased";
+      } else if (receipt->render() == nullptr || receipt->render()->size() == 0) {
+        verdict = "not re-renderable: the receipt does not record how its request was rendered";
+      } else if (auto spec = materialise::RenderSpec::from_json(receipt->render()->string_view()); !spec) {
+        verdict = "not re-renderable: " + spec.error().message;
+      } else if (auto state = materialise::load_state(**store, a->session, receipt->state_version()); !state) {
+        fail(e.version, "receipt at version " + std::to_string(e.version) + ": " + state.error().message);
+        verdict = "mismatch: " + state.error().message;
+      } else {
+        std::string counted;
+        auto rendered = materialise::render(*state, *spec, counted);
+        if (!rendered) {
+          verdict = "mismatch: the request no longer renders: " + rendered.error().message;
+        } else if (rendered->hash != r.at("request_hash").as_string()) {
+          verdict = "mismatch: re-rendered request hashes to " + rendered->hash;
+        } else {
+          verdict = "ok";
+          ++receipts_checked;
+        }
+        if (verdict != "ok") fail(e.version, "receipt at version " + std::to_string(e.version) + ": " + verdict);
+      }
+      if (verdict.starts_with("not re-renderable")) ++receipts_unverifiable;
+      r["verdict"] = verdict;
+      receipts.push_back(std::move(r));
+    }
+
     json::array refusals;
     (*store)->scan(fold::key::refusal_prefix(a->session), [&](std::string_view, std::string_view value) {
       const auto* r = flatbuffers::GetRoot<state::Refusal>(value.data());
@@ -179,7 +221,8 @@ Runner add_audit(CLI::App& app) {
     if (a->format == "json") {
       json::object o{{"session_id", a->session}, {"version", h.version}, {"ok", ok},
                      {"chain_hash", base::to_hex(h.chain_hash)}, {"events", std::move(events)},
-                     {"refusals", std::move(refusals)}, {"receipts", h.receipts}};
+                     {"refusals", std::move(refusals)}, {"receipts", std::move(receipts)},
+                     {"receipts_verified", receipts_checked}, {"receipts_unverifiable", receipts_unverifiable}};
       if (first_bad) {
         o["first_bad_version"] = *first_bad;
         o["problem"] = first_problem;
@@ -200,8 +243,13 @@ Runner add_audit(CLI::App& app) {
                   << o.at("offset").as_int64() << " (session at v" << o.at("session_version").as_uint64()
                   << "): " << o.at("reason").as_string().c_str() << "\n";
       }
-      std::cout << "receipts: " << h.receipts
-                << " (re-rendering each against its request hash comes with the connectors)\n";
+      std::cout << "receipts (" << receipts.size() << ", " << receipts_checked << " re-rendered and matching, "
+                << receipts_unverifiable << " not re-renderable):\n";
+      for (const auto& v : receipts) {
+        const auto& o = v.as_object();
+        std::cout << "  v" << o.at("version").as_uint64() << "  rendered from v" << o.at("state_version").as_uint64()
+                  << "  " << o.at("verdict").as_string().c_str() << "\n";
+      }
       std::cout << (ok ? "OK: the history matches the log\n"
                        : "MISMATCH at version " + std::to_string(*first_bad) + ": " + first_problem + "\n");
     }

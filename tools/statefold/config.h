@@ -11,6 +11,10 @@
 
 namespace statefold::cli {
 
+// The table of the same file that configures the gateway's upstream endpoints and routes (docs/configuration.md):
+// not flags, so apply_config_file leaves it to upstream::load_routing_toml.
+inline constexpr std::string_view kUpstreamTable = "upstream";
+
 // Applies the file's values to the options of `command` that neither a flag nor the environment set.
 // An unknown key, a key naming a flag that takes no value from files, or a value of the wrong type is an error
 // naming the key and its line.

@@ -1,5 +1,6 @@
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "api/api.h"
@@ -9,6 +10,8 @@
 #include "base/hex.h"
 #include "commands.h"
 #include "config.h"
+#include "connectors/gateway/gateway.h"
+#include "connectors/upstream/routing.h"
 #include "http/http.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
@@ -49,6 +52,7 @@ Runner add_serve(CLI::App& app) {
     std::uint64_t append_timeout_ms = 10000;
     std::uint64_t snapshot_interval_s = 3600;
     std::size_t snapshot_retention = 3;
+    std::size_t gateway_workers = 16;
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
@@ -94,6 +98,10 @@ Runner add_serve(CLI::App& app) {
   env(cmd->add_option("--snapshot-retention", a->snapshot_retention, "How many automatic snapshots to keep")
           ->check(CLI::Range(1, 1000)),
       "STATEFOLD_SNAPSHOT_RETENTION");
+  env(cmd->add_option("--gateway-workers", a->gateway_workers,
+                      "Concurrent gateway turns (each holds a thread while its upstream answers)")
+          ->check(CLI::Range(1, 1024)),
+      "STATEFOLD_GATEWAY_WORKERS");
   env(cmd->add_option("--log-format", a->log_format, "text or json")->check(CLI::IsMember({"text", "json"})),
       "STATEFOLD_LOG_FORMAT");
   env(cmd->add_option("--log-level", a->log_level, "debug, info, warn or error")
@@ -125,6 +133,23 @@ Runner add_serve(CLI::App& app) {
         std::cerr << "statefold serve: --http-address: expected HOST:PORT or off, got \"" << a->http_address << "\"\n";
         return kUsage;
       }
+    }
+    // The gateway's endpoints and routes: the config file's [upstream] table, else the offline echo endpoint.
+    upstream::RoutingConfig routing = gateway::offline_routing();
+    if (!config->empty()) {
+      std::ifstream in(*config);
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto parsed = upstream::parse_routing_toml(text, *config);
+      if (!parsed) {
+        std::cerr << "statefold serve: " << parsed.error().message << "\n";
+        return kUsage;
+      }
+      if (!parsed->endpoints.empty()) routing = std::move(*parsed);
+    }
+    auto router = upstream::Router::make(std::move(routing));
+    if (!router) {
+      std::cerr << "statefold serve: " << router.error().message << "\n";
+      return kUsage;
     }
     a->engine.memory_budget_bytes = a->memory_mb << 20;
     std::unique_ptr<log::EmbeddedCluster> cluster;
@@ -169,6 +194,7 @@ Runner add_serve(CLI::App& app) {
 
     std::unique_ptr<api::Appender> appender;
     std::unique_ptr<api::Api> api;
+    std::unique_ptr<gateway::Gateway> gate;
     std::unique_ptr<http::Server> server;
     if (http_address) {
       api::Appender::Options appender_options;
@@ -191,13 +217,20 @@ Runner add_serve(CLI::App& app) {
       api_options.ready_max_lag = a->ready_max_lag;
       api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
+      gateway::Options gateway_options{std::move(*router), a->gateway_workers,
+                                       [raw = api.get()](const std::string& session, const std::string& route) {
+                                         return raw->check_owned(session, route);
+                                       }};
+      gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), **engine, *appender);
       http::ServerOptions server_options;
       server_options.address = http_address->first;
       server_options.port = http_address->second;
       server_options.threads = a->http_threads;
       server_options.max_body_bytes = a->max_body_bytes;
       auto started = http::Server::start(
-          server_options, [raw = api.get()](http::Request request, http::Respond respond) {
+          server_options,
+          [raw = api.get(), gw = gate.get()](http::Request request, http::Respond respond) {
+            if (gateway::Gateway::handles(request)) return gw->handle(std::move(request), std::move(respond));
             raw->handle(std::move(request), std::move(respond));
           },
           [&metrics](const http::Request& request, const http::Response& response, std::chrono::nanoseconds latency) {
@@ -247,6 +280,7 @@ Runner add_serve(CLI::App& app) {
     }
     // The engine has committed its last batch: appends still waiting for folding cannot be answered 200 any more.
     if (appender) appender->shutdown("serve is shutting down; the events may be on the log but were not folded here");
+    if (gate) gate->stop();  // turns in hand finish (their appends were just answered)
     if (server) server->stop();
     if (!result) {
       base::log_error("engine failed", {{"error", result.error().message}});

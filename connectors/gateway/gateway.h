@@ -1,0 +1,57 @@
+// gateway: the OpenAI-compatible stateful endpoints on `serve`'s HTTP server (spec section 6, docs/gateway.md).
+// A client sends only its new input; the gateway appends it to the session's log, materialises the whole context at
+// the new version, calls the stateless upstream the routing policy allows, appends the reply and an inference
+// receipt, and answers in the client's API, streaming too.
+//
+//   POST /v1/chat/completions            session from X-Session-Id or metadata.session_id
+//   POST /v1/responses                   previous_response_id or conversation; GET /v1/responses/{id}
+//   GET  /v1/sessions/{id}/context       what a call would send: sections, token counts, the body
+//
+// Thread-safety: handle() from any thread (the HTTP server's I/O threads); the blocking work of a turn (rendering,
+// the upstream call, waiting for appends to fold) runs on the gateway's own worker threads. One turn per session at
+// a time: a second concurrent turn on a session gets 409.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "api/appender.h"
+#include "connectors/upstream/routing.h"
+#include "http/http.h"
+#include "runtime/engine.h"
+
+namespace statefold::gateway {
+
+struct Options {
+  upstream::Router router;
+  std::size_t workers = 16;  // concurrent turns (each blocks a worker while the upstream answers)
+  // Answers 421/503 when this instance does not own the session's partition (api::Api::check_owned).
+  std::function<std::optional<http::Response>(const std::string& session_id, const std::string& route)> check_owned;
+};
+
+class Gateway {
+ public:
+  Gateway(Options options, runtime::Engine& engine, api::Appender& appender);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // True for the gateway's routes; the caller hands those requests to handle().
+  static bool handles(const http::Request& request);
+  void handle(http::Request request, http::Respond respond);
+
+  // Finishes the turns in hand, refuses new ones (503).
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> _impl;
+};
+
+// The default routing when the configuration has no [upstream] table: one offline endpoint, "echo".
+upstream::RoutingConfig offline_routing();
+
+}  // namespace statefold::gateway

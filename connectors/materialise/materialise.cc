@@ -1,0 +1,293 @@
+#include "connectors/materialise/materialise.h"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+#include "base/json_text.h"
+#include "connectors/tokenizer/tokenizer.h"
+#include "fold/as_of.h"
+#include "fold/fold.h"
+#include "fold/layout.h"
+#include "statefold/schema/events_generated.h"
+#include "statefold/schema/state_generated.h"
+
+namespace statefold::materialise {
+
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::uint32_t kDefaultBudget = 128000;
+constexpr std::uint32_t kDefaultReserve = 4096;
+
+std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+context::Message to_message(std::uint64_t version, const schema::Message& m) {
+  context::Message out;
+  out.version = version;
+  out.role = static_cast<context::Role>(static_cast<std::uint8_t>(m.role()));
+  if (m.content() != nullptr) {
+    for (const auto* part : *m.content()) {
+      out.content.push_back({static_cast<context::PartKind>(static_cast<std::uint8_t>(part->kind())),
+                             std::string(sv(part->text())), std::string(sv(part->media_type()))});
+    }
+  }
+  if (m.tool_calls() != nullptr) {
+    for (const auto* c : *m.tool_calls()) {
+      out.tool_calls.push_back({std::string(sv(c->id())), std::string(sv(c->name())), std::string(sv(c->arguments()))});
+    }
+  }
+  out.tool_call_id = sv(m.tool_call_id());
+  out.name = sv(m.name());
+  return out;
+}
+
+// Configuration, memory and summary of the session at `version`, over `state` (history left alone).
+void load_fixed(const fold::Reader& at, std::string_view session_id, context::SessionState& state) {
+  const auto h = *fold::load_header(at, session_id);
+  state.session_id = std::string(session_id);
+  state.version = h.version;
+  state.model = h.model;
+  state.system_prompt = h.system_prompt;
+  state.policy.token_budget = h.token_budget == 0 ? kDefaultBudget : h.token_budget;
+  state.policy.output_reserve = h.output_reserve == 0 ? kDefaultReserve : h.output_reserve;
+  if (state.policy.output_reserve >= state.policy.token_budget) state.policy.output_reserve = state.policy.token_budget / 4;
+  state.summary.reset();
+  if (!h.summary.empty() || h.summary_through > 0) state.summary = context::Summary{h.summary, h.summary_through};
+  state.memory.clear();
+  const std::string prefix = fold::key::memory_prefix(session_id);
+  at.scan(prefix, [&](std::string_view key, std::string_view value) {
+    const auto* entry = flatbuffers::GetRoot<state::MemoryEntry>(value.data());
+    state.memory.push_back({std::string(key.substr(prefix.size())), std::string(sv(entry->value())), entry->pinned()});
+    return true;
+  });
+}
+
+// Appends the session's messages with versions in (after, through].
+void append_history(const fold::Reader& reader, std::string_view session_id, std::uint64_t after,
+                    std::uint64_t through, context::SessionState& state) {
+  reader.scan(fold::key::history_prefix(session_id), fold::key::history(session_id, after + 1),
+              [&](std::string_view, std::string_view value) {
+                const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
+                if (entry->version() > through) return false;
+                if (entry->payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) return true;
+                const auto* event = schema::GetEvent(entry->event()->data());
+                state.history.push_back(to_message(entry->version(), *event->payload_as_Message()));
+                return true;
+              });
+}
+
+// The header and memory at `version`: the live ones when the session is there, else rebuilt (time travel).
+base::Result<void> load_fixed_at(const fold::Reader& reader, std::string_view session_id, std::uint64_t version,
+                                 context::SessionState& state) {
+  auto current = fold::load_header(reader, session_id);
+  if (!current) return base::make_error("no session " + std::string(session_id));
+  if (version == current->version) {
+    load_fixed(reader, session_id, state);
+    return {};
+  }
+  auto past = fold::SessionAsOf::open(reader, session_id, version);
+  if (!past) return past.error();
+  load_fixed(**past, session_id, state);
+  return {};
+}
+
+class Counter final : public context::TokenCounter {
+ public:
+  Counter(std::shared_ptr<const tokenizer::Tokenizer> tokenizer, double margin)
+      : _tokenizer(std::move(tokenizer)), _margin(margin) {}
+  std::size_t count(std::string_view text) const override {
+    const std::size_t n = _tokenizer->count(text);
+    return _margin == 1.0 ? n : tokenizer::with_margin(n, _margin);
+  }
+
+ private:
+  std::shared_ptr<const tokenizer::Tokenizer> _tokenizer;
+  double _margin;
+};
+
+base::Result<std::shared_ptr<const tokenizer::Tokenizer>> load_tokenizer(tokenizer::Encoding encoding) {
+  static std::mutex mutex;
+  static std::map<tokenizer::Encoding, std::shared_ptr<const tokenizer::Tokenizer>> loaded;
+  std::lock_guard lock(mutex);
+  if (auto it = loaded.find(encoding); it != loaded.end()) return it->second;
+  auto made = tokenizer::Tokenizer::load(encoding);
+  if (!made) return made.error();
+  loaded.emplace(encoding, *made);
+  return *made;
+}
+
+std::string format_margin(double margin) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, margin);
+  return std::string(buf, r.ptr);
+}
+
+}  // namespace
+
+std::string RenderSpec::to_json() const {
+  // Keys sorted; every value a string but the margin: the canonical form a receipt keeps and audit reads back.
+  std::string out = "{\"context\":";
+  base::append_json_string(out, context::kContextVersion);
+  out += ",\"extra\":";
+  base::append_json_string(out, extra);
+  out += ",\"margin\":" + format_margin(margin) + ",\"max_output_tokens\":" + std::to_string(max_output_tokens) +
+         ",\"model\":";
+  base::append_json_string(out, model);
+  out += ",\"provider\":";
+  base::append_json_string(out, context::provider_name(provider));
+  out += ",\"tokenizer\":";
+  base::append_json_string(out, tokenizer);
+  out += "}";
+  return out;
+}
+
+base::Result<RenderSpec> RenderSpec::from_json(std::string_view text) {
+  json::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return base::make_error("render: not a JSON object");
+  const auto& o = v.as_object();
+  auto string_field = [&](const char* name) -> base::Result<std::string> {
+    const auto* f = o.if_contains(name);
+    if (f == nullptr || !f->is_string()) return base::make_error(std::string("render.") + name + ": expected a string");
+    return std::string(f->as_string());
+  };
+  auto context_version = string_field("context");
+  if (!context_version) return context_version.error();
+  if (*context_version != context::kContextVersion) {
+    return base::make_error("render.context: rendered by " + *context_version + ", this build renders " +
+                            std::string(context::kContextVersion));
+  }
+  RenderSpec spec;
+  auto provider = string_field("provider");
+  if (!provider) return provider.error();
+  auto parsed = context::parse_provider(*provider);
+  if (!parsed) return base::make_error("render.provider: unknown provider \"" + *provider + "\"");
+  spec.provider = *parsed;
+  for (auto [name, field] : {std::pair{"model", &spec.model}, std::pair{"tokenizer", &spec.tokenizer},
+                             std::pair{"extra", &spec.extra}}) {
+    auto value = string_field(name);
+    if (!value) return value.error();
+    *field = std::move(*value);
+  }
+  if (const auto* cap = o.if_contains("max_output_tokens"); cap != nullptr) {
+    if (!cap->is_number()) return base::make_error("render.max_output_tokens: expected a number");
+    spec.max_output_tokens = cap->to_number<std::uint64_t>();
+  }
+  const auto* margin = o.if_contains("margin");
+  if (margin == nullptr || !margin->is_number()) return base::make_error("render.margin: expected a number");
+  spec.margin = margin->to_number<double>();
+  if (!(spec.margin >= 1.0 && spec.margin <= 2.0)) return base::make_error("render.margin: outside [1, 2]");
+  return spec;
+}
+
+base::Result<context::SessionState> load_state(const fold::Reader& reader, std::string_view session_id,
+                                               std::uint64_t version) {
+  context::SessionState state;
+  if (auto fixed = load_fixed_at(reader, session_id, version, state); !fixed) return fixed.error();
+  append_history(reader, session_id, 0, version, state);
+  return state;
+}
+
+base::Result<std::shared_ptr<const context::TokenCounter>> counter_for(const RenderSpec& spec,
+                                                                       const context::SessionState& state) {
+  std::optional<tokenizer::Encoding> encoding;
+  if (!spec.tokenizer.empty()) {
+    encoding = tokenizer::encoding_from_name(spec.tokenizer);
+    if (!encoding) return base::make_error("unknown tokenizer \"" + spec.tokenizer + "\"");
+  } else {
+    encoding = tokenizer::encoding_for_model(spec.model.empty() ? state.model : spec.model);
+  }
+  auto loaded = load_tokenizer(encoding.value_or(tokenizer::Encoding::o200k_base));
+  if (!loaded) return loaded.error();
+  return std::shared_ptr<const context::TokenCounter>(std::make_shared<Counter>(*loaded, spec.margin));
+}
+
+base::Result<Rendered> render(context::SessionState& state, const RenderSpec& spec, std::string& counted_with) {
+  auto counter = counter_for(spec, state);
+  if (!counter) return counter.error();
+  Rendered out;
+  // The tokenizer that counts is part of what the receipt records, resolved here once.
+  std::optional<tokenizer::Encoding> encoding = spec.tokenizer.empty()
+                                                    ? tokenizer::encoding_for_model(spec.model.empty() ? state.model : spec.model)
+                                                    : tokenizer::encoding_from_name(spec.tokenizer);
+  out.tokenizer = std::string(tokenizer::encoding_name(encoding.value_or(tokenizer::Encoding::o200k_base)));
+  const std::string key = out.tokenizer + "*" + format_margin(spec.margin);
+  if (counted_with != key) {
+    for (auto& m : state.history) m.tokens.reset();
+    counted_with = key;
+  }
+  for (auto& m : state.history) {
+    if (!m.tokens) m.tokens = static_cast<std::uint32_t>(context::message_tokens(m, **counter));
+  }
+  const std::string session_model = state.model;
+  const std::uint32_t session_reserve = state.policy.output_reserve;
+  if (!spec.model.empty()) state.model = spec.model;
+  if (spec.max_output_tokens > 0 && spec.max_output_tokens < state.policy.output_reserve) {
+    state.policy.output_reserve = static_cast<std::uint32_t>(spec.max_output_tokens);
+  }
+  state.extra_tokens = spec.extra.empty() ? 0 : (*counter)->count(spec.extra);  // tool schemas and the like
+  auto materialised = context::materialise(state, **counter);
+  if (!materialised) {
+    state.model = session_model;
+    state.policy.output_reserve = session_reserve;
+    return materialised.error();
+  }
+  out.context = std::move(*materialised);
+  auto body = context::render(out.context, spec.provider, {spec.extra});
+  state.model = session_model;
+  state.policy.output_reserve = session_reserve;
+  if (!body) return body.error();
+  out.body = std::move(*body);
+  out.hash = context::request_hash(out.body);
+  return out;
+}
+
+base::Result<void> StateCache::with_state(
+    const fold::Reader& reader, std::string_view session_id, std::uint64_t version,
+    const std::function<void(context::SessionState&, std::string& counted_with)>& use) {
+  std::shared_ptr<Entry> entry;
+  {
+    std::lock_guard lock(_mutex);
+    auto it = _entries.find(session_id);
+    if (it == _entries.end()) {
+      if (_entries.size() >= _max_sessions) {
+        // Bounded memory: the least recently used session goes (it is read from the store again if it returns).
+        auto oldest = std::min_element(_entries.begin(), _entries.end(), [](const auto& a, const auto& b) {
+          return a.second->last_used < b.second->last_used;
+        });
+        _entries.erase(oldest);
+      }
+      it = _entries.emplace(std::string(session_id), std::make_shared<Entry>()).first;
+    }
+    entry = it->second;
+    entry->last_used = ++_uses;
+  }
+  std::lock_guard lock(entry->mutex);
+  auto& state = entry->state;
+  if (!entry->loaded || state.version > version) {
+    // First use, or a read of an older version than cached: start over.
+    state = context::SessionState{};
+    state.version = 0;
+    entry->counted_with.clear();
+  }
+  const std::uint64_t have = entry->loaded ? state.version : 0;
+  if (auto fixed = load_fixed_at(reader, session_id, version, state); !fixed) {
+    entry->loaded = false;
+    return fixed.error();
+  }
+  append_history(reader, session_id, have, version, state);
+  entry->loaded = true;
+  use(state, entry->counted_with);
+  return {};
+}
+
+void StateCache::forget(std::string_view session_id) {
+  std::lock_guard lock(_mutex);
+  if (auto it = _entries.find(session_id); it != _entries.end()) _entries.erase(it);
+}
+
+}  // namespace statefold::materialise
