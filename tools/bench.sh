@@ -14,9 +14,9 @@ Options:
   --port P         Port of the broker this script starts (default 19292; controller P+1).
   --dir DIR        Broker home for tools/kafka.sh (default /tmp/bench-kafka).
   --keep-broker    Leave a broker this script started running afterwards (default: stop it).
-  --events N       Events in the fold throughput workload (default 200000).
-  --sessions N     Sessions in that workload (default 2000).
-  --rounds N       Raw/engine alternations (default 3).
+  --events N       Events in the fold throughput and replay workloads (default 200000).
+  --sessions N     Sessions in those workloads (default 2000).
+  --rounds N       Raw/engine and raw/replay alternations (default 3).
   --no-build       Use the binaries already in build/release.
   -h, --help       This help.
 
@@ -56,9 +56,10 @@ if [ "$build" -eq 1 ]; then
   step "build (release preset)"
   # shellcheck disable=SC2086  # word splitting of the extra arguments is intended
   cmake --preset release ${STATEFOLD_BENCH_CMAKE_ARGS:-} >/dev/null
-  cmake --build --preset release -j "${STATEFOLD_JOBS:-$(nproc)}" --target fold_throughput_bench fold_cost_bench
+  cmake --build --preset release -j "${STATEFOLD_JOBS:-$(nproc)}" --target fold_throughput_bench fold_cost_bench \
+    replay_bench time_travel_bench tokenizer_bench context_bench statefold
 fi
-for b in fold_throughput_bench fold_cost_bench; do
+for b in fold_throughput_bench fold_cost_bench replay_bench time_travel_bench tokenizer_bench context_bench; do
   [ -x "$bin/$b" ] || { printf 'bench.sh: %s/%s is missing (build the release preset)\n' "$bin" "$b" >&2; exit 1; }
 done
 
@@ -86,6 +87,20 @@ step "fold throughput: engine vs raw librdkafka consume (spec 8: ratio >= 0.8)"
 
 step "per-event fold cost at 10,000 vs 10 items (spec 8: ratio <= 1.2)"
 "$bin/fold_cost_bench" 2>"$logs/fold_cost.log" || { status=1; tail -n 20 "$logs/fold_cost.log" >&2; }
+
+step "replay: statefold replay vs raw librdkafka consume (spec 8: ratio >= 0.8)"
+# It runs the real command, build/release/tools/statefold/statefold replay, as a child process (built above).
+"$bin/replay_bench" --brokers "$brokers" --events "$events" --sessions "$sessions" --rounds "$rounds" \
+  2>"$logs/replay.log" || { status=1; tail -n 20 "$logs/replay.log" >&2; }
+
+step "time travel: session read at versions 10 and 10,000 (issue 4; cost bounded by the checkpoint interval)"
+"$bin/time_travel_bench" 2>"$logs/time_travel.log" || { status=1; tail -n 20 "$logs/time_travel.log" >&2; }
+
+step "tokenizer throughput, o200k_base and cl100k_base"
+"$bin/tokenizer_bench" 2>"$logs/tokenizer.log" || { status=1; tail -n 20 "$logs/tokenizer.log" >&2; }
+
+step "context materialisation at 10,000 items / 128k tokens (spec 8: p99 < 1 ms) and prefix stability (>= 90 %)"
+"$bin/context_bench" 2>"$logs/context.log" || { status=1; tail -n 20 "$logs/context.log" >&2; }
 rm -rf "$logs"
 
 if [ "$status" -eq 0 ]; then step "done"; else step "a benchmark could not run (see above)"; fi

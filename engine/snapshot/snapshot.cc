@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "base/hex.h"
@@ -76,13 +77,20 @@ base::Result<Manifest> create(const store::Store& store, const std::string& data
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return base::make_error("cannot create " + root.string() + ": " + ec.message());
+  // One snapshot at a time per process: the periodic thread and POST /v1/snapshots would otherwise pick the same id
+  // and remove each other's partial copy.
+  static std::mutex creating;
+  std::lock_guard lock(creating);
   // Taken into a temporary name and renamed when complete, so a crash never leaves a half snapshot listed.
   std::string id = utc_now("%Y%m%dT%H%M%SZ");
   for (int n = 2; fs::exists(root / id); ++n) id = utc_now("%Y%m%dT%H%M%SZ") + "-" + std::to_string(n);
   const fs::path partial = root / (".partial-" + id);
-  fs::remove_all(partial, ec);
+  fs::remove_all(partial, ec);  // left by a crash in the middle of an earlier create
   fs::create_directories(partial, ec);
-  if (auto r = store.checkpoint((partial / "store").string()); !r) return r.error();
+  if (auto r = store.checkpoint((partial / "store").string()); !r) {
+    fs::remove_all(partial, ec);
+    return r.error();
+  }
 
   // Read the manifest's figures from the checkpoint itself: they are exactly the copy's.
   Manifest m;
@@ -161,9 +169,16 @@ base::Result<Manifest> restore(const std::string& data_dir, const std::string& i
   fs::copy(dir / "store", staging, fs::copy_options::recursive, ec);
   if (ec) return base::make_error("cannot copy snapshot " + id + ": " + ec.message());
   if (fs::exists(live)) {
-    const fs::path aside = fs::path(data_dir) / ("store.before-restore-" + utc_now("%Y%m%dT%H%M%SZ"));
+    // Never over an earlier one: two restores in the same second each keep what they replaced.
+    fs::path aside = fs::path(data_dir) / ("store.before-restore-" + utc_now("%Y%m%dT%H%M%SZ"));
+    for (int n = 2; fs::exists(aside); ++n) {
+      aside = fs::path(data_dir) / ("store.before-restore-" + utc_now("%Y%m%dT%H%M%SZ") + "-" + std::to_string(n));
+    }
     fs::rename(live, aside, ec);
-    if (ec) return base::make_error("cannot move the current store aside: " + ec.message());
+    if (ec) {
+      fs::remove_all(staging, ec);
+      return base::make_error("cannot move the current store aside: " + ec.message());
+    }
   }
   fs::rename(staging, live, ec);
   if (ec) return base::make_error("cannot put the snapshot in place: " + ec.message());

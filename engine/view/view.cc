@@ -292,17 +292,22 @@ std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t
 
 std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets) {
   const auto s = fold::load_summary(reader);
+  // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, falsely) on chains of std::string operator+ here.
   std::string out;
-  out += "sessions:        " + std::to_string(s.sessions) + "\n";
-  out += "events applied:  " + std::to_string(s.events_applied) + "\n";
-  out += "duplicates:      " + std::to_string(s.duplicates) + "\n";
-  out += "rejections:      " + std::to_string(s.rejections) + "\n";
-  out += "unknown events:  " + std::to_string(s.unknown_events) + "\n";
-  out += "dead letters:    " + std::to_string(s.dlq_records) + "\n";
-  out += "stored offsets: ";
-  if (offsets.empty()) out += " (none)";
-  for (const auto& [p, offset] : offsets) out += " " + std::to_string(p) + ":" + std::to_string(offset);
-  out += "\nstore hash:      " + hex_or_zero(s.store_hash) + "\n";
+  auto line = [&out](std::string_view label, const std::string& value) {
+    out.append(label).append(value).append("\n");
+  };
+  line("sessions:        ", std::to_string(s.sessions));
+  line("events applied:  ", std::to_string(s.events_applied));
+  line("duplicates:      ", std::to_string(s.duplicates));
+  line("rejections:      ", std::to_string(s.rejections));
+  line("unknown events:  ", std::to_string(s.unknown_events));
+  line("dead letters:    ", std::to_string(s.dlq_records));
+  std::string stored;
+  if (offsets.empty()) stored = " (none)";
+  for (const auto& [p, offset] : offsets) stored.append(" ").append(std::to_string(p)).append(":").append(std::to_string(offset));
+  line("stored offsets: ", stored);
+  line("store hash:      ", hex_or_zero(s.store_hash));
   return out;
 }
 

@@ -5,9 +5,11 @@
 #include <atomic>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "base/hex.h"
@@ -76,14 +78,20 @@ base::Result<ReplayOutcome> run_replay(const ReplayRequest& request) {
                                        {"target", std::to_string(target)}});
   }
 
-  std::atomic<bool> finished{false};
+  // The progress thread sleeps on a condition variable so the end of the replay wakes it at once.
+  std::mutex progress_mutex;
+  std::condition_variable progress_wake;
+  bool finished = false;
   const auto started = std::chrono::steady_clock::now();
   const bool tty = isatty(STDERR_FILENO) != 0;
   std::thread progress([&] {
     auto last_log = started;
-    while (!finished.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 250 : 500));
-      if (finished.load() || request.quiet) continue;
+    while (true) {
+      {
+        std::unique_lock lock(progress_mutex);
+        if (progress_wake.wait_for(lock, std::chrono::milliseconds(tty ? 250 : 500), [&] { return finished; })) break;
+      }
+      if (request.quiet) continue;
       const auto now = std::chrono::steady_clock::now();
       const double elapsed = std::chrono::duration<double>(now - started).count();
       const std::int64_t done = done_of((*engine)->next_offsets(), request.stop_at);
@@ -104,7 +112,11 @@ base::Result<ReplayOutcome> run_replay(const ReplayRequest& request) {
     if (tty && !request.quiet) std::fprintf(stderr, "\n");
   });
   auto result = (*engine)->run();
-  finished = true;
+  {
+    std::lock_guard lock(progress_mutex);
+    finished = true;
+  }
+  progress_wake.notify_all();
   progress.join();
   if (!result) return result.error();
   ReplayOutcome outcome;
