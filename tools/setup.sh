@@ -34,7 +34,7 @@ PACKAGES=(
   # local real broker (tools/kafka.sh): Kafka 4.x needs Java 17+, jars come via Maven
   openjdk-17-jre-headless maven
   # scripts and tests
-  python3 curl procps
+  python3 python3-venv curl procps
 )
 
 installed() {

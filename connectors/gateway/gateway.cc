@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -59,9 +60,13 @@ std::string random_hex(std::size_t bytes) {
   return out;
 }
 
+// Every gateway error tells OpenAI's SDKs not to retry by themselves (x-should-retry): the gateway already retried
+// the upstream, and a turn's input may be on the log, so a blind retry would record it twice.
 http::Response openai_error(int status, std::string_view message, std::string_view type, const std::string& route,
                             std::string_view code = {}) {
-  return http::json_response(status, protocol::openai_error_json(message, type, code), route);
+  auto response = http::json_response(status, protocol::openai_error_json(message, type, code), route);
+  response.headers.emplace_back("x-should-retry", "false");
+  return response;
 }
 
 // Response ids carry their session and the version of the reply, so no lookup table is needed:
@@ -285,6 +290,26 @@ json::object receipt_event(const Call& call) {
   return json::object{{"payload_type", "InferenceReceipt"}, {"payload", std::move(payload)}};
 }
 
+// Where a turn's time went, as a Server-Timing header (input: appended and folded; render: materialised and
+// rendered; upstream: the model's call; record: reply and receipt appended and folded), in milliseconds.
+struct Timing {
+  Clock::time_point start = Clock::now();
+  std::vector<std::pair<const char*, Clock::time_point>> marks;
+  void mark(const char* phase) { marks.emplace_back(phase, Clock::now()); }
+  std::string header() const {
+    std::string out;
+    Clock::time_point from = start;
+    for (const auto& [phase, at] : marks) {
+      char piece[64];
+      std::snprintf(piece, sizeof piece, "%s%s;dur=%.3f", out.empty() ? "" : ", ", phase,
+                    std::chrono::duration<double, std::milli>(at - from).count());
+      out += piece;
+      from = at;
+    }
+    return out;
+  }
+};
+
 // The echo provider's answer, cut into pieces for a stream.
 std::vector<protocol::Delta> echo_deltas(const std::string& text) {
   std::vector<protocol::Delta> out;
@@ -416,25 +441,83 @@ struct Gateway::Impl {
     std::size_t input_tokens = 0;
   };
 
-  // Materialises and renders the session at `version` for the endpoint.
-  std::variant<Prepared, http::Response> prepare(const std::string& session, std::uint64_t version,
-                                                 const upstream::Endpoint& endpoint, const std::string& model,
-                                                 const protocol::Params& params, bool stream,
-                                                 const std::string& route) {
-    Prepared p;
-    p.endpoint = &endpoint;
+  // What decides the request besides the session, checked before anything is recorded: a parameter the
+  // endpoint's provider cannot honour is refused while the session is still untouched.
+  std::variant<materialise::RenderSpec, http::Response> plan(const upstream::Endpoint& endpoint,
+                                                             const std::string& model,
+                                                             const protocol::Params& params, bool stream,
+                                                             const std::string& instructions,
+                                                             const std::string& route) {
     auto provider = context::parse_provider(endpoint.provider);
     if (!provider) return openai_error(500, "endpoint " + endpoint.name + " has no known provider", "server_error", route);
-    p.provider = *provider;
-    p.spec.provider = *provider;
-    p.spec.model = model;
-    p.spec.margin = *provider == context::Provider::anthropic ? tokenizer::kAnthropicMargin : 1.0;
-    p.spec.max_output_tokens = params.max_output_tokens.value_or(0);
+    materialise::RenderSpec spec;
+    spec.provider = *provider;
+    spec.model = model;
+    spec.margin = *provider == context::Provider::anthropic ? tokenizer::kAnthropicMargin : 1.0;
+    spec.max_output_tokens = params.max_output_tokens.value_or(0);
+    spec.instructions = instructions;
     if (*provider != context::Provider::echo) {
       auto extra = protocol::upstream_extra(params, *provider, stream);
       if (!extra) return openai_error(400, extra.error().message, "invalid_request_error", route);
-      p.spec.extra = std::move(*extra);
+      spec.extra = std::move(*extra);
     }
+    return spec;
+  }
+
+  // A tool result must answer a call the session (or this input) made and nothing answered yet: anything else
+  // would be recorded and then left out of every context as an orphan.
+  std::optional<http::Response> check_tool_results(const std::string& session,
+                                                   const std::vector<protocol::ClientMessage>& input,
+                                                   const std::string& field, const std::string& route) {
+    if (std::none_of(input.begin(), input.end(), [](const auto& m) { return m.role == context::Role::tool; })) {
+      return std::nullopt;
+    }
+    std::set<std::string, std::less<>> pending;
+    auto snapshot = engine.store().snapshot();
+    if (auto header = fold::load_header(*snapshot, session)) {
+      auto ok = cache.with_state(*snapshot, session, header->version, [&](context::SessionState& state, std::string&) {
+        // The calls of the latest assistant message, less the results after it; a user message or a plain reply
+        // since then closes them.
+        for (auto it = state.history.rbegin(); it != state.history.rend(); ++it) {
+          if (it->role == context::Role::assistant) {
+            for (const auto& c : it->tool_calls) pending.insert(c.id);
+            for (auto later = it.base(); later != state.history.end(); ++later) pending.erase(later->tool_call_id);
+            break;
+          }
+          if (it->role == context::Role::user) break;
+        }
+      });
+      if (!ok) return openai_error(500, ok.error().message, "server_error", route);
+    }
+    for (std::size_t i = 0; i < input.size(); ++i) {
+      const auto& m = input[i];
+      if (m.role == context::Role::assistant) {
+        for (const auto& c : m.tool_calls) pending.insert(c.id);
+      } else if (m.role == context::Role::tool) {
+        if (pending.erase(m.tool_call_id) == 0) {
+          std::string open;
+          for (const auto& id : pending) open += (open.empty() ? "" : ", ") + id;
+          return openai_error(400,
+                              field + "[" + std::to_string(i) + "].tool_call_id: '" + m.tool_call_id +
+                                  "' answers no pending tool call of session " + session +
+                                  " (pending: " + (open.empty() ? "none" : open) + ")",
+                              "invalid_request_error", route, "unknown_tool_call");
+        }
+      } else if (m.role == context::Role::user) {
+        pending.clear();
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Materialises and renders the session at `version` for the endpoint.
+  std::variant<Prepared, http::Response> prepare(const std::string& session, std::uint64_t version,
+                                                 const upstream::Endpoint& endpoint,
+                                                 const materialise::RenderSpec& spec, const std::string& route) {
+    Prepared p;
+    p.endpoint = &endpoint;
+    p.provider = spec.provider;
+    p.spec = spec;
     std::optional<http::Response> failed;
     auto snapshot = engine.store().snapshot();
     auto ok = cache.with_state(*snapshot, session, version, [&](context::SessionState& state, std::string& counted) {
@@ -448,11 +531,24 @@ struct Gateway::Impl {
       p.body = std::move(rendered->body);
       p.hash = std::move(rendered->hash);
       p.input_tokens = rendered->context.total_tokens;
-      if (p.provider == context::Provider::echo) p.echo_text = context::echo_reply(rendered->context);
+      p.echo_text = std::move(rendered->echo);
     });
     if (!ok) return openai_error(500, ok.error().message, "server_error", route);
     if (failed) return std::move(*failed);
     return p;
+  }
+
+  // The input is on the log but no request could be made of it: a failed receipt says so.
+  void record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
+                         const upstream::Endpoint& endpoint, const http::Response& refusal) {
+    Call call;
+    call.state_version = version;
+    call.provider = std::string(context::provider_name(spec.provider));
+    call.endpoint = endpoint.name;
+    call.model = spec.model;
+    call.render = spec.to_json();
+    call.error = refusal.body;
+    record_outcome(session, nullptr, call);
   }
 
   Call call_record(const Prepared& p, std::uint64_t version, const std::string& model) const {
@@ -469,8 +565,10 @@ struct Gateway::Impl {
   // The upstream's failure as the client sees it (its status, or 502/504 without one).
   static http::Response upstream_failure(const Call& call, const std::string& route) {
     const int status = call.status >= 400 ? call.status
-                       : call.error.find("timed out") != std::string::npos ? 504
-                                                                            : 502;
+                       : (call.error.find("timed out") != std::string::npos ||
+                          call.error.find("timeout") != std::string::npos)
+                           ? 504
+                           : 502;
     return openai_error(status, "upstream " + call.endpoint + " failed: " + call.error,
                         status == 429 ? "rate_limit_error" : "upstream_error", route);
   }
@@ -591,13 +689,25 @@ struct Gateway::Impl {
     auto endpoint = options.router.route(session, parsed->model);
     if (!endpoint) return answer(openai_error(403, endpoint.error().message, "permission_error", route));
     const std::string model = !parsed->model.empty() ? parsed->model : (*endpoint)->model;
+    auto planned = plan(**endpoint, model, parsed->params, parsed->stream, "", route);
+    if (auto* refused = std::get_if<http::Response>(&planned)) return answer(std::move(*refused));
+    const auto& spec = std::get<materialise::RenderSpec>(planned);
+    if (auto refused = check_tool_results(session, parsed->messages, "messages", route)) {
+      return answer(std::move(*refused));
+    }
 
+    Timing timing;
     auto recorded = record_input(session, parsed->messages, model, "", route);
     if (auto* refused = std::get_if<http::Response>(&recorded)) return answer(std::move(*refused));
     const std::uint64_t version = std::get<std::uint64_t>(recorded);
+    timing.mark("input");
 
-    auto prepared = prepare(session, version, **endpoint, model, parsed->params, parsed->stream, route);
-    if (auto* refused = std::get_if<http::Response>(&prepared)) return answer(std::move(*refused));
+    auto prepared = prepare(session, version, **endpoint, spec, route);
+    if (auto* refused = std::get_if<http::Response>(&prepared)) {
+      record_unrendered(session, version, spec, **endpoint, *refused);
+      return answer(std::move(*refused));
+    }
+    timing.mark("render");
     const Prepared& p = std::get<Prepared>(prepared);
     Call call = call_record(p, version, model);
     const std::string id = "chatcmpl-" + random_hex(12);
@@ -608,10 +718,13 @@ struct Gateway::Impl {
 
     if (!parsed->stream) {
       auto reply = complete(p, call);
+      timing.mark("upstream");
       record_outcome(session, reply ? &*reply : nullptr, call);
+      timing.mark("record");
       if (!reply) return answer(upstream_failure(call, route));
       auto completion = http::json_response(200, protocol::chat_completion_json(*reply, id, model, created), route);
       completion.headers = std::move(headers);
+      completion.headers.emplace_back("server-timing", timing.header());
       return answer(std::move(completion));
     }
 
@@ -680,32 +793,53 @@ struct Gateway::Impl {
       turn.reset();
       respond(std::move(response));
     };
+    auto snapshot = engine.store().snapshot();
+    auto header = fold::load_header(*snapshot, session);
     if (!previous.empty()) {
-      // previous_response_id continues the conversation where that response left it: it must be the session's last
-      // turn (a reply and its receipt), else this would silently drop what came after.
-      auto snapshot = engine.store().snapshot();
-      auto header = fold::load_header(*snapshot, session);
+      // previous_response_id continues the conversation where that response left it: it must be the session's
+      // latest reply (a failed turn since then left no reply, so it does not count), else this would silently
+      // drop the replies that came after it.
       const auto at = parse_response_id(previous);
       if (!header || at->second == 0 || at->second > header->version) {
         return answer(openai_error(404, "previous_response_id: no response " + previous, "invalid_request_error", route));
       }
-      if (header->version > at->second + 1) {
+      bool later_reply = false;
+      auto ok = cache.with_state(*snapshot, session, header->version, [&](context::SessionState& state, std::string&) {
+        for (const auto& m : state.history) {
+          if (m.version > at->second && m.role == context::Role::assistant) later_reply = true;
+        }
+      });
+      if (!ok) return answer(openai_error(500, ok.error().message, "server_error", route));
+      if (later_reply) {
         return answer(openai_error(409,
-                                    "previous_response_id: " + previous + " is not the latest response of session " +
-                                        session + "; fork the session at version " + std::to_string(at->second + 1) +
-                                        " (POST /v1/sessions/{id}/fork) to branch from it",
-                                    "conflict", route, "not_latest_response"));
+                                   "previous_response_id: " + previous + " is not the latest response of session " +
+                                       session + "; fork the session at version " + std::to_string(at->second + 1) +
+                                       " (POST /v1/sessions/{id}/fork) to branch from it",
+                                   "conflict", route, "not_latest_response"));
       }
     }
-    auto endpoint = options.router.route(session, parsed->model);
+    // Without a model, the session keeps the one it has.
+    const std::string requested = !parsed->model.empty() ? parsed->model : (header ? header->model : std::string());
+    auto endpoint = options.router.route(session, requested);
     if (!endpoint) return answer(openai_error(403, endpoint.error().message, "permission_error", route));
-    const std::string model = !parsed->model.empty() ? parsed->model : (*endpoint)->model;
+    const std::string model = !requested.empty() ? requested : (*endpoint)->model;
+    // A new session takes the instructions as its system prompt; a later turn's instructions apply to that turn.
+    auto planned = plan(**endpoint, model, parsed->params, parsed->stream, header ? parsed->instructions : "", route);
+    if (auto* refused = std::get_if<http::Response>(&planned)) return answer(std::move(*refused));
+    const auto& spec = std::get<materialise::RenderSpec>(planned);
+    if (auto refused = check_tool_results(session, parsed->input, "input", route)) return answer(std::move(*refused));
 
+    Timing timing;
     auto recorded = record_input(session, parsed->input, model, parsed->instructions, route);
     if (auto* refused = std::get_if<http::Response>(&recorded)) return answer(std::move(*refused));
     const std::uint64_t version = std::get<std::uint64_t>(recorded);
-    auto prepared = prepare(session, version, **endpoint, model, parsed->params, parsed->stream, route);
-    if (auto* refused = std::get_if<http::Response>(&prepared)) return answer(std::move(*refused));
+    timing.mark("input");
+    auto prepared = prepare(session, version, **endpoint, spec, route);
+    if (auto* refused = std::get_if<http::Response>(&prepared)) {
+      record_unrendered(session, version, spec, **endpoint, *refused);
+      return answer(std::move(*refused));
+    }
+    timing.mark("render");
     const Prepared& p = std::get<Prepared>(prepared);
     Call call = call_record(p, version, model);
 
@@ -724,11 +858,14 @@ struct Gateway::Impl {
                                                              {"x-statefold-request-hash", p.hash}};
     if (!parsed->stream) {
       auto reply = complete(p, call);
+      timing.mark("upstream");
       const std::uint64_t reply_version = record_outcome(session, reply ? &*reply : nullptr, call);
+      timing.mark("record");
       if (!reply) return answer(upstream_failure(call, route));
       if (reply_version != 0) meta.id = response_id(session, reply_version);
       auto response = http::json_response(200, protocol::response_json(*reply, meta), route);
       response.headers = std::move(headers);
+      response.headers.emplace_back("server-timing", timing.header());
       return answer(std::move(response));
     }
     auto stream = http::BodyStream::make();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <utility>
 #include <cmath>
 
 #include "base/json_text.h"
@@ -134,6 +135,8 @@ std::string RenderSpec::to_json() const {
   base::append_json_string(out, context::kContextVersion);
   out += ",\"extra\":";
   base::append_json_string(out, extra);
+  out += ",\"instructions\":";
+  base::append_json_string(out, instructions);
   out += ",\"margin\":" + format_margin(margin) + ",\"max_output_tokens\":" + std::to_string(max_output_tokens) +
          ",\"model\":";
   base::append_json_string(out, model);
@@ -172,6 +175,10 @@ base::Result<RenderSpec> RenderSpec::from_json(std::string_view text) {
     auto value = string_field(name);
     if (!value) return value.error();
     *field = std::move(*value);
+  }
+  if (const auto* instructions = o.if_contains("instructions"); instructions != nullptr) {
+    if (!instructions->is_string()) return base::make_error("render.instructions: expected a string");
+    spec.instructions = std::string(instructions->as_string());
   }
   if (const auto* cap = o.if_contains("max_output_tokens"); cap != nullptr) {
     if (!cap->is_number()) return base::make_error("render.max_output_tokens: expected a number");
@@ -223,8 +230,18 @@ base::Result<Rendered> render(context::SessionState& state, const RenderSpec& sp
   for (auto& m : state.history) {
     if (!m.tokens) m.tokens = static_cast<std::uint32_t>(context::message_tokens(m, **counter));
   }
+  // The request's overrides apply to this render only; the cached state is put back as it was.
   const std::string session_model = state.model;
   const std::uint32_t session_reserve = state.policy.output_reserve;
+  std::string session_prompt;
+  if (!spec.instructions.empty()) {
+    session_prompt = std::exchange(state.system_prompt, spec.instructions);
+  }
+  auto restore = [&] {
+    state.model = session_model;
+    state.policy.output_reserve = session_reserve;
+    if (!spec.instructions.empty()) state.system_prompt = std::move(session_prompt);
+  };
   if (!spec.model.empty()) state.model = spec.model;
   if (spec.max_output_tokens > 0 && spec.max_output_tokens < state.policy.output_reserve) {
     state.policy.output_reserve = static_cast<std::uint32_t>(spec.max_output_tokens);
@@ -232,14 +249,13 @@ base::Result<Rendered> render(context::SessionState& state, const RenderSpec& sp
   state.extra_tokens = spec.extra.empty() ? 0 : (*counter)->count(spec.extra);  // tool schemas and the like
   auto materialised = context::materialise(state, **counter);
   if (!materialised) {
-    state.model = session_model;
-    state.policy.output_reserve = session_reserve;
+    restore();
     return materialised.error();
   }
   out.context = std::move(*materialised);
   auto body = context::render(out.context, spec.provider, {spec.extra});
-  state.model = session_model;
-  state.policy.output_reserve = session_reserve;
+  if (spec.provider == context::Provider::echo && body) out.echo = context::echo_reply(out.context);
+  restore();
   if (!body) return body.error();
   out.body = std::move(*body);
   out.hash = context::request_hash(out.body);

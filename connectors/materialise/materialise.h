@@ -34,6 +34,7 @@ struct RenderSpec {
   double margin = 1.0;           // token counts are multiplied by this (providers without a public tokenizer)
   std::string extra;             // canonical JSON object of pass-through parameters (context::RenderOptions), or ""
   std::uint64_t max_output_tokens = 0;  // the request's cap on the reply; 0 or above the policy's reserve: the reserve
+  std::string instructions;      // this request's system prompt in place of the session's (Responses instructions)
 
   std::string to_json() const;
   static base::Result<RenderSpec> from_json(std::string_view text);
@@ -54,6 +55,7 @@ struct Rendered {
   std::string body;
   std::string hash;          // hex SHA-256 of body: InferenceReceipt.request_hash
   std::string tokenizer;     // the encoding that counted
+  std::string echo;          // the echo provider's reply (rendered while the request's overrides applied)
 };
 
 // Materialises and renders `state` (kept alive and unchanged by the caller while the result is used). Messages

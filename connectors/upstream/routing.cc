@@ -24,10 +24,11 @@ bool valid_name(std::string_view name) {
   });
 }
 
-bool serves_model(const Endpoint& endpoint, std::string_view model) {
+// Exactly: the endpoint's model or one of its models by name. Loosely: its "*" (any model).
+bool serves_model(const Endpoint& endpoint, std::string_view model, bool exactly) {
   if (endpoint.model == model) return true;
   return std::any_of(endpoint.models.begin(), endpoint.models.end(),
-                     [&](const std::string& m) { return m == model || m == "*"; });
+                     [&](const std::string& m) { return m == model || (!exactly && m == "*"); });
 }
 
 // A configuration problem and where it is: an endpoint (route == false) or a route, by index; index -1 = the whole.
@@ -165,12 +166,15 @@ base::Result<const Endpoint*> Router::route(std::string_view session_id, std::st
     return base::make_error(session + " may not use endpoint '" + std::string(requested) +
                             "'; allowed: " + allowed_list(rule));
   }
+  // An endpoint that names the model wins over one that takes any model ("*"), whatever their order in the file.
   std::string serving;
-  for (const Endpoint& e : _config.endpoints) {
-    if (!serves_model(e, requested)) continue;
-    if (allowed(rule, e)) return &e;
-    if (!serving.empty()) serving += ", ";
-    serving += e.name;
+  for (const bool exactly : {true, false}) {
+    for (const Endpoint& e : _config.endpoints) {
+      if (!serves_model(e, requested, exactly) || (!exactly && serves_model(e, requested, true))) continue;
+      if (allowed(rule, e)) return &e;
+      if (!serving.empty()) serving += ", ";
+      serving += e.name;
+    }
   }
   if (!serving.empty()) {
     return base::make_error(session + " may not use model '" + std::string(requested) + "' (served by " + serving +

@@ -92,6 +92,18 @@ TEST(Routing, ModelWildcard) {
   EXPECT_EQ(route_name(*router, "s", "gpt-4o"), "openai");  // named models first, in order
   EXPECT_EQ(route_name(*router, "s", "qwen2.5-7b"), "vllm");
   EXPECT_EQ(route_name(*router, "s"), "openai");            // no default: the first endpoint
+
+  // An endpoint that names the model wins over a wildcard listed before it.
+  auto w = config();
+  w.routes.clear();
+  w.default_endpoint.clear();
+  w.endpoints.insert(w.endpoints.begin(), endpoint("any", "openai_chat"));
+  w.endpoints.front().models = {"*"};
+  auto wildcard_first = Router::make(w);
+  ASSERT_TRUE(wildcard_first);
+  EXPECT_EQ(route_name(*wildcard_first, "s", "gpt-4o"), "openai");
+  EXPECT_EQ(route_name(*wildcard_first, "s", "gpt-4o-mini"), "openai");
+  EXPECT_EQ(route_name(*wildcard_first, "s", "qwen2.5-7b"), "any");
 }
 
 TEST(Routing, InvalidConfigurations) {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The gateway seen through the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py), against the scripted
+# fake upstream (tests/support/fake_upstream.py) and the real Kafka broker in STATEFOLD_BROKERS.
+#
+#   tests/gateway/run_sdk_tests.sh [BUILD_DIR] [pytest args...]      e.g. ... build/dev -k streaming -x
+#
+# BUILD_DIR (or STATEFOLD_BUILD_DIR; default build/dev) holds the venv (gateway-sdk-venv/, made once and reused while
+# requirements.txt is unchanged), pytest's temp dirs with every serve and fake upstream log (gateway-sdk-tmp/) and
+# a JUnit report (gateway-sdk-results.xml). pip installs requirements.txt from PyPI: the only network this uses.
+#
+# Environment: STATEFOLD_BROKERS (required), STATEFOLD_BIN (default BUILD_DIR/tools/statefold/statefold),
+# STATEFOLD_SOURCE_DIR (default: this repository), PYTHON (default python3), STATEFOLD_KAFKA_DIR (optional: the
+# serve logs are then checked with tools/kafka.sh check-logs, as the C++ integration tests do).
+# Exit status: pytest's (0 = every test passed); 2 for a setup problem.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source_dir=${STATEFOLD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
+
+build_dir=${STATEFOLD_BUILD_DIR:-$source_dir/build/dev}
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  build_dir=$1
+  shift
+fi
+mkdir -p "$build_dir"
+build_dir=$(cd "$build_dir" && pwd)
+
+fail() {
+  echo "run_sdk_tests.sh: $*" >&2
+  exit 2
+}
+
+if [ -z "${STATEFOLD_BROKERS:-}" ]; then
+  fail "STATEFOLD_BROKERS is not set. These tests need a real Kafka broker: run tools/test.sh, or start one with
+  bash tools/kafka.sh start --port 19092 --dir /tmp/statefold-test-kafka
+and export STATEFOLD_BROKERS=127.0.0.1:19092 STATEFOLD_KAFKA_DIR=/tmp/statefold-test-kafka"
+fi
+
+bin=${STATEFOLD_BIN:-$build_dir/tools/statefold/statefold}
+[ -x "$bin" ] || fail "no statefold binary at $bin (build it, or set STATEFOLD_BIN)"
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || fail "$python not found (Debian: apt-get install python3 python3-venv)"
+
+venv=$build_dir/gateway-sdk-venv
+stamp=$venv/.statefold-requirements
+want="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1) $("$python" -c 'import sys; print(sys.version.split()[0])')"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  rm -rf "$venv"
+  if ! "$python" -m venv "$venv" >"$build_dir/gateway-sdk-venv.log" 2>&1; then
+    cat "$build_dir/gateway-sdk-venv.log" >&2
+    rm -rf "$venv"
+    fail "cannot create a venv with $python -m venv (Debian: apt-get install python3-venv)"
+  fi
+  echo "run_sdk_tests.sh: installing $(grep -Ev '^\s*(#|$)' "$here/requirements.txt" | tr '\n' ' ')into $venv"
+  if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+      -r "$here/requirements.txt"; then
+    rm -rf "$venv"
+    fail "pip install -r $here/requirements.txt failed (it needs PyPI)"
+  fi
+  echo "$want" >"$stamp"
+fi
+
+export STATEFOLD_BIN=$bin STATEFOLD_SOURCE_DIR=$source_dir STATEFOLD_BROKERS
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
+cd "$build_dir"
+exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" -p no:cacheprovider -ra \
+  --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

@@ -1,0 +1,1500 @@
+"""statefold's gateway with the official OpenAI Python SDK as its client (spec section 6, docs/api.md).
+
+`statefold serve` runs as a child process on the real Kafka broker of STATEFOLD_BROKERS, a fresh topic and data dir,
+with its [upstream] endpoints on the scripted fake model provider (tests/support/fake_upstream.py). The SDK sends only
+its new messages; the tests check what the fake received (the materialised context, hashes, the API key), what the
+SDK got back, and what the session recorded (messages, receipts), then that `statefold audit` re-checks every receipt.
+
+Sections: 1. chat completions (context materialised from the log, request hash = SHA-256 of the bytes the upstream
+got, usage, session state, refused requests); 2. streaming (chunks as the upstream produces them, usage chunk, cuts,
+client gone); 3. tool calls; 4. the Responses API (previous_response_id, conversation, retrieve, streaming, function
+calls); 5. upstream failures (429 + Retry-After, 500, timeout, garbage, dropped keep-alive, SDK retries); 6. one turn
+per session, sessions in parallel, SIGTERM during a turn; 7. the Anthropic endpoint; 8. `statefold audit` re-renders
+every receipt, and the API key only ever travels in the upstream's auth header.
+
+Run by run_sdk_tests.sh (ctest: gateway_sdk_test), which sets STATEFOLD_BIN, STATEFOLD_BROKERS, STATEFOLD_SOURCE_DIR.
+One serve and one fake for the whole run (the fake's queue and records are reset before each test; each test has its
+own sessions). Every serve and fake log is kept under pytest's basetemp (BUILD_DIR/gateway-sdk-tmp).
+"""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import openai
+import pytest
+
+SOURCE_DIR = Path(os.environ.get("STATEFOLD_SOURCE_DIR") or Path(__file__).resolve().parents[2])
+FAKE_UPSTREAM = SOURCE_DIR / "tests" / "support" / "fake_upstream.py"
+
+# The key serve sends upstream (from the environment variable the endpoint names), and the one the SDK sends to
+# the gateway: neither may appear in a body the fake receives, and only the first in its auth header.
+UPSTREAM_KEY = "sk-upstream-" + uuid.uuid4().hex
+CLIENT_KEY = "sk-client-" + uuid.uuid4().hex
+KEY_ENV = "FAKE_UPSTREAM_KEY"
+
+READ_TIMEOUT_MS = 3000
+MAX_RETRIES = 2
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data if isinstance(data, bytes) else data.encode("utf-8")).hexdigest()
+
+
+def wait_until(predicate, timeout_s, interval_s=0.05):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval_s)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=30):
+    """(status, headers, parsed JSON or text) of a plain HTTP call; error statuses are returned, not raised."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            status, headers, raw = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, raw = e.code, dict(e.headers), e.read()
+    try:
+        return status, headers, json.loads(raw)
+    except ValueError:
+        return status, headers, raw.decode("utf-8", "replace")
+
+
+def text_of(content):
+    """The text of an OpenAI / Anthropic / Responses content value: a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] if isinstance(p, dict) and isinstance(p.get("text"), str) else
+                       (p if isinstance(p, str) else "") for p in content)
+    return ""
+
+
+def tail(path, lines=60):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log at %s)" % path
+
+
+def contains_key(value, key):
+    """True if `key` appears anywhere (as a dict key) in a JSON value."""
+    if isinstance(value, dict):
+        return key in value or any(contains_key(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_key(v, key) for v in value)
+    return False
+
+
+# ------------------------------------------------------------------------------------------------ the fake upstream
+
+class FakeUpstream:
+    def __init__(self, process, port, log_path):
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+        self.url = "http://127.0.0.1:%d" % port
+        self.seen = []  # every request received before the last reset()
+
+    def script(self, *actions):
+        status, _, body = http("POST", self.url + "/__script", {"actions": list(actions)})
+        assert status == 200, body
+
+    def requests(self):
+        """The model requests received since the last reset(), in order."""
+        status, _, body = http("GET", self.url + "/__requests")
+        assert status == 200, body
+        return body["requests"]
+
+    def all_requests(self):
+        return self.seen + self.requests()
+
+    def reset(self):
+        self.seen.extend(self.requests())
+        status, _, body = http("POST", self.url + "/__reset", {})
+        assert status == 200, body
+
+
+@pytest.fixture(scope="session")
+def fake_upstream(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fake")
+    port_file = directory / "port"
+    log_path = directory / "fake_upstream.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, str(FAKE_UPSTREAM), "--port", "0", "--port-file", str(port_file)],
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, FAKE_UPSTREAM_VERBOSE="1"))
+    try:
+        assert wait_until(lambda: port_file.exists() or process.poll() is not None, 30), "fake upstream did not start"
+        assert process.poll() is None, "fake upstream exited: " + tail(log_path)
+        fake = FakeUpstream(process, int(port_file.read_text().strip()), log_path)
+        assert http("GET", fake.url + "/__health")[0] == 200
+        yield fake
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def fake(fake_upstream):
+    """The fake upstream with an empty queue and no recorded requests."""
+    fake_upstream.reset()
+    return fake_upstream
+
+
+# ------------------------------------------------------------------------------------------------ statefold serve
+
+def upstream_config(port):
+    # The wildcard endpoint comes last: a model is routed to the first endpoint (in file order) that serves it, and
+    # `models = ["*"]` serves every model.
+    base = "http://127.0.0.1:%d/v1" % port
+    return """\
+[upstream]
+default_endpoint = "fake"
+
+[[upstream.endpoints]]
+name = "fake-responses"
+provider = "openai_responses"
+base_url = "{base}"
+api_key_env = "{env}"
+model = "gpt-4.1"
+read_timeout_ms = {timeout}
+max_retries = {retries}
+backoff_base_ms = 50
+
+[[upstream.endpoints]]
+name = "fake-anthropic"
+provider = "anthropic"
+base_url = "{base}"
+api_key_env = "{env}"
+model = "claude-sonnet-4"
+read_timeout_ms = {timeout}
+max_retries = {retries}
+backoff_base_ms = 50
+
+[[upstream.endpoints]]
+name = "fake"
+provider = "openai_chat"
+base_url = "{base}"
+api_key_env = "{env}"
+model = "gpt-4o"
+models = ["*"]
+read_timeout_ms = {timeout}
+max_retries = {retries}
+backoff_base_ms = 50
+""".format(base=base, env=KEY_ENV, timeout=READ_TIMEOUT_MS, retries=MAX_RETRIES)
+
+
+class Serve:
+    def __init__(self, binary, brokers, topic, data_dir, directory):
+        self.binary = binary
+        self.brokers = brokers
+        self.topic = topic
+        self.data_dir = data_dir
+        self.directory = directory
+        self.process = None
+        self.port = None
+        self.log_path = None
+        self.sessions = []  # every session a test used, for the audit
+        self.starts = 0
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def new_session(self, name):
+        session = "sdk-%s-%s" % (name, uuid.uuid4().hex[:10])
+        self.sessions.append(session)
+        return session
+
+    def get(self, path):
+        return http("GET", self.url + path)
+
+    def session(self, session):
+        status, _, body = self.get("/v1/sessions/%s?messages=1000" % urllib.parse.quote(session, safe=""))
+        assert status == 200, "GET /v1/sessions/%s: %s %s" % (session, status, body)
+        return body
+
+    def events(self, session):
+        """The session's whole history: [{version, payload_type, event}...]."""
+        out, start = [], 1
+        while True:
+            status, _, page = self.get("/v1/sessions/%s/events?from_version=%d&limit=1000"
+                                       % (urllib.parse.quote(session, safe=""), start))
+            assert status == 200, page
+            out.extend(page["events"])
+            if page.get("next_from_version") is None:
+                return out
+            start = page["next_from_version"]
+
+    def receipts(self, session):
+        return [e["event"]["payload"] for e in self.events(session) if e["payload_type"] == "InferenceReceipt"]
+
+    def event_at(self, session, version):
+        status, _, page = self.get("/v1/sessions/%s/events?from_version=%d&limit=1"
+                                   % (urllib.parse.quote(session, safe=""), version))
+        assert status == 200 and page["events"], page
+        return page["events"][0]
+
+    def log(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+    def start(self, config_path, env):
+        for attempt in range(3):
+            self.port = free_port()
+            self.starts += 1
+            self.log_path = self.directory / ("serve-%d.log" % self.starts)
+            argv = [self.binary, "serve", "--brokers", self.brokers, "--topic", self.topic,
+                    "--dead-letter-topic", self.topic + ".dlq", "--group", self.topic + ".group",
+                    "--data-dir", str(self.data_dir), "--http-address", "127.0.0.1:%d" % self.port,
+                    "--config", str(config_path)]
+            with open(self.log_path, "wb") as err, open(str(self.log_path) + ".out", "wb") as out:
+                self.process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+            listening = wait_until(lambda: self.process.poll() is not None or "HTTP API listening" in self.log(), 120)
+            if listening and self.process.poll() is None:
+                break
+            if "cannot listen" not in self.log() or attempt == 2:
+                raise AssertionError("serve did not start its HTTP API:\n" + tail(self.log_path))
+        last = [None]
+
+        def ready():
+            if self.process.poll() is not None:
+                return True
+            try:
+                last[0] = self.get("/readyz")
+            except OSError as e:
+                last[0] = e
+                return False
+            return last[0][0] == 200
+        assert wait_until(ready, 120) and self.process.poll() is None, \
+            "serve not ready within 2 minutes; last /readyz: %s\n%s" % (last[0], tail(self.log_path))
+
+    def stop(self):
+        """SIGTERM, then wait; the exit status (killed and -9 after 120 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -9
+
+
+@pytest.fixture(scope="session")
+def serve(fake_upstream, tmp_path_factory):
+    brokers = os.environ.get("STATEFOLD_BROKERS")
+    if not brokers:
+        pytest.fail("STATEFOLD_BROKERS is not set: these tests need a real Kafka broker (tools/kafka.sh start, see "
+                    "tests/gateway/run_sdk_tests.sh)")
+    binary = os.environ.get("STATEFOLD_BIN") or str(SOURCE_DIR / "build" / "dev" / "tools" / "statefold" / "statefold")
+    assert os.access(binary, os.X_OK), "no statefold binary at %s (set STATEFOLD_BIN)" % binary
+    directory = tmp_path_factory.mktemp("serve")
+    config_path = directory / "serve.toml"
+    config_path.write_text(upstream_config(fake_upstream.port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
+    env[KEY_ENV] = UPSTREAM_KEY
+    instance = Serve(binary, brokers, "gateway-sdk-" + uuid.uuid4().hex[:12], directory / "store", directory)
+    try:
+        instance.start(config_path, env)
+        yield instance
+    finally:
+        status = instance.stop()
+    assert status == 0, "serve exited with %s after SIGTERM:\n%s" % (status, tail(instance.log_path))
+    kafka_dir = os.environ.get("STATEFOLD_KAFKA_DIR")
+    if kafka_dir:
+        logs = [str(p) for p in directory.glob("serve-*.log")]
+        check = subprocess.run(["bash", str(SOURCE_DIR / "tools" / "kafka.sh"), "check-logs", "--dir", kafka_dir]
+                               + logs, capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, "kafka.sh check-logs: " + check.stdout + check.stderr
+
+
+@pytest.fixture
+def client(serve):
+    # max_retries=0: the SDK would otherwise retry 409, 429 and 5xx itself, and the tests see every answer as is.
+    with openai.OpenAI(base_url=serve.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60) as c:
+        yield c
+
+
+def session_header(session):
+    return {"X-Session-Id": session}
+
+
+def chat_turns(body):
+    """[(role, text)] of a Chat Completions request body's messages."""
+    return [(m.get("role"), text_of(m.get("content"))) for m in body["messages"]]
+
+
+def responses_turns(body):
+    """[(role, text)] of a Responses request body's input (a string input is one user message)."""
+    items = body.get("input")
+    if isinstance(items, str):
+        return [("user", items)]
+    out = []
+    for item in items or []:
+        if item.get("type", "message") == "message":
+            out.append((item.get("role"), text_of(item.get("content"))))
+        else:
+            out.append((item.get("type"), item.get("output") or item.get("arguments") or ""))
+    return out
+
+
+def assert_receipt_matches(serve, session, receipt, request, state_version):
+    """A receipt names the request the fake received (hash of its exact bytes) and the version it was rendered at."""
+    assert receipt["request_hash"] == sha256_hex(request["body"].encode("utf-8"))
+    assert receipt["state_version"] == state_version
+    rendered_from = serve.event_at(session, state_version)
+    assert rendered_from["payload_type"] == "Message"
+
+
+# ------------------------------------------------------------------------------------------------ 1. chat completions
+
+def test_chat_two_turns_send_only_the_new_message(serve, fake, client):
+    session = serve.new_session("chat")
+    reply1, reply2 = "Paris is the capital of France.", "About two million people live there."
+    fake.script({"reply": reply1, "usage": {"prompt_tokens": 17, "completion_tokens": 7}},
+                {"reply": reply2, "usage": {"prompt_tokens": 41, "completion_tokens": 8}})
+
+    raw1 = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", extra_headers=session_header(session),
+        messages=[{"role": "system", "content": "You are a terse geography tutor."},
+                  {"role": "user", "content": "What is the capital of France?"}])
+    first = raw1.parse()
+    assert first.object == "chat.completion"
+    assert first.choices[0].message.role == "assistant"
+    assert first.choices[0].message.content == reply1
+    assert first.choices[0].finish_reason == "stop"
+    assert (first.usage.prompt_tokens, first.usage.completion_tokens, first.usage.total_tokens) == (17, 7, 24)
+    assert raw1.headers["x-session-id"] == session
+
+    raw2 = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", extra_headers=session_header(session),
+        messages=[{"role": "user", "content": "And its population?"}])
+    second = raw2.parse()
+    assert second.choices[0].message.content == reply2
+    assert (second.usage.prompt_tokens, second.usage.completion_tokens, second.usage.total_tokens) == (41, 8, 49)
+
+    requests = fake.requests()
+    assert len(requests) == 2, [r["path"] for r in requests]
+    for r in requests:
+        assert r["path"].endswith("/v1/chat/completions") and r["method"] == "POST"
+        assert r["json"]["model"] == "gpt-4o"
+    # The first call: the system prompt and the one user message.
+    assert chat_turns(requests[0]["json"]) == [("system", "You are a terse geography tutor."),
+                                               ("user", "What is the capital of France?")]
+    # The second: the client sent one message, the upstream got the whole conversation.
+    assert chat_turns(requests[1]["json"]) == [("system", "You are a terse geography tutor."),
+                                               ("user", "What is the capital of France?"),
+                                               ("assistant", reply1),
+                                               ("user", "And its population?")]
+    # The request hash header is the SHA-256 of the exact bytes the upstream received.
+    for raw, request in ((raw1, requests[0]), (raw2, requests[1])):
+        assert raw.headers["x-statefold-request-hash"] == sha256_hex(request["body"].encode("utf-8"))
+    v1, v2 = int(raw1.headers["x-statefold-state-version"]), int(raw2.headers["x-statefold-state-version"])
+    assert v2 > v1 > 0
+
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 4
+    assert state["counts"]["receipts"] == 2
+    assert state["system_prompt"] == "You are a terse geography tutor."
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [
+        ("user", "What is the capital of France?"), ("assistant", reply1),
+        ("user", "And its population?"), ("assistant", reply2)]
+    assert state["usage"]["input_tokens"] == 17 + 41
+    assert state["usage"]["output_tokens"] == 7 + 8
+
+    receipts = serve.receipts(session)
+    assert len(receipts) == 2
+    for receipt, request, version, usage in zip(receipts, requests, (v1, v2), ((17, 7), (41, 8))):
+        assert_receipt_matches(serve, session, receipt, request, version)
+        assert receipt["status"] == 200
+        assert receipt["provider"] == "openai_chat"
+        assert receipt["endpoint"] == "fake"
+        assert receipt["model"] == "gpt-4o"
+        assert (receipt["usage"]["input_tokens"], receipt["usage"]["output_tokens"]) == usage
+        assert not receipt.get("error")
+        assert receipt["render"]
+
+    # What the next call would send: the whole conversation, as overview sections and the body itself.
+    status, _, overview = serve.get("/v1/sessions/%s/context?provider=openai_chat" % session)
+    assert status == 200, overview
+    assert overview["sections"]
+    assert re.fullmatch(r"[0-9a-f]{64}", overview["request_hash"])
+    assert chat_turns(overview["body"]) == chat_turns(requests[1]["json"]) + [("assistant", reply2)]
+
+
+def test_chat_session_from_metadata(serve, fake, client):
+    session = serve.new_session("meta")
+    fake.script({"reply": "first"}, {"reply": "second"})
+    client.chat.completions.create(model="gpt-4o", metadata={"session_id": session},
+                                   messages=[{"role": "user", "content": "one"}])
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", metadata={"session_id": session},
+                                                           messages=[{"role": "user", "content": "two"}])
+    assert raw.parse().choices[0].message.content == "second"
+    assert raw.headers["x-session-id"] == session
+    requests = fake.requests()
+    assert chat_turns(requests[1]["json"]) == [("user", "one"), ("assistant", "first"), ("user", "two")]
+    assert "metadata" not in requests[1]["json"], "the client's metadata (session id) must not go upstream"
+    # No session at all: a 400 that says how to name one.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "who am I?"}])
+    assert refused.value.status_code == 400
+    assert len(fake.requests()) == 2
+
+
+def test_unicode_round_trip(serve, fake, client):
+    session = serve.new_session("unicode")
+    question, reply = "Grüße aus Köln — was heißt 猫? 😀", "猫 heißt Katze. ✓ 😺"
+    fake.script({"reply": reply}, {"reply": reply, "chunk_delay_ms": 5})
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", extra_headers=session_header(session),
+                                                           messages=[{"role": "user", "content": question}])
+    assert raw.parse().choices[0].message.content == reply
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="gpt-4o", extra_headers=session_header(session), stream=True,
+        messages=[{"role": "user", "content": "Nochmal, ½ so schnell."}]) if c.choices)
+    assert streamed == reply
+    requests = fake.requests()
+    assert raw.headers["x-statefold-request-hash"] == sha256_hex(requests[0]["body"].encode("utf-8"))
+    assert chat_turns(requests[1]["json"]) == [("user", question), ("assistant", reply),
+                                               ("user", "Nochmal, ½ so schnell.")]
+    assert [m["content"] for m in serve.session(session)["messages"]] == [question, reply, "Nochmal, ½ so schnell.",
+                                                                          reply]
+
+
+def test_session_id_with_slash_and_space(serve, fake, client):
+    session = "sdk team/" + uuid.uuid4().hex[:8] + " chat"
+    serve.sessions.append(session)
+    fake.script({"reply": "ok 1"}, {"reply": "ok 2"})
+    for text in ("one", "two"):
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o", extra_headers=session_header(session),
+                                                               messages=[{"role": "user", "content": text}])
+        assert raw.headers["x-session-id"] == session
+    assert chat_turns(fake.requests()[1]["json"]) == [("user", "one"), ("assistant", "ok 1"), ("user", "two")]
+    assert serve.session(session)["counts"]["messages"] == 4
+    # Responses ids carry the session in hex, whatever its characters.
+    first = client.responses.create(model="gpt-4o", input="three", extra_headers=session_header(session))
+    assert session_of_response(first.id)[0] == session
+
+
+def test_generation_parameters_pass_through(serve, fake, client):
+    session = serve.new_session("params")
+    fake.script({"reply": "p1"}, {"reply": "p2"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), temperature=0.25,
+                                   top_p=0.5, seed=7, max_completion_tokens=77, stop=["END"],
+                                   messages=[{"role": "user", "content": "params"}])
+    body = fake.requests()[0]["json"]
+    assert (body.get("temperature"), body.get("top_p"), body.get("seed"), body.get("stop")) == (0.25, 0.5, 7, ["END"])
+    assert 77 in (body.get("max_completion_tokens"), body.get("max_tokens")), body
+    client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session), temperature=0.25,
+                                   max_completion_tokens=55, messages=[{"role": "user", "content": "params 2"}])
+    body = fake.requests()[1]["json"]
+    assert body["max_tokens"] == 55 and body.get("temperature") == 0.25, body
+    assert "seed" not in body and "max_completion_tokens" not in body
+
+
+def chat_body(text, usage):
+    return {"id": "chatcmpl-raw", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
+                         "logprobs": None}],
+            "usage": usage}
+
+
+def test_image_parts_reach_the_upstream(serve, fake, client):
+    session = serve.new_session("image")
+    url = "https://example.com/cat-%s.png" % uuid.uuid4().hex[:6]
+    fake.script({"reply": "A cat."}, {"reply": "A cat, again."})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), messages=[
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                     {"type": "image_url", "image_url": {"url": url}}]}])
+    content = fake.requests()[0]["json"]["messages"][0]["content"]
+    assert isinstance(content, list), content
+    assert [p.get("type") for p in content] == ["text", "image_url"], content
+    assert content[1]["image_url"]["url"] == url
+    # Still there on the next turn, from the log, and for Anthropic as an image block.
+    client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                   messages=[{"role": "user", "content": "And now?"}])
+    blocks = fake.requests()[1]["json"]["messages"][0]["content"]
+    images = [b for b in blocks if b.get("type") == "image"]
+    assert len(images) == 1 and images[0]["source"].get("url") == url, blocks
+
+
+def test_cached_tokens_flow_through(serve, fake, client):
+    session = serve.new_session("cached")
+    fake.script({"body": chat_body("cached answer", {
+        "prompt_tokens": 1500, "completion_tokens": 9, "total_tokens": 1509,
+        "prompt_tokens_details": {"cached_tokens": 1024}})})
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "again"}])
+    assert answer.choices[0].message.content == "cached answer"
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (1500, 9)
+    assert answer.usage.prompt_tokens_details.cached_tokens == 1024
+    receipt = serve.receipts(session)[0]
+    assert receipt["usage"] == {**receipt["usage"], "input_tokens": 1500, "output_tokens": 9, "cached_tokens": 1024}
+    assert serve.session(session)["usage"] == {"input_tokens": 1500, "output_tokens": 9, "cached_tokens": 1024}
+
+
+def test_unsupported_n_is_refused(serve, fake, client):
+    session = serve.new_session("n2")
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), n=2,
+                                       messages=[{"role": "user", "content": "two answers"}])
+    assert fake.requests() == []
+    assert serve.get("/v1/sessions/%s" % session)[0] == 404
+
+
+def test_a_refused_request_records_nothing(serve, fake, client):
+    # A parameter the endpoint cannot honour is a 400; the turn must not leave its message behind.
+    session = serve.new_session("refused")
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                       response_format={"type": "json_object"},
+                                       messages=[{"role": "user", "content": "JSON please"}])
+    assert fake.requests() == []
+    status, _, state = serve.get("/v1/sessions/%s" % session)
+    assert status == 404 or state["counts"]["messages"] == 0, state
+
+
+# ------------------------------------------------------------------------------------------------ 2. streaming
+
+def test_chat_streaming_with_usage(serve, fake, client):
+    session = serve.new_session("stream")
+    reply = "alpha beta gamma delta epsilon zeta"
+    delay_ms = 200
+    fake.script({"reply": reply, "chunk_delay_ms": delay_ms, "usage": {"prompt_tokens": 12, "completion_tokens": 6}})
+
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", extra_headers=session_header(session), stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Count in Greek letters."}])
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    assert raw.headers["x-session-id"] == session
+    stream = raw.parse()
+    arrivals = []  # (seconds since the call, chunk)
+    for chunk in stream:
+        arrivals.append((time.monotonic() - started, chunk))
+    ended = time.monotonic() - started
+
+    assert arrivals, "no chunks"
+    assert all(c.object == "chat.completion.chunk" for _, c in arrivals)
+    content = [(t, c.choices[0].delta.content) for t, c in arrivals if c.choices and c.choices[0].delta.content]
+    assert "".join(text for _, text in content) == reply
+    assert len(content) >= 4, "the reply came in %d pieces" % len(content)
+    # The pieces arrive as the upstream produces them (one every 200 ms), not all at the end.
+    span = content[-1][0] - content[0][0]
+    assert span >= 0.6, "first and last content chunk only %.3f s apart: %s" % (span, [round(t, 3) for t, _ in content])
+    assert ended - content[0][0] >= 0.6, "the first piece came %.3f s before the end" % (ended - content[0][0])
+    finishes = [c.choices[0].finish_reason for _, c in arrivals if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    last = arrivals[-1][1]
+    assert last.choices == [] and last.usage is not None, "the last chunk is not the usage chunk: %s" % last
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (12, 6, 18)
+    assert len({c.id for _, c in arrivals}) == 1
+
+    requests = fake.requests()
+    assert len(requests) == 1
+    assert requests[0]["json"].get("stream") is True
+    assert (requests[0]["json"].get("stream_options") or {}).get("include_usage") is True
+
+    state = serve.session(session)
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Count in Greek letters."),
+                                                                      ("assistant", reply)]
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0]["status"] == 200
+    assert (receipts[0]["usage"]["input_tokens"], receipts[0]["usage"]["output_tokens"]) == (12, 6)
+    assert receipts[0]["request_hash"] == sha256_hex(requests[0]["body"])
+    assert raw.headers["x-statefold-request-hash"] == receipts[0]["request_hash"]
+    assert int(raw.headers["x-statefold-state-version"]) == receipts[0]["state_version"]
+
+
+def test_chat_streaming_without_usage_has_no_usage_chunk(serve, fake, client):
+    session = serve.new_session("stream-nousage")
+    fake.script({"reply": "short answer"})
+    chunks = list(client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "short answer"
+    assert all(c.usage is None for c in chunks)
+    assert all(c.choices for c in chunks)
+
+
+def test_stream_cut_mid_reply(serve, fake, client):
+    session = serve.new_session("stream-cut")
+    fake.script({"reply": "this reply will never be finished by the upstream", "cut_after": 4})
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                                    stream=True, messages=[{"role": "user", "content": "go"}]):
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert received, "the pieces before the cut were not passed on"
+    assert len(fake.requests()) == 1, "a stream that started is not retried"
+    state = serve.session(session)
+    assert [m["role"] for m in state["messages"]] == ["user"], "a cut reply must not be recorded as the answer"
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0].get("error"), receipts
+
+
+def test_streaming_500_before_the_first_event(serve, fake, client):
+    session = serve.new_session("stream-500")
+    fake.script({"status": 500, "repeat": MAX_RETRIES + 1})
+    with pytest.raises(openai.InternalServerError) as failed:
+        for _ in client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), stream=True,
+                                                messages=[{"role": "user", "content": "stream please"}]):
+            pass
+    assert failed.value.status_code == 500
+    assert len(fake.requests()) == MAX_RETRIES + 1
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0]["status"] == 500 and receipts[0].get("error")
+
+
+def test_client_disconnects_mid_stream(serve, fake, client):
+    session = serve.new_session("disconnect")
+    fake.script({"reply": "a b c d e f g h i j k l", "chunk_delay_ms": 150}, {"reply": "after the disconnect"})
+    stream = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), stream=True,
+                                            messages=[{"role": "user", "content": "long story"}])
+    pieces = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        if len(pieces) == 2:
+            break
+    stream.close()
+    # The turn ends (recorded one way or the other) and the session takes the next one.
+    assert wait_until(lambda: serve.session(session)["counts"]["receipts"] == 1, 15), \
+        "no receipt within 15 s of the client going away"
+    answer = None
+    for _ in range(50):
+        try:
+            answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                                    messages=[{"role": "user", "content": "still there?"}])
+            break
+        except openai.ConflictError:
+            time.sleep(0.2)
+    assert answer is not None, "the session stayed busy after the client went away"
+    assert answer.choices[0].message.content == "after the disconnect"
+
+
+# ------------------------------------------------------------------------------------------------ 3. tool calls
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_tool_call_turn(serve, fake, client):
+    session = serve.new_session("tools")
+    call_id = "call_" + uuid.uuid4().hex[:16]
+    final = "It is 21 C and sunny in Paris."
+    fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Paris"}}]},
+                {"reply": final})
+
+    first = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                           tools=[WEATHER_TOOL],
+                                           messages=[{"role": "user", "content": "Weather in Paris?"}])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert not choice.message.content
+    assert len(choice.message.tool_calls) == 1
+    call = choice.message.tool_calls[0]
+    assert call.id == call_id and call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+    result = json.dumps({"temp_c": 21, "sky": "sunny"})
+    second = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            tools=[WEATHER_TOOL],
+                                            messages=[{"role": "tool", "tool_call_id": call_id, "content": result}])
+    assert second.choices[0].message.content == final
+    assert second.choices[0].finish_reason == "stop"
+
+    requests = fake.requests()
+    assert len(requests) == 2
+    tools = requests[0]["json"].get("tools")
+    assert tools and tools[0]["function"]["name"] == "get_weather", tools
+    assert tools[0]["function"]["parameters"] == WEATHER_TOOL["function"]["parameters"]
+    messages = requests[1]["json"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"], messages
+    assert text_of(messages[0]["content"]) == "Weather in Paris?"
+    assistant, tool = messages[1], messages[2]
+    assert len(assistant["tool_calls"]) == 1
+    assert assistant["tool_calls"][0]["id"] == call_id
+    assert assistant["tool_calls"][0]["type"] == "function"
+    assert assistant["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
+    assert tool["tool_call_id"] == call_id
+    assert text_of(tool["content"]) == result
+
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 4
+    assert state["counts"]["tool_calls"] == 1
+    assert state["counts"]["receipts"] == 2
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant", "tool", "assistant"]
+
+
+def test_tool_call_streamed(serve, fake, client):
+    session = serve.new_session("tools-stream")
+    call_id = "call_" + uuid.uuid4().hex[:16]
+    fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Oslo"}}]},
+                {"reply": "Cold."})
+    chunks = list(client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), stream=True,
+                                                 tools=[WEATHER_TOOL],
+                                                 messages=[{"role": "user", "content": "Weather in Oslo?"}]))
+    pieces = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert pieces and pieces[0].id == call_id and pieces[0].function.name == "get_weather"
+    assert json.loads("".join(p.function.arguments or "" for p in pieces)) == {"city": "Oslo"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            tools=[WEATHER_TOOL],
+                                            messages=[{"role": "tool", "tool_call_id": call_id, "content": "-5 C"}])
+    assert answer.choices[0].message.content == "Cold."
+    messages = fake.requests()[1]["json"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1]["tool_calls"][0]["id"] == call_id
+    assert json.loads(messages[1]["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo"}
+
+
+def test_parallel_tool_calls(serve, fake, client):
+    session = serve.new_session("parallel-tools")
+    ids = ["call_" + uuid.uuid4().hex[:12] for _ in range(2)]
+    fake.script({"tool_calls": [{"id": ids[0], "name": "get_weather", "arguments": {"city": "Paris"}},
+                                {"id": ids[1], "name": "get_weather", "arguments": {"city": "Oslo"}}]},
+                {"reply": "Paris is warm, Oslo is cold."})
+    first = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), tools=[WEATHER_TOOL],
+                                           messages=[{"role": "user", "content": "Paris and Oslo?"}])
+    assert [c.id for c in first.choices[0].message.tool_calls] == ids
+    second = client.chat.completions.create(
+        model="gpt-4o", extra_headers=session_header(session), tools=[WEATHER_TOOL],
+        messages=[{"role": "tool", "tool_call_id": ids[0], "content": "25 C"},
+                  {"role": "tool", "tool_call_id": ids[1], "content": "-3 C"}])
+    assert second.choices[0].message.content == "Paris is warm, Oslo is cold."
+    messages = fake.requests()[1]["json"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool"]
+    assert [c["id"] for c in messages[1]["tool_calls"]] == ids
+    assert [(m["tool_call_id"], text_of(m["content"])) for m in messages[2:]] == [(ids[0], "25 C"), (ids[1], "-3 C")]
+
+
+def test_orphan_tool_result_is_refused(serve, fake, client):
+    session = serve.new_session("orphan")
+    fake.script({"reply": "plain answer"}, {"reply": "should not be asked"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "tool", "tool_call_id": "call_nobody", "content": "42"}])
+    assert len(fake.requests()) == 1
+    assert serve.session(session)["counts"]["messages"] == 2
+
+
+# ------------------------------------------------------------------------------------------------ 4. Responses API
+
+RESPONSE_ID = re.compile(r"resp_([0-9a-f]+)_(\d+)")
+
+
+def session_of_response(response_id):
+    match = RESPONSE_ID.fullmatch(response_id)
+    assert match, "response id %r is not resp_<hex session>_<version>" % response_id
+    return bytes.fromhex(match.group(1)).decode("utf-8"), int(match.group(2))
+
+
+def test_responses_previous_response_id(serve, fake, client):
+    reply1, reply2 = "Seven is prime.", "Eleven is prime too."
+    fake.script({"reply": reply1, "usage": {"prompt_tokens": 9, "completion_tokens": 3}}, {"reply": reply2})
+
+    raw = client.responses.with_raw_response.create(model="gpt-4.1", input="Name a prime number.",
+                                                    instructions="Answer in one short sentence.")
+    first = raw.parse()
+    assert first.object == "response" and first.status == "completed"
+    assert first.output_text == reply1
+    assert first.usage.input_tokens == 9 and first.usage.output_tokens == 3
+    session, version = session_of_response(first.id)
+    serve.sessions.append(session)
+    assert raw.headers["x-session-id"] == session
+
+    second = client.responses.create(model="gpt-4.1", input="And another one?", previous_response_id=first.id)
+    assert second.output_text == reply2
+    assert second.previous_response_id == first.id
+    assert session_of_response(second.id)[0] == session
+    assert session_of_response(second.id)[1] > version
+
+    requests = fake.requests()
+    assert len(requests) == 2
+    assert all(r["path"].endswith("/v1/responses") for r in requests), [r["path"] for r in requests]
+    assert requests[0]["json"]["model"] == "gpt-4.1"
+    assert "Answer in one short sentence." in json.dumps(requests[0]["json"])
+    turns = [t for t in responses_turns(requests[1]["json"]) if t[0] in ("user", "assistant")]
+    assert turns == [("user", "Name a prime number."), ("assistant", reply1), ("user", "And another one?")]
+    assert requests[1]["json"].get("previous_response_id") is None, "the upstream is called statelessly"
+    assert requests[1]["json"].get("store") in (None, False)
+    assert raw.headers["x-statefold-request-hash"] == sha256_hex(requests[0]["body"])
+
+    # The reply is stored in the session: retrieve reads it back.
+    again = client.responses.retrieve(first.id)
+    assert again.id == first.id and again.output_text == reply1
+    assert client.responses.retrieve(second.id).output_text == reply2
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_%s_%d" % (session.encode().hex(), 9999))
+    # Continuing from a response that is not the latest would drop the turn after it: refused.
+    with pytest.raises(openai.ConflictError):
+        client.responses.create(model="gpt-4.1", input="branch", previous_response_id=first.id)
+
+    state = serve.session(session)
+    assert state["system_prompt"] == "Answer in one short sentence."
+    assert state["counts"]["messages"] == 4 and state["counts"]["receipts"] == 2
+    receipts = serve.receipts(session)
+    assert [r["provider"] for r in receipts] == ["openai_responses"] * 2
+    assert [r["endpoint"] for r in receipts] == ["fake-responses"] * 2
+    for receipt, request in zip(receipts, requests):
+        assert receipt["request_hash"] == sha256_hex(request["body"])
+
+
+def test_responses_over_a_chat_endpoint(serve, fake, client):
+    session = serve.new_session("resp-chat")
+    fake.script({"reply": "Blue."}, {"reply": "Because of Rayleigh scattering."})
+    first = client.responses.create(model="gpt-4o", input="What colour is the sky?",
+                                    extra_headers=session_header(session))
+    assert first.output_text == "Blue."
+    assert session_of_response(first.id)[0] == session
+    second = client.responses.create(model="gpt-4o", input="Why?", previous_response_id=first.id)
+    assert second.output_text == "Because of Rayleigh scattering."
+    requests = fake.requests()
+    assert [r["path"].endswith("/v1/chat/completions") for r in requests] == [True, True]
+    assert chat_turns(requests[1]["json"]) == [("user", "What colour is the sky?"), ("assistant", "Blue."),
+                                               ("user", "Why?")]
+
+
+def test_responses_conversation(serve, fake, client):
+    conversation = "conv_" + uuid.uuid4().hex
+    serve.sessions.append(conversation)
+    fake.script({"reply": "Noted: your name is Ada."}, {"reply": "Your name is Ada."})
+    first = client.responses.create(model="gpt-4.1", input="My name is Ada.", conversation=conversation)
+    assert first.output_text == "Noted: your name is Ada."
+    second = client.responses.create(model="gpt-4.1", input="What is my name?", conversation={"id": conversation})
+    assert second.output_text == "Your name is Ada."
+    requests = fake.requests()
+    turns = [t for t in responses_turns(requests[1]["json"]) if t[0] in ("user", "assistant")]
+    assert turns == [("user", "My name is Ada."), ("assistant", "Noted: your name is Ada."),
+                     ("user", "What is my name?")]
+    assert "conversation" not in requests[1]["json"]
+    state = serve.session(conversation)
+    assert state["counts"]["messages"] == 4 and state["counts"]["receipts"] == 2
+
+
+def test_responses_streaming(serve, fake, client):
+    session = serve.new_session("resp-stream")
+    reply = "one two three four"
+    fake.script({"reply": reply, "chunk_delay_ms": 50})
+    events = list(client.responses.create(model="gpt-4.1", input="Count to four.", stream=True,
+                                          extra_headers=session_header(session)))
+    types = [e.type for e in events]
+    assert types[0] == "response.created", types
+    assert types[-1] == "response.completed", types
+    assert "response.output_text.delta" in types
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == reply
+    done = [e.text for e in events if e.type == "response.output_text.done"]
+    assert done == [reply]
+    completed = events[-1].response
+    assert completed.status == "completed" and completed.output_text == reply
+    assert session_of_response(completed.id)[0] == session
+    assert events[0].response.id == completed.id
+    assert client.responses.retrieve(completed.id).output_text == reply
+    requests = fake.requests()
+    assert len(requests) == 1 and requests[0]["json"].get("stream") is True
+    state = serve.session(session)
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Count to four."), ("assistant", reply)]
+    assert state["counts"]["receipts"] == 1
+
+
+def test_responses_input_items_open_a_session(serve, fake, client):
+    fake.script({"reply": "Aye."})
+    first = client.responses.create(model="gpt-4.1", input=[
+        {"role": "developer", "content": "Talk like a pirate."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Hello there."}]}])
+    assert first.output_text == "Aye."
+    session, version = session_of_response(first.id)
+    serve.sessions.append(session)
+    state = serve.session(session)
+    assert state["system_prompt"] == "Talk like a pirate."
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Hello there."), ("assistant", "Aye.")]
+    body = fake.requests()[0]["body"]
+    assert "Talk like a pirate." in body and "Hello there." in body
+    # Only assistant replies are responses: the user message before it is not one.
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_%s_%d" % (session.encode().hex(), version - 1))
+
+
+def test_responses_function_call_turn(serve, fake, client):
+    call_id = "call_" + uuid.uuid4().hex[:16]
+    tool = {"type": "function", "name": "get_weather", "description": "The current weather in a city.",
+            "parameters": WEATHER_TOOL["function"]["parameters"]}
+    fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Lima"}}]},
+                {"reply": "Mild in Lima."})
+    first = client.responses.create(model="gpt-4.1", input="Weather in Lima?", tools=[tool])
+    serve.sessions.append(session_of_response(first.id)[0])
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].call_id == call_id and calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == {"city": "Lima"}
+    second = client.responses.create(model="gpt-4.1", previous_response_id=first.id, tools=[tool],
+                                     input=[{"type": "function_call_output", "call_id": call_id, "output": "19 C"}])
+    assert second.output_text == "Mild in Lima."
+    requests = fake.requests()
+    assert requests[0]["json"]["tools"][0]["name"] == "get_weather"
+    items = requests[1]["json"]["input"]
+    kinds = [(i.get("type", "message"), i.get("role")) for i in items]
+    assert kinds[-3:] == [("message", "user"), ("function_call", None), ("function_call_output", None)], kinds
+    assert (items[-2]["call_id"], items[-2]["name"], json.loads(items[-2]["arguments"])) == \
+        (call_id, "get_weather", {"city": "Lima"})
+    assert (items[-1]["call_id"], items[-1]["output"]) == (call_id, "19 C")
+
+
+def test_responses_function_call_streamed_and_retrieved(serve, fake, client):
+    call_id = "call_" + uuid.uuid4().hex[:12]
+    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}
+    fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Kyiv"}}]})
+    events = list(client.responses.create(model="gpt-4.1", input="Weather in Kyiv?", tools=[tool], stream=True))
+    assert events[-1].type == "response.completed"
+    done = events[-1].response
+    serve.sessions.append(session_of_response(done.id)[0])
+    calls = [i for i in done.output if i.type == "function_call"]
+    assert [(c.call_id, c.name, json.loads(c.arguments)) for c in calls] == [(call_id, "get_weather", {"city": "Kyiv"})]
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == {"city": "Kyiv"}
+    again = client.responses.retrieve(done.id)
+    assert [(i.type, getattr(i, "call_id", None)) for i in again.output] == [("function_call", call_id)]
+
+
+def test_unknown_previous_response_id(serve, fake, client):
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="gpt-4.1", input="x", previous_response_id="resp_nothing_here")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="gpt-4.1", input="x",
+                                previous_response_id="resp_%s_3" % ("sdk-nobody-" + uuid.uuid4().hex).encode().hex())
+    assert fake.requests() == []
+
+
+def test_responses_without_model_keeps_the_sessions_model(serve, fake, client):
+    # The Responses API makes model optional: the gateway then uses the session's (protocol.h, ResponsesRequest).
+    fake.script({"reply": "r1"}, {"reply": "r2"})
+    first = client.responses.create(model="gpt-4.1", input="first")
+    serve.sessions.append(session_of_response(first.id)[0])
+    second = client.responses.create(input="second", previous_response_id=first.id)
+    assert second.output_text == "r2"
+    requests = fake.requests()
+    assert requests[1]["path"].endswith("/v1/responses"), \
+        "turn 2 without a model went to %s, not the session's endpoint" % requests[1]["path"]
+    assert requests[1]["json"]["model"] == "gpt-4.1"
+    assert second.model == "gpt-4.1"
+
+
+def test_responses_instructions_apply_to_their_turn(serve, fake, client):
+    # OpenAI: with previous_response_id, instructions apply to this response (they are not carried over), so a later
+    # turn's instructions must reach the upstream.
+    fake.script({"reply": "Hello."}, {"reply": "Bonjour."})
+    first = client.responses.create(model="gpt-4.1", input="Greet me.", instructions="Be brief.")
+    serve.sessions.append(session_of_response(first.id)[0])
+    client.responses.create(model="gpt-4.1", input="Again.", previous_response_id=first.id,
+                            instructions="Reply in French.")
+    assert "Reply in French." in fake.requests()[1]["body"], fake.requests()[1]["body"]
+
+
+def test_responses_retry_after_a_failed_turn(serve, fake, client):
+    # The natural retry of a failed Responses turn repeats its previous_response_id; the failed turn left no
+    # response, so that id is still the conversation's latest answer and the retry must be taken.
+    fake.script({"reply": "first answer"}, {"status": 500, "repeat": MAX_RETRIES + 1}, {"reply": "second answer"})
+    first = client.responses.create(model="gpt-4.1", input="question one")
+    serve.sessions.append(session_of_response(first.id)[0])
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(model="gpt-4.1", input="question two", previous_response_id=first.id)
+    retried = client.responses.create(model="gpt-4.1", input="question two", previous_response_id=first.id)
+    assert retried.output_text == "second answer"
+    turns = [t for t in responses_turns(fake.requests()[-1]["json"]) if t[0] in ("user", "assistant")]
+    assert turns[:2] == [("user", "question one"), ("assistant", "first answer")]
+    assert turns[-1] == ("user", "question two")
+
+
+# ------------------------------------------------------------------------------------------------ 5. upstream failures
+
+def test_rate_limited_then_success(serve, fake, client):
+    session = serve.new_session("429")
+    fake.script({"status": 429, "headers": {"Retry-After": "1"}}, {"reply": "Made it after the rate limit."})
+    started = time.monotonic()
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "Are you busy?"}])
+    elapsed = time.monotonic() - started
+    assert answer.choices[0].message.content == "Made it after the rate limit."
+    requests = fake.requests()
+    assert len(requests) == 2, "429 then the retry"
+    assert requests[0]["body"] == requests[1]["body"], "a retry sends the same bytes"
+    assert elapsed >= 0.9, "Retry-After: 1 was not waited for (%.3f s)" % elapsed
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1, receipts
+    assert receipts[0]["status"] == 200 and not receipts[0].get("error")
+
+
+def test_rate_limited_beyond_the_retries(serve, fake, client):
+    session = serve.new_session("429-exhausted")
+    fake.script({"status": 429, "repeat": MAX_RETRIES + 1})
+    with pytest.raises(openai.RateLimitError) as failed:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "Busy?"}])
+    assert failed.value.status_code == 429
+    assert len(fake.requests()) == MAX_RETRIES + 1
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0]["status"] == 429 and receipts[0].get("error"), receipts
+    # A Retry-After beyond max_retry_after_ms (default 60 s) is not waited for: the 429 comes back at once.
+    fake.reset()
+    fake.script({"status": 429, "headers": {"Retry-After": "3600"}})
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "Busy now?"}])
+    assert time.monotonic() - started < 5
+    assert len(fake.requests()) == 1
+
+
+def test_persistent_500(serve, fake, client):
+    session = serve.new_session("500")
+    fake.script({"status": 500, "repeat": MAX_RETRIES + 1})
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "Will this work?"}])
+    error = failed.value
+    assert error.status_code == 500
+    body = error.response.json()
+    assert set(body) == {"error"} and {"message", "type", "code"} <= set(body["error"]), body
+    assert body["error"]["message"]
+    assert len(fake.requests()) == MAX_RETRIES + 1, "the first attempt and max_retries retries"
+
+    state = serve.session(session)
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Will this work?")]
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1
+    assert receipts[0]["status"] == 500
+    assert receipts[0].get("error")
+    assert receipts[0]["request_hash"] == sha256_hex(fake.requests()[-1]["body"])
+
+    # The failed turn's message stays: the next turn carries it to the upstream.
+    fake.script({"reply": "Now it does."})
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "Try again?"}])
+    assert answer.choices[0].message.content == "Now it does."
+    assert chat_turns(fake.requests()[-1]["json"]) == [("user", "Will this work?"), ("user", "Try again?")]
+    assert [r["status"] for r in serve.receipts(session)] == [500, 200]
+
+
+def test_upstream_timeout(serve, fake, client):
+    session = serve.new_session("timeout")
+    fake.script({"delay_ms": READ_TIMEOUT_MS + 2500, "reply": "too late"})
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "Take your time."}])
+    elapsed = time.monotonic() - started
+    # 504 Gateway Timeout: the upstream did not answer in time (502 is for an upstream that answered badly).
+    assert failed.value.status_code == 504, failed.value
+    assert isinstance(failed.value, openai.InternalServerError)
+    assert READ_TIMEOUT_MS / 1000 - 0.5 <= elapsed < READ_TIMEOUT_MS / 1000 + 2.0, "answered after %.3f s" % elapsed
+    assert len(fake.requests()) == 1, "a read timeout is not retried (the model may have run)"
+    state = serve.session(session)
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Take your time.")]
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0]["status"] != 200 and receipts[0].get("error"), receipts
+
+
+def test_non_retryable_400_goes_back_once(serve, fake, client):
+    session = serve.new_session("400")
+    fake.script({"status": 400, "repeat": 3})
+    with pytest.raises(openai.BadRequestError) as failed:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "bad"}])
+    assert failed.value.status_code == 400
+    assert len(fake.requests()) == 1, "a 400 is not retried"
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0]["status"] == 400 and receipts[0].get("error")
+
+
+def test_upstream_answers_garbage(serve, fake, client):
+    session = serve.new_session("garbage")
+    fake.script({"body": "this is not JSON"})
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "hello?"}])
+    assert failed.value.status_code == 502
+    assert len(fake.requests()) == 1
+    receipts = serve.receipts(session)
+    assert len(receipts) == 1 and receipts[0].get("error"), receipts
+    assert [m["role"] for m in serve.session(session)["messages"]] == ["user"]
+
+
+def test_upstream_drops_an_idle_keep_alive_connection(serve, fake, client):
+    session = serve.new_session("dropped")
+    fake.script({"reply": "before the drop", "drop_after": True}, {"reply": "after the drop"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   messages=[{"role": "user", "content": "one"}])
+    time.sleep(0.3)  # the upstream has closed the connection statefold keeps for the next call
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "two"}])
+    assert answer.choices[0].message.content == "after the drop"
+    assert [r["status"] for r in serve.receipts(session)] == [200, 200]
+
+
+def test_default_sdk_retries_do_not_duplicate_the_input(serve, fake):
+    # A client as people use it: the SDK's default max_retries (2) retries 5xx. The user message the failed turn
+    # recorded must not be recorded again by each retry (the gateway can say `x-should-retry: false`, or dedupe).
+    session = serve.new_session("sdk-retry")
+    fake.script({"status": 500, "repeat": 3 * (MAX_RETRIES + 1)}, {"reply": "finally"})
+    with openai.OpenAI(base_url=serve.url + "/v1", api_key=CLIENT_KEY, timeout=60) as default_client:
+        with pytest.raises(openai.InternalServerError):
+            default_client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                                   messages=[{"role": "user", "content": "only once, please"}])
+    state = serve.session(session)
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "only once, please")], \
+        "%d upstream calls; the session holds %s" % (len(fake.requests()), [m["content"] for m in state["messages"]])
+
+
+# --------------------------------------------------------------------------------------- 6. concurrency, shutdown
+
+def test_concurrent_turns_on_one_session(serve, fake, client):
+    session = serve.new_session("busy")
+    fake.script({"reply": "Slow answer.", "delay_ms": 2500}, {"reply": "Next turn."})
+    outcome = {}
+
+    def first_turn():
+        try:
+            outcome["reply"] = client.chat.completions.create(
+                model="gpt-4o", extra_headers=session_header(session),
+                messages=[{"role": "user", "content": "Think slowly."}])
+        except Exception as e:  # reported below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=first_turn)
+    thread.start()
+    try:
+        assert wait_until(lambda: len(fake.requests()) >= 1, 30), "the first turn never reached the upstream"
+        started = time.monotonic()
+        with pytest.raises(openai.ConflictError) as refused:
+            client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                           messages=[{"role": "user", "content": "Me too!"}])
+        waited = time.monotonic() - started
+    finally:
+        thread.join(60)
+    assert refused.value.status_code == 409
+    assert refused.value.code == "turn_in_progress", refused.value.body
+    assert waited < 1.5, "the 409 took %.3f s: it must not wait for the running turn" % waited
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["reply"].choices[0].message.content == "Slow answer."
+    assert len(fake.requests()) == 1
+    state = serve.session(session)
+    assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Think slowly."),
+                                                                      ("assistant", "Slow answer.")]
+    # The turn is over: the session takes the next one.
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "Done?"}])
+    assert answer.choices[0].message.content == "Next turn."
+
+
+def test_turns_on_different_sessions_run_in_parallel(serve, fake, client):
+    sessions = [serve.new_session("parallel-%d" % i) for i in range(3)]
+    fake.script({"reply": "slow", "delay_ms": 2000, "repeat": 3})
+    answers, errors = {}, []
+
+    def turn(session):
+        try:
+            answers[session] = client.chat.completions.create(
+                model="gpt-4o", extra_headers=session_header(session),
+                messages=[{"role": "user", "content": "in parallel"}]).choices[0].message.content
+        except Exception as e:  # reported below
+            errors.append(e)
+    started = time.monotonic()
+    threads = [threading.Thread(target=turn, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    elapsed = time.monotonic() - started
+    assert not errors, errors
+    assert answers == {s: "slow" for s in sessions}
+    assert elapsed < 5.0, "3 turns of 2 s on 3 sessions took %.3f s: not run concurrently" % elapsed
+
+
+def test_sigterm_during_a_turn(serve, fake, tmp_path):
+    # A serve of its own (the shared one must live on). SIGTERM while the upstream is answering: whatever the client
+    # is told, a restart on the same store and topic must agree with it. A 200 means the reply was recorded.
+    config_path = tmp_path / "serve.toml"
+    config_path.write_text(upstream_config(fake.port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
+    env[KEY_ENV] = UPSTREAM_KEY
+    own = Serve(serve.binary, serve.brokers, "gateway-sdk-term-" + uuid.uuid4().hex[:12], tmp_path / "store", tmp_path)
+    session = "sdk-sigterm-" + uuid.uuid4().hex[:8]
+    fake.script({"reply": "answered while stopping", "delay_ms": 1500}, {"reply": "after the restart"})
+    outcome = {}
+    try:
+        own.start(config_path, env)
+        with openai.OpenAI(base_url=own.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60) as c:
+            def turn():
+                try:
+                    outcome["reply"] = c.chat.completions.create(
+                        model="gpt-4o", extra_headers=session_header(session),
+                        messages=[{"role": "user", "content": "before the stop"}]).choices[0].message.content
+                except Exception as e:  # reported below
+                    outcome["error"] = e
+            thread = threading.Thread(target=turn)
+            thread.start()
+            assert wait_until(lambda: len(fake.requests()) >= 1, 30), "the turn never reached the upstream"
+            own.process.send_signal(signal.SIGTERM)
+            thread.join(60)
+            status = own.process.wait(120)
+        assert status == 0, "serve exited %s after SIGTERM during a turn:\n%s" % (status, tail(own.log_path))
+        first_log = own.log_path
+
+        own.start(config_path, env)
+        answered = outcome.get("reply") == "answered while stopping"
+        if answered:
+            # The client was told the turn is done: after the restart the session has its reply and receipt.
+            assert wait_until(lambda: own.get("/v1/sessions/" + session)[0] == 200
+                              and own.session(session)["counts"]["receipts"] == 1, 30), \
+                "the client got 200 but the restarted serve has %s\nlog of the first run:\n%s" % (
+                    own.get("/v1/sessions/" + session), tail(first_log))
+            state = own.session(session)
+            assert [(m["role"], m["content"]) for m in state["messages"]] == [
+                ("user", "before the stop"), ("assistant", "answered while stopping")]
+        else:
+            assert "error" in outcome, outcome
+        with openai.OpenAI(base_url=own.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60) as c:
+            after = c.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                              messages=[{"role": "user", "content": "still there?"}])
+        assert after.choices[0].message.content == "after the restart"
+        turns = chat_turns(fake.requests()[-1]["json"])
+        assert turns[0] == ("user", "before the stop") and turns[-1] == ("user", "still there?")
+        if answered:
+            assert ("assistant", "answered while stopping") in turns
+    finally:
+        assert own.stop() in (0, None)
+
+
+# ------------------------------------------------------------------------------------------------ 7. Anthropic
+
+def test_anthropic_endpoint(serve, fake, client):
+    session = serve.new_session("claude")
+    fake.script({"reply": "Rome.", "usage": {"prompt_tokens": 21, "completion_tokens": 2}},
+                {"reply": "About 2.8 million."})
+    first = client.chat.completions.create(
+        model="claude-sonnet-4", extra_headers=session_header(session),
+        messages=[{"role": "system", "content": "You are a geography tutor."},
+                  {"role": "user", "content": "Capital of Italy?"}])
+    assert first.object == "chat.completion"
+    assert first.choices[0].message.content == "Rome."
+    assert first.choices[0].finish_reason == "stop"
+    assert (first.usage.prompt_tokens, first.usage.completion_tokens) == (21, 2)
+    second = client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "Population?"}])
+    assert second.choices[0].message.content == "About 2.8 million."
+
+    requests = fake.requests()
+    assert len(requests) == 2
+    for r in requests:
+        assert r["path"].endswith("/v1/messages"), r["path"]
+        body = r["json"]
+        assert body["model"] == "claude-sonnet-4"
+        assert "You are a geography tutor." in text_of(body["system"]), body.get("system")
+        assert isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 0
+        assert contains_key(body, "cache_control"), "no cache_control breakpoint in %s" % r["body"]
+        assert all(m["role"] in ("user", "assistant") for m in body["messages"])
+        assert r["auth"]["header"] == "x-api-key"
+        assert "anthropic-version" in r["headers"]
+        assert "authorization" not in r["headers"]
+    assert [(m["role"], text_of(m["content"])) for m in requests[1]["json"]["messages"]] == [
+        ("user", "Capital of Italy?"), ("assistant", "Rome."), ("user", "Population?")]
+    status, _, overview = serve.get("/v1/sessions/%s/context?provider=anthropic" % session)
+    assert status == 200, overview
+    assert "You are a geography tutor." in text_of(overview["body"]["system"])
+    assert contains_key(overview["body"], "cache_control")
+    receipts = serve.receipts(session)
+    assert [(r["provider"], r["endpoint"], r["status"]) for r in receipts] == [("anthropic", "fake-anthropic", 200)] * 2
+    assert receipts[0]["usage"]["input_tokens"] == 21
+    for receipt, request in zip(receipts, requests):
+        assert receipt["request_hash"] == sha256_hex(request["body"])
+
+
+def test_anthropic_streaming(serve, fake, client):
+    session = serve.new_session("claude-stream")
+    fake.script({"reply": "Bonjour tout le monde", "chunk_delay_ms": 20})
+    chunks = list(client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                                 stream=True, stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": "Say hello in French."}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Bonjour tout le monde"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    request = fake.requests()[0]
+    assert request["path"].endswith("/v1/messages") and request["json"].get("stream") is True
+    assert "stream_options" not in request["json"]
+
+
+def test_anthropic_tool_call_turn(serve, fake, client):
+    session = serve.new_session("claude-tools")
+    call_id = "toolu_" + uuid.uuid4().hex[:16]
+    fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Rome"}}]},
+                {"reply": "Warm in Rome."})
+    first = client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                           tools=[WEATHER_TOOL],
+                                           messages=[{"role": "user", "content": "Weather in Rome?"}])
+    assert first.choices[0].finish_reason == "tool_calls"
+    call = first.choices[0].message.tool_calls[0]
+    assert call.id == call_id and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Rome"}
+    second = client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                            tools=[WEATHER_TOOL],
+                                            messages=[{"role": "tool", "tool_call_id": call_id, "content": "28 C"}])
+    assert second.choices[0].message.content == "Warm in Rome."
+    requests = fake.requests()
+    tools = requests[0]["json"]["tools"]
+    assert tools[0]["name"] == "get_weather", tools
+    assert tools[0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]
+    messages = requests[1]["json"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"], messages
+    uses = [b for b in messages[1]["content"] if b.get("type") == "tool_use"]
+    assert [(b["id"], b["name"], b["input"]) for b in uses] == [(call_id, "get_weather", {"city": "Rome"})]
+    results = [b for b in messages[2]["content"] if b.get("type") == "tool_result"]
+    assert len(results) == 1 and results[0]["tool_use_id"] == call_id
+    assert text_of(results[0]["content"]) == "28 C"
+
+
+def test_anthropic_cache_usage(serve, fake, client):
+    # Anthropic counts cache reads and writes apart from input_tokens; OpenAI's prompt_tokens includes them.
+    session = serve.new_session("claude-cache")
+    fake.script({"body": {"id": "msg_raw", "type": "message", "role": "assistant", "model": "claude-sonnet-4",
+                          "content": [{"type": "text", "text": "from the cache"}], "stop_reason": "end_turn",
+                          "stop_sequence": None,
+                          "usage": {"input_tokens": 10, "cache_read_input_tokens": 1000,
+                                    "cache_creation_input_tokens": 50, "output_tokens": 5}}})
+    answer = client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                            messages=[{"role": "user", "content": "cache me"}])
+    assert answer.choices[0].message.content == "from the cache"
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (1060, 5)
+    assert answer.usage.prompt_tokens_details.cached_tokens == 1000
+    receipt = serve.receipts(session)[0]
+    assert (receipt["usage"]["input_tokens"], receipt["usage"]["cached_tokens"]) == (1060, 1000)
+
+
+def test_responses_stream_over_anthropic(serve, fake, client):
+    session = serve.new_session("resp-claude")
+    fake.script({"reply": "Ciao a tutti", "chunk_delay_ms": 10})
+    events = list(client.responses.create(model="claude-sonnet-4", input="Say hi in Italian.", stream=True,
+                                          extra_headers=session_header(session)))
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == "Ciao a tutti"
+    assert fake.requests()[0]["path"].endswith("/v1/messages")
+
+
+# ------------------------------------------------------------------------------------------------ 8. audit, API key
+
+def test_audit_rechecks_every_receipt(serve, fake, client):
+    # A conversation of its own, so this test means something when run alone.
+    session = serve.new_session("audit")
+    fake.script({"reply": "a"}, {"reply": "b"})
+    for text in ("first question", "second question"):
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": text}])
+    audited = 0
+    for session in dict.fromkeys(serve.sessions):
+        status, _, state = serve.get("/v1/sessions/%s" % urllib.parse.quote(session, safe=""))
+        if status != 200:
+            continue  # a test that failed before it opened its session
+        run = subprocess.run([serve.binary, "audit", "--brokers", serve.brokers, "--topic", serve.topic,
+                              "--data-dir", str(serve.data_dir), "--session", session, "--format", "json"],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, "audit of %s exited %d:\n%s\n%s" % (session, run.returncode, run.stdout,
+                                                                        run.stderr)
+        report = json.loads(run.stdout)
+        assert report["ok"] is True, report
+        assert report["session_id"] == session
+        assert report["version"] == state["version"]
+        # Every receipt re-rendered from its state version and matching its request hash, none skipped.
+        assert len(report["receipts"]) == state["counts"]["receipts"], report
+        assert [r["verdict"] for r in report["receipts"]] == ["ok"] * len(report["receipts"]), report["receipts"]
+        assert report["receipts_verified"] == len(report["receipts"])
+        assert report["receipts_unverifiable"] == 0
+        assert [r["request_hash"] for r in report["receipts"]] == [r["request_hash"] for r in serve.receipts(session)]
+        audited += 1
+    assert audited >= 1
+
+
+def test_audit_catches_a_forged_receipt(serve, fake, client):
+    # The control for the test above: a receipt whose hash is not what its state version renders to fails audit.
+    session = "sdk-forged-" + uuid.uuid4().hex[:10]  # not in serve.sessions: the audit above must not see it
+    fake.script({"reply": "genuine"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   messages=[{"role": "user", "content": "hello"}])
+    genuine = serve.receipts(session)[0]
+    forged = dict(genuine, request_hash="0" * 64)
+    status, _, body = http("POST", serve.url + "/v1/sessions/%s/events" % session,
+                           {"payload_type": "InferenceReceipt", "payload": forged})
+    assert status == 200, body
+    run = subprocess.run([serve.binary, "audit", "--brokers", serve.brokers, "--topic", serve.topic,
+                          "--data-dir", str(serve.data_dir), "--session", session, "--format", "json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 5, "audit of a forged receipt exited %d:\n%s\n%s" % (run.returncode, run.stdout,
+                                                                                  run.stderr)
+    report = json.loads(run.stdout)
+    assert report["ok"] is False
+    verdicts = [r["verdict"] for r in report["receipts"]]
+    assert verdicts[0] == "ok" and verdicts[1].startswith("mismatch"), verdicts
+
+
+def test_api_key_only_in_the_auth_header(serve, fake, client):
+    # At least one call of each provider, whatever ran before.
+    fake.script({"reply": "x"}, {"reply": "y"}, {"reply": "z"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(serve.new_session("key-chat")),
+                                   messages=[{"role": "user", "content": "k1"}])
+    client.chat.completions.create(model="claude-sonnet-4",
+                                   extra_headers=session_header(serve.new_session("key-claude")),
+                                   messages=[{"role": "user", "content": "k2"}])
+    client.responses.create(model="gpt-4.1", input="k3", extra_headers=session_header(serve.new_session("key-resp")))
+
+    requests = fake.all_requests()
+    paths = {r["path"].rsplit("/", 1)[-1] for r in requests}
+    assert {"completions", "messages", "responses"} <= paths, paths
+    expected = sha256_hex(UPSTREAM_KEY)
+    for r in requests:
+        assert UPSTREAM_KEY not in r["body"] and CLIENT_KEY not in r["body"], "a key in the body of %s" % r["path"]
+        assert not any(UPSTREAM_KEY in v or CLIENT_KEY in v for v in r["headers"].values())
+        assert r["auth"]["present"], r["headers"]
+        assert r["auth"]["sha256"] == expected, "the upstream got another key than %s's" % KEY_ENV
+        assert r["auth"]["sha256"] != sha256_hex(CLIENT_KEY)
+        assert r["auth"]["header"] == ("x-api-key" if r["path"].endswith("/messages") else "authorization")
+    assert UPSTREAM_KEY not in serve.log()
+    # Metrics label routes by template: no session id (nor response id) becomes a label.
+    status, _, metrics = serve.get("/metrics")
+    assert status == 200
+    assert 'route="POST /v1/chat/completions"' in metrics
+    assert not any(session in metrics for session in serve.sessions)
+    for session in serve.sessions[-3:]:
+        assert UPSTREAM_KEY not in json.dumps(serve.events(session))
