@@ -42,6 +42,8 @@ const std::string kRouteContext = "GET /v1/sessions/{id}/context";
 constexpr std::string_view kSessionsPrefix = "/v1/sessions/";
 constexpr std::string_view kContextSuffix = "/context";
 constexpr std::string_view kResponsesPrefix = "/v1/responses/";
+// How long a turn waits for the session's previous one (see TurnLocks::take) before it is refused with 409.
+constexpr std::chrono::milliseconds kTurnPatience{250};
 
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -176,24 +178,46 @@ class TurnLocks {
     ~Held() {
       if (_owner != nullptr) _owner->release(_session);
     }
+    // The turn has answered and its last events are on their way to the fold: reads of the session wait for them.
+    void recording() { _owner->set_recording(_session); }
 
    private:
     TurnLocks* _owner;
     std::string _session;
   };
-  std::optional<Held> try_take(const std::string& session) {
-    std::lock_guard lock(_mutex);
-    if (!_busy.insert(session).second) return std::nullopt;
+  // Waits up to `patience` for the session's previous turn, which holds it until its reply and receipt are folded
+  // (a few milliseconds after its answer went out); nullopt when a turn is still in progress after that.
+  // Until the session's turn that has answered has its events folded (at most `patience`): read-your-writes for
+  // the reads that follow an answer.
+  void settle(std::string_view session, std::chrono::milliseconds patience) {
+    std::unique_lock lock(_mutex);
+    _freed.wait_for(lock, patience, [&] { return !_recording.contains(session); });
+  }
+
+  std::optional<Held> take(const std::string& session, std::chrono::milliseconds patience) {
+    std::unique_lock lock(_mutex);
+    if (!_freed.wait_for(lock, patience, [&] { return !_busy.contains(session); })) return std::nullopt;
+    _busy.insert(session);
     return Held(this, session);
   }
 
  private:
   void release(const std::string& session) {
+    {
+      std::lock_guard lock(_mutex);
+      _busy.erase(session);
+      _recording.erase(session);
+    }
+    _freed.notify_all();
+  }
+  void set_recording(const std::string& session) {
     std::lock_guard lock(_mutex);
-    _busy.erase(session);
+    _recording.insert(session);
   }
   std::mutex _mutex;
+  std::condition_variable _freed;
   std::set<std::string, std::less<>> _busy;
+  std::set<std::string, std::less<>> _recording;
 };
 
 // A JSON event for the appender: the envelope fields the API would add, then canonical FlatBuffers.
@@ -413,22 +437,56 @@ struct Gateway::Impl {
     return result.events.back().version;
   }
 
-  // Records the reply (if any) and the receipt; the version of the reply message, 0 without one.
-  std::uint64_t record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call) {
+  // Appends the receipt, then the reply (if any), in order on the idempotent producer: should this process die
+  // between the two sends, the call still has its receipt. With `folded`, waits until both are folded and returns
+  // the reply's version; otherwise returns (0) once Kafka has them, and `keep` (the session's turn) is held until
+  // they are folded, so the session's next turn sees them.
+  std::uint64_t record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
+                               bool folded = true, std::shared_ptr<TurnLocks::Held> keep = nullptr) {
     EventBatch batch;
-    if (reply != nullptr) batch.add(session, reply_event(*reply), std::nullopt);
     batch.add(session, receipt_event(call), std::nullopt);
+    if (reply != nullptr) batch.add(session, reply_event(*reply), std::nullopt);
     if (!batch.error.empty()) {
       base::log_error("gateway: the receipt does not encode", {{"session", session}, {"error", batch.error}});
       return 0;
     }
-    auto result = append(session, std::move(batch));
-    if (result.kind != api::AppendResult::Kind::folded || result.events.empty()) {
-      base::log_error("gateway: the reply and receipt were not folded",
-                      {{"session", session}, {"error", result.error}});
+    struct Wait {
+      std::mutex mutex;
+      std::condition_variable cv;
+      bool acknowledged = false;
+      std::optional<api::AppendResult> result;
+    };
+    auto wait = std::make_shared<Wait>();
+    if (keep) keep->recording();
+    api::Appender::AppendOptions send;
+    send.all_or_nothing = false;
+    send.on_acknowledged = [wait] {
+      {
+        std::lock_guard lock(wait->mutex);
+        wait->acknowledged = true;
+      }
+      wait->cv.notify_all();
+    };
+    appender.append(session, std::move(batch.events), std::move(send),
+                    [wait, keep = std::move(keep), session](api::AppendResult result) mutable {
+                      if (result.kind != api::AppendResult::Kind::folded) {
+                        base::log_error("gateway: the reply and receipt were not folded",
+                                        {{"session", session}, {"error", result.error}});
+                      }
+                      keep.reset();  // the session is free for its next turn
+                      {
+                        std::lock_guard lock(wait->mutex);
+                        wait->result = std::move(result);
+                      }
+                      wait->cv.notify_all();
+                    });
+    std::unique_lock lock(wait->mutex);
+    wait->cv.wait(lock, [&] { return wait->result.has_value() || (!folded && wait->acknowledged); });
+    if (!folded || !wait->result || wait->result->kind != api::AppendResult::Kind::folded ||
+        wait->result->events.empty()) {
       return 0;
     }
-    return reply != nullptr ? result.events.front().version : 0;
+    return reply != nullptr ? wait->result->events.back().version : 0;
   }
 
   struct Prepared {
@@ -510,6 +568,85 @@ struct Gateway::Impl {
     return std::nullopt;
   }
 
+  // The input of a turn on an existing session, sent and not yet folded: the turn renders and calls the upstream
+  // meanwhile, from the session as the input will make it, and checks the input's outcome before recording more.
+  struct InFlight {
+    std::future<api::AppendResult> result;
+    std::uint64_t base_version = 0;  // the session before the input
+    std::uint64_t version = 0;       // after it, as predicted
+  };
+
+  // nullopt: the session is new (its opening is recorded the plain way, waiting for the fold).
+  std::optional<std::variant<InFlight, http::Response>> send_input(const std::string& session,
+                                                                   const std::vector<protocol::ClientMessage>& input,
+                                                                   const std::string& route) {
+    auto snapshot = engine.store().snapshot();
+    auto header = fold::load_header(*snapshot, session);
+    if (!header) return std::nullopt;
+    EventBatch batch;
+    for (const auto& m : input) batch.add(session, message_event(m), header->version);
+    if (!batch.error.empty()) return openai_error(400, batch.error, "invalid_request_error", route);
+    if (batch.events.empty()) return openai_error(400, "no new input", "invalid_request_error", route);
+    auto promise = std::make_shared<std::promise<api::AppendResult>>();
+    InFlight sent{promise->get_future(), header->version, header->version + batch.events.size()};
+    appender.append(session, std::move(batch.events), true,
+                    [promise](api::AppendResult result) { promise->set_value(std::move(result)); });
+    return sent;
+  }
+
+  // The input's outcome: the version predicted, or the answer that refuses the turn.
+  std::variant<std::uint64_t, http::Response> confirm_input(const std::string& session, InFlight& sent,
+                                                            const std::string& route) {
+    auto result = sent.result.get();
+    if (result.kind == api::AppendResult::Kind::folded && !result.events.empty() &&
+        std::all_of(result.events.begin(), result.events.end(), [](const auto& e) { return e.status == "accepted"; }) &&
+        result.events.back().version == sent.version) {
+      return sent.version;
+    }
+    cache.forget(session);  // it holds the input as predicted
+    return append_failure(result, route);
+  }
+
+  // As prepare(), for the session at `base_version` plus the input not yet folded (versions base_version + 1..).
+  std::variant<Prepared, http::Response> prepare_predicted(const std::string& session, const InFlight& sent,
+                                                           const std::vector<protocol::ClientMessage>& input,
+                                                           const upstream::Endpoint& endpoint,
+                                                           const materialise::RenderSpec& spec,
+                                                           const std::string& route) {
+    Prepared p;
+    p.endpoint = &endpoint;
+    p.provider = spec.provider;
+    p.spec = spec;
+    std::optional<http::Response> failed;
+    auto snapshot = engine.store().snapshot();
+    auto ok = cache.with_state(*snapshot, session, sent.base_version,
+                               [&](context::SessionState& state, std::string& counted) {
+                                 std::uint64_t v = sent.base_version;
+                                 for (const auto& m : input) {
+                                   auto message = protocol::to_message(m);
+                                   message.version = ++v;
+                                   state.history.push_back(std::move(message));
+                                 }
+                                 state.version = v;
+                                 auto rendered = materialise::render(state, p.spec, counted);
+                                 if (!rendered) {
+                                   failed = openai_error(400, "the context cannot be materialised: " +
+                                                                  rendered.error().message,
+                                                         "invalid_request_error", route, "context_length_exceeded");
+                                   return;
+                                 }
+                                 p.spec.tokenizer = rendered->tokenizer;
+                                 p.body = std::move(rendered->body);
+                                 p.hash = std::move(rendered->hash);
+                                 p.input_tokens = rendered->context.total_tokens;
+                                 p.echo_text = std::move(rendered->echo);
+                               });
+    if (!ok) return openai_error(500, ok.error().message, "server_error", route);
+    if (failed) return std::move(*failed);
+    return p;
+  }
+
+  // Records the reply (if any) and the receipt; the version of the reply message, 0 without one.
   // Materialises and renders the session at `version` for the endpoint.
   std::variant<Prepared, http::Response> prepare(const std::string& session, std::uint64_t version,
                                                  const upstream::Endpoint& endpoint,
@@ -675,7 +812,7 @@ struct Gateway::Impl {
     if (options.check_owned) {
       if (auto refused = options.check_owned(session, route)) return respond(std::move(*refused));
     }
-    auto turn = turns.try_take(session);
+    auto turn = turns.take(session, kTurnPatience);
     if (!turn) {
       return respond(openai_error(409, "session " + session + " has a turn in progress; send the next one when it has "
                                   "answered", "conflict", route, "turn_in_progress"));
@@ -697,12 +834,28 @@ struct Gateway::Impl {
     }
 
     Timing timing;
-    auto recorded = record_input(session, parsed->messages, model, "", route);
-    if (auto* refused = std::get_if<http::Response>(&recorded)) return answer(std::move(*refused));
-    const std::uint64_t version = std::get<std::uint64_t>(recorded);
-    timing.mark("input");
-
-    auto prepared = prepare(session, version, **endpoint, spec, route);
+    // An existing session's input is rendered and sent upstream while Kafka takes it and the engine folds it
+    // (send_input); a new session's is recorded first. Either way nothing more is recorded unless it was accepted
+    // at the version the request was rendered from.
+    std::optional<InFlight> in_flight;
+    std::uint64_t version = 0;
+    std::variant<Prepared, http::Response> prepared = http::Response{};
+    if (auto sent = send_input(session, parsed->messages, route)) {
+      if (auto* refused = std::get_if<http::Response>(&*sent)) return answer(std::move(*refused));
+      in_flight = std::move(std::get<InFlight>(*sent));
+      version = in_flight->version;
+      prepared = prepare_predicted(session, *in_flight, parsed->messages, **endpoint, spec, route);
+      if (std::holds_alternative<http::Response>(prepared)) {
+        auto confirmed = confirm_input(session, *in_flight, route);
+        if (auto* refused = std::get_if<http::Response>(&confirmed)) return answer(std::move(*refused));
+      }
+    } else {
+      auto recorded = record_input(session, parsed->messages, model, "", route);
+      if (auto* refused = std::get_if<http::Response>(&recorded)) return answer(std::move(*refused));
+      version = std::get<std::uint64_t>(recorded);
+      timing.mark("input");
+      prepared = prepare(session, version, **endpoint, spec, route);
+    }
     if (auto* refused = std::get_if<http::Response>(&prepared)) {
       record_unrendered(session, version, spec, **endpoint, *refused);
       return answer(std::move(*refused));
@@ -710,6 +863,21 @@ struct Gateway::Impl {
     timing.mark("render");
     const Prepared& p = std::get<Prepared>(prepared);
     Call call = call_record(p, version, model);
+    // The pipelined input must have been accepted as predicted before anything else is recorded. If it was not
+    // (another writer got in between), the call was made for a state that never was: its receipt says so and
+    // records nothing re-renderable, and the client gets the conflict.
+    auto input_confirmed = [&]() -> std::optional<http::Response> {
+      if (!in_flight) return std::nullopt;
+      auto confirmed = confirm_input(session, *in_flight, route);
+      timing.mark("input");
+      if (std::holds_alternative<std::uint64_t>(confirmed)) return std::nullopt;
+      call.state_version = 0;
+      call.render.clear();
+      call.error = "the input was not recorded as predicted; the request was rendered for a state that never was: " +
+                   std::get<http::Response>(confirmed).body;
+      record_outcome(session, nullptr, call);
+      return std::get<http::Response>(confirmed);
+    };
     const std::string id = "chatcmpl-" + random_hex(12);
     const std::int64_t created = now_us() / 1000000;
     std::vector<std::pair<std::string, std::string>> headers{{"x-session-id", session},
@@ -719,7 +887,9 @@ struct Gateway::Impl {
     if (!parsed->stream) {
       auto reply = complete(p, call);
       timing.mark("upstream");
-      record_outcome(session, reply ? &*reply : nullptr, call);
+      if (auto refused = input_confirmed()) return answer(std::move(*refused));
+      record_outcome(session, reply ? &*reply : nullptr, call, false,
+                     std::make_shared<TurnLocks::Held>(std::move(*std::exchange(turn, std::nullopt))));
       timing.mark("record");
       if (!reply) return answer(upstream_failure(call, route));
       auto completion = http::json_response(200, protocol::chat_completion_json(*reply, id, model, created), route);
@@ -743,8 +913,14 @@ struct Gateway::Impl {
       start();
       return stream->write(writer.delta(d));
     });
-    record_outcome(session, reply ? &*reply : nullptr, call);
-    turn.reset();  // the turn's events are folded: the session is free before the stream's last frames go out
+    if (auto refused = input_confirmed()) {
+      if (!started) return answer(std::move(*refused));
+      stream->write("data: " + refused->body + "\n\n");
+      stream->close();
+      return;
+    }
+    record_outcome(session, reply ? &*reply : nullptr, call, false,
+                   std::make_shared<TurnLocks::Held>(std::move(*std::exchange(turn, std::nullopt))));
     if (!reply && !started) return answer(upstream_failure(call, route));
     start();
     if (reply) {
@@ -782,7 +958,7 @@ struct Gateway::Impl {
     if (options.check_owned) {
       if (auto refused = options.check_owned(session, route)) return respond(std::move(*refused));
     }
-    auto turn = turns.try_take(session);
+    auto turn = turns.take(session, kTurnPatience);
     if (!turn) {
       return respond(openai_error(409, "session " + session + " has a turn in progress; send the next one when it has "
                                   "answered", "conflict", route, "turn_in_progress"));
@@ -813,7 +989,7 @@ struct Gateway::Impl {
       if (later_reply) {
         return answer(openai_error(409,
                                    "previous_response_id: " + previous + " is not the latest response of session " +
-                                       session + "; fork the session at version " + std::to_string(at->second + 1) +
+                                       session + "; fork the session at version " + std::to_string(at->second) +
                                        " (POST /v1/sessions/{id}/fork) to branch from it",
                                    "conflict", route, "not_latest_response"));
       }
@@ -844,8 +1020,8 @@ struct Gateway::Impl {
     Call call = call_record(p, version, model);
 
     protocol::ResponseMeta meta;
-    // The reply message will be the version after the input; its id is known before the upstream answers.
-    meta.id = response_id(session, version + 1);
+    // The reply will follow the input and the receipt: a stream announces its id before the upstream answers.
+    meta.id = response_id(session, version + 2);
     meta.model = model;
     meta.created_at = now_us() / 1000000;
     meta.previous_response_id = previous;
@@ -926,9 +1102,9 @@ struct Gateway::Impl {
     protocol::ResponseMeta meta;
     meta.id = id;
     meta.created_at = event->occurred_at_us() / 1000000;
-    // The receipt right after the reply has the model and usage.
-    if (auto next = snapshot->get(fold::key::history(at->first, at->second + 1))) {
-      const auto* n = flatbuffers::GetRoot<state::HistoryEntry>(next->data());
+    // The receipt recorded right before the reply has the model and usage.
+    if (auto prior = snapshot->get(fold::key::history(at->first, at->second - 1))) {
+      const auto* n = flatbuffers::GetRoot<state::HistoryEntry>(prior->data());
       if (const auto* receipt = schema::GetEvent(n->event()->data())->payload_as_InferenceReceipt()) {
         if (receipt->model() != nullptr) meta.model = receipt->model()->str();
         if (const auto* usage = receipt->usage()) {
@@ -942,6 +1118,7 @@ struct Gateway::Impl {
 
   http::Response context_overview(const http::Request& request, const std::string& session) {
     const std::string& route = kRouteContext;
+    turns.settle(session, std::chrono::seconds(2));
     auto snapshot = engine.store().snapshot();
     auto header = fold::load_header(*snapshot, session);
     if (!header) return http::error_response(404, "no session " + session, route);
@@ -982,6 +1159,8 @@ Gateway::Gateway(Options options, runtime::Engine& engine, api::Appender& append
 Gateway::~Gateway() { stop(); }
 
 void Gateway::stop() { _impl->workers.stop(); }
+
+void Gateway::settle(std::string_view session_id) { _impl->turns.settle(session_id, std::chrono::seconds(2)); }
 
 bool Gateway::handles(const http::Request& request) {
   const std::string& p = request.path;

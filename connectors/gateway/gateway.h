@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "api/appender.h"
 #include "connectors/upstream/routing.h"
@@ -42,6 +43,11 @@ class Gateway {
   // True for the gateway's routes; the caller hands those requests to handle().
   static bool handles(const http::Request& request);
   void handle(http::Request request, http::Respond respond);
+
+  // Returns once a turn of the session that has already answered has its reply and receipt folded (they are
+  // appended after the answer went out), or after 2 s: the sessions API calls it before reading a session, so a
+  // read that follows an answer sees the reply.
+  void settle(std::string_view session_id);
 
   // Finishes the turns in hand, refuses new ones (503).
   void stop();

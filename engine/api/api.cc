@@ -328,6 +328,7 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
 http::Response Api::get_session(const http::Request& request, const std::string& session_id) {
   std::uint64_t messages = 100;
   if (auto error = query_u64(request, "messages", messages, kRouteSession)) return *error;
+  if (_options.settle) _options.settle(session_id);
   auto snapshot = _engine.store().snapshot();
   // Time travel: ?version=N or ?at=RFC3339 (the last version whose record time is at or before it).
   const bool has_version = request.query.contains("version");
@@ -369,6 +370,7 @@ http::Response Api::get_history(const http::Request& request, const std::string&
   if (limit == 0 || limit > _options.max_page) {
     return http::error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteHistory);
   }
+  if (_options.settle) _options.settle(session_id);
   auto snapshot = _engine.store().snapshot();
   auto body = view::history_json(*snapshot, session_id, from, limit);
   if (!body) return http::error_response(404, "no session " + session_id, kRouteHistory);

@@ -24,6 +24,9 @@ struct ApiOptions {
   std::uint64_t max_events_per_append = 1000;
   std::uint64_t max_page = 1000;
   std::function<std::string()> scrape_metrics;  // /metrics body; empty: 404
+  // Called with a session id before the session is read (state, history): lets writes that were answered before
+  // they were folded (the gateway's replies) become visible first.
+  std::function<void(const std::string& session_id)> settle;
 };
 
 class Api {

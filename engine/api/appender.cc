@@ -16,6 +16,8 @@ struct Appender::Pending {
   AppendResult::Kind failure = AppendResult::Kind::folded;
   std::chrono::steady_clock::time_point deadline;
   std::function<void(AppendResult)> done;
+  std::function<void()> on_acknowledged;
+  std::size_t acknowledged = 0;
 };
 
 Appender::Appender(Options options) : _options(std::move(options)) {}
@@ -59,9 +61,18 @@ base::Result<std::unique_ptr<Appender>> Appender::create(const Options& options)
 
 void Appender::append(std::string session_id, std::vector<std::pair<std::string, std::vector<std::uint8_t>>> events,
                       bool wait, std::function<void(AppendResult)> done) {
+  AppendOptions options;
+  options.wait = wait;
+  append(std::move(session_id), std::move(events), std::move(options), std::move(done));
+}
+
+void Appender::append(std::string session_id, std::vector<std::pair<std::string, std::vector<std::uint8_t>>> events,
+                      AppendOptions options, std::function<void(AppendResult)> done) {
+  const bool wait = options.wait;
   auto pending = std::make_shared<Pending>();
   pending->session_id = session_id;
   pending->wait = wait;
+  pending->on_acknowledged = std::move(options.on_acknowledged);
   pending->remaining = events.size();
   // Until Kafka acknowledges, the producer's own timeout applies; from the acknowledgement on, the fold timeout.
   pending->deadline = std::chrono::steady_clock::now() + _options.produce_timeout + _options.fold_timeout;
@@ -74,8 +85,13 @@ void Appender::append(std::string session_id, std::vector<std::pair<std::string,
 
   auto on_delivery = [this, pending](std::size_t index) {
     return [this, pending, index](const log::Delivery& d) {
+      std::function<void()> acknowledged;
       {
         std::lock_guard lock(_mutex);
+        if (d.error.empty() && ++pending->acknowledged == pending->events.size() && pending->failure ==
+                                                                                        AppendResult::Kind::folded) {
+          acknowledged = std::move(pending->on_acknowledged);
+        }
         auto& outcome = pending->events[index];
         if (!d.error.empty()) {
           pending->failure = AppendResult::Kind::unavailable;
@@ -101,13 +117,17 @@ void Appender::append(std::string session_id, std::vector<std::pair<std::string,
           }
         }
       }
+      if (acknowledged) acknowledged();
       resolve_if_complete(pending);
     };
   };
 
   base::Result<void> sent;
-  if (events.size() == 1) {
-    sent = _single->send(_options.topic, session_id, events[0].second, {}, on_delivery(0));
+  if (events.size() == 1 || !options.all_or_nothing) {
+    // In order on one partition (same key), each exactly once: the idempotent producer keeps both promises.
+    for (std::size_t i = 0; i < events.size() && sent; ++i) {
+      sent = _single->send(_options.topic, session_id, events[i].second, {}, on_delivery(i));
+    }
   } else {
     // Several events: one transaction, so a broker failure leaves none of them visible to the engine.
     std::lock_guard tx_lock(_transaction_mutex);

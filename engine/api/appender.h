@@ -49,10 +49,22 @@ class Appender {
   static base::Result<std::unique_ptr<Appender>> create(const Options& options);
   ~Appender();
 
+  struct AppendOptions {
+    bool wait = true;  // done() once folded; false: once Kafka acknowledged them
+    // Several events as one Kafka transaction (none visible unless all are). false: sent in order on the
+    // idempotent producer, which is quicker (no transaction round trips, no shared transaction lock) but may leave
+    // a prefix of them on the log if this process dies between two sends.
+    bool all_or_nothing = true;
+    // Called once, before done(), when Kafka has acknowledged every event (not when one failed).
+    std::function<void()> on_acknowledged;
+  };
+
   // Sends the events (canonical FlatBuffers, all of one session) and calls `done` once, from some thread:
   // after they are folded when `wait`, else after Kafka acknowledged them.
   void append(std::string session_id, std::vector<std::pair<std::string, std::vector<std::uint8_t>>> events,
               bool wait, std::function<void(AppendResult)> done);
+  void append(std::string session_id, std::vector<std::pair<std::string, std::vector<std::uint8_t>>> events,
+              AppendOptions options, std::function<void(AppendResult)> done);
 
   // The engine committed these records.
   void folded(const std::vector<runtime::FoldedRecord>& records);

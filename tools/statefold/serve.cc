@@ -216,6 +216,9 @@ Runner add_serve(CLI::App& app) {
       api_options.partitions = *partitions;
       api_options.ready_max_lag = a->ready_max_lag;
       api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
+      api_options.settle = [&gate](const std::string& session) {
+        if (gate) gate->settle(session);
+      };
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
       gateway::Options gateway_options{std::move(*router), a->gateway_workers,
                                        [raw = api.get()](const std::string& session, const std::string& route) {
