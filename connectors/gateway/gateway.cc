@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -369,7 +371,21 @@ struct Gateway::Impl {
   upstream::Client client;
   materialise::StateCache cache;
   TurnLocks turns;
+  // Per endpoint of a provider without a public tokenizer: the margin on o200k counts, corrected by the input tokens
+  // each receipt reports. A request is rendered with the margin of its time, which its receipt records.
+  std::mutex margins_mutex;
+  std::map<std::string, tokenizer::MarginCalibration> margins;
   Workers workers;
+
+  double margin_for(const upstream::Endpoint& endpoint, context::Provider provider) {
+    if (provider != context::Provider::anthropic) return 1.0;
+    std::lock_guard lock(margins_mutex);
+    const double m = margins.try_emplace(endpoint.name).first->second.margin();
+    // In steps of 0.05, rounded up: a margin that moves with every receipt would make each turn count a long
+    // session's messages again (cached counts belong to one margin) and shift its cut, losing the prompt cache.
+    return std::ceil(m * 20.0 - 1e-9) / 20.0;
+  }
+
 
   Impl(Options o, runtime::Engine& e, api::Appender& a)
       : options(std::move(o)), engine(e), appender(a), workers(options.workers) {}
@@ -499,6 +515,14 @@ struct Gateway::Impl {
     std::size_t input_tokens = 0;
   };
 
+  // Corrects the endpoint's margin by what the provider billed for this request.
+  void calibrate(const Prepared& p, const protocol::Usage& usage) {
+    if (p.provider != context::Provider::anthropic || usage.input_tokens == 0 || p.spec.margin <= 0) return;
+    const auto estimated = static_cast<std::size_t>(static_cast<double>(p.input_tokens) / p.spec.margin);
+    std::lock_guard lock(margins_mutex);
+    margins.try_emplace(p.endpoint->name).first->second.observe(estimated, usage.input_tokens);
+  }
+
   // What decides the request besides the session, checked before anything is recorded: a parameter the
   // endpoint's provider cannot honour is refused while the session is still untouched.
   std::variant<materialise::RenderSpec, http::Response> plan(const upstream::Endpoint& endpoint,
@@ -511,7 +535,7 @@ struct Gateway::Impl {
     materialise::RenderSpec spec;
     spec.provider = *provider;
     spec.model = model;
-    spec.margin = *provider == context::Provider::anthropic ? tokenizer::kAnthropicMargin : 1.0;
+    spec.margin = margin_for(endpoint, *provider);
     spec.max_output_tokens = params.max_output_tokens.value_or(0);
     spec.instructions = instructions;
     if (*provider != context::Provider::echo) {
@@ -743,6 +767,7 @@ struct Gateway::Impl {
       return std::nullopt;
     }
     call.usage = reply->usage;
+    calibrate(p, reply->usage);
     return std::move(*reply);
   }
 
@@ -789,6 +814,7 @@ struct Gateway::Impl {
       return std::nullopt;
     }
     call.usage = parser.reply().usage;
+    calibrate(p, parser.reply().usage);
     return parser.reply();
   }
 
