@@ -10,6 +10,7 @@
 #include "base/hex.h"
 #include "base/json_text.h"
 #include "base/sha256.h"
+#include "connectors/context/canonical_json.h"
 
 namespace statefold::context {
 namespace {
@@ -32,52 +33,8 @@ void num(std::string& out, std::uint64_t n) {
   out.append(buf.data(), r.ptr);
 }
 
-// A parsed value written canonically: object keys sorted (by bytes), no whitespace, shortest round-trip numbers.
-base::Result<void> canonical(std::string& out, const boost::json::value& v) {
-  switch (v.kind()) {
-    case boost::json::kind::null: out += "null"; break;
-    case boost::json::kind::bool_: out += v.get_bool() ? "true" : "false"; break;
-    case boost::json::kind::int64: out += std::to_string(v.get_int64()); break;
-    case boost::json::kind::uint64: num(out, v.get_uint64()); break;
-    case boost::json::kind::double_: {
-      const double d = v.get_double();
-      if (!std::isfinite(d)) return base::make_error("not a finite number");
-      std::array<char, 32> buf{};
-      auto r = std::to_chars(buf.data(), buf.data() + buf.size(), d);
-      out.append(buf.data(), r.ptr);
-      break;
-    }
-    case boost::json::kind::string: str(out, v.get_string()); break;
-    case boost::json::kind::array: {
-      out += '[';
-      bool first = true;
-      for (const auto& e : v.get_array()) {
-        if (!first) out += ',';
-        first = false;
-        if (auto r = canonical(out, e); !r) return r;
-      }
-      out += ']';
-      break;
-    }
-    case boost::json::kind::object: {
-      const auto& obj = v.get_object();
-      std::vector<const boost::json::key_value_pair*> members;
-      for (const auto& kv : obj) members.push_back(&kv);
-      std::sort(members.begin(), members.end(),
-                [](const auto* a, const auto* b) { return a->key() < b->key(); });
-      out += '{';
-      for (std::size_t i = 0; i < members.size(); ++i) {
-        if (i > 0) out += ',';
-        str(out, members[i]->key());
-        out += ':';
-        if (auto r = canonical(out, members[i]->value()); !r) return r;
-      }
-      out += '}';
-      break;
-    }
-  }
-  return {};
-}
+// A parsed value written canonically (canonical_json.h).
+base::Result<void> canonical(std::string& out, const boost::json::value& v) { return append_canonical_json(out, v); }
 
 // The extra request parameters as canonical members (`"k":v,...`, no braces), or an error.
 base::Result<std::string> extra_members(std::string_view extra, std::initializer_list<std::string_view> reserved) {

@@ -1,5 +1,7 @@
 #include "connectors/protocol/json.h"
 
+#include "connectors/context/canonical_json.h"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -31,45 +33,7 @@ void dbl(std::string& out, double d) {
 }
 
 base::Result<void> canonical(std::string& out, const json::value& v, bool sort_keys) {
-  switch (v.kind()) {
-    case json::kind::null: out += "null"; break;
-    case json::kind::bool_: out += v.get_bool() ? "true" : "false"; break;
-    case json::kind::int64: inum(out, v.get_int64()); break;
-    case json::kind::uint64: num(out, v.get_uint64()); break;
-    case json::kind::double_:
-      if (!std::isfinite(v.get_double())) return base::make_error("not a finite number");
-      dbl(out, v.get_double());
-      break;
-    case json::kind::string: str(out, v.get_string()); break;
-    case json::kind::array: {
-      out += '[';
-      bool first = true;
-      for (const auto& e : v.get_array()) {
-        if (!first) out += ',';
-        first = false;
-        if (auto r = canonical(out, e, sort_keys); !r) return r;
-      }
-      out += ']';
-      break;
-    }
-    case json::kind::object: {
-      std::vector<const json::key_value_pair*> members;
-      for (const auto& kv : v.get_object()) members.push_back(&kv);
-      if (sort_keys) {
-        std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->key() < b->key(); });
-      }
-      out += '{';
-      for (std::size_t i = 0; i < members.size(); ++i) {
-        if (i > 0) out += ',';
-        str(out, members[i]->key());
-        out += ':';
-        if (auto r = canonical(out, members[i]->value(), sort_keys); !r) return r;
-      }
-      out += '}';
-      break;
-    }
-  }
-  return {};
+  return context::append_canonical_json(out, v, sort_keys);
 }
 
 std::string canonical(const json::value& v) {
