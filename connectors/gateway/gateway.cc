@@ -322,6 +322,14 @@ struct Timing {
   Clock::time_point start = Clock::now();
   std::vector<std::pair<const char*, Clock::time_point>> marks;
   void mark(const char* phase) { marks.emplace_back(phase, Clock::now()); }
+  std::chrono::nanoseconds phase(std::string_view name) const {
+    Clock::time_point from = start;
+    for (const auto& [phase_name, at] : marks) {
+      if (phase_name == name) return at - from;
+      from = at;
+    }
+    return {};
+  }
   std::string header() const {
     std::string out;
     Clock::time_point from = start;
@@ -514,6 +522,12 @@ struct Gateway::Impl {
     std::string echo_text;      // the echo provider's reply
     std::size_t input_tokens = 0;
   };
+
+  void report(const Call& call, int status, const Timing& timing) const {
+    if (!options.on_turn) return;
+    const auto upstream_time = timing.phase("upstream");
+    options.on_turn(call.endpoint, status, upstream_time, (Clock::now() - timing.start) - upstream_time);
+  }
 
   // Corrects the endpoint's margin by what the provider billed for this request.
   void calibrate(const Prepared& p, const protocol::Usage& usage) {
@@ -917,10 +931,15 @@ struct Gateway::Impl {
       record_outcome(session, reply ? &*reply : nullptr, call, false,
                      std::make_shared<TurnLocks::Held>(std::move(*std::exchange(turn, std::nullopt))));
       timing.mark("record");
-      if (!reply) return answer(upstream_failure(call, route));
+      if (!reply) {
+        auto failure = upstream_failure(call, route);
+        report(call, failure.status, timing);
+        return answer(std::move(failure));
+      }
       auto completion = http::json_response(200, protocol::chat_completion_json(*reply, id, model, created), route);
       completion.headers = std::move(headers);
       completion.headers.emplace_back("server-timing", timing.header());
+      report(call, 200, timing);
       return answer(std::move(completion));
     }
 
@@ -939,6 +958,7 @@ struct Gateway::Impl {
       start();
       return stream->write(writer.delta(d));
     });
+    timing.mark("upstream");
     if (auto refused = input_confirmed()) {
       if (!started) return answer(std::move(*refused));
       stream->write("data: " + refused->body + "\n\n");
@@ -947,6 +967,7 @@ struct Gateway::Impl {
     }
     record_outcome(session, reply ? &*reply : nullptr, call, false,
                    std::make_shared<TurnLocks::Held>(std::move(*std::exchange(turn, std::nullopt))));
+    report(call, reply || started ? 200 : upstream_failure(call, route).status, timing);
     if (!reply && !started) return answer(upstream_failure(call, route));
     start();
     if (reply) {
@@ -1063,11 +1084,16 @@ struct Gateway::Impl {
       timing.mark("upstream");
       const std::uint64_t reply_version = record_outcome(session, reply ? &*reply : nullptr, call);
       timing.mark("record");
-      if (!reply) return answer(upstream_failure(call, route));
+      if (!reply) {
+        auto failure = upstream_failure(call, route);
+        report(call, failure.status, timing);
+        return answer(std::move(failure));
+      }
       if (reply_version != 0) meta.id = response_id(session, reply_version);
       auto response = http::json_response(200, protocol::response_json(*reply, meta), route);
       response.headers = std::move(headers);
       response.headers.emplace_back("server-timing", timing.header());
+      report(call, 200, timing);
       return answer(std::move(response));
     }
     auto stream = http::BodyStream::make();
@@ -1085,8 +1111,10 @@ struct Gateway::Impl {
       start();
       return stream->write(writer.delta(d));
     });
+    timing.mark("upstream");
     record_outcome(session, reply ? &*reply : nullptr, call);
     turn.reset();  // the turn's events are folded: the session is free before the stream's last frames go out
+    report(call, reply || started ? 200 : upstream_failure(call, route).status, timing);
     if (!reply && !started) return answer(upstream_failure(call, route));
     start();
     if (reply) {

@@ -12,6 +12,7 @@
 // a time: a second concurrent turn on a session gets 409.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -31,6 +32,11 @@ struct Options {
   std::size_t workers = 16;  // concurrent turns (each blocks a worker while the upstream answers)
   // Answers 421/503 when this instance does not own the session's partition (api::Api::check_owned).
   std::function<std::optional<http::Response>(const std::string& session_id, const std::string& route)> check_owned;
+  // Told about every turn that called (or tried) an upstream, when it is answered: the endpoint, the status the
+  // client got, the upstream's time and the rest (metrics::Metrics::observe_gateway_turn).
+  std::function<void(std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
+                     std::chrono::nanoseconds overhead)>
+      on_turn;
 };
 
 class Gateway {

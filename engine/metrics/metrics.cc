@@ -180,12 +180,17 @@ struct Metrics::Impl {
   prometheus::Histogram& commit_duration;
   prometheus::Family<prometheus::Counter>& http_requests;
   prometheus::Family<prometheus::Histogram>& http_duration;
+  prometheus::Family<prometheus::Counter>& gateway_turns;
+  prometheus::Family<prometheus::Histogram>& gateway_upstream;
+  prometheus::Histogram& gateway_overhead;
   const double start_time = process_start_time();
 
   // Family::Add builds a fresh metric (a histogram's buckets) even when the labels exist: keep what was added.
   std::mutex http_mutex;
   std::map<std::tuple<std::string, std::string_view, int>, prometheus::Counter*> http_counters;
   std::map<std::string, prometheus::Histogram*, std::less<>> http_histograms;
+  std::map<std::pair<std::string, int>, prometheus::Counter*> gateway_counters;
+  std::map<std::string, prometheus::Histogram*, std::less<>> gateway_histograms;
 
   // Scrapes read the sources under a shared lock; attaching takes it exclusively, so it waits for them.
   std::shared_mutex sources_mutex;
@@ -214,7 +219,20 @@ struct Metrics::Impl {
         http_duration(prometheus::BuildHistogram()
                           .Name("statefold_http_request_duration_seconds")
                           .Help("Time from reading an HTTP request to answering it, by route template.")
-                          .Register(registry)) {}
+                          .Register(registry)),
+        gateway_turns(prometheus::BuildCounter()
+                          .Name("statefold_gateway_turns_total")
+                          .Help("Gateway turns answered, by upstream endpoint and the status the client got.")
+                          .Register(registry)),
+        gateway_upstream(prometheus::BuildHistogram()
+                             .Name("statefold_gateway_upstream_duration_seconds")
+                             .Help("Time the upstream took per gateway turn (retries and waits included), by endpoint.")
+                             .Register(registry)),
+        gateway_overhead(prometheus::BuildHistogram()
+                             .Name("statefold_gateway_overhead_seconds")
+                             .Help("Time a gateway turn took beyond its upstream call: recording, rendering, Kafka.")
+                             .Register(registry)
+                             .Add({}, kLatencyBuckets)) {}
 };
 
 Metrics::Metrics() : _impl(std::make_unique<Impl>()) {}
@@ -269,6 +287,33 @@ void Metrics::observe_http(const http::Request& request, const http::Response& r
   }
   requests->Increment();
   duration->Observe(seconds(latency));
+}
+
+void Metrics::observe_gateway_turn(std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
+                                   std::chrono::nanoseconds overhead) {
+  const int code = status >= 100 && status <= 599 ? status : 0;
+  prometheus::Counter* turns = nullptr;
+  prometheus::Histogram* upstream_time = nullptr;
+  {
+    std::lock_guard lock(_impl->http_mutex);
+    auto& slot = _impl->gateway_counters[{std::string(endpoint), code}];
+    if (slot == nullptr) {
+      slot = &_impl->gateway_turns.Add(
+          {{"endpoint", std::string(endpoint)}, {"code", code == 0 ? "other" : std::to_string(code)}});
+    }
+    turns = slot;
+    auto it = _impl->gateway_histograms.find(endpoint);
+    if (it == _impl->gateway_histograms.end()) {
+      it = _impl->gateway_histograms
+               .emplace(std::string(endpoint),
+                        &_impl->gateway_upstream.Add({{"endpoint", std::string(endpoint)}}, kHttpBuckets))
+               .first;
+    }
+    upstream_time = it->second;
+  }
+  turns->Increment();
+  upstream_time->Observe(seconds(upstream));
+  _impl->gateway_overhead.Observe(seconds(overhead));
 }
 
 std::string Metrics::scrape() {

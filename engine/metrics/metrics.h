@@ -63,6 +63,11 @@ class Metrics final : public runtime::EngineProbe {
   // cannot grow the number of series.
   void observe_http(const http::Request& request, const http::Response& response, std::chrono::nanoseconds latency);
 
+  // One gateway turn answered: its endpoint (from the configuration: a bounded set), the status the client got,
+  // the upstream's time and the rest of the turn's time (statefold's overhead).
+  void observe_gateway_turn(std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
+                            std::chrono::nanoseconds overhead);
+
   // Reads the pulled figures, then renders everything in the Prometheus text format (version 0.0.4).
   std::string scrape();
 

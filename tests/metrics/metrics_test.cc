@@ -161,6 +161,28 @@ TEST(Metrics, CountsHttpRequestsByRouteMethodAndCodeWithBoundedLabels) {
   }
 }
 
+TEST(Metrics, CountsGatewayTurnsByEndpointAndCodeWithUpstreamAndOverheadTimes) {
+  Metrics metrics;
+  metrics.observe_gateway_turn("openai", 200, 800ms, 3ms);
+  metrics.observe_gateway_turn("openai", 200, 1200ms, 1ms);
+  metrics.observe_gateway_turn("openai", 429, 2s, 500us);
+  metrics.observe_gateway_turn("claude", 200, 40s, 2ms);
+  const std::string text = metrics.scrape();
+  auto s = samples(text);
+  EXPECT_EQ(s["statefold_gateway_turns_total{code=\"200\",endpoint=\"openai\"}"], 2);
+  EXPECT_EQ(s["statefold_gateway_turns_total{code=\"429\",endpoint=\"openai\"}"], 1);
+  EXPECT_EQ(s["statefold_gateway_turns_total{code=\"200\",endpoint=\"claude\"}"], 1);
+  EXPECT_EQ(s["statefold_gateway_upstream_duration_seconds_count{endpoint=\"openai\"}"], 3);
+  EXPECT_DOUBLE_EQ(s["statefold_gateway_upstream_duration_seconds_sum{endpoint=\"openai\"}"], 4.0);
+  EXPECT_EQ(s["statefold_gateway_upstream_duration_seconds_bucket{endpoint=\"claude\",le=\"30\"}"], 0);
+  EXPECT_EQ(s["statefold_gateway_upstream_duration_seconds_bucket{endpoint=\"claude\",le=\"60\"}"], 1);
+  EXPECT_EQ(s["statefold_gateway_overhead_seconds_count"], 4);
+  EXPECT_EQ(s["statefold_gateway_overhead_seconds_bucket{le=\"0.001\"}"], 2);
+  EXPECT_EQ(s["statefold_gateway_overhead_seconds_bucket{le=\"0.0025\"}"], 3);
+  const PromtoolResult result = promtool_check(text);
+  EXPECT_EQ(result.exit_code, 0) << result.output << "\n--- input ---\n" << text;
+}
+
 TEST(Metrics, PullsEngineAndStoreFiguresAtScrapeTime) {
   FakeEngine engine;
   engine.stats.records = 10;

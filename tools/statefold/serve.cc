@@ -220,10 +220,15 @@ Runner add_serve(CLI::App& app) {
         if (gate) gate->settle(session);
       };
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
-      gateway::Options gateway_options{std::move(*router), a->gateway_workers,
-                                       [raw = api.get()](const std::string& session, const std::string& route) {
-                                         return raw->check_owned(session, route);
-                                       }};
+      gateway::Options gateway_options{
+          std::move(*router), a->gateway_workers,
+          [raw = api.get()](const std::string& session, const std::string& route) {
+            return raw->check_owned(session, route);
+          },
+          [&metrics](std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
+                     std::chrono::nanoseconds overhead) {
+            metrics.observe_gateway_turn(endpoint, status, upstream, overhead);
+          }};
       gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), **engine, *appender);
       http::ServerOptions server_options;
       server_options.address = http_address->first;
