@@ -64,5 +64,12 @@ fi
 export STATEFOLD_BIN=$bin STATEFOLD_SOURCE_DIR=$source_dir STATEFOLD_BROKERS
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 cd "$build_dir"
+# The protocol module's writers against the same SDK's types (tests/protocol/sdk_parse_check.py, which ctest's
+# protocol_sdk_check skips where no openai package is installed): with the venv, it always runs here.
+samples=$build_dir/tests/protocol/protocol_samples
+if [ -x "$samples" ]; then
+  "$venv/bin/python" "$source_dir/tests/protocol/sdk_parse_check.py" "$samples" ||
+    { echo "run_sdk_tests.sh: the protocol writers' output does not parse with the openai SDK" >&2; exit 1; }
+fi
 exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"
