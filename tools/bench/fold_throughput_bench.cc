@@ -12,7 +12,6 @@
 //
 // Rates are taken from the first record seen to the last one consumed (raw) or committed (engine), so the group
 // join, which is the broker's work and the same for both, is left out; the wall times including it are printed too.
-#include <librdkafka/rdkafka.h>
 
 #include <CLI/CLI.hpp>
 
@@ -30,6 +29,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "bench_kafka.h"
 #include "codec/codec.h"
 #include "log/log.h"
 #include "runtime/engine.h"
@@ -42,7 +42,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr double kTargetRatio = 0.8;
-constexpr std::chrono::seconds kStallTimeout{120};  // no progress for this long: the run is broken
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -68,13 +67,6 @@ struct Rate {
   double per_s() const { return steady_s > 0 ? static_cast<double>(records) / steady_s : 0; }
 };
 
-// CPU seconds used so far by this process, all threads.
-double process_cpu_s() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  auto s = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
-  return s(usage.ru_utime) + s(usage.ru_stime);
-}
 
 // CPU seconds used so far by one thread.
 double thread_cpu_s(pthread_t thread) {
@@ -87,63 +79,12 @@ double thread_cpu_s(pthread_t thread) {
 // ---------------------------------------------------------------------------------------------------------------
 // Produce.
 
-struct Produced {
-  std::uint64_t records = 0;
-  std::uint64_t bytes = 0;
-  double seconds = 0;
-  workload::Stats expected;
-};
-
-base::Result<Produced> produce(const Args& a, const std::string& topic) {
-  Produced out;
-  struct Item {
-    std::string session;
-    std::vector<std::uint8_t> value;
-  };
-  std::vector<Item> items;
-  items.reserve(a.events);
-  std::string bad;
+base::Result<bench::Produced> produce(const Args& a, const std::string& topic) {
   workload::Options workload_options;
   workload_options.sessions = a.sessions;
   workload_options.events = a.events;
   workload_options.seed = a.seed;
-  out.expected = workload::generate(workload_options, [&](std::string_view line) {
-                                      auto fb = codec::json_to_flatbuffers(line);
-                                      if (!fb) {
-                                        if (bad.empty()) bad = fb.error().message;
-                                        return;
-                                      }
-                                      auto ev = codec::decode(*fb, codec::Encoding::flatbuffers);
-                                      if (!ev) {
-                                        if (bad.empty()) bad = ev.error().message;
-                                        return;
-                                      }
-                                      items.push_back({std::string(ev->session_id()), std::move(*fb)});
-                                    });
-  if (!bad.empty()) return base::make_error("the workload does not encode: " + bad);
-  if (auto r = log::ensure_topic(a.brokers, topic, a.partitions); !r) return r.error();
-  log::ProducerOptions producer_options;  // the defaults of `statefold append`: idempotent, acks=all, zstd
-  producer_options.brokers = a.brokers;
-  producer_options.client_id = "statefold-bench";
-  auto producer = log::Producer::create(producer_options);
-  if (!producer) return producer.error();
-  std::uint64_t failed = 0;
-  std::string first_error;
-  const auto t0 = Clock::now();
-  for (const Item& item : items) {
-    auto sent = (*producer)->send(topic, item.session, item.value, {}, [&](const log::Delivery& d) {
-      if (!d.error.empty()) {
-        if (failed++ == 0) first_error = d.error;
-      }
-    });
-    if (!sent) return sent.error();
-    out.bytes += item.value.size();
-  }
-  if (auto flushed = (*producer)->flush(std::chrono::minutes(5)); !flushed) return flushed.error();
-  out.seconds = seconds(Clock::now() - t0);
-  if (failed > 0) return base::make_error(std::to_string(failed) + " record(s) not delivered: " + first_error);
-  out.records = items.size();
-  return out;
+  return bench::produce_workload(a.brokers, topic, a.partitions, workload_options, "statefold-bench");
 }
 
 base::Result<std::uint64_t> topic_records(const std::string& brokers, const std::string& topic) {
@@ -154,105 +95,17 @@ base::Result<std::uint64_t> topic_records(const std::string& brokers, const std:
   return total;
 }
 
-void delete_topic(const std::string& brokers, const std::string& topic) {
-  char error[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
-  if (rk == nullptr) return;
-  rd_kafka_DeleteTopic_t* del = rd_kafka_DeleteTopic_new(topic.c_str());
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-  rd_kafka_DeleteTopics(rk, &del, 1, nullptr, queue);
-  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 30000)) rd_kafka_event_destroy(ev);
-  rd_kafka_queue_destroy(queue);
-  rd_kafka_DeleteTopic_destroy(del);
-  rd_kafka_destroy(rk);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // (a) Raw librdkafka consume, with the properties KafkaConsumer::init sets for the engine's consumer.
 
 base::Result<Rate> raw_consume(const Args& a, const std::string& topic, const std::string& group,
                                std::uint64_t total, std::uint64_t* checksum) {
-  // EngineOptions gives the consumer a quarter of the memory budget; KafkaConsumer derives the fetch sizes from it.
-  const std::uint64_t queue_budget = (a.memory_budget_mb << 20) / 4;
-  const std::pair<const char*, std::string> properties[] = {
-      {"bootstrap.servers", a.brokers},
-      {"group.id", group},
-      {"client.id", "statefold-bench-raw"},
-      {"partition.assignment.strategy", "cooperative-sticky"},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"auto.offset.reset", "earliest"},
-      {"enable.partition.eof", "false"},
-      {"isolation.level", "read_committed"},
-      {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, queue_budget / 1024))},
-      {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, queue_budget / 2))},
-      {"statistics.interval.ms", "0"},
-  };
-  char error[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (const auto& [name, value] : properties) {
-    if (rd_kafka_conf_set(conf, name, value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return base::make_error(std::string("raw consumer: ") + name + ": " + error);
-    }
-  }
-  const auto t_created = Clock::now();
-  const double cpu_created = process_cpu_s();
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return base::make_error(std::string("raw consumer: ") + error);
-  }
-  rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
-  rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_destroy(rk);
-    return base::make_error(std::string("raw consumer: subscribe: ") + rd_kafka_err2str(err));
-  }
-
-  std::uint64_t count = 0;
-  std::uint64_t sum = 0;
-  Clock::time_point t_first{};
-  Clock::time_point t_last = Clock::now();
-  Clock::time_point t_progress = t_last;
-  std::string failure;
-  while (count < total) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
-    if (m == nullptr) {
-      if (Clock::now() - t_progress > kStallTimeout) {
-        failure = "raw consumer: no record for " + std::to_string(kStallTimeout.count()) + " s at " +
-                  std::to_string(count) + "/" + std::to_string(total);
-        break;
-      }
-      continue;
-    }
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      std::fprintf(stderr, "raw consumer: %s\n", rd_kafka_message_errstr(m));
-      rd_kafka_message_destroy(m);
-      continue;
-    }
-    if (count == 0) t_first = Clock::now();
-    // Touch every payload byte, as decoding would, so the raw figure is not a pointer shuffle.
-    const auto* bytes = static_cast<const std::uint8_t*>(m->payload);
-    for (std::size_t i = 0; i < m->len; ++i) sum += bytes[i];
-    sum += m->key_len;
-    rd_kafka_message_destroy(m);
-    ++count;
-    t_progress = Clock::now();
-  }
-  t_last = t_progress;
-  const double cpu = process_cpu_s() - cpu_created;
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
-  if (!failure.empty()) return base::make_error(failure);
-  *checksum = sum;
+  auto run = bench::raw_consume(a.brokers, topic, group, total, a.memory_budget_mb, "statefold-bench-raw");
+  if (!run) return run.error();
+  *checksum = run->checksum;
   // The first record is the clock's start, so it is not counted in the steady rate.
-  return Rate{count - 1, seconds(t_last - t_first), seconds(t_last - t_created), cpu};
+  return Rate{run->records - 1, run->first_to_last_s, run->wall_s, run->cpu_s};
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -279,7 +132,7 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   options.memory_budget_bytes = a.memory_budget_mb << 20;
   options.progress_interval = std::chrono::hours(1);
   const auto t_created = Clock::now();
-  const double cpu_created = process_cpu_s();
+  const double cpu_created = bench::process_cpu_s();
   auto engine = runtime::Engine::open(options);
   if (!engine) return engine.error();
   runtime::Engine& e = **engine;
@@ -314,14 +167,14 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
     if (records >= total) {
       while (committed() < total) std::this_thread::sleep_for(std::chrono::microseconds(200));
       finished = true;
-    } else if (now - t_progress > kStallTimeout) {
-      failure = "engine: no record folded for " + std::to_string(kStallTimeout.count()) + " s at " +
+    } else if (now - t_progress > bench::kStallTimeout) {
+      failure = "engine: no record folded for " + std::to_string(bench::kStallTimeout.count()) + " s at " +
                 std::to_string(records) + "/" + std::to_string(total);
       break;
     }
   }
   const auto t_end = Clock::now();
-  const double cpu = process_cpu_s() - cpu_created;
+  const double cpu = bench::process_cpu_s() - cpu_created;
   const double thread_cpu = thread_cpu_s(runner.native_handle());
   e.stop();
   runner.join();
@@ -386,7 +239,7 @@ int main(int argc, char** argv) {
 
   std::printf("fold_throughput_bench  librdkafka %s  %u hardware threads\n", log::librdkafka_version().c_str(),
               std::thread::hardware_concurrency());
-  Produced produced;
+  bench::Produced produced;
   if (fresh) {
     std::printf("producing %llu events over %llu sessions (seed %llu) to %s (%d partitions)...\n",
                 static_cast<unsigned long long>(a.events), static_cast<unsigned long long>(a.sessions),
@@ -441,8 +294,8 @@ int main(int argc, char** argv) {
   }
   if (a.work_dir.empty()) std::filesystem::remove_all(work);
   if (fresh && !a.keep_topic) {
-    delete_topic(a.brokers, topic);
-    delete_topic(a.brokers, topic + ".dlq");
+    bench::delete_topic(a.brokers, topic);
+    bench::delete_topic(a.brokers, topic + ".dlq");
   }
 
   // ----- report ------------------------------------------------------------------------------------------------
