@@ -39,6 +39,31 @@ Record view_of(const rd_kafka_message_t* m) {
   return r;
 }
 
+}  // namespace
+
+Properties consumer_properties(const ConsumerOptions& options) {
+  return {
+      {"bootstrap.servers", options.brokers},
+      {"group.id", options.group},
+      {"client.id", options.client_id},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"enable.partition.eof", "false"},
+      {"isolation.level", "read_committed"},
+      {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, options.queue_budget_bytes / 1024))},
+      {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, options.queue_budget_bytes / 2))},
+      {"statistics.interval.ms", "0"},
+      // A member that died for good (static members never leave) holds up rebalances this long.
+      {"session.timeout.ms", "10000"},
+      // An idle partition's first fetch answers within this: readiness (lag) is known soon after assignment.
+      {"fetch.wait.max.ms", "100"},
+  };
+}
+
+namespace {
+
 class KafkaConsumer final : public Consumer {
  public:
   KafkaConsumer(ConsumerOptions options, AssignmentListener* listener)
@@ -50,24 +75,7 @@ class KafkaConsumer final : public Consumer {
   }
 
   base::Result<void> init() {
-    auto conf = internal::make_conf({
-        {"bootstrap.servers", _options.brokers},
-        {"group.id", _options.group},
-        {"client.id", _options.client_id},
-        {"partition.assignment.strategy", "cooperative-sticky"},
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "earliest"},
-        {"enable.partition.eof", "false"},
-        {"isolation.level", "read_committed"},
-        {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, _options.queue_budget_bytes / 1024))},
-        {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, _options.queue_budget_bytes / 2))},
-        {"statistics.interval.ms", "0"},
-        // A member that died for good (static members never leave) holds up rebalances this long.
-        {"session.timeout.ms", "10000"},
-        // An idle partition's first fetch answers within this: readiness (lag) is known soon after assignment.
-        {"fetch.wait.max.ms", "100"},
-    });
+    auto conf = internal::make_conf(consumer_properties(_options));
     if (!conf) return conf.error();
     if (!_options.instance_id.empty()) {
       if (auto r = internal::set(conf->get(), "group.instance.id", _options.instance_id); !r) return r;

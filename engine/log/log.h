@@ -65,6 +65,10 @@ struct ConsumerOptions {
   Properties extra;
 };
 
+// The librdkafka properties the engine's consumer is created with (static membership and `extra` aside). Public
+// so that the benchmarks measure their raw-consume baseline with exactly these.
+Properties consumer_properties(const ConsumerOptions& options);
+
 // Thread-safety: one thread polls; commit_for_lag may be called from that thread only.
 class Consumer {
  public:

@@ -74,28 +74,19 @@ base::Result<Produced> produce_workload(const std::string& brokers, const std::s
 base::Result<RawConsume> raw_consume(const std::string& brokers, const std::string& topic, const std::string& group,
                                      std::uint64_t total, std::uint64_t memory_budget_mb,
                                      const std::string& client_id) {
-  // EngineOptions gives the consumer a quarter of the memory budget; KafkaConsumer derives the fetch sizes from it.
-  const std::uint64_t queue_budget = (memory_budget_mb << 20) / 4;
-  const std::pair<const char*, std::string> properties[] = {
-      {"bootstrap.servers", brokers},
-      {"group.id", group},
-      {"client.id", client_id},
-      {"partition.assignment.strategy", "cooperative-sticky"},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"auto.offset.reset", "earliest"},
-      {"enable.partition.eof", "false"},
-      {"isolation.level", "read_committed"},
-      {"queued.max.messages.kbytes", std::to_string(std::max<std::uint64_t>(1024, queue_budget / 1024))},
-      {"fetch.max.bytes", std::to_string(std::min<std::uint64_t>(52428800, queue_budget / 2))},
-      {"statistics.interval.ms", "0"},
-  };
+  // Exactly the engine consumer's properties; EngineOptions gives the consumer a quarter of the memory budget.
+  log::ConsumerOptions engine_like;
+  engine_like.brokers = brokers;
+  engine_like.group = group;
+  engine_like.client_id = client_id;
+  engine_like.queue_budget_bytes = (memory_budget_mb << 20) / 4;
+  const log::Properties properties = log::consumer_properties(engine_like);
   char error[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   for (const auto& [name, value] : properties) {
-    if (rd_kafka_conf_set(conf, name, value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
-      return base::make_error(std::string("raw consumer: ") + name + ": " + error);
+      return base::make_error("raw consumer: " + name + ": " + error);
     }
   }
   const auto t_created = Clock::now();

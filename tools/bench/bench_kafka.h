@@ -1,6 +1,6 @@
 // What the Kafka benchmarks share: a generated workload produced to a topic as `statefold append` would, and the
 // raw librdkafka consume of that topic the engine and replay are measured against, with the engine consumer's own
-// settings (KafkaConsumer::init), so the baseline stays the engine's and both benchmarks compare with the same one.
+// properties (log::consumer_properties), so the baseline stays the engine's and both benchmarks compare with it.
 #pragma once
 
 #include <chrono>
