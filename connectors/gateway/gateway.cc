@@ -396,7 +396,11 @@ struct Gateway::Impl {
 
 
   Impl(Options o, runtime::Engine& e, api::Appender& a)
-      : options(std::move(o)), engine(e), appender(a), workers(options.workers) {}
+      : options(std::move(o)),
+        engine(e),
+        appender(a),
+        cache(256, std::max<std::size_t>(options.context_cache_bytes, 1 << 20)),
+        workers(options.workers) {}
 
   // Sends events and waits until they are folded.
   api::AppendResult append(const std::string& session, EventBatch batch) {

@@ -37,6 +37,9 @@ struct Options {
   std::function<void(std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
                      std::chrono::nanoseconds overhead)>
       on_turn;
+  // Sessions' contexts kept between turns (messages and their token counts), so a long session is not read and
+  // counted again each turn: about this many bytes, least recently used first out.
+  std::size_t context_cache_bytes = 64 << 20;
 };
 
 class Gateway {

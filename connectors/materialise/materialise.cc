@@ -298,7 +298,50 @@ base::Result<void> StateCache::with_state(
   append_history(reader, session_id, have, version, state);
   entry->loaded = true;
   use(state, entry->counted_with);
+  // Count what the history holds now (it grew, or was started over).
+  if (state.history.size() < entry->measured) {
+    entry->measured = 0;
+    entry->bytes = 0;
+  }
+  std::size_t bytes = entry->bytes;
+  for (; entry->measured < state.history.size(); ++entry->measured) {
+    const auto& m = state.history[entry->measured];
+    bytes += sizeof m + m.tool_call_id.size() + m.name.size();
+    for (const auto& part : m.content) bytes += sizeof part + part.text.size() + part.media_type.size();
+    for (const auto& call : m.tool_calls) bytes += sizeof call + call.id.size() + call.name.size() + call.arguments.size();
+  }
+  entry->bytes = bytes;
+  evict(entry);
   return {};
+}
+
+void StateCache::evict(const std::shared_ptr<Entry>& keep) {
+  std::lock_guard lock(_mutex);
+  std::size_t total = 0;
+  for (const auto& [id, e] : _entries) total += e->bytes;
+  while (total > _max_bytes && _entries.size() > 1) {
+    auto oldest = _entries.end();
+    for (auto it = _entries.begin(); it != _entries.end(); ++it) {
+      if (it->second != keep && (oldest == _entries.end() || it->second->last_used < oldest->second->last_used)) {
+        oldest = it;
+      }
+    }
+    if (oldest == _entries.end()) break;
+    total -= oldest->second->bytes;
+    _entries.erase(oldest);
+  }
+}
+
+std::size_t StateCache::sessions() const {
+  std::lock_guard lock(_mutex);
+  return _entries.size();
+}
+
+std::size_t StateCache::bytes() const {
+  std::lock_guard lock(_mutex);
+  std::size_t total = 0;
+  for (const auto& [id, e] : _entries) total += e->bytes;
+  return total;
 }
 
 void StateCache::forget(std::string_view session_id) {

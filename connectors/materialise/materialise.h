@@ -11,6 +11,7 @@
 // Thread-safety: free functions are safe from any thread; a StateCache serialises its users per session.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -68,10 +69,15 @@ base::Result<Rendered> render(context::SessionState& state, const RenderSpec& sp
 // under the session's lock (the state must not outlive the call).
 class StateCache {
  public:
-  explicit StateCache(std::size_t max_sessions = 256) : _max_sessions(max_sessions) {}
+  // Bounded memory: at most `max_sessions` sessions and about `max_bytes` of their messages' text; the least
+  // recently used sessions go first (read from the store again if they come back).
+  explicit StateCache(std::size_t max_sessions = 256, std::size_t max_bytes = 64 << 20)
+      : _max_sessions(max_sessions), _max_bytes(max_bytes) {}
   base::Result<void> with_state(const fold::Reader& reader, std::string_view session_id, std::uint64_t version,
                                 const std::function<void(context::SessionState&, std::string& counted_with)>& use);
   void forget(std::string_view session_id);
+  std::size_t sessions() const;  // cached now
+  std::size_t bytes() const;     // their messages, about
 
  private:
   struct Entry {
@@ -80,10 +86,14 @@ class StateCache {
     std::string counted_with;
     bool loaded = false;
     std::uint64_t last_used = 0;
+    std::size_t measured = 0;           // history[0, measured) is counted in bytes
+    std::atomic<std::size_t> bytes{0};  // of those messages
   };
+  void evict(const std::shared_ptr<Entry>& keep);
   std::size_t _max_sessions;
+  std::size_t _max_bytes;
   std::uint64_t _uses = 0;
-  std::mutex _mutex;
+  mutable std::mutex _mutex;
   std::map<std::string, std::shared_ptr<Entry>, std::less<>> _entries;
 };
 

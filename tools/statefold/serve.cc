@@ -151,7 +151,10 @@ Runner add_serve(CLI::App& app) {
       std::cerr << "statefold serve: " << router.error().message << "\n";
       return kUsage;
     }
-    a->engine.memory_budget_bytes = a->memory_mb << 20;
+    // One budget: with the HTTP API on, an eighth goes to the gateway's cache of session contexts.
+    const std::uint64_t budget_bytes = a->memory_mb << 20;
+    const std::uint64_t context_cache_bytes = a->http_address == "off" ? 0 : budget_bytes / 8;
+    a->engine.memory_budget_bytes = budget_bytes - context_cache_bytes;
     std::unique_ptr<log::EmbeddedCluster> cluster;
     const std::pair<std::string, int> topics[] = {{a->engine.topic, a->partitions}, {a->engine.dead_letter_topic, 1}};
     if (a->embedded) {
@@ -228,7 +231,8 @@ Runner add_serve(CLI::App& app) {
           [&metrics](std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
                      std::chrono::nanoseconds overhead) {
             metrics.observe_gateway_turn(endpoint, status, upstream, overhead);
-          }};
+          },
+          context_cache_bytes};
       gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), **engine, *appender);
       http::ServerOptions server_options;
       server_options.address = http_address->first;
