@@ -4,20 +4,12 @@
 
 #include "fold/fold.h"
 #include "fold/layout.h"
+#include "fold/stored.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::fold {
 
 namespace {
-
-template <typename Table>
-const Table* verified(std::string_view bytes, std::string_view what) {
-  flatbuffers::Verifier verifier(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
-  if (!verifier.VerifyBuffer<Table>(nullptr)) {
-    throw std::runtime_error("corrupt stored " + std::string(what) + ": it does not verify as FlatBuffers");
-  }
-  return flatbuffers::GetRoot<Table>(bytes.data());
-}
 
 std::string_view as_view(const flatbuffers::Vector<std::uint8_t>* bytes) {
   return bytes == nullptr ? std::string_view()
@@ -47,7 +39,7 @@ base::Result<std::unique_ptr<SessionAsOf>> SessionAsOf::open(const Reader& reade
       return base::make_error("session " + std::string(session_id) + " has no checkpoint at version " +
                               std::to_string(base_version) + "; the store is damaged (run statefold verify)");
     }
-    const auto* checkpoint = verified<state::SessionCheckpoint>(*bytes, "session checkpoint");
+    const auto* checkpoint = detail::verified_root<state::SessionCheckpoint>(*bytes, "session checkpoint");
     seed.put(key::header(session_id), std::string(as_view(checkpoint->header())));
     if (const auto* memory = checkpoint->memory()) {
       for (const auto* m : *memory) {
@@ -69,7 +61,7 @@ base::Result<std::unique_ptr<SessionAsOf>> SessionAsOf::open(const Reader& reade
   bool any = false;
   reader.scan(key::history_prefix(session_id), key::history(session_id, base_version + 1),
               [&](std::string_view, std::string_view value) {
-                const auto* entry = verified<state::HistoryEntry>(value, "history entry");
+                const auto* entry = detail::verified_root<state::HistoryEntry>(value, "history entry");
                 if (entry->version() > version) return false;
                 const auto* bytes = entry->event();
                 std::vector<std::uint8_t> canonical(bytes->begin(), bytes->end());
@@ -145,7 +137,7 @@ std::optional<std::uint64_t> version_at_time(const Reader& reader, std::string_v
     auto bytes = reader.get(key::history(session_id, version));
     if (!bytes) throw std::runtime_error("session " + std::string(session_id) + " lacks history version " +
                                          std::to_string(version));
-    return verified<state::HistoryEntry>(*bytes, "history entry")->log_time_ms();
+    return detail::verified_root<state::HistoryEntry>(*bytes, "history entry")->log_time_ms();
   };
   // Largest version v in [0, version] with log_time(v) <= time_ms (version 0 stands for "before the first").
   std::uint64_t lo = 0;

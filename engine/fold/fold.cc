@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "base/hex.h"
+#include "fold/stored.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::fold {
@@ -32,14 +33,7 @@ std::string pack(const T& object) {
   return {reinterpret_cast<const char*>(builder.GetBufferPointer()), builder.GetSize()};
 }
 
-template <typename Table>
-const Table* verified_root(std::string_view bytes, std::string_view what) {
-  flatbuffers::Verifier verifier(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
-  if (!verifier.VerifyBuffer<Table>(nullptr)) {
-    throw std::runtime_error("corrupt stored " + std::string(what) + ": it does not verify as FlatBuffers");
-  }
-  return flatbuffers::GetRoot<Table>(bytes.data());
-}
+using detail::verified_root;
 
 Digest memory_term(std::string_view label, std::string_view value, bool pinned) {
   return base::Sha256().update_framed(label).update_framed(value).update_u64(pinned ? 1 : 0).finish();
@@ -409,6 +403,19 @@ const WriteSet& Folder::finish() {
     _summary_dirty = false;
   }
   return _writes;
+}
+
+std::vector<std::pair<std::string, std::string>> metadata_pairs(const state::SessionHeaderT& header) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  const std::string& m = header.metadata_json;
+  for (std::size_t i = 0; i < m.size();) {
+    const std::size_t k_end = m.find('\0', i);
+    const std::size_t v_end = k_end == std::string::npos ? std::string::npos : m.find('\0', k_end + 1);
+    if (v_end == std::string::npos) break;
+    pairs.emplace_back(m.substr(i, k_end - i), m.substr(k_end + 1, v_end - k_end - 1));
+    i = v_end + 1;
+  }
+  return pairs;
 }
 
 std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::string_view session_id) {

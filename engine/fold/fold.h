@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "base/sha256.h"
 #include "codec/codec.h"
@@ -86,6 +88,8 @@ std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::stri
 // A stored header's bytes (e.g. the value a scan of key::kHeader keys visits); throws if they do not verify.
 state::SessionHeaderT decode_header(std::string_view bytes);
 state::StoreSummaryT load_summary(const Reader& reader);
+// The session's metadata (SessionOpened.metadata), in the order given; stored as key\0value\0 pairs.
+std::vector<std::pair<std::string, std::string>> metadata_pairs(const state::SessionHeaderT& header);
 // The state hash of a header: SHA-256 over its fields in a fixed, framed order (the stored state_hash excluded).
 base::Digest state_hash(const state::SessionHeaderT& header);
 // One session's share of the store hash: SHA-256(session id, state hash). The store hash XORs them.

@@ -57,15 +57,11 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
   open.policy->output_reserve = header.output_reserve;
   open.policy->tokenizer = header.tokenizer;
   open.policy->provider = header.provider;
-  for (std::size_t i = 0; i < header.metadata_json.size();) {
-    const std::size_t k_end = header.metadata_json.find('\0', i);
-    const std::size_t v_end = header.metadata_json.find('\0', k_end + 1);
-    if (k_end == std::string::npos || v_end == std::string::npos) break;
+  for (auto& [key, value] : fold::metadata_pairs(header)) {
     auto kv = std::make_unique<schema::KeyValueT>();
-    kv->key = header.metadata_json.substr(i, k_end - i);
-    kv->value = header.metadata_json.substr(k_end + 1, v_end - k_end - 1);
+    kv->key = std::move(key);
+    kv->value = std::move(value);
     open.metadata.push_back(std::move(kv));
-    i = v_end + 1;
   }
   open.parent_session_id = request.parent;
   open.parent_version = version;

@@ -63,13 +63,7 @@ std::optional<json::object> session_object(const fold::Reader& reader, std::stri
                       {"tokenizer", h.tokenizer}, {"provider", h.provider}};
   o["policy"] = std::move(policy);
   json::object metadata;
-  for (std::size_t i = 0; i < h.metadata_json.size();) {
-    std::size_t k_end = h.metadata_json.find('\0', i);
-    std::size_t v_end = h.metadata_json.find('\0', k_end + 1);
-    if (k_end == std::string::npos || v_end == std::string::npos) break;
-    metadata[h.metadata_json.substr(i, k_end - i)] = h.metadata_json.substr(k_end + 1, v_end - k_end - 1);
-    i = v_end + 1;
-  }
+  for (const auto& [key, value] : fold::metadata_pairs(h)) metadata[key] = value;
   o["metadata"] = std::move(metadata);
   if (!h.parent_session_id.empty()) {
     o["parent"] = json::object{{"session_id", h.parent_session_id}, {"version", h.parent_version}};
