@@ -199,8 +199,8 @@ base::Result<context::SessionState> load_state(const fold::Reader& reader, std::
   return state;
 }
 
-base::Result<std::shared_ptr<const context::TokenCounter>> counter_for(const RenderSpec& spec,
-                                                                       const context::SessionState& state) {
+base::Result<Rendered> render(context::SessionState& state, const RenderSpec& spec, std::string& counted_with) {
+  // The encoding that counts: the spec's, else the model's, else o200k_base. The receipt records it.
   std::optional<tokenizer::Encoding> encoding;
   if (!spec.tokenizer.empty()) {
     encoding = tokenizer::encoding_from_name(spec.tokenizer);
@@ -210,25 +210,16 @@ base::Result<std::shared_ptr<const context::TokenCounter>> counter_for(const Ren
   }
   auto loaded = load_tokenizer(encoding.value_or(tokenizer::Encoding::o200k_base));
   if (!loaded) return loaded.error();
-  return std::shared_ptr<const context::TokenCounter>(std::make_shared<Counter>(*loaded, spec.margin));
-}
-
-base::Result<Rendered> render(context::SessionState& state, const RenderSpec& spec, std::string& counted_with) {
-  auto counter = counter_for(spec, state);
-  if (!counter) return counter.error();
+  const Counter counter(*loaded, spec.margin);
   Rendered out;
-  // The tokenizer that counts is part of what the receipt records, resolved here once.
-  std::optional<tokenizer::Encoding> encoding = spec.tokenizer.empty()
-                                                    ? tokenizer::encoding_for_model(spec.model.empty() ? state.model : spec.model)
-                                                    : tokenizer::encoding_from_name(spec.tokenizer);
-  out.tokenizer = std::string(tokenizer::encoding_name(encoding.value_or(tokenizer::Encoding::o200k_base)));
+  out.tokenizer = std::string(tokenizer::encoding_name((*loaded)->encoding()));
   const std::string key = out.tokenizer + "*" + format_margin(spec.margin);
   if (counted_with != key) {
     for (auto& m : state.history) m.tokens.reset();
     counted_with = key;
   }
   for (auto& m : state.history) {
-    if (!m.tokens) m.tokens = static_cast<std::uint32_t>(context::message_tokens(m, **counter));
+    if (!m.tokens) m.tokens = static_cast<std::uint32_t>(context::message_tokens(m, counter));
   }
   // The request's overrides apply to this render only; the cached state is put back as it was.
   const std::string session_model = state.model;
@@ -246,8 +237,8 @@ base::Result<Rendered> render(context::SessionState& state, const RenderSpec& sp
   if (spec.max_output_tokens > 0 && spec.max_output_tokens < state.policy.output_reserve) {
     state.policy.output_reserve = static_cast<std::uint32_t>(spec.max_output_tokens);
   }
-  state.extra_tokens = spec.extra.empty() ? 0 : (*counter)->count(spec.extra);  // tool schemas and the like
-  auto materialised = context::materialise(state, **counter);
+  state.extra_tokens = spec.extra.empty() ? 0 : counter.count(spec.extra);  // tool schemas and the like
+  auto materialised = context::materialise(state, counter);
   if (!materialised) {
     restore();
     return materialised.error();

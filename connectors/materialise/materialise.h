@@ -46,11 +46,6 @@ struct RenderSpec {
 base::Result<context::SessionState> load_state(const fold::Reader& reader, std::string_view session_id,
                                                std::uint64_t version);
 
-// The tokenizer a spec counts with (resolved from the spec, then the session's policy, then the model; o200k_base
-// when nothing says), loaded once per process.
-base::Result<std::shared_ptr<const context::TokenCounter>> counter_for(const RenderSpec& spec,
-                                                                       const context::SessionState& state);
-
 struct Rendered {
   context::Context context;  // points into the state it was made from
   std::string body;
@@ -59,7 +54,8 @@ struct Rendered {
   std::string echo;          // the echo provider's reply (rendered while the request's overrides applied)
 };
 
-// Materialises and renders `state` (kept alive and unchanged by the caller while the result is used). Messages
+// Materialises and renders `state` (kept alive and unchanged by the caller while the result is used), counting
+// with the spec's tokenizer, else the one OpenAI uses for the model, else o200k_base (loaded once per process). Messages
 // token counts are cached in the state: `counted_with` names the counter they came from (a different counter
 // clears them first), so a long session is counted once, not on every call.
 base::Result<Rendered> render(context::SessionState& state, const RenderSpec& spec, std::string& counted_with);
