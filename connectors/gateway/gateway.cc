@@ -430,13 +430,14 @@ struct Gateway::Impl {
     return openai_error(500, "the input was not recorded", "server_error", route);
   }
 
-  // Appends a turn's new input (opening the session first if it is new) and returns the version it reached.
-  std::variant<std::uint64_t, http::Response> record_input(const std::string& session,
-                                                           const std::vector<protocol::ClientMessage>& input,
-                                                           const std::string& model, const std::string& instructions,
-                                                           const std::string& route) {
-    auto snapshot = engine.store().snapshot();
-    auto header = fold::load_header(*snapshot, session);
+  // A turn's input as events, conditional on the session's version (`header`; none: a new session, opened first
+  // with its leading system/developer messages, or the instructions, as its system prompt).
+  static std::variant<EventBatch, http::Response> input_batch(const std::string& session,
+                                                              const std::optional<state::SessionHeaderT>& header,
+                                                              const std::vector<protocol::ClientMessage>& input,
+                                                              const std::string& model,
+                                                              const std::string& instructions,
+                                                              const std::string& route) {
     EventBatch batch;
     const std::uint64_t at = header ? header->version : 0;
     std::size_t first = 0;
@@ -457,7 +458,18 @@ struct Gateway::Impl {
     for (std::size_t i = first; i < input.size(); ++i) batch.add(session, message_event(input[i]), at);
     if (!batch.error.empty()) return openai_error(400, batch.error, "invalid_request_error", route);
     if (batch.events.empty()) return openai_error(400, "no new input", "invalid_request_error", route);
-    auto result = append(session, std::move(batch));
+    return batch;
+  }
+
+  // Appends a turn's new input (opening the session first if it is new) and returns the version it reached.
+  std::variant<std::uint64_t, http::Response> record_input(const std::string& session,
+                                                           const std::vector<protocol::ClientMessage>& input,
+                                                           const std::string& model, const std::string& instructions,
+                                                           const std::string& route) {
+    auto snapshot = engine.store().snapshot();
+    auto batch = input_batch(session, fold::load_header(*snapshot, session), input, model, instructions, route);
+    if (auto* refused = std::get_if<http::Response>(&batch)) return std::move(*refused);
+    auto result = append(session, std::move(std::get<EventBatch>(batch)));
     if (result.kind != api::AppendResult::Kind::folded || result.events.empty() ||
         std::any_of(result.events.begin(), result.events.end(), [](const auto& e) { return e.status != "accepted"; })) {
       return append_failure(result, route);
@@ -625,13 +637,12 @@ struct Gateway::Impl {
     auto snapshot = engine.store().snapshot();
     auto header = fold::load_header(*snapshot, session);
     if (!header) return std::nullopt;
-    EventBatch batch;
-    for (const auto& m : input) batch.add(session, message_event(m), header->version);
-    if (!batch.error.empty()) return openai_error(400, batch.error, "invalid_request_error", route);
-    if (batch.events.empty()) return openai_error(400, "no new input", "invalid_request_error", route);
+    auto batch = input_batch(session, header, input, "", "", route);
+    if (auto* refused = std::get_if<http::Response>(&batch)) return std::move(*refused);
+    auto& events = std::get<EventBatch>(batch).events;
     auto promise = std::make_shared<std::promise<api::AppendResult>>();
-    InFlight sent{promise->get_future(), header->version, header->version + batch.events.size()};
-    appender.append(session, std::move(batch.events), true,
+    InFlight sent{promise->get_future(), header->version, header->version + events.size()};
+    appender.append(session, std::move(events), true,
                     [promise](api::AppendResult result) { promise->set_value(std::move(result)); });
     return sent;
   }
@@ -649,50 +660,12 @@ struct Gateway::Impl {
     return append_failure(result, route);
   }
 
-  // As prepare(), for the session at `base_version` plus the input not yet folded (versions base_version + 1..).
-  std::variant<Prepared, http::Response> prepare_predicted(const std::string& session, const InFlight& sent,
-                                                           const std::vector<protocol::ClientMessage>& input,
-                                                           const upstream::Endpoint& endpoint,
-                                                           const materialise::RenderSpec& spec,
-                                                           const std::string& route) {
-    Prepared p;
-    p.endpoint = &endpoint;
-    p.provider = spec.provider;
-    p.spec = spec;
-    std::optional<http::Response> failed;
-    auto snapshot = engine.store().snapshot();
-    auto ok = cache.with_state(*snapshot, session, sent.base_version,
-                               [&](context::SessionState& state, std::string& counted) {
-                                 std::uint64_t v = sent.base_version;
-                                 for (const auto& m : input) {
-                                   auto message = protocol::to_message(m);
-                                   message.version = ++v;
-                                   state.history.push_back(std::move(message));
-                                 }
-                                 state.version = v;
-                                 auto rendered = materialise::render(state, p.spec, counted);
-                                 if (!rendered) {
-                                   failed = openai_error(400, "the context cannot be materialised: " +
-                                                                  rendered.error().message,
-                                                         "invalid_request_error", route, "context_length_exceeded");
-                                   return;
-                                 }
-                                 p.spec.tokenizer = rendered->tokenizer;
-                                 p.body = std::move(rendered->body);
-                                 p.hash = std::move(rendered->hash);
-                                 p.input_tokens = rendered->context.total_tokens;
-                                 p.echo_text = std::move(rendered->echo);
-                               });
-    if (!ok) return openai_error(500, ok.error().message, "server_error", route);
-    if (failed) return std::move(*failed);
-    return p;
-  }
-
-  // Records the reply (if any) and the receipt; the version of the reply message, 0 without one.
-  // Materialises and renders the session at `version` for the endpoint.
+  // Materialises and renders for the endpoint the session at `version`, plus `pending`: input sent but not yet
+  // folded, as it will be (versions version + 1..; send_input).
   std::variant<Prepared, http::Response> prepare(const std::string& session, std::uint64_t version,
                                                  const upstream::Endpoint& endpoint,
-                                                 const materialise::RenderSpec& spec, const std::string& route) {
+                                                 const materialise::RenderSpec& spec, const std::string& route,
+                                                 const std::vector<protocol::ClientMessage>& pending = {}) {
     Prepared p;
     p.endpoint = &endpoint;
     p.provider = spec.provider;
@@ -700,6 +673,11 @@ struct Gateway::Impl {
     std::optional<http::Response> failed;
     auto snapshot = engine.store().snapshot();
     auto ok = cache.with_state(*snapshot, session, version, [&](context::SessionState& state, std::string& counted) {
+      for (const auto& m : pending) {
+        auto message = protocol::to_message(m);
+        message.version = ++state.version;
+        state.history.push_back(std::move(message));
+      }
       auto rendered = materialise::render(state, p.spec, counted);
       if (!rendered) {
         failed = openai_error(400, "the context cannot be materialised: " + rendered.error().message,
@@ -888,7 +866,7 @@ struct Gateway::Impl {
       if (auto* refused = std::get_if<http::Response>(&*sent)) return answer(std::move(*refused));
       in_flight = std::move(std::get<InFlight>(*sent));
       version = in_flight->version;
-      prepared = prepare_predicted(session, *in_flight, parsed->messages, **endpoint, spec, route);
+      prepared = prepare(session, in_flight->base_version, **endpoint, spec, route, parsed->messages);
       if (std::holds_alternative<http::Response>(prepared)) {
         auto confirmed = confirm_input(session, *in_flight, route);
         if (auto* refused = std::get_if<http::Response>(&confirmed)) return answer(std::move(*refused));
