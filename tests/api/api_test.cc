@@ -4,9 +4,6 @@
 // nothing, /metrics that promtool accepts, health and readiness, 504 for an append the engine cannot fold in time,
 // the ownership answer (421), an instance that keeps its partitions under a sustained stream, and SIGTERM in the
 // middle of a stream of appends losing none that were answered 200.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -39,24 +36,6 @@ using std::chrono::minutes;
 using std::chrono::seconds;
 
 // ------------------------------------------------------------------------------------------------ helpers
-
-// A port nobody listens on right now: bind port 0, read it, close. serve binds it a moment later (SO_REUSEADDR).
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot bind a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string events_path(const std::string& session) { return "/v1/sessions/" + session + "/events"; }
 std::string session_path(const std::string& session) { return "/v1/sessions/" + session; }

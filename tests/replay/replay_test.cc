@@ -35,6 +35,7 @@
 #include "statefold/schema/state_generated.h"
 #include "store/store.h"
 #include "support/cluster.h"
+#include "workload_fixture.h"
 #include "view/view.h"
 #include "workload/workload.h"
 
@@ -45,7 +46,6 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::minutes;
 using std::chrono::seconds;
-using Offsets = std::map<std::int32_t, std::int64_t>;
 
 // Exit codes of docs/cli.md.
 constexpr int kOk = 0;
@@ -53,40 +53,6 @@ constexpr int kFailure = 1;
 constexpr int kUsage = 2;
 constexpr int kNotFound = 4;
 constexpr int kMismatch = 5;
-
-struct Generated {
-  workload::Options options;
-  workload::Stats stats;
-  std::vector<std::string> lines;
-};
-
-// `prefix` must outlive the result (workload::Options keeps a view of it): pass a literal.
-Generated generate(std::uint64_t sessions, std::uint64_t events, std::uint64_t seed,
-                   std::string_view prefix = "session-") {
-  Generated g;
-  g.options.sessions = sessions;
-  g.options.events = events;
-  g.options.seed = seed;
-  g.options.session_prefix = prefix;
-  g.stats = workload::generate(g.options, [&](std::string_view line) { g.lines.emplace_back(line); });
-  return g;
-}
-
-std::int64_t sum(const Offsets& offsets) {
-  std::int64_t total = 0;
-  for (const auto& [p, o] : offsets) total += o;
-  return total;
-}
-
-// The --until-offset form: "0:120,1:98".
-std::string offsets_arg(const Offsets& offsets) {
-  std::string out;
-  for (const auto& [p, o] : offsets) {
-    if (!out.empty()) out.push_back(',');
-    out += std::to_string(p) + ":" + std::to_string(o);
-  }
-  return out;
-}
 
 std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();

@@ -6,10 +6,7 @@
 //   `snapshot list` shows snapshots newest first with their offsets, schema version and store hash;
 //   restore refuses a snapshot of another state schema version, naming replay, and leaves the store as it was;
 //   serve's periodic snapshots keep only the newest --snapshot-retention.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -33,6 +30,7 @@
 #include "fold/layout.h"
 #include "store/store.h"
 #include "support/cluster.h"
+#include "workload_fixture.h"
 #include "view/view.h"
 #include "workload/workload.h"
 
@@ -44,42 +42,11 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::minutes;
 using std::chrono::seconds;
-using Offsets = std::map<std::int32_t, std::int64_t>;
 
 // Exit codes of docs/cli.md.
 constexpr int kOk = 0;
 constexpr int kFailure = 1;
 
-struct Generated {
-  workload::Options options;
-  workload::Stats stats;
-  std::vector<std::string> lines;
-};
-
-Generated generate(std::uint64_t sessions, std::uint64_t events, std::uint64_t seed) {
-  Generated g;
-  g.options.sessions = sessions;
-  g.options.events = events;
-  g.options.seed = seed;
-  g.stats = workload::generate(g.options, [&](std::string_view line) { g.lines.emplace_back(line); });
-  return g;
-}
-
-std::int64_t sum(const Offsets& offsets) {
-  std::int64_t total = 0;
-  for (const auto& [p, o] : offsets) total += o;
-  return total;
-}
-
-// The --until-offset form: "0:120,1:98".
-std::string offsets_arg(const Offsets& offsets) {
-  std::string out;
-  for (const auto& [p, o] : offsets) {
-    if (!out.empty()) out.push_back(',');
-    out += std::to_string(p) + ":" + std::to_string(o);
-  }
-  return out;
-}
 
 // A run for a failure message: status, stdout, and the end of stderr (librdkafka can be chatty).
 std::string describe(const RunResult& r) {
@@ -90,24 +57,6 @@ std::string describe(const RunResult& r) {
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-// A port nobody listens on right now: bind port 0, read it, close. serve binds it a moment later (SO_REUSEADDR).
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot bind a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // A snapshot's manifest as the CLI and the API print it (docs/snapshots.md).
 struct Manifest {

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,5 +80,9 @@ RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds ti
 
 // The whole content of a file ("" if it cannot be read).
 std::string read_file(const std::string& path);
+
+// A loopback TCP port nobody listens on right now (bind port 0, read it, close). A server started a moment later
+// usually gets it; callers retry with another when something else took it in between.
+std::uint16_t free_port();
 
 }  // namespace statefold::testing

@@ -15,9 +15,6 @@
 // 3. Checks that every session's version equals the appends answered 200 for it (the answers were true).
 // 4. Reads GET /v1/sessions/{id} --reads times on one keep-alive connection, closed-loop, and times each.
 // 5. Prints the figures with the targets, PASS or MISS. Exit status 1 only when the run itself failed.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -46,6 +43,7 @@ namespace json = boost::json;
 using statefold::testing::HttpClient;
 using statefold::testing::HttpReply;
 using statefold::testing::Process;
+using statefold::testing::free_port;
 using Clock = std::chrono::steady_clock;
 
 constexpr double kAppendP99TargetMs = 20.0;
@@ -74,20 +72,6 @@ double quantile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
   const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
   return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
-
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error("cannot find a free port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 std::string default_statefold() {
