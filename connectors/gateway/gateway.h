@@ -7,6 +7,12 @@
 //   POST /v1/responses                   previous_response_id or conversation; GET /v1/responses/{id}
 //   GET  /v1/sessions/{id}/context       what a call would send: sections, token counts, the body
 //
+// The gateway reads state through a StateSource and writes events through an append::Sink: in serve, the engine's
+// store and the Kafka appender; in tests, an in-memory store and an in-process fold.
+//
+//   gateway::Gateway gateway(options, state_source, appender);
+//   if (gateway::Gateway::handles(request)) gateway.handle(std::move(request), std::move(respond));
+//
 // Thread-safety: handle() from any thread (the HTTP server's I/O threads); the blocking work of a turn (rendering,
 // the upstream call, waiting for appends to fold) runs on the gateway's own worker threads. One turn per session at
 // a time: a second concurrent turn on a session gets 409.
@@ -16,22 +22,30 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
-#include "api/appender.h"
+#include "append/append.h"
 #include "connectors/upstream/routing.h"
+#include "fold/kv.h"
 #include "http/http.h"
-#include "runtime/engine.h"
+#include "runtime/ownership.h"
 
 namespace statefold::gateway {
+
+// The folded session state the gateway reads. Thread-safety: both from any thread.
+class StateSource {
+ public:
+  virtual ~StateSource() = default;
+  // A consistent view of the state; release it soon (a store snapshot holds old versions from compaction).
+  virtual std::unique_ptr<fold::Reader> snapshot() const = 0;
+  // Whether this instance folds the session (a turn elsewhere is refused: 421 or 503).
+  virtual runtime::Ownership ownership(std::string_view session_id) const = 0;
+};
 
 struct Options {
   upstream::Router router;
   std::size_t workers = 16;  // concurrent turns (each blocks a worker while the upstream answers)
-  // Answers 421/503 when this instance does not own the session's partition (api::Api::check_owned).
-  std::function<std::optional<http::Response>(const std::string& session_id, const std::string& route)> check_owned;
   // Told about every turn that called (or tried) an upstream, when it is answered: the endpoint, the status the
   // client got, the upstream's time and the rest (metrics::Metrics::observe_gateway_turn).
   std::function<void(std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
@@ -44,7 +58,8 @@ struct Options {
 
 class Gateway {
  public:
-  Gateway(Options options, runtime::Engine& engine, api::Appender& appender);
+  // `state` and `events` must outlive the gateway.
+  Gateway(Options options, const StateSource& state, append::Sink& events);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -52,11 +67,6 @@ class Gateway {
   // True for the gateway's routes; the caller hands those requests to handle().
   static bool handles(const http::Request& request);
   void handle(http::Request request, http::Respond respond);
-
-  // Returns once a turn of the session that has already answered has its reply and receipt folded (they are
-  // appended after the answer went out), or after 2 s: the sessions API calls it before reading a session, so a
-  // read that follows an answer sees the reply.
-  void settle(std::string_view session_id);
 
   // Finishes the turns in hand, refuses new ones (503).
   void stop();

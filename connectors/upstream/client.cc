@@ -91,6 +91,7 @@ struct Exchange {
   Headers headers;
   std::string body;
   std::string error;
+  bool timed_out = false;          // the error is a timeout (connect, send or read)
   bool retryable_failure = false;  // failed before reaching the server (resolve, connect): worth another attempt
   bool stale = false;              // a reused connection failed before any response byte: try another connection
   bool reusable = false;           // the connection may go back to the pool
@@ -146,6 +147,7 @@ struct Connected {
   std::unique_ptr<Connection> connection;
   std::string error;
   bool retryable = false;
+  bool timed_out = false;
 };
 
 }  // namespace
@@ -203,6 +205,7 @@ Connected Client::Impl::connect(const BaseUrl& url, const Endpoint& endpoint) {
   const auto timed_out = [&](std::string_view what) {
     out.error = std::string(what) + ": timed out after " + duration_text(budget) + " (connect timeout)";
     out.retryable = true;
+    out.timed_out = true;
     return std::move(out);
   };
 
@@ -296,6 +299,7 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
   if (ec) {
     x.stale = c.reused && ec != beast::error::timeout;
     x.error = "sending the request: " + (ec == beast::error::timeout ? "timed out" : ec.message());
+    x.timed_out = ec == beast::error::timeout;
     return x;
   }
 
@@ -311,6 +315,7 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
     x.stale = c.reused && !parser.got_some() && ec != beast::error::timeout;
     x.error = ec == beast::error::timeout ? "no response within " + duration_text(read_timeout) + " (read timeout)"
                                           : "reading the response: " + read_error_text(ec, endpoint.read_ms);
+    x.timed_out = ec == beast::error::timeout;
     return x;
   }
   const auto& head = parser.get();
@@ -357,6 +362,7 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
     }
     if (ec) {
       x.error = "reading the response body: " + read_error_text(ec, endpoint.read_ms);
+      x.timed_out = ec == beast::error::timeout;
       if (sse) x.error += " after " + std::to_string(x.events) + " events";
       return x;
     }
@@ -409,6 +415,7 @@ Exchange Client::Impl::attempt(const std::string& pool_key, const BaseUrl& url, 
         Exchange x;
         x.error = std::move(made.error);
         x.retryable_failure = made.retryable;
+        x.timed_out = made.timed_out;
         return x;
       }
       c = std::move(made.connection);
@@ -536,6 +543,7 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
     out.body = std::move(x.body);
     out.events += x.events;
     out.error = std::move(x.error);
+    out.timed_out = x.timed_out;
     base::log(base::LogLevel::debug, "upstream call",
               {{"endpoint", endpoint.name},
                {"target", std::string(message.method_string()) + " " + where},

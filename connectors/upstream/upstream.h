@@ -81,6 +81,7 @@ struct Response {
   std::int64_t latency_ms = 0;   // the whole call, retries and waits included
   std::size_t events = 0;        // SSE events delivered to the callback
   std::string error;             // transport failure in words ("" when an HTTP response arrived whole)
+  bool timed_out = false;        // that failure was a timeout (connect, send or read): 504 rather than 502
 
   std::optional<std::string_view> header(std::string_view lower_case_name) const;
   bool ok() const { return error.empty() && status >= 200 && status < 300; }

@@ -29,6 +29,8 @@ const std::string kRouteHistory = "GET /v1/sessions/{id}/events";
 const std::string kRouteSession = "GET /v1/sessions/{id}";
 const std::string kRouteList = "GET /v1/sessions";
 const std::string kRouteFork = "POST /v1/sessions/{id}/fork";
+// How long a read waits for the session's writes that were answered before they were folded (a gateway reply).
+constexpr std::chrono::milliseconds kSettlePatience{2000};
 
 std::optional<std::uint64_t> parse_u64(std::string_view text) {
   std::uint64_t v = 0;
@@ -78,16 +80,19 @@ std::int64_t now_us() {
       .count();
 }
 
-json::object outcome_json(const EventOutcome& e) {
-  json::object o{{"event_id", e.event_id}, {"status", e.status}, {"partition", e.partition}, {"offset", e.offset}};
-  if (e.status != "appended" && e.status != "pending") o["version"] = e.version;
+json::object outcome_json(const append::EventOutcome& e) {
+  json::object o{{"event_id", e.event_id},
+                 {"status", append::status_name(e.status)},
+                 {"partition", e.partition},
+                 {"offset", e.offset}};
+  if (e.status != append::Status::appended && e.status != append::Status::pending) o["version"] = e.version;
   if (!e.reason.empty()) o["reason"] = e.reason;
   return o;
 }
 
 }  // namespace
 
-Api::Api(ApiOptions options, runtime::Engine& engine, Appender& appender)
+Api::Api(ApiOptions options, runtime::Engine& engine, append::Sink& appender)
     : _options(std::move(options)), _engine(engine), _appender(appender) {}
 
 void Api::handle(http::Request request, http::Respond respond) {
@@ -218,27 +223,26 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
     if (auto refused = check_owned(session_id, route)) return respond(std::move(*refused));
   }
 
-  _appender.append(session_id, std::move(events), wait, [respond, session_id, route](AppendResult result) {
+  append::Options send;
+  send.wait = wait;
+  _appender.append(session_id, std::move(events), std::move(send), [respond, session_id, route](append::Outcome result) {
     json::object o{{"session_id", session_id}};
     json::array outcomes;
     for (const auto& e : result.events) outcomes.push_back(outcome_json(e));
     switch (result.kind) {
-      case AppendResult::Kind::unavailable:
+      case append::Outcome::Kind::unavailable:
         return respond(http::error_response(503, result.error, route));
-      case AppendResult::Kind::timed_out:
+      case append::Outcome::Kind::timed_out:
         o["error"] = result.error;
         o["events"] = std::move(outcomes);
         return respond(http::json_response(504, json::serialize(o), route));
-      case AppendResult::Kind::appended:
+      case append::Outcome::Kind::appended:
         o["events"] = std::move(outcomes);
         return respond(http::json_response(202, json::serialize(o), route));
-      case AppendResult::Kind::folded:
+      case append::Outcome::Kind::folded:
         break;
     }
-    const EventOutcome* rejected = nullptr;
-    for (const auto& e : result.events) {
-      if (e.status == "rejected" && rejected == nullptr) rejected = &e;
-    }
+    const append::EventOutcome* rejected = result.first_rejected();
     o["version"] = result.events.empty() ? 0 : result.events.back().version;
     o["events"] = std::move(outcomes);
     if (rejected != nullptr) {
@@ -251,20 +255,18 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
 }
 
 std::optional<http::Response> Api::check_owned(const std::string& session_id, const std::string& route) {
-  if (_options.partitions <= 0) return std::nullopt;
-  const std::int32_t partition = log::partition_for_key(session_id, _options.partitions);
-  const auto owned = _engine.assignment();
-  if (owned.empty()) {
-    // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
-    return http::error_response(503, "no partitions are assigned to this instance yet; retry shortly", route);
+  const auto owner = _engine.ownership(session_id);
+  switch (owner.state) {
+    case runtime::Ownership::State::owned: return std::nullopt;
+    case runtime::Ownership::State::unassigned:
+      // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
+      return http::error_response(503, "no partitions are assigned to this instance yet; retry shortly", route);
+    case runtime::Ownership::State::elsewhere: break;
   }
-  if (std::find(owned.begin(), owned.end(), partition) == owned.end()) {
-    json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(partition) +
-                                 ", which this instance does not own"},
-                   {"partition", partition}};
-    return http::json_response(421, json::serialize(o), route);
-  }
-  return std::nullopt;
+  json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(owner.partition) +
+                               ", which this instance does not own"},
+                 {"partition", owner.partition}};
+  return http::json_response(421, json::serialize(o), route);
 }
 
 void Api::fork(const http::Request& request, const std::string& parent, http::Respond respond) {
@@ -303,16 +305,16 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
   const std::uint64_t parent_version = plan->parent_version;
   const std::size_t count = plan->events.size();
   const std::string child = plan->child;
-  _appender.append(child, std::move(plan->events), true,
-                   [respond, child, parent, parent_version, count, route](AppendResult result) {
-                     if (result.kind == AppendResult::Kind::unavailable) {
+  _appender.append(child, std::move(plan->events), {},
+                   [respond, child, parent, parent_version, count, route](append::Outcome result) {
+                     if (result.kind == append::Outcome::Kind::unavailable) {
                        return respond(http::error_response(503, result.error, route));
                      }
-                     if (result.kind != AppendResult::Kind::folded || result.events.empty()) {
+                     if (result.kind != append::Outcome::Kind::folded || result.events.empty()) {
                        return respond(http::error_response(504, result.error, route));
                      }
                      const auto& first = result.events.front();
-                     if (first.status != "accepted") {
+                     if (first.status != append::Status::accepted) {
                        json::object o{{"error", "session " + child + " already exists"},
                                       {"current_version", result.events.back().version}};
                        return respond(http::json_response(409, json::serialize(o), route));
@@ -328,7 +330,7 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
 http::Response Api::get_session(const http::Request& request, const std::string& session_id) {
   std::uint64_t messages = 100;
   if (auto error = query_u64(request, "messages", messages, kRouteSession)) return *error;
-  if (_options.settle) _options.settle(session_id);
+  _appender.settle(session_id, kSettlePatience);
   auto snapshot = _engine.store().snapshot();
   // Time travel: ?version=N or ?at=RFC3339 (the last version whose record time is at or before it).
   const bool has_version = request.query.contains("version");
@@ -370,7 +372,7 @@ http::Response Api::get_history(const http::Request& request, const std::string&
   if (limit == 0 || limit > _options.max_page) {
     return http::error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteHistory);
   }
-  if (_options.settle) _options.settle(session_id);
+  _appender.settle(session_id, kSettlePatience);
   auto snapshot = _engine.store().snapshot();
   auto body = view::history_json(*snapshot, session_id, from, limit);
   if (!body) return http::error_response(404, "no session " + session_id, kRouteHistory);

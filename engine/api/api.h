@@ -1,7 +1,7 @@
 // api: the sessions HTTP API of `statefold serve` (docs/api.md): appends with read-your-writes and optimistic
 // concurrency, session state, history and listing, plus /metrics, /healthz and /readyz.
 //
-//   api::Api api(options, engine, appender);
+//   api::Api api(options, engine, appender);   // appender: any append::Sink (append::KafkaAppender in serve)
 //   http::Server::start(server_options, [&](http::Request r, http::Respond done) { api.handle(std::move(r), done); });
 //
 // Thread-safety: handle() from any thread.
@@ -12,31 +12,28 @@
 #include <optional>
 #include <string>
 
-#include "api/appender.h"
+#include "append/append.h"
 #include "http/http.h"
 #include "runtime/engine.h"
 
 namespace statefold::api {
 
 struct ApiOptions {
-  int partitions = 0;                           // of the event topic, to tell which partition a session is on
   std::int64_t ready_max_lag = 1000;            // /readyz: every assigned partition at most this far behind
   std::uint64_t max_events_per_append = 1000;
   std::uint64_t max_page = 1000;
   std::function<std::string()> scrape_metrics;  // /metrics body; empty: 404
-  // Called with a session id before the session is read (state, history): lets writes that were answered before
-  // they were folded (the gateway's replies) become visible first.
-  std::function<void(const std::string& session_id)> settle;
 };
 
 class Api {
  public:
-  Api(ApiOptions options, runtime::Engine& engine, Appender& appender);
+  Api(ApiOptions options, runtime::Engine& engine, append::Sink& appender);
   void handle(http::Request request, http::Respond respond);
+
+ private:
   // 421 (naming the partition) or 503 when this instance does not own the session's partition; nullopt when it does.
   std::optional<http::Response> check_owned(const std::string& session_id, const std::string& route);
 
- private:
   void append(const http::Request& request, const std::string& session_id, http::Respond respond);
   void fork(const http::Request& request, const std::string& parent, http::Respond respond);
   http::Response get_session(const http::Request& request, const std::string& session_id);
@@ -46,7 +43,7 @@ class Api {
 
   ApiOptions _options;
   runtime::Engine& _engine;
-  Appender& _appender;
+  append::Sink& _appender;
 };
 
 }  // namespace statefold::api

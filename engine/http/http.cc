@@ -139,6 +139,26 @@ Response error_response(int status, std::string_view message, std::string route)
   return json_response(status, "{\"error\":" + json_quote(message) + "}", std::move(route));
 }
 
+int status_for(base::ErrorCode code) {
+  switch (code) {
+    case base::ErrorCode::invalid_argument: return 400;
+    case base::ErrorCode::permission_denied: return 403;
+    case base::ErrorCode::not_found: return 404;
+    case base::ErrorCode::conflict: return 409;
+    case base::ErrorCode::resource_exhausted: return 429;
+    case base::ErrorCode::upstream_failed: return 502;
+    case base::ErrorCode::unavailable: return 503;
+    case base::ErrorCode::timed_out: return 504;
+    case base::ErrorCode::unknown:
+    case base::ErrorCode::internal: break;
+  }
+  return 500;
+}
+
+Response error_response(const base::Error& error, std::string route) {
+  return error_response(status_for(error.code), error.message, std::move(route));
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // The server.
 

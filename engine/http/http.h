@@ -99,5 +99,9 @@ base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, c
 // Helpers for handlers.
 Response json_response(int status, std::string body, std::string route = {});
 Response error_response(int status, std::string_view message, std::string route = {});  // {"error": message}
+// The one mapping of error kinds to HTTP statuses (unknown and internal: 500).
+int status_for(base::ErrorCode code);
+// error_response with the status the error's code maps to.
+Response error_response(const base::Error& error, std::string route = {});
 
 }  // namespace statefold::http

@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "base/hex.h"
@@ -76,6 +77,15 @@ void Engine::on_committed(std::function<void(const std::vector<FoldedRecord>&)> 
 }
 
 std::vector<std::int32_t> Engine::assignment() const { return _consumer->assignment(); }
+
+Ownership Engine::ownership(std::string_view session_id) const {
+  if (_options.partitions <= 0) return {};
+  const std::int32_t partition = log::partition_for_key(session_id, _options.partitions);
+  const auto owned = assignment();
+  if (owned.empty()) return {Ownership::State::unassigned, partition};
+  if (std::find(owned.begin(), owned.end(), partition) == owned.end()) return {Ownership::State::elsewhere, partition};
+  return {Ownership::State::owned, partition};
+}
 
 std::map<std::int32_t, std::int64_t> Engine::lag() const {
   std::map<std::int32_t, std::int64_t> out;

@@ -17,11 +17,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "fold/fold.h"
 #include "log/log.h"
+#include "runtime/ownership.h"
 #include "store/store.h"
 
 namespace statefold::runtime {
@@ -38,6 +40,8 @@ struct EngineOptions {
   bool sync_writes = false;
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
+  // Partitions of the topic, to tell which one a session is on (ownership()); 0: unknown, every session is owned.
+  int partitions = 0;
   // Replay mode: fold each listed partition up to (not including) its offset, fold nothing of unlisted
   // partitions, and return from run() once every listed partition got there.
   std::optional<std::map<std::int32_t, std::int64_t>> stop_at;
@@ -92,6 +96,7 @@ class Engine final : private log::AssignmentListener {
   const store::Store& store() const { return *_store; }
   const EngineStats& stats() const { return _stats; }
   std::vector<std::int32_t> assignment() const;
+  Ownership ownership(std::string_view session_id) const;
   // Lag per assigned partition: high watermark - stored next offset (-1 when unknown).
   std::map<std::int32_t, std::int64_t> lag() const;
   // The next offset to fold of every partition the store has folded from.

@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "api/api.h"
-#include "api/appender.h"
+#include "append/append.h"
 #include "base/logging.h"
 #include "base/sha256.h"
 #include "base/hex.h"
@@ -31,6 +31,17 @@ extern "C" void on_signal(int) {
   // Only sets an atomic flag: the loop finishes the batch in hand, commits and returns.
   if (g_engine != nullptr) g_engine->stop();
 }
+
+// The gateway reads the engine's store and asks it who folds a session.
+class EngineState final : public gateway::StateSource {
+ public:
+  explicit EngineState(const runtime::Engine& engine) : _engine(engine) {}
+  std::unique_ptr<fold::Reader> snapshot() const override { return _engine.store().snapshot(); }
+  runtime::Ownership ownership(std::string_view session_id) const override { return _engine.ownership(session_id); }
+
+ private:
+  const runtime::Engine& _engine;
+};
 
 }  // namespace
 
@@ -186,6 +197,7 @@ Runner add_serve(CLI::App& app) {
       std::cerr << "statefold serve: " << partitions.error().message << "\n";
       return kFailure;
     }
+    a->engine.partitions = *partitions;
     auto engine = runtime::Engine::open(a->engine);
     if (!engine) {
       std::cerr << "statefold serve: " << engine.error().message << "\n";
@@ -195,12 +207,13 @@ Runner add_serve(CLI::App& app) {
     metrics.attach(engine->get());
     (*engine)->set_probe(&metrics);
 
-    std::unique_ptr<api::Appender> appender;
+    std::unique_ptr<append::KafkaAppender> appender;
+    std::unique_ptr<EngineState> engine_state;
     std::unique_ptr<api::Api> api;
     std::unique_ptr<gateway::Gateway> gate;
     std::unique_ptr<http::Server> server;
     if (http_address) {
-      api::Appender::Options appender_options;
+      append::KafkaAppender::Config appender_options;
       appender_options.brokers = a->engine.brokers;
       appender_options.topic = a->engine.topic;
       appender_options.fold_timeout = std::chrono::milliseconds(a->append_timeout_ms);
@@ -208,7 +221,7 @@ Runner add_serve(CLI::App& app) {
       const auto dir_hash = base::sha256(std::filesystem::absolute(a->engine.data_dir).string());
       appender_options.transactional_id =
           "statefold-" + a->engine.group + "-" + base::to_hex(std::span<const std::uint8_t>(dir_hash.data(), 8));
-      auto created = api::Appender::create(appender_options);
+      auto created = append::KafkaAppender::create(appender_options);
       if (!created) {
         std::cerr << "statefold serve: " << created.error().message << "\n";
         return kFailure;
@@ -216,24 +229,18 @@ Runner add_serve(CLI::App& app) {
       appender = std::move(*created);
       (*engine)->on_committed([raw = appender.get()](const auto& records) { raw->folded(records); });
       api::ApiOptions api_options;
-      api_options.partitions = *partitions;
       api_options.ready_max_lag = a->ready_max_lag;
       api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
-      api_options.settle = [&gate](const std::string& session) {
-        if (gate) gate->settle(session);
-      };
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
       gateway::Options gateway_options{
           std::move(*router), a->gateway_workers,
-          [raw = api.get()](const std::string& session, const std::string& route) {
-            return raw->check_owned(session, route);
-          },
           [&metrics](std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
                      std::chrono::nanoseconds overhead) {
             metrics.observe_gateway_turn(endpoint, status, upstream, overhead);
           },
           context_cache_bytes};
-      gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), **engine, *appender);
+      engine_state = std::make_unique<EngineState>(**engine);
+      gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), *engine_state, *appender);
       http::ServerOptions server_options;
       server_options.address = http_address->first;
       server_options.port = http_address->second;

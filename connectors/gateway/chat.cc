@@ -1,0 +1,63 @@
+// POST /v1/chat/completions: the client sends only its new messages; the session comes from X-Session-Id or
+// metadata.session_id.
+#include "connectors/gateway/internal/turn.h"
+
+namespace statefold::gateway::internal {
+
+namespace {
+
+const std::string kRouteChat = "POST /v1/chat/completions";
+
+class ChatFormat final : public Format {
+ public:
+  explicit ChatFormat(bool include_usage) : _include_usage(include_usage) {}
+  void begin(const TurnFacts& facts) override {
+    _model = facts.model;
+    _created = facts.created_s;
+    _writer.emplace(_id, _model, _created, _include_usage);
+  }
+  std::string body(const protocol::Reply& reply, std::uint64_t) override {
+    return protocol::chat_completion_json(reply, _id, _model, _created);
+  }
+  std::string stream_start() override { return _writer->start(); }
+  std::string stream_delta(const protocol::Delta& delta) override { return _writer->delta(delta); }
+  std::string stream_finish(const protocol::Reply& reply) override { return _writer->finish(reply); }
+  std::string stream_error(std::string_view error_json) override { return "data: " + std::string(error_json) + "\n\n"; }
+
+ private:
+  const std::string _id = "chatcmpl-" + random_hex(12);
+  bool _include_usage;
+  std::string _model;
+  std::int64_t _created = 0;
+  std::optional<protocol::ChatChunkWriter> _writer;
+};
+
+}  // namespace
+
+void chat(Core& core, const http::Request& request, const http::Respond& respond) {
+  const std::string& route = kRouteChat;
+  auto parsed = protocol::parse_chat_request(request.body);
+  if (!parsed) return respond(openai_error(400, parsed.error().message, "invalid_request_error", route));
+  TurnRequest turn;
+  turn.route = route;
+  turn.session = std::string(request.header("x-session-id").value_or(""));
+  if (turn.session.empty()) turn.session = parsed->session_id;
+  if (turn.session.empty()) {
+    return respond(openai_error(400,
+                                "no session: send the X-Session-Id header (or metadata.session_id); statefold keeps "
+                                "the conversation in that session and you send only the new messages",
+                                "invalid_request_error", route, "missing_session"));
+  }
+  if (parsed->messages.empty()) {
+    return respond(openai_error(400, "messages: send at least the new message", "invalid_request_error", route));
+  }
+  turn.input = std::move(parsed->messages);
+  turn.input_field = "messages";
+  turn.model = std::move(parsed->model);
+  turn.params = std::move(parsed->params);
+  turn.stream = parsed->stream;
+  ChatFormat format(parsed->include_usage);
+  run_turn(core, turn, format, respond);
+}
+
+}  // namespace statefold::gateway::internal

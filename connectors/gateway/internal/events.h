@@ -1,0 +1,27 @@
+// Private to the gateway: the events a turn records, with their envelope (source "gateway", fresh ids) and, for a
+// turn's input, conditional-batch chaining on the session's version so the input folds whole or not at all.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "append/append.h"
+#include "base/result.h"
+#include "connectors/protocol/protocol.h"
+
+namespace statefold::gateway::internal {
+
+struct Call;
+
+// A turn's input, conditional on the session being at `version` (nullopt: a new session, opened first with its
+// leading system/developer messages, or the instructions, as its system prompt, and `model`).
+base::Result<append::Events> input_events(const std::string& session, std::optional<std::uint64_t> version,
+                                          const std::vector<protocol::ClientMessage>& input, const std::string& model,
+                                          const std::string& instructions);
+
+// A call's receipt, then its reply (if any); not conditional (they follow the turn's input, whatever came since).
+base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply, const Call& call);
+
+}  // namespace statefold::gateway::internal

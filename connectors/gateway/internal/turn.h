@@ -1,0 +1,209 @@
+// Private to the gateway: the one turn pipeline that chat completions and Responses (and the endpoints to come)
+// share, and the pieces it is made of. An endpoint parses its request into a TurnRequest and says how its answer
+// is written (Format); run_turn() does the rest:
+//
+//   ownership -> the session's turn lock -> one read of the session -> route and plan -> input checked against the
+//   state, sent to the log and rendered while Kafka takes it -> upstream -> input confirmed -> reply and receipt
+//   recorded -> answer (whole or streamed).
+//
+// Thread-safety: a Core is shared by every worker; run_turn() runs on one worker per turn.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "connectors/gateway/gateway.h"
+#include "connectors/gateway/internal/turn_locks.h"
+#include "connectors/gateway/internal/workers.h"
+#include "connectors/materialise/materialise.h"
+#include "connectors/protocol/protocol.h"
+#include "connectors/tokenizer/tokenizer.h"
+#include "connectors/upstream/upstream.h"
+#include "fold/fold.h"
+
+namespace statefold::gateway::internal {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_us();
+std::string random_hex(std::size_t bytes);
+
+// An error in OpenAI's shape. Every gateway error tells OpenAI's SDKs not to retry by themselves (x-should-retry):
+// the gateway already retried the upstream, and a turn's input may be on the log, so a blind retry would record
+// it twice.
+http::Response openai_error(int status, std::string_view message, std::string_view type, const std::string& route,
+                            std::string_view code = {});
+
+// Where a turn's time went, as a Server-Timing header (input: appended and folded; render: materialised and
+// rendered; upstream: the model's call; record: reply and receipt appended and folded), in milliseconds.
+struct Timing {
+  Clock::time_point start = Clock::now();
+  std::vector<std::pair<const char*, Clock::time_point>> marks;
+  void mark(const char* phase) { marks.emplace_back(phase, Clock::now()); }
+  std::chrono::nanoseconds phase(std::string_view name) const;
+  std::string header() const;
+};
+
+// What a turn sent and got, for the receipt.
+struct Call {
+  std::string request_hash;
+  std::uint64_t state_version = 0;
+  std::string provider;
+  std::string endpoint;
+  std::string model;
+  std::string render;
+  protocol::Usage usage;
+  std::int64_t latency_ms = 0;
+  int status = 0;
+  bool timed_out = false;  // no answer in time (504 rather than 502)
+  std::string error;
+};
+
+// A request rendered for an endpoint, ready to send.
+struct Prepared {
+  const upstream::Endpoint* endpoint = nullptr;
+  context::Provider provider = context::Provider::echo;
+  materialise::RenderSpec spec;
+  std::string body;
+  std::string hash;
+  std::string echo_text;  // the echo provider's reply
+  std::size_t input_tokens = 0;
+};
+
+// A turn as its endpoint parsed it.
+struct TurnRequest {
+  std::string route;
+  std::string session;
+  std::vector<protocol::ClientMessage> input;
+  std::string input_field;          // names the input in errors: "messages", "input"
+  std::string model;                // as requested; "" with model_from_session: the session's own
+  bool model_from_session = false;  // Responses: without a model, the session keeps the one it has
+  protocol::Params params;
+  bool stream = false;
+  // Responses: a new session takes them as its system prompt; a later turn's apply to that turn only.
+  std::string instructions;
+  // Responses' previous_response_id: the turn continues after that reply, which must be the session's latest.
+  std::string previous_response_id;
+  std::uint64_t previous_version = 0;
+};
+
+// The facts of a turn an answer is written from, once its request is rendered.
+struct TurnFacts {
+  std::string session;
+  std::uint64_t version = 0;  // the state the request was rendered from (the input's last version)
+  std::string model;
+  std::int64_t created_s = 0;
+};
+
+// How an endpoint writes its answer. One per turn.
+class Format {
+ public:
+  virtual ~Format() = default;
+  virtual void begin(const TurnFacts& facts) = 0;
+  // Whether the answer needs the reply's folded version (it is then recorded before the answer goes out);
+  // otherwise the answer goes out once Kafka has the reply and receipt.
+  virtual bool needs_reply_version() const { return false; }
+  virtual std::string body(const protocol::Reply& reply, std::uint64_t reply_version) = 0;  // 200, whole
+  virtual std::string stream_start() = 0;
+  virtual std::string stream_delta(const protocol::Delta& delta) = 0;
+  virtual std::string stream_finish(const protocol::Reply& reply) = 0;
+  // A frame carrying an error after the stream started (`error_json` is an OpenAI error object).
+  virtual std::string stream_error(std::string_view error_json) = 0;
+};
+
+// The input of a turn on an existing session, sent and not yet folded: the turn renders and calls the upstream
+// meanwhile, from the session as the input will make it, and checks the input's outcome before recording more.
+struct InFlight {
+  std::future<append::Outcome> result;
+  std::uint64_t base_version = 0;  // the session before the input
+  std::uint64_t version = 0;       // after it, as predicted
+};
+
+// What every turn shares: the gateway's ports, the upstream client, the sessions' cached contexts, turn locks and
+// the token margins calibrated from receipts.
+struct Core {
+  Core(Options o, const StateSource& s, append::Sink& e);
+
+  Options options;
+  const StateSource& state;
+  append::Sink& events;
+  upstream::Client client;
+  materialise::StateCache cache;
+  TurnLocks turns;
+  // Per endpoint of a provider without a public tokenizer: the margin on o200k counts, corrected by the input tokens
+  // each receipt reports. A request is rendered with the margin of its time, which its receipt records.
+  std::mutex margins_mutex;
+  std::map<std::string, tokenizer::MarginCalibration> margins;
+
+  // 421 or 503 when this instance does not fold the session; nullopt when it does.
+  std::optional<http::Response> refuse_elsewhere(const std::string& session, const std::string& route) const;
+  double margin_for(const upstream::Endpoint& endpoint, context::Provider provider);
+  void calibrate(const Prepared& p, const protocol::Usage& usage);
+  void report(const Call& call, int status, const Timing& timing) const;
+
+  // What decides the request besides the session, checked before anything is recorded: a parameter the
+  // endpoint's provider cannot honour is refused while the session is still untouched.
+  std::variant<materialise::RenderSpec, http::Response> plan(const upstream::Endpoint& endpoint,
+                                                             const std::string& model, const TurnRequest& turn,
+                                                             bool existing_session);
+
+  // A new session: its opening and input appended, waiting for the fold. The version reached, or the refusal.
+  std::variant<std::uint64_t, http::Response> record_new_session(const TurnRequest& turn, const std::string& model);
+  // An existing session at `header`: in one pass over its cached state, the input is checked (tool results,
+  // previous_response_id), sent (not waited for: `sent`), and the request rendered from the state it will make.
+  // A refusal before anything was sent leaves `sent` empty.
+  std::variant<Prepared, http::Response> send_and_prepare(const fold::Reader& snapshot,
+                                                          const state::SessionHeaderT& header, const TurnRequest& turn,
+                                                          const upstream::Endpoint& endpoint,
+                                                          const materialise::RenderSpec& spec,
+                                                          std::optional<InFlight>& sent);
+  // The pipelined input's outcome: the version predicted, or the answer that refuses the turn.
+  std::variant<std::uint64_t, http::Response> confirm_input(const std::string& session, InFlight& sent,
+                                                            const std::string& route);
+  // Renders the session at `version` for the endpoint.
+  std::variant<Prepared, http::Response> prepare(const fold::Reader& snapshot, const std::string& session,
+                                                 std::uint64_t version, const upstream::Endpoint& endpoint,
+                                                 const materialise::RenderSpec& spec, const std::string& route);
+
+  // Appends the receipt, then the reply (if any), in order on the idempotent producer: should this process die
+  // between the two sends, the call still has its receipt. With `folded`, waits until both are folded and returns
+  // the reply's version; otherwise returns (0) once Kafka has them, and `keep` (the session's turn) is held until
+  // they are folded, so the session's next turn sees them. Reads of the session settle on them either way.
+  std::uint64_t record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
+                               bool folded, std::shared_ptr<TurnLocks::Held> keep = nullptr);
+  // The input is on the log but no request could be made of it: a failed receipt says so.
+  void record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
+                         const upstream::Endpoint& endpoint, const http::Response& refusal);
+
+  // Calls the upstream (or answers as echo) without streaming.
+  std::optional<protocol::Reply> complete(const Prepared& p, Call& call);
+  // Streams the upstream's reply through `on_delta` as it arrives; the assembled reply at the end.
+  std::optional<protocol::Reply> complete_streaming(const Prepared& p, Call& call,
+                                                    const std::function<bool(const protocol::Delta&)>& on_delta);
+
+  Workers workers;  // last: its threads stop before the rest goes
+};
+
+// The upstream's failure as the client sees it (its status, or 502/504 without one).
+http::Response upstream_failure(const Call& call, const std::string& route);
+
+// The shared skeleton of a turn (see the top of this file). Answers through `respond` exactly once.
+void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond);
+
+// Endpoints.
+void chat(Core& core, const http::Request& request, const http::Respond& respond);
+void responses(Core& core, const http::Request& request, const http::Respond& respond);
+http::Response get_response(Core& core, const std::string& id);
+
+}  // namespace statefold::gateway::internal

@@ -1,0 +1,635 @@
+// The turn pipeline shared by the gateway's endpoints (internal/turn.h).
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <random>
+#include <set>
+
+#include "base/logging.h"
+#include "connectors/gateway/internal/events.h"
+#include "connectors/gateway/internal/turn.h"
+#include "statefold/schema/state_generated.h"
+
+namespace statefold::gateway::internal {
+
+namespace {
+
+// How long a turn waits for the session's previous one (see TurnLocks::take) before it is refused with 409.
+constexpr std::chrono::milliseconds kTurnPatience{250};
+
+std::string upstream_path(context::Provider provider) {
+  switch (provider) {
+    case context::Provider::openai_chat: return "/chat/completions";
+    case context::Provider::openai_responses: return "/responses";
+    case context::Provider::anthropic: return "/messages";
+    case context::Provider::echo: return "";
+  }
+  return "";
+}
+
+// The echo provider's answer, cut into pieces for a stream.
+std::vector<protocol::Delta> echo_deltas(const std::string& text) {
+  std::vector<protocol::Delta> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find(' ', start + 1);
+    end = end == std::string::npos ? text.size() : end;
+    protocol::Delta d;
+    d.text = text.substr(start, end - start);
+    out.push_back(std::move(d));
+    start = end;
+  }
+  return out;
+}
+
+// A failed append, as the client sees it.
+http::Response append_failure(const append::Outcome& result, const std::string& route) {
+  switch (result.kind) {
+    case append::Outcome::Kind::unavailable:
+      return openai_error(503, "the event log is unavailable: " + result.error, "server_error", route);
+    case append::Outcome::Kind::timed_out:
+      return openai_error(504, "the new input was not folded in time: " + result.error, "server_error", route);
+    default:
+      break;
+  }
+  if (const auto* rejected = result.first_rejected()) {
+    return openai_error(409, "the session changed while this turn was being recorded (" + rejected->reason + "); retry",
+                        "conflict", route, "session_conflict");
+  }
+  return openai_error(500, "the input was not recorded", "server_error", route);
+}
+
+// A tool result must answer a call the session (`pending`: its open calls) or this input made and nothing answered
+// yet: anything else would be recorded and then left out of every context as an orphan.
+std::optional<http::Response> check_tool_results(std::set<std::string, std::less<>> pending, const TurnRequest& turn) {
+  for (std::size_t i = 0; i < turn.input.size(); ++i) {
+    const auto& m = turn.input[i];
+    if (m.role == context::Role::assistant) {
+      for (const auto& c : m.tool_calls) pending.insert(c.id);
+    } else if (m.role == context::Role::tool) {
+      if (pending.erase(m.tool_call_id) == 0) {
+        std::string open;
+        for (const auto& id : pending) open += (open.empty() ? "" : ", ") + id;
+        return openai_error(400,
+                            turn.input_field + "[" + std::to_string(i) + "].tool_call_id: '" + m.tool_call_id +
+                                "' answers no pending tool call of session " + turn.session +
+                                " (pending: " + (open.empty() ? "none" : open) + ")",
+                            "invalid_request_error", turn.route, "unknown_tool_call");
+      }
+    } else if (m.role == context::Role::user) {
+      pending.clear();
+    }
+  }
+  return std::nullopt;
+}
+
+// The calls of the session's latest assistant message that no result answered yet; a user message or a plain
+// reply since then closes them.
+std::set<std::string, std::less<>> open_tool_calls(const context::SessionState& state) {
+  std::set<std::string, std::less<>> pending;
+  for (auto it = state.history.rbegin(); it != state.history.rend(); ++it) {
+    if (it->role == context::Role::assistant) {
+      for (const auto& c : it->tool_calls) pending.insert(c.id);
+      for (auto later = it.base(); later != state.history.end(); ++later) pending.erase(later->tool_call_id);
+      break;
+    }
+    if (it->role == context::Role::user) break;
+  }
+  return pending;
+}
+
+std::string call_error(const upstream::Response& response) {
+  return !response.error.empty()
+             ? response.error
+             : "HTTP " + std::to_string(response.status) + ": " + protocol::error_message(response.body);
+}
+
+}  // namespace
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_hex(std::size_t bytes) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string out;
+  static const char* digits = "0123456789abcdef";
+  for (std::size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(rng() & 0xff);
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+http::Response openai_error(int status, std::string_view message, std::string_view type, const std::string& route,
+                            std::string_view code) {
+  auto response = http::json_response(status, protocol::openai_error_json(message, type, code), route);
+  response.headers.emplace_back("x-should-retry", "false");
+  return response;
+}
+
+std::chrono::nanoseconds Timing::phase(std::string_view name) const {
+  Clock::time_point from = start;
+  for (const auto& [phase_name, at] : marks) {
+    if (phase_name == name) return at - from;
+    from = at;
+  }
+  return {};
+}
+
+std::string Timing::header() const {
+  std::string out;
+  Clock::time_point from = start;
+  for (const auto& [phase, at] : marks) {
+    char piece[64];
+    std::snprintf(piece, sizeof piece, "%s%s;dur=%.3f", out.empty() ? "" : ", ", phase,
+                  std::chrono::duration<double, std::milli>(at - from).count());
+    out += piece;
+    from = at;
+  }
+  return out;
+}
+
+http::Response upstream_failure(const Call& call, const std::string& route) {
+  const int status = call.status >= 400 ? call.status : call.timed_out ? 504 : 502;
+  return openai_error(status, "upstream " + call.endpoint + " failed: " + call.error,
+                      status == 429 ? "rate_limit_error" : "upstream_error", route);
+}
+
+Core::Core(Options o, const StateSource& s, append::Sink& e)
+    : options(std::move(o)),
+      state(s),
+      events(e),
+      cache(256, std::max<std::size_t>(options.context_cache_bytes, 1 << 20)),
+      workers(options.workers) {}
+
+std::optional<http::Response> Core::refuse_elsewhere(const std::string& session, const std::string& route) const {
+  const auto owner = state.ownership(session);
+  switch (owner.state) {
+    case runtime::Ownership::State::owned: return std::nullopt;
+    case runtime::Ownership::State::unassigned:
+      return openai_error(503, "no partitions are assigned to this instance yet; retry shortly", "server_error", route);
+    case runtime::Ownership::State::elsewhere: break;
+  }
+  return openai_error(421,
+                      "session " + session + " is on partition " + std::to_string(owner.partition) +
+                          ", which this instance does not own",
+                      "invalid_request_error", route, "misdirected_request");
+}
+
+double Core::margin_for(const upstream::Endpoint& endpoint, context::Provider provider) {
+  if (provider != context::Provider::anthropic) return 1.0;
+  std::lock_guard lock(margins_mutex);
+  const double m = margins.try_emplace(endpoint.name).first->second.margin();
+  // In steps of 0.05, rounded up: a margin that moves with every receipt would make each turn count a long
+  // session's messages again (cached counts belong to one margin) and shift its cut, losing the prompt cache.
+  return std::ceil(m * 20.0 - 1e-9) / 20.0;
+}
+
+void Core::calibrate(const Prepared& p, const protocol::Usage& usage) {
+  if (p.provider != context::Provider::anthropic || usage.input_tokens == 0 || p.spec.margin <= 0) return;
+  const auto estimated = static_cast<std::size_t>(static_cast<double>(p.input_tokens) / p.spec.margin);
+  std::lock_guard lock(margins_mutex);
+  margins.try_emplace(p.endpoint->name).first->second.observe(estimated, usage.input_tokens);
+}
+
+void Core::report(const Call& call, int status, const Timing& timing) const {
+  if (!options.on_turn) return;
+  const auto upstream_time = timing.phase("upstream");
+  options.on_turn(call.endpoint, status, upstream_time, (Clock::now() - timing.start) - upstream_time);
+}
+
+std::variant<materialise::RenderSpec, http::Response> Core::plan(const upstream::Endpoint& endpoint,
+                                                                 const std::string& model, const TurnRequest& turn,
+                                                                 bool existing_session) {
+  auto provider = context::parse_provider(endpoint.provider);
+  if (!provider) {
+    return openai_error(500, "endpoint " + endpoint.name + " has no known provider", "server_error", turn.route);
+  }
+  materialise::RenderSpec spec;
+  spec.provider = *provider;
+  spec.model = model;
+  spec.margin = margin_for(endpoint, *provider);
+  spec.max_output_tokens = turn.params.max_output_tokens.value_or(0);
+  // A new session takes the instructions as its system prompt; a later turn's instructions apply to that turn.
+  spec.instructions = existing_session ? turn.instructions : "";
+  if (*provider != context::Provider::echo) {
+    auto extra = protocol::upstream_extra(turn.params, *provider, turn.stream);
+    if (!extra) return openai_error(400, extra.error().message, "invalid_request_error", turn.route);
+    spec.extra = std::move(*extra);
+  }
+  return spec;
+}
+
+namespace {
+
+// Sends events and waits until they are folded.
+append::Outcome append_and_wait(append::Sink& sink, const std::string& session, append::Events events) {
+  auto promise = std::make_shared<std::promise<append::Outcome>>();
+  auto future = promise->get_future();
+  sink.append(session, std::move(events), {},
+              [promise](append::Outcome result) { promise->set_value(std::move(result)); });
+  return future.get();
+}
+
+}  // namespace
+
+std::variant<std::uint64_t, http::Response> Core::record_new_session(const TurnRequest& turn, const std::string& model) {
+  if (auto refused = check_tool_results({}, turn)) return std::move(*refused);
+  auto batch = input_events(turn.session, std::nullopt, turn.input, model, turn.instructions);
+  if (!batch) return openai_error(400, batch.error().message, "invalid_request_error", turn.route);
+  auto result = append_and_wait(events, turn.session, std::move(*batch));
+  if (!result.all_accepted()) return append_failure(result, turn.route);
+  return result.events.back().version;
+}
+
+std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader& snapshot,
+                                                              const state::SessionHeaderT& header,
+                                                              const TurnRequest& turn,
+                                                              const upstream::Endpoint& endpoint,
+                                                              const materialise::RenderSpec& spec,
+                                                              std::optional<InFlight>& sent) {
+  Prepared p;
+  p.endpoint = &endpoint;
+  p.provider = spec.provider;
+  p.spec = spec;
+  std::optional<http::Response> refused;
+  auto ok = cache.with_state(snapshot, turn.session, header.version, [&](context::SessionState& session,
+                                                                         std::string& counted) {
+    if (!turn.previous_response_id.empty()) {
+      // previous_response_id continues the conversation where that response left it: it must be the session's
+      // latest reply (a failed turn since then left no reply, so it does not count), else this would silently drop
+      // the replies that came after it.
+      const bool later_reply = std::any_of(session.history.begin(), session.history.end(), [&](const auto& m) {
+        return m.version > turn.previous_version && m.role == context::Role::assistant;
+      });
+      if (later_reply) {
+        refused = openai_error(409,
+                               "previous_response_id: " + turn.previous_response_id +
+                                   " is not the latest response of session " + turn.session +
+                                   "; fork the session at version " + std::to_string(turn.previous_version) +
+                                   " (POST /v1/sessions/{id}/fork) to branch from it",
+                               "conflict", turn.route, "not_latest_response");
+        return;
+      }
+    }
+    if (std::any_of(turn.input.begin(), turn.input.end(), [](const auto& m) { return m.role == context::Role::tool; })) {
+      if ((refused = check_tool_results(open_tool_calls(session), turn))) return;
+    }
+    auto batch = input_events(turn.session, header.version, turn.input, "", "");
+    if (!batch) {
+      refused = openai_error(400, batch.error().message, "invalid_request_error", turn.route);
+      return;
+    }
+    // The input goes to Kafka now and is rendered meanwhile, as the fold will make it.
+    auto promise = std::make_shared<std::promise<append::Outcome>>();
+    sent = InFlight{promise->get_future(), header.version, header.version + batch->size()};
+    events.append(turn.session, std::move(*batch), {},
+                  [promise](append::Outcome result) { promise->set_value(std::move(result)); });
+    for (const auto& m : turn.input) {
+      auto message = protocol::to_message(m);
+      message.version = ++session.version;
+      session.history.push_back(std::move(message));
+    }
+    auto rendered = materialise::render(session, p.spec, counted);
+    if (!rendered) {
+      refused = openai_error(400, "the context cannot be materialised: " + rendered.error().message,
+                             "invalid_request_error", turn.route, "context_length_exceeded");
+      return;
+    }
+    p.spec.tokenizer = rendered->tokenizer;
+    p.body = std::move(rendered->body);
+    p.hash = std::move(rendered->hash);
+    p.input_tokens = rendered->context.total_tokens;
+    p.echo_text = std::move(rendered->echo);
+  });
+  if (!ok) return openai_error(500, ok.error().message, "server_error", turn.route);
+  if (refused) return std::move(*refused);
+  return p;
+}
+
+std::variant<std::uint64_t, http::Response> Core::confirm_input(const std::string& session, InFlight& sent,
+                                                                const std::string& route) {
+  auto result = sent.result.get();
+  if (result.all_accepted() && result.events.back().version == sent.version) return sent.version;
+  cache.forget(session);  // it holds the input as predicted
+  return append_failure(result, route);
+}
+
+std::variant<Prepared, http::Response> Core::prepare(const fold::Reader& snapshot, const std::string& session,
+                                                     std::uint64_t version, const upstream::Endpoint& endpoint,
+                                                     const materialise::RenderSpec& spec, const std::string& route) {
+  Prepared p;
+  p.endpoint = &endpoint;
+  p.provider = spec.provider;
+  p.spec = spec;
+  std::optional<http::Response> failed;
+  auto ok = cache.with_state(snapshot, session, version, [&](context::SessionState& folded, std::string& counted) {
+    auto rendered = materialise::render(folded, p.spec, counted);
+    if (!rendered) {
+      failed = openai_error(400, "the context cannot be materialised: " + rendered.error().message,
+                            "invalid_request_error", route, "context_length_exceeded");
+      return;
+    }
+    p.spec.tokenizer = rendered->tokenizer;
+    p.body = std::move(rendered->body);
+    p.hash = std::move(rendered->hash);
+    p.input_tokens = rendered->context.total_tokens;
+    p.echo_text = std::move(rendered->echo);
+  });
+  if (!ok) return openai_error(500, ok.error().message, "server_error", route);
+  if (failed) return std::move(*failed);
+  return p;
+}
+
+std::uint64_t Core::record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
+                                   bool folded, std::shared_ptr<TurnLocks::Held> keep) {
+  auto batch = outcome_events(session, reply, call);
+  if (!batch) {
+    base::log_error("gateway: the receipt does not encode", {{"session", session}, {"error", batch.error().message}});
+    return 0;
+  }
+  struct Wait {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool acknowledged = false;
+    std::optional<append::Outcome> result;
+  };
+  auto wait = std::make_shared<Wait>();
+  append::Options send;
+  send.all_or_nothing = false;
+  send.settle_reads = true;
+  send.on_acknowledged = [wait] {
+    {
+      std::lock_guard lock(wait->mutex);
+      wait->acknowledged = true;
+    }
+    wait->cv.notify_all();
+  };
+  events.append(session, std::move(*batch), std::move(send),
+                [wait, keep = std::move(keep), session](append::Outcome result) mutable {
+                  if (result.kind != append::Outcome::Kind::folded) {
+                    base::log_error("gateway: the reply and receipt were not folded",
+                                    {{"session", session}, {"error", result.error}});
+                  }
+                  keep.reset();  // the session is free for its next turn
+                  {
+                    std::lock_guard lock(wait->mutex);
+                    wait->result = std::move(result);
+                  }
+                  wait->cv.notify_all();
+                });
+  std::unique_lock lock(wait->mutex);
+  wait->cv.wait(lock, [&] { return wait->result.has_value() || (!folded && wait->acknowledged); });
+  if (!folded || !wait->result || wait->result->kind != append::Outcome::Kind::folded || wait->result->events.empty()) {
+    return 0;
+  }
+  return reply != nullptr ? wait->result->events.back().version : 0;
+}
+
+void Core::record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
+                             const upstream::Endpoint& endpoint, const http::Response& refusal) {
+  Call call;
+  call.state_version = version;
+  call.provider = std::string(context::provider_name(spec.provider));
+  call.endpoint = endpoint.name;
+  call.model = spec.model;
+  call.render = spec.to_json();
+  call.error = refusal.body;
+  record_outcome(session, nullptr, call, true);
+}
+
+std::optional<protocol::Reply> Core::complete(const Prepared& p, Call& call) {
+  const auto start = Clock::now();
+  if (p.provider == context::Provider::echo) {
+    protocol::Reply reply;
+    reply.text = p.echo_text;
+    reply.finish_reason = "stop";
+    reply.model = call.model;
+    reply.usage.input_tokens = p.input_tokens;
+    reply.usage.output_tokens = (p.echo_text.size() + 3) / 4;
+    call.status = 200;
+    call.usage = reply.usage;
+    call.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    return reply;
+  }
+  upstream::Request request;
+  request.path = upstream_path(p.provider);
+  request.body = p.body;
+  upstream::Response response = client.call(*p.endpoint, request);
+  call.latency_ms = response.latency_ms;
+  call.status = response.status;
+  call.timed_out = response.timed_out;
+  if (!response.ok()) {
+    call.error = call_error(response);
+    return std::nullopt;
+  }
+  auto reply = protocol::parse_reply(p.provider, response.body);
+  if (!reply) {
+    call.error = "the upstream's reply does not parse: " + reply.error().message;
+    return std::nullopt;
+  }
+  call.usage = reply->usage;
+  calibrate(p, reply->usage);
+  return std::move(*reply);
+}
+
+std::optional<protocol::Reply> Core::complete_streaming(const Prepared& p, Call& call,
+                                                        const std::function<bool(const protocol::Delta&)>& on_delta) {
+  const auto start = Clock::now();
+  if (p.provider == context::Provider::echo) {
+    for (const auto& d : echo_deltas(p.echo_text)) {
+      if (!on_delta(d)) break;
+    }
+    return complete(p, call);
+  }
+  upstream::Request request;
+  request.path = upstream_path(p.provider);
+  request.body = p.body;
+  protocol::StreamParser parser(p.provider);
+  std::string parse_error;
+  upstream::Response response = client.stream(*p.endpoint, request, [&](const upstream::SseEvent& event) {
+    auto deltas = parser.feed(event.event, event.data);
+    if (!deltas) {
+      parse_error = deltas.error().message;
+      return false;
+    }
+    for (const auto& d : *deltas) {
+      if (!on_delta(d)) return false;
+    }
+    return true;
+  });
+  call.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  call.status = response.status;
+  call.timed_out = response.timed_out;
+  if (!parse_error.empty()) {
+    call.error = "the upstream's stream does not parse: " + parse_error;
+    return std::nullopt;
+  }
+  if (!response.ok()) {
+    call.error = call_error(response);
+    return std::nullopt;
+  }
+  if (!parser.finished()) {
+    call.error = "the upstream's stream ended before the reply was complete";
+    return std::nullopt;
+  }
+  call.usage = parser.reply().usage;
+  calibrate(p, parser.reply().usage);
+  return parser.reply();
+}
+
+void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond) {
+  const std::string& route = turn.route;
+  const std::string& session = turn.session;
+  if (auto refused = core.refuse_elsewhere(session, route)) return respond(std::move(*refused));
+  auto lock = core.turns.take(session, kTurnPatience);
+  if (!lock) {
+    return respond(openai_error(409, "session " + session + " has a turn in progress; send the next one when it has "
+                                "answered", "conflict", route, "turn_in_progress"));
+  }
+  // The turn ends before its answer goes out: a client that sends its next message as soon as it has the answer
+  // must not find this turn still holding the session.
+  auto answer = [&lock, &respond](http::Response response) {
+    lock.reset();
+    respond(std::move(response));
+  };
+  // The session is read once for the whole turn (a new one is read again after its opening is folded).
+  auto snapshot = core.state.snapshot();
+  const auto header = fold::load_header(*snapshot, session);
+  if (!turn.previous_response_id.empty() &&
+      (!header || turn.previous_version == 0 || turn.previous_version > header->version)) {
+    return answer(openai_error(404, "previous_response_id: no response " + turn.previous_response_id,
+                               "invalid_request_error", route));
+  }
+  const std::string requested = turn.model.empty() && turn.model_from_session && header ? header->model : turn.model;
+  auto endpoint = core.options.router.route(session, requested);
+  if (!endpoint) return answer(openai_error(403, endpoint.error().message, "permission_error", route));
+  const std::string model = !requested.empty() ? requested : (*endpoint)->model;
+  auto planned = core.plan(**endpoint, model, turn, header.has_value());
+  if (auto* refused = std::get_if<http::Response>(&planned)) return answer(std::move(*refused));
+  const auto& spec = std::get<materialise::RenderSpec>(planned);
+
+  Timing timing;
+  // An existing session's input is rendered and sent upstream while Kafka takes it and the engine folds it; a new
+  // session's is recorded first. Either way nothing more is recorded unless it was accepted at the version the
+  // request was rendered from.
+  std::optional<InFlight> in_flight;
+  std::uint64_t version = 0;
+  std::variant<Prepared, http::Response> prepared = http::Response{};
+  if (header) {
+    prepared = core.send_and_prepare(*snapshot, *header, turn, **endpoint, spec, in_flight);
+    if (!in_flight) return answer(std::get<http::Response>(std::move(prepared)));
+    version = in_flight->version;
+    if (std::holds_alternative<http::Response>(prepared)) {
+      auto confirmed = core.confirm_input(session, *in_flight, route);
+      if (auto* refused = std::get_if<http::Response>(&confirmed)) return answer(std::move(*refused));
+      in_flight.reset();
+    }
+  } else {
+    snapshot.reset();
+    auto recorded = core.record_new_session(turn, model);
+    if (auto* refused = std::get_if<http::Response>(&recorded)) return answer(std::move(*refused));
+    version = std::get<std::uint64_t>(recorded);
+    timing.mark("input");
+    prepared = core.prepare(*core.state.snapshot(), session, version, **endpoint, spec, route);
+  }
+  snapshot.reset();
+  if (auto* refused = std::get_if<http::Response>(&prepared)) {
+    core.record_unrendered(session, version, spec, **endpoint, *refused);
+    return answer(std::move(*refused));
+  }
+  timing.mark("render");
+  const Prepared& p = std::get<Prepared>(prepared);
+  Call call;
+  call.request_hash = p.hash;
+  call.state_version = version;
+  call.provider = std::string(context::provider_name(p.provider));
+  call.endpoint = p.endpoint->name;
+  call.model = model;
+  call.render = p.spec.to_json();
+  // The pipelined input must have been accepted as predicted before anything else is recorded. If it was not
+  // (another writer got in between), the call was made for a state that never was: its receipt says so and
+  // records nothing re-renderable, and the client gets the conflict.
+  auto input_refused = [&]() -> std::optional<http::Response> {
+    if (!in_flight) return std::nullopt;
+    auto confirmed = core.confirm_input(session, *in_flight, route);
+    timing.mark("input");
+    if (std::holds_alternative<std::uint64_t>(confirmed)) return std::nullopt;
+    call.state_version = 0;
+    call.render.clear();
+    call.error = "the input was not recorded as predicted; the request was rendered for a state that never was: " +
+                 std::get<http::Response>(confirmed).body;
+    core.record_outcome(session, nullptr, call, true);
+    return std::get<http::Response>(confirmed);
+  };
+  // Records the reply and receipt: before the answer when it needs the reply's version, else while it goes out
+  // (the turn's lock is then held until they are folded).
+  auto record = [&](const protocol::Reply* reply) -> std::uint64_t {
+    if (format.needs_reply_version()) return core.record_outcome(session, reply, call, true);
+    core.record_outcome(session, reply, call, false,
+                        std::make_shared<TurnLocks::Held>(std::move(*std::exchange(lock, std::nullopt))));
+    return 0;
+  };
+  format.begin({session, version, model, now_us() / 1000000});
+  std::vector<std::pair<std::string, std::string>> headers{{"x-session-id", session},
+                                                           {"x-statefold-state-version", std::to_string(version)},
+                                                           {"x-statefold-request-hash", p.hash}};
+
+  if (!turn.stream) {
+    auto reply = core.complete(p, call);
+    timing.mark("upstream");
+    if (auto refused = input_refused()) return answer(std::move(*refused));
+    const std::uint64_t reply_version = record(reply ? &*reply : nullptr);
+    timing.mark("record");
+    if (!reply) {
+      auto failure = upstream_failure(call, route);
+      core.report(call, failure.status, timing);
+      return answer(std::move(failure));
+    }
+    auto response = http::json_response(200, format.body(*reply, reply_version), route);
+    response.headers = std::move(headers);
+    response.headers.emplace_back("server-timing", timing.header());
+    core.report(call, 200, timing);
+    return answer(std::move(response));
+  }
+
+  auto stream = http::BodyStream::make();
+  bool started = false;
+  auto start = [&] {
+    if (started) return;
+    started = true;
+    http::Response head{200, "", "text/event-stream", headers, route, stream};
+    head.headers.emplace_back("cache-control", "no-cache");
+    respond(std::move(head));
+    stream->write(format.stream_start());
+  };
+  auto reply = core.complete_streaming(p, call, [&](const protocol::Delta& d) {
+    start();
+    return stream->write(format.stream_delta(d));
+  });
+  timing.mark("upstream");
+  if (auto refused = input_refused()) {
+    if (!started) return answer(std::move(*refused));
+    stream->write(format.stream_error(refused->body));
+    stream->close();
+    return;
+  }
+  record(reply ? &*reply : nullptr);
+  lock.reset();  // the turn's events are on their way: the session is free before the stream's last frames go out
+  core.report(call, reply || started ? 200 : upstream_failure(call, route).status, timing);
+  if (!reply && !started) return respond(upstream_failure(call, route));
+  start();
+  if (reply) {
+    stream->write(format.stream_finish(*reply));
+  } else {
+    stream->write(format.stream_error(
+        protocol::openai_error_json("upstream " + call.endpoint + " failed: " + call.error, "upstream_error")));
+  }
+  stream->close();
+}
+
+}  // namespace statefold::gateway::internal
