@@ -4,7 +4,7 @@
 
 #include "fold/fold.h"
 #include "fold/layout.h"
-#include "fold/stored.h"
+#include "fold/internal/stored.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::fold {
