@@ -153,7 +153,7 @@ base::Result<std::vector<state::RefusalT>> read_refusals(const Reader& reader, s
   const std::string prefix = key::refusal_prefix(session_id);
   std::vector<state::RefusalT> refusals;
   std::optional<base::Error> error;
-  reader.scan(prefix, key::refusal(session_id, from), [&](std::string_view k, std::string_view value) {
+  reader.scan(prefix, key::refusal(session_id, std::max<std::uint64_t>(1, from)), [&](std::string_view k, std::string_view value) {
     if (refusals.size() >= limit) return false;
     const auto* root = detail::verify_root<state::Refusal>(value);
     if (root == nullptr) {

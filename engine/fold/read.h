@@ -75,10 +75,10 @@ struct MemoryItem {
 // The session's memory entries in label order.
 [[nodiscard]] base::Result<std::vector<MemoryItem>> read_memory(const Reader& reader, std::string_view session_id);
 
-// The session's refusals (duplicates and rejections) in the order they happened, from the `from`-th (0-based) on,
+// The session's refusals (duplicates and rejections) in the order they happened, from the `from`-th (1-based) on,
 // at most `limit` of them.
 [[nodiscard]] base::Result<std::vector<state::RefusalT>> read_refusals(
-    const Reader& reader, std::string_view session_id, std::uint64_t from = 0,
+    const Reader& reader, std::string_view session_id, std::uint64_t from = 1,
     std::uint64_t limit = std::numeric_limits<std::uint64_t>::max());
 
 }  // namespace statefold::fold
