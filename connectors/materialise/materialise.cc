@@ -10,10 +10,8 @@
 #include "base/json_text.h"
 #include "connectors/tokenizer/tokenizer.h"
 #include "fold/as_of.h"
-#include "fold/fold.h"
-#include "fold/layout.h"
+#include "fold/read.h"
 #include "statefold/schema/events_generated.h"
-#include "statefold/schema/state_generated.h"
 
 namespace statefold::materialise {
 
@@ -47,8 +45,13 @@ context::Message to_message(std::uint64_t version, const schema::Message& m) {
 }
 
 // Configuration, memory and summary of the session at `version`, over `state` (history left alone).
-void load_fixed(const fold::Reader& at, std::string_view session_id, context::SessionState& state) {
-  const auto h = *fold::load_header(at, session_id);
+base::Result<void> load_fixed(const fold::Reader& at, std::string_view session_id, context::SessionState& state) {
+  auto header = fold::read_header(at, session_id);
+  if (!header) return header.error();
+  if (!*header) return base::make_error("no session " + std::string(session_id));
+  auto memory = fold::read_memory(at, session_id);
+  if (!memory) return memory.error();
+  const auto& h = **header;
   state.session_id = std::string(session_id);
   state.version = h.version;
   state.model = h.model;
@@ -59,41 +62,35 @@ void load_fixed(const fold::Reader& at, std::string_view session_id, context::Se
   state.summary.reset();
   if (!h.summary.empty() || h.summary_through > 0) state.summary = context::Summary{h.summary, h.summary_through};
   state.memory.clear();
-  const std::string prefix = fold::key::memory_prefix(session_id);
-  at.scan(prefix, [&](std::string_view key, std::string_view value) {
-    const auto* entry = flatbuffers::GetRoot<state::MemoryEntry>(value.data());
-    state.memory.push_back({std::string(key.substr(prefix.size())), std::string(sv(entry->value())), entry->pinned()});
-    return true;
-  });
+  for (auto& m : *memory) state.memory.push_back({std::move(m.label), std::move(m.value), m.pinned});
+  return {};
 }
 
 // Appends the session's messages with versions in (after, through].
-void append_history(const fold::Reader& reader, std::string_view session_id, std::uint64_t after,
-                    std::uint64_t through, context::SessionState& state) {
-  reader.scan(fold::key::history_prefix(session_id), fold::key::history(session_id, after + 1),
-              [&](std::string_view, std::string_view value) {
-                const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
-                if (entry->version() > through) return false;
-                if (entry->payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) return true;
-                const auto* event = schema::GetEvent(entry->event()->data());
-                state.history.push_back(to_message(entry->version(), *event->payload_as_Message()));
-                return true;
-              });
+base::Result<void> append_history(const fold::Reader& reader, std::string_view session_id, std::uint64_t after,
+                                  std::uint64_t through, context::SessionState& state) {
+  auto read = fold::visit_history(reader, session_id, {.from = after + 1, .through = through},
+                                  [&](const fold::HistoryRecord& r) {
+                                    if (r.entry.payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) {
+                                      return true;
+                                    }
+                                    state.history.push_back(to_message(r.version(), *r.event.payload_as_Message()));
+                                    return true;
+                                  });
+  if (!read) return read.error();
+  return {};
 }
 
 // The header and memory at `version`: the live ones when the session is there, else rebuilt (time travel).
 base::Result<void> load_fixed_at(const fold::Reader& reader, std::string_view session_id, std::uint64_t version,
                                  context::SessionState& state) {
-  auto current = fold::load_header(reader, session_id);
-  if (!current) return base::make_error("no session " + std::string(session_id));
-  if (version == current->version) {
-    load_fixed(reader, session_id, state);
-    return {};
-  }
+  auto current = fold::read_header(reader, session_id);
+  if (!current) return current.error();
+  if (!*current) return base::make_error("no session " + std::string(session_id));
+  if (version == (*current)->version) return load_fixed(reader, session_id, state);
   auto past = fold::SessionAsOf::open(reader, session_id, version);
   if (!past) return past.error();
-  load_fixed(**past, session_id, state);
-  return {};
+  return load_fixed(**past, session_id, state);
 }
 
 class Counter final : public context::TokenCounter {
@@ -195,7 +192,7 @@ base::Result<context::SessionState> load_state(const fold::Reader& reader, std::
                                                std::uint64_t version) {
   context::SessionState state;
   if (auto fixed = load_fixed_at(reader, session_id, version, state); !fixed) return fixed.error();
-  append_history(reader, session_id, 0, version, state);
+  if (auto history = append_history(reader, session_id, 0, version, state); !history) return history.error();
   return state;
 }
 
@@ -286,7 +283,10 @@ base::Result<void> StateCache::with_state(
     entry->loaded = false;
     return fixed.error();
   }
-  append_history(reader, session_id, have, version, state);
+  if (auto history = append_history(reader, session_id, have, version, state); !history) {
+    entry->loaded = false;
+    return history.error();
+  }
   entry->loaded = true;
   use(state, entry->counted_with);
   // Count what the history holds now (it grew, or was started over).

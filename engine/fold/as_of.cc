@@ -4,7 +4,7 @@
 
 #include "fold/fold.h"
 #include "fold/layout.h"
-#include "fold/stored.h"
+#include "fold/internal/stored.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::fold {
@@ -59,10 +59,17 @@ base::Result<std::unique_ptr<SessionAsOf>> SessionAsOf::open(const Reader& reade
   // Refold the few events after the checkpoint, each with the refusal counters it was accepted under.
   Folder folder(past->_rebuilt);
   bool any = false;
-  reader.scan(key::history_prefix(session_id), key::history(session_id, base_version + 1),
-              [&](std::string_view, std::string_view value) {
-                const auto* entry = detail::verified_root<state::HistoryEntry>(value, "history entry");
-                if (entry->version() > version) return false;
+  std::optional<std::uint64_t> damaged;  // a history entry that does not verify: an error, as in fold/read.h
+  const std::string history = key::history_prefix(session_id);
+  reader.scan(history, key::history(session_id, base_version + 1),
+              [&](std::string_view k, std::string_view value) {
+                const std::uint64_t at = key::read_be64(k.substr(history.size()));
+                if (at > version) return false;
+                const auto* entry = detail::verify_root<state::HistoryEntry>(value);
+                if (entry == nullptr || entry->event() == nullptr) {
+                  damaged = at;
+                  return false;
+                }
                 const auto* bytes = entry->event();
                 std::vector<std::uint8_t> canonical(bytes->begin(), bytes->end());
                 auto event = codec::decode(canonical, codec::Encoding::flatbuffers);
@@ -77,6 +84,10 @@ base::Result<std::unique_ptr<SessionAsOf>> SessionAsOf::open(const Reader& reade
                 any = true;
                 return true;
               });
+  if (damaged) {
+    return base::make_error("corrupt stored history entry of session " + std::string(session_id) + " at version " +
+                            std::to_string(*damaged) + ": it does not verify as FlatBuffers");
+  }
   if (any) {
     // Only the session's own keys matter; the store summary the folder also wrote is not shown.
     WriteSet own;

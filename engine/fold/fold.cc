@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "base/hex.h"
-#include "fold/stored.h"
+#include "fold/internal/stored.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::fold {

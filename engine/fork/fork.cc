@@ -5,7 +5,7 @@
 #include "codec/codec.h"
 #include "fold/as_of.h"
 #include "fold/fold.h"
-#include "fold/layout.h"
+#include "fold/read.h"
 #include "statefold/schema/events_generated.h"
 #include "statefold/schema/state_generated.h"
 
@@ -27,7 +27,9 @@ std::vector<std::uint8_t> finish(schema::EventT& event) {
 }  // namespace
 
 base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
-  auto parent = fold::load_header(reader, request.parent);
+  auto read_parent = fold::read_header(reader, request.parent);
+  if (!read_parent) return read_parent.error();
+  const auto& parent = *read_parent;
   if (!parent) return base::make_error("no session " + request.parent);
   if (parent->erased) return base::make_error("session " + request.parent + " is erased; it cannot be forked");
   if (request.child.empty() || request.child == request.parent) {
@@ -36,7 +38,9 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
   const std::uint64_t version = request.version == 0 ? parent->version : request.version;
   auto at = fold::SessionAsOf::open(reader, request.parent, version);
   if (!at) return at.error();
-  const auto header = *fold::load_header(**at, request.parent);
+  auto read_at = fold::read_header(**at, request.parent);
+  if (!read_at) return read_at.error();
+  const auto header = std::move(**read_at);
 
   Plan out;
   out.child = request.child;
@@ -74,14 +78,12 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
   // the parent never opened explicitly, and summaries' through_version shifts with them.
   const std::uint64_t shift = header.opened ? 0 : 1;
   std::string error;
-  reader.scan(fold::key::history_prefix(request.parent), [&](std::string_view, std::string_view value) {
-    const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
-    if (entry->version() > version) return false;
-    const auto* event = schema::GetEvent(entry->event()->data());
+  auto copied = fold::visit_history(reader, request.parent, {.through = version}, [&](const fold::HistoryRecord& r) {
+    const auto* event = &r.event;
     const auto type = event->payload_type();
     if (type == schema::Payload::SessionOpened || type == schema::Payload::SessionClosed) return true;
     if (static_cast<std::uint8_t>(type) > static_cast<std::uint8_t>(schema::Payload::MAX)) {
-      error = "version " + std::to_string(entry->version()) + " of " + request.parent + " is an event of type " +
+      error = "version " + std::to_string(r.version()) + " of " + request.parent + " is an event of type " +
               codec::payload_type_name(static_cast<std::uint8_t>(type)) +
               ", which this build does not know and cannot copy";
       return false;
@@ -99,6 +101,7 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
     out.events.emplace_back(copy.event_id, finish(copy));
     return true;
   });
+  if (!copied) return copied.error();
   if (!error.empty()) return base::make_error(error);
   return out;
 }

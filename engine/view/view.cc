@@ -2,10 +2,13 @@
 
 #include <boost/json.hpp>
 
+#include <stdexcept>
+
 #include "base/hex.h"
 #include "codec/codec.h"
 #include "fold/as_of.h"
 #include "fold/fold.h"
+#include "fold/read.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::view {
@@ -15,6 +18,14 @@ namespace json = boost::json;
 namespace {
 
 std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
+
+// The views' signatures predate damage being an error value; like fold::load_header, they throw (the callers'
+// boundaries catch), so a damaged value is never shown as state.
+template <typename T>
+T checked(base::Result<T> result) {
+  if (!result) throw std::runtime_error(result.error().message);
+  return std::move(result).value();
+}
 
 json::object message_json(std::uint64_t version, const schema::Message& m) {
   json::object o;
@@ -47,7 +58,7 @@ json::object message_json(std::uint64_t version, const schema::Message& m) {
 
 std::optional<json::object> session_object(const fold::Reader& reader, std::string_view session_id,
                                            const SessionOptions& options) {
-  auto header = fold::load_header(reader, session_id);
+  const auto header = checked(fold::read_header(reader, session_id));
   if (!header) return std::nullopt;
   const auto& h = *header;
   json::object o;
@@ -77,32 +88,24 @@ std::optional<json::object> session_object(const fold::Reader& reader, std::stri
   if (!h.summary.empty()) o["summary"] = json::object{{"text", h.summary}, {"through_version", h.summary_through}};
 
   json::array memory;
-  reader.scan(fold::key::memory_prefix(session_id), [&](std::string_view key, std::string_view value) {
-    const auto* entry = flatbuffers::GetRoot<state::MemoryEntry>(value.data());
-    memory.push_back(json::object{{"label", key.substr(fold::key::memory_prefix(session_id).size())},
-                                  {"value", sv(entry->value())},
-                                  {"pinned", entry->pinned()},
-                                  {"version", entry->version()}});
-    return true;
-  });
+  for (const auto& m : checked(fold::read_memory(reader, session_id))) {
+    memory.push_back(json::object{
+        {"label", m.label}, {"value", m.value}, {"pinned", m.pinned}, {"version", m.version}});
+  }
   o["memory"] = std::move(memory);
 
   // The newest messages: walk history from max(1, version - window) on; cost bounded by the window.
   json::array messages;
   std::uint64_t shown = 0;
   if (options.max_messages > 0 && h.messages > 0) {
-    const std::string prefix = fold::key::history_prefix(session_id);
     // Messages are most events; start far enough back to find max_messages of them in the common case.
     const std::uint64_t back = std::min<std::uint64_t>(h.version, options.max_messages * 4);
     json::array window;
-    reader.scan(prefix, fold::key::history(session_id, h.version - back + 1),
-                [&](std::string_view, std::string_view value) {
-                  const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
-                  if (entry->payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) return true;
-                  const auto* event = flatbuffers::GetRoot<schema::Event>(entry->event()->data());
-                  window.push_back(message_json(entry->version(), *event->payload_as_Message()));
-                  return true;
-                });
+    checked(fold::visit_history(reader, session_id, {.from = h.version - back + 1}, [&](const fold::HistoryRecord& r) {
+      if (r.entry.payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) return true;
+      window.push_back(message_json(r.version(), *r.event.payload_as_Message()));
+      return true;
+    }));
     const std::size_t skip = window.size() > options.max_messages ? window.size() - options.max_messages : 0;
     for (std::size_t i = skip; i < window.size(); ++i) messages.push_back(window[i]);
     shown = messages.size();
@@ -205,35 +208,30 @@ std::string text_of(const json::object* o) {
 
 std::optional<std::string> history_json(const fold::Reader& reader, std::string_view session_id,
                                         std::uint64_t from_version, std::uint64_t limit) {
-  auto header = fold::load_header(reader, session_id);
+  const auto header = checked(fold::read_header(reader, session_id));
   if (!header) return std::nullopt;
   json::object o;
   o["session_id"] = session_id;
   o["version"] = header->version;
   json::array events;
-  std::uint64_t next = 0;
-  reader.scan(fold::key::history_prefix(session_id), fold::key::history(session_id, std::max<std::uint64_t>(1, from_version)),
-              [&](std::string_view, std::string_view value) {
-                const auto* entry = flatbuffers::GetRoot<state::HistoryEntry>(value.data());
-                if (events.size() >= limit) {
-                  next = entry->version();
-                  return false;
-                }
-                json::object e;
-                e["version"] = entry->version();
-                e["partition"] = entry->partition();
-                e["offset"] = entry->offset();
-                e["log_time_ms"] = entry->log_time_ms();
-                e["chain_hash"] = base::to_hex(std::span<const std::uint8_t>(entry->chain_hash()->data(), entry->chain_hash()->size()));
-                e["payload_type"] = codec::payload_type_name(entry->payload_type());
-                e["event"] = json::parse(codec::flatbuffers_to_json(
-                    std::span<const std::uint8_t>(entry->event()->data(), entry->event()->size())));
-                events.push_back(std::move(e));
-                return true;
-              });
+  const auto next = checked(fold::visit_history(
+      reader, session_id, {.from = from_version, .limit = limit}, [&](const fold::HistoryRecord& r) {
+        const auto& entry = r.entry;
+        json::object e;
+        e["version"] = entry.version();
+        e["partition"] = entry.partition();
+        e["offset"] = entry.offset();
+        e["log_time_ms"] = entry.log_time_ms();
+        const auto* chain = entry.chain_hash();
+        e["chain_hash"] = chain == nullptr ? std::string() : base::to_hex(std::span(chain->data(), chain->size()));
+        e["payload_type"] = codec::payload_type_name(entry.payload_type());
+        e["event"] = json::parse(codec::flatbuffers_to_json(r.event_bytes));
+        events.push_back(std::move(e));
+        return true;
+      }));
   o["events"] = std::move(events);
-  if (next != 0) {
-    o["next_from_version"] = next;
+  if (next) {
+    o["next_from_version"] = *next;
   } else {
     o["next_from_version"] = nullptr;
   }
@@ -242,22 +240,15 @@ std::optional<std::string> history_json(const fold::Reader& reader, std::string_
 
 std::string sessions_json(const fold::Reader& reader, std::string_view prefix, std::string_view cursor,
                           std::uint64_t limit) {
-  const std::string key_prefix = fold::key::header(prefix);
-  std::string start = cursor.empty() ? key_prefix : fold::key::header(cursor);
-  if (!cursor.empty()) start.push_back('\0');  // strictly after the cursor
   json::array sessions;
+  const bool more = checked(fold::visit_sessions(
+      reader, prefix, cursor, limit, [&](std::string_view id, const state::SessionHeaderT& h) {
+        sessions.push_back(json::object{{"session_id", id}, {"version", h.version},
+                                        {"status", h.closed ? "closed" : (h.opened ? "open" : "implicit")}});
+      }));
+  // The cursor is the last one shown: the next page starts strictly after it.
   std::string next;
-  reader.scan(key_prefix, start, [&](std::string_view key, std::string_view value) {
-    const std::string_view id = key.substr(1);
-    if (sessions.size() >= limit) {
-      next = std::string(sessions.back().as_object().at("session_id").as_string());
-      return false;
-    }
-    const auto h = fold::decode_header(value);
-    sessions.push_back(json::object{{"session_id", id}, {"version", h.version},
-                                    {"status", h.closed ? "closed" : (h.opened ? "open" : "implicit")}});
-    return true;
-  });
+  if (more && !sessions.empty()) next = std::string(sessions.back().as_object().at("session_id").as_string());
   json::object o;
   o["sessions"] = std::move(sessions);
   if (next.empty()) {
@@ -269,7 +260,7 @@ std::string sessions_json(const fold::Reader& reader, std::string_view prefix, s
 }
 
 std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets) {
-  const auto s = fold::load_summary(reader);
+  const auto s = checked(fold::read_summary(reader));
   json::object o;
   o["sessions"] = s.sessions;
   o["events_applied"] = s.events_applied;
@@ -285,7 +276,7 @@ std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t
 }
 
 std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets) {
-  const auto s = fold::load_summary(reader);
+  const auto s = checked(fold::read_summary(reader));
   // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, falsely) on chains of std::string operator+ here.
   std::string out;
   auto line = [&out](std::string_view label, const std::string& value) {
@@ -305,6 +296,8 @@ std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t
   return out;
 }
 
-std::string store_hash_hex(const fold::Reader& reader) { return hex_or_zero(fold::load_summary(reader).store_hash); }
+std::string store_hash_hex(const fold::Reader& reader) {
+  return hex_or_zero(checked(fold::read_summary(reader)).store_hash);
+}
 
 }  // namespace statefold::view

@@ -3,44 +3,13 @@
 #include <iostream>
 #include <map>
 
-#include <boost/json.hpp>
-
-#include "base/hex.h"
 #include "commands.h"
-#include "fold/fold.h"
+#include "connectors/audit/verify.h"
 #include "log/log.h"
 #include "replay_runner.h"
 #include "store/store.h"
-#include "view/view.h"
 
 namespace statefold::cli {
-
-namespace {
-
-// Every session's state hash recomputed from its header (a stored hash could have been altered with the header).
-std::map<std::string, std::string> state_hashes(const store::Store& store) {
-  std::map<std::string, std::string> out;
-  store.scan(std::string(1, fold::key::kHeader), [&](std::string_view key, std::string_view value) {
-    out.emplace(key.substr(1), base::to_hex(fold::state_hash(fold::decode_header(value))));
-    return true;
-  });
-  return out;
-}
-
-// The store hash recomputed from the recomputed state hashes.
-std::string store_hash_of(const std::map<std::string, std::string>& hashes) {
-  std::vector<std::uint8_t> acc(32, 0);
-  for (const auto& [id, hex] : hashes) {
-    auto digest = base::from_hex(hex);
-    base::Digest d{};
-    std::copy(digest->begin(), digest->end(), d.begin());
-    const auto term = fold::store_hash_term(id, d);
-    for (std::size_t i = 0; i < acc.size(); ++i) acc[i] ^= term[i];
-  }
-  return base::to_hex(acc);
-}
-
-}  // namespace
 
 Runner add_verify(CLI::App& app) {
   auto* cmd = app.add_subcommand(
@@ -74,8 +43,11 @@ Runner add_verify(CLI::App& app) {
     }
     // Read-only, the live store is frozen as of now: its offsets and states belong together.
     const auto offsets = (*live)->offsets();
-    const auto expected = state_hashes(**live);
-    const std::string live_store_hash = store_hash_of(expected);
+    const auto expected = audit::state_hashes(**live);
+    if (!expected) {
+      std::cerr << "statefold verify: " << expected.error().message << "\n";
+      return kFailure;
+    }
 
     std::string base = a->work_dir.empty() ? std::filesystem::temp_directory_path().string() : a->work_dir;
     std::string pattern = base + "/statefold-verify-XXXXXX";
@@ -98,7 +70,6 @@ Runner add_verify(CLI::App& app) {
       return kFailure;
     }
     std::map<std::string, std::string> actual;
-    std::string rebuilt_store_hash;
     {
       store::Options rebuilt_options;
       rebuilt_options.path = pattern + "/store";
@@ -108,48 +79,16 @@ Runner add_verify(CLI::App& app) {
         std::cerr << "statefold verify: " << rebuilt.error().message << "\n";
         return kFailure;
       }
-      actual = state_hashes(**rebuilt);
-      rebuilt_store_hash = store_hash_of(actual);
-    }
-
-    boost::json::array differing;
-    for (const auto& [id, hash] : expected) {
-      auto it = actual.find(id);
-      if (it == actual.end()) {
-        differing.push_back({{"session_id", id}, {"live", hash}, {"rebuilt", nullptr}});
-      } else if (it->second != hash) {
-        differing.push_back({{"session_id", id}, {"live", hash}, {"rebuilt", it->second}});
+      auto hashes = audit::state_hashes(**rebuilt);
+      if (!hashes) {
+        std::cerr << "statefold verify: rebuilt store: " << hashes.error().message << "\n";
+        return kFailure;
       }
+      actual = std::move(*hashes);
     }
-    for (const auto& [id, hash] : actual) {
-      if (!expected.contains(id)) differing.push_back({{"session_id", id}, {"live", nullptr}, {"rebuilt", hash}});
-    }
-    const bool ok = differing.empty() && live_store_hash == rebuilt_store_hash;
-    if (a->format == "json") {
-      boost::json::object o{{"ok", ok},
-                            {"sessions", expected.size()},
-                            {"live_store_hash", live_store_hash},
-                            {"rebuilt_store_hash", rebuilt_store_hash},
-                            {"differing", differing}};
-      std::cout << boost::json::serialize(o) << "\n";
-    } else {
-      std::cout << "verified " << expected.size() << " session(s) against a rebuild of " << replayed->records
-                << " record(s)\n";
-      std::cout << "live store hash:    " << live_store_hash << "\nrebuilt store hash: " << rebuilt_store_hash << "\n";
-      std::size_t shown = 0;
-      for (const auto& d : differing) {
-        if (shown++ >= a->show) break;
-        const auto& o = d.as_object();
-        std::cout << "DIFFERS " << o.at("session_id").as_string().c_str() << ": live "
-                  << (o.at("live").is_null() ? std::string("(missing)") : std::string(o.at("live").as_string()))
-                  << ", rebuilt "
-                  << (o.at("rebuilt").is_null() ? std::string("(missing)") : std::string(o.at("rebuilt").as_string()))
-                  << "\n";
-      }
-      std::cout << (ok ? "OK: every session matches\n"
-                       : "MISMATCH: " + std::to_string(differing.size()) + " session(s) differ\n");
-    }
-    return ok ? kOk : kMismatch;
+    const auto report = audit::compare(*expected, actual);
+    std::cout << (a->format == "json" ? audit::to_json(report) : audit::to_text(report, replayed->records, a->show));
+    return report.ok() ? kOk : kMismatch;
   };
 }
 
