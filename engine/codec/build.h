@@ -1,5 +1,5 @@
 // codec/build.h: statefold's own events as plain C++ values, written straight to canonical FlatBuffers (no JSON
-// text in between). Pure; thread-safe.
+// text in between), and client JSON whose envelope the server fills in. Pure; thread-safe.
 //
 //   codec::Message m{.role = codec::Role::user, .content = std::vector<codec::ContentPart>{{.text = "Hi"}}};
 //   auto bytes = codec::build({.event_id = id, .session_id = "chat-42", .occurred_at_us = now, .source = "gateway"}, m);
@@ -134,5 +134,27 @@ using Payload = std::variant<SessionOpened, Message, MemorySet, MemoryDelete, Su
 // The event's canonical FlatBuffers bytes, validated as decode() validates (the error names the field, e.g.
 // "payload.tool_call_id: required when role is tool"); a string that is not UTF-8 is refused, as the JSON path does.
 [[nodiscard]] base::Result<std::vector<std::uint8_t>> build(const Envelope& envelope, const Payload& payload);
+
+// Envelope fields for JSON that leaves them out: the HTTP API takes the session from its path and the ids and the
+// clock from the server. A field the JSON has is kept as written; the others are added as the API added them to
+// the JSON object before (after the client's fields, in this order), so the canonical bytes do not change.
+struct EnvelopeDefaults {
+  std::string session_id{};  // the JSON's own session_id, if any, must be this string
+  std::string event_id{};
+  std::optional<std::uint64_t> expected_version{};
+  std::optional<std::string> expected_previous_event_id{};
+  std::int64_t occurred_at_us = 0;
+  std::string source{};
+};
+
+struct EncodedEvent {
+  std::vector<std::uint8_t> canonical{};
+  std::string event_id{};  // as the event carries it: the JSON's own or the default
+};
+
+// One event object in the documented JSON form, its missing envelope fields taken from `defaults`, -> canonical
+// FlatBuffers, validated exactly as decode() does. A session_id that is not `defaults.session_id` is refused with
+// "session_id: does not match the session in the path (<session>)", before anything else is checked.
+[[nodiscard]] base::Result<EncodedEvent> json_to_flatbuffers(std::string_view json, const EnvelopeDefaults& defaults);
 
 }  // namespace statefold::codec

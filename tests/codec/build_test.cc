@@ -1,4 +1,5 @@
-// codec::build: byte-identical to the JSON path for the same event in schema order, and the same validation.
+// codec::build: byte-identical to the JSON path for the same event in schema order, the same validation, and the
+// JSON path with envelope defaults the HTTP API uses.
 #include "codec/build.h"
 
 #include <gtest/gtest.h>
@@ -485,6 +486,108 @@ TEST(CodecBuild, RefusesInvalidUtf8) {
                "payload.metadata[1].value: not valid UTF-8");
   EXPECT_ERROR(build(envelope(), MemorySet{.label = "l", .value = bad}), "payload.value: not valid UTF-8");
   EXPECT_ERROR(build(envelope(std::string("a\0b", 3)), SessionClosed{}), "session_id: must not contain NUL");
+}
+
+// --- json_to_flatbuffers with envelope defaults, as the HTTP API uses it ---
+
+EnvelopeDefaults defaults() {
+  return EnvelopeDefaults{.session_id = "chat-42", .event_id = kId, .occurred_at_us = 1718000000000000,
+                          .source = "http"};
+}
+
+// What Api::append sent to json_to_flatbuffers before: the client's object with the missing fields appended.
+std::vector<std::uint8_t> bytes_of(const std::string& json) {
+  auto b = json_to_flatbuffers(json);
+  EXPECT_TRUE(b.ok()) << b.error().message << "\n" << json;
+  return b.ok() ? b.value() : std::vector<std::uint8_t>{};
+}
+
+constexpr const char* kBody = R"({"payload_type":"Message","payload":{"role":"user","content":[{"text":"Hi"}]}})";
+constexpr const char* kBodyFields = R"("payload_type":"Message","payload":{"role":"user","content":[{"text":"Hi"}]})";
+
+TEST(CodecJsonDefaults, AbsentFieldsAreFilledAsTheApiDid) {
+  auto got = json_to_flatbuffers(kBody, defaults());
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->event_id, kId);
+  EXPECT_EQ(got->canonical,
+            bytes_of(std::string("{") + kBodyFields +
+                     R"(,"session_id":"chat-42","event_id":")" + kId +
+                     R"(","occurred_at_us":1718000000000000,"source":"http"})"));
+
+  auto d = defaults();
+  d.expected_version = 0;
+  got = json_to_flatbuffers(kBody, d);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->canonical,
+            bytes_of(std::string("{") + kBodyFields + R"(,"session_id":"chat-42","event_id":")" + kId +
+                     R"(","expected_version":0,"occurred_at_us":1718000000000000,"source":"http"})"));
+  EXPECT_EQ(decode(got->canonical, Encoding::flatbuffers)->expected_version(), std::optional<std::uint64_t>(0));
+
+  d = defaults();
+  d.expected_previous_event_id = kId2;
+  d.session_id = "quote\"and\\slash é";
+  got = json_to_flatbuffers("  {" + std::string(kBodyFields) + "}\n ", d);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->canonical, bytes_of(std::string("{") + kBodyFields +
+                                     R"(,"session_id":"quote\"and\\slash é","event_id":")" + kId +
+                                     R"(","expected_previous_event_id":")" + kId2 +
+                                     R"(","occurred_at_us":1718000000000000,"source":"http"})"));
+}
+
+TEST(CodecJsonDefaults, PresentFieldsAreKept) {
+  const std::string json = std::string(R"({"event_id":")") + kId2 +
+                           R"(","occurred_at_us":5,"source":"cli","expected_version":null,)" + kBodyFields +
+                           R"(,"session_id":"chat-42"})";
+  auto d = defaults();
+  d.expected_version = 9;
+  auto got = json_to_flatbuffers(json, d);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(got->event_id, kId2);
+  EXPECT_EQ(got->canonical, bytes_of(json)) << "nothing to add: the client's bytes exactly";
+  auto ev = decode(got->canonical, Encoding::flatbuffers);
+  EXPECT_FALSE(ev->expected_version().has_value()) << "an explicit null is the client's choice";
+  EXPECT_EQ(ev->root().source()->string_view(), "cli");
+
+  // expected_previous_event_id given by the client wins over the batch's chaining.
+  d = defaults();
+  d.expected_previous_event_id = kId2;
+  const std::string chained = std::string("{") + kBodyFields + R"(,"expected_previous_event_id":")" + kId + "\"}";
+  got = json_to_flatbuffers(chained, d);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(decode(got->canonical, Encoding::flatbuffers)->root().expected_previous_event_id()->string_view(), kId);
+}
+
+TEST(CodecJsonDefaults, AContradictingSessionIsRefused) {
+  const std::string message = "session_id: does not match the session in the path (chat-42)";
+  EXPECT_ERROR(json_to_flatbuffers(std::string("{") + kBodyFields + R"(,"session_id":"chat-43"})", defaults()),
+               message);
+  EXPECT_ERROR(json_to_flatbuffers(R"({"session_id":42,)" + std::string(kBodyFields) + "}", defaults()), message);
+  EXPECT_ERROR(json_to_flatbuffers(R"({"session_id":null,)" + std::string(kBodyFields) + "}", defaults()), message);
+  // A key written with escapes is the same key to the parser.
+  EXPECT_ERROR(json_to_flatbuffers(R"({"session\u005fid":"chat-43",)" + std::string(kBodyFields) + "}", defaults()),
+               message);
+  // ... and the same session written with escapes is the same session.
+  auto ok = json_to_flatbuffers(R"({"session_id":"chat\u002d42",)" + std::string(kBodyFields) + "}", defaults());
+  EXPECT_TRUE(ok.ok()) << ok.error().message;
+  // Nested session_id keys are not the envelope's.
+  ok = json_to_flatbuffers(
+      R"({"payload_type":"Custom","payload":{"type_name":"x","data":[]},"correlation_id":"session_id"})", defaults());
+  EXPECT_TRUE(ok.ok()) << ok.error().message;
+}
+
+TEST(CodecJsonDefaults, OtherErrorsAreTheJsonPaths) {
+  auto d = defaults();
+  d.session_id = std::string(300, 's');
+  EXPECT_ERROR(json_to_flatbuffers(kBody, d), "session_id: must be 1..256 bytes of UTF-8, got 300 bytes");
+  EXPECT_ERROR(json_to_flatbuffers(R"({"payload_type":"Message","payload":{"role":"tool"}})", defaults()),
+               "payload.tool_call_id: required when role is tool");
+  auto bad = json_to_flatbuffers(R"({"payload_type":"Message","payload":{"bogus":1}})", defaults());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("payload.bogus: unknown field"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(json_to_flatbuffers("{}", defaults()).ok());
+  EXPECT_FALSE(json_to_flatbuffers("[]", defaults()).ok());
+  EXPECT_FALSE(json_to_flatbuffers("", defaults()).ok());
+  EXPECT_FALSE(json_to_flatbuffers(R"({"payload_type":"Message","payload":{)", defaults()).ok());
 }
 
 }  // namespace
