@@ -2,9 +2,7 @@
 // X-Session-Id or metadata.session_id (else a new one). Response ids carry their session and the reply's version.
 #include "base/hex.h"
 #include "connectors/gateway/internal/turn.h"
-#include "fold/layout.h"
-#include "statefold/schema/events_generated.h"
-#include "statefold/schema/state_generated.h"
+#include "fold/read.h"
 
 namespace statefold::gateway::internal {
 
@@ -122,41 +120,43 @@ void responses(Core& core, const http::Request& request, const http::Respond& re
 http::Response get_response(Core& core, const std::string& id) {
   const std::string& route = kRouteGetResponse;
   auto at = parse_response_id(id);
-  if (!at) return openai_error(404, "no response " + id, "invalid_request_error", route);
-  auto snapshot = core.state.snapshot();
-  auto entry = snapshot->get(fold::key::history(at->first, at->second));
-  if (!entry) return openai_error(404, "no response " + id, "invalid_request_error", route);
-  const auto* e = flatbuffers::GetRoot<state::HistoryEntry>(entry->data());
-  const auto* event = schema::GetEvent(e->event()->data());
-  const auto* message = event->payload_as_Message();
-  if (message == nullptr || message->role() != schema::Role::assistant) {
-    return openai_error(404, "no response " + id, "invalid_request_error", route);
-  }
+  if (!at || at->second == 0) return openai_error(404, "no response " + id, "invalid_request_error", route);
+  const auto& [session, version] = *at;
   protocol::Reply reply;
-  if (message->content() != nullptr) {
-    for (const auto* part : *message->content()) {
-      if (part->text() != nullptr) reply.text += part->text()->str();
-    }
-  }
-  if (message->tool_calls() != nullptr) {
-    for (const auto* c : *message->tool_calls()) {
-      reply.tool_calls.push_back({c->id()->str(), c->name()->str(), c->arguments() ? c->arguments()->str() : ""});
-    }
-  }
-  reply.finish_reason = reply.tool_calls.empty() ? "stop" : "tool_calls";
   protocol::ResponseMeta meta;
   meta.id = id;
-  meta.created_at = event->occurred_at_us() / 1000000;
+  bool found = false;
   // The receipt recorded right before the reply has the model and usage.
-  if (auto prior = snapshot->get(fold::key::history(at->first, at->second - 1))) {
-    const auto* n = flatbuffers::GetRoot<state::HistoryEntry>(prior->data());
-    if (const auto* receipt = schema::GetEvent(n->event()->data())->payload_as_InferenceReceipt()) {
-      if (receipt->model() != nullptr) meta.model = receipt->model()->str();
-      if (const auto* usage = receipt->usage()) {
-        reply.usage = {usage->input_tokens(), usage->output_tokens(), usage->cached_tokens()};
+  auto read = fold::visit_history(*core.state.snapshot(), session, {.from = version - 1, .through = version},
+                                  [&](const fold::HistoryRecord& r) {
+    if (r.version() == version - 1) {
+      if (const auto* receipt = r.event.payload_as_InferenceReceipt()) {
+        if (receipt->model() != nullptr) meta.model = receipt->model()->str();
+        if (const auto* usage = receipt->usage()) {
+          reply.usage = {usage->input_tokens(), usage->output_tokens(), usage->cached_tokens()};
+        }
+      }
+      return true;
+    }
+    const auto* message = r.event.payload_as_Message();
+    if (message == nullptr || message->role() != schema::Role::assistant) return false;
+    found = true;
+    if (message->content() != nullptr) {
+      for (const auto* part : *message->content()) {
+        if (part->text() != nullptr) reply.text += part->text()->str();
       }
     }
-  }
+    if (message->tool_calls() != nullptr) {
+      for (const auto* c : *message->tool_calls()) {
+        reply.tool_calls.push_back({c->id()->str(), c->name()->str(), c->arguments() ? c->arguments()->str() : ""});
+      }
+    }
+    meta.created_at = r.event.occurred_at_us() / 1000000;
+    return false;
+  });
+  if (!read) return openai_error(500, read.error().message, "server_error", route);
+  if (!found) return openai_error(404, "no response " + id, "invalid_request_error", route);
+  reply.finish_reason = reply.tool_calls.empty() ? "stop" : "tool_calls";
   reply.model = meta.model;
   return http::json_response(200, protocol::response_json(reply, meta), route);
 }

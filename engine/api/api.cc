@@ -3,7 +3,6 @@
 #include <boost/json.hpp>
 
 #include <charconv>
-#include <random>
 
 #include "base/hex.h"
 #include "base/sha256.h"
@@ -50,18 +49,6 @@ std::optional<http::Response> query_u64(const http::Request& request, const std:
   return std::nullopt;
 }
 
-std::string random_event_id() {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  std::uint64_t hi = rng();
-  std::uint64_t lo = rng();
-  codec::EventId id{};
-  for (int i = 0; i < 8; ++i) {
-    id[i] = static_cast<std::uint8_t>(hi >> (56 - 8 * i));
-    id[8 + i] = static_cast<std::uint8_t>(lo >> (56 - 8 * i));
-  }
-  return codec::event_id_to_string(id);
-}
-
 // An Idempotency-Key that is already an event id is used as is; any other key is hashed into one, so the same
 // key always names the same event.
 std::string event_id_from_key(std::string_view key, std::optional<std::size_t> index) {
@@ -73,11 +60,6 @@ std::string event_id_from_key(std::string_view key, std::optional<std::size_t> i
   if (index) h.update_u64(*index);
   auto digest = h.finish();
   return base::to_hex(std::span<const std::uint8_t>(digest.data(), 16));
-}
-
-std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 json::object outcome_json(const append::EventOutcome& e) {
@@ -191,32 +173,13 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
     wait = it->second == "true";
   }
 
-  std::vector<std::pair<std::string, std::vector<std::uint8_t>>> events;
+  append::Batch events(session_id, "http", has_expected ? std::optional(expected) : std::nullopt);
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::string where = batch ? "events[" + std::to_string(i) + "]." : "";
     if (!items[i].is_object()) return bad((batch ? "events[" + std::to_string(i) + "]" : "body") + ": expected an object");
-    json::object& event = items[i].as_object();
-    if (auto* sid = event.if_contains("session_id")) {
-      if (!sid->is_string() || sid->as_string() != session_id) {
-        return bad(where + "session_id: does not match the session in the path (" + session_id + ")");
-      }
-    } else {
-      event["session_id"] = session_id;
-    }
-    if (!event.contains("event_id")) {
-      event["event_id"] = idempotency_key ? event_id_from_key(*idempotency_key, batch ? std::optional(i) : std::nullopt)
-                                          : random_event_id();
-    }
-    if (i == 0 && has_expected && !event.contains("expected_version")) event["expected_version"] = expected;
-    // Each later event of a conditional batch requires the one before it: the batch folds whole or not at all.
-    if (i > 0 && has_expected && !event.contains("expected_previous_event_id")) {
-      event["expected_previous_event_id"] = events.back().first;
-    }
-    if (!event.contains("occurred_at_us")) event["occurred_at_us"] = now_us();
-    if (!event.contains("source")) event["source"] = "http";
-    auto bytes = codec::json_to_flatbuffers(json::serialize(event));
-    if (!bytes) return bad(where + bytes.error().message);
-    events.emplace_back(std::string(event.at("event_id").as_string()), std::move(*bytes));
+    const std::string id = idempotency_key ? event_id_from_key(*idempotency_key, batch ? std::optional(i) : std::nullopt)
+                                           : std::string();
+    if (auto added = events.add_json(json::serialize(items[i]), id); !added) return bad(where + added.error().message);
   }
 
   if (wait) {
@@ -225,7 +188,7 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
 
   append::Options send;
   send.wait = wait;
-  _appender.append(session_id, std::move(events), std::move(send), [respond, session_id, route](append::Outcome result) {
+  _appender.append(session_id, events.take(), std::move(send), [respond, session_id, route](append::Outcome result) {
     json::object o{{"session_id", session_id}};
     json::array outcomes;
     for (const auto& e : result.events) outcomes.push_back(outcome_json(e));
@@ -275,7 +238,7 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
   json::value body = request.body.empty() ? json::value(json::object()) : json::parse(request.body, ec);
   if (ec || !body.is_object()) return respond(http::error_response(400, "body: expected a JSON object", route));
   const json::object& args = body.as_object();
-  fork::Request fork_request{parent, 0, parent + "-fork-" + random_event_id().substr(0, 8), now_us()};
+  fork::Request fork_request{parent, 0, parent + "-fork-" + append::random_event_id().substr(0, 8), append::now_us()};
   if (const auto* v = args.if_contains("version")) {
     if (!v->is_uint64() && !(v->is_int64() && v->as_int64() > 0)) {
       return respond(http::error_response(400, "version: expected a positive integer", route));

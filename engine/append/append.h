@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "codec/build.h"
 #include "log/log.h"
 #include "runtime/engine.h"
 
@@ -142,6 +143,36 @@ class KafkaAppender final : public Sink {
   std::thread _poller;
   std::atomic<bool> _stop{false};
 };
+
+// The events of one append, with their envelope: ids, the session, the time, the source and, for a conditional
+// batch (an expected version), the chaining that makes it fold whole or not at all: the first event names the
+// version, each later one the event before it. The one place that writes an envelope; the HTTP API, the gateway
+// and fork all append through it.
+//
+//   append::Batch batch("chat-42", "gateway", header.version);
+//   if (auto added = batch.add(codec::Message{...}); !added) return refuse(added.error());
+//   sink.append("chat-42", batch.take(), {}, done);
+class Batch {
+ public:
+  Batch(std::string session_id, std::string source, std::optional<std::uint64_t> expected_version);
+  // A statefold event, built directly; `event_id` empty: a fresh random id.
+  base::Result<void> add(const codec::Payload& payload, std::string event_id = {});
+  // A client's event in the JSON form: what it does not say itself (its id, the session, the condition, the time,
+  // the source) comes from the batch. Errors name the field.
+  base::Result<void> add_json(std::string_view json, std::string event_id = {});
+  std::size_t size() const { return _events.size(); }
+  Events take() { return std::move(_events); }
+
+ private:
+  std::string _session_id;
+  std::string _source;
+  std::optional<std::uint64_t> _expected_version;
+  Events _events;
+};
+
+// A fresh random event id (32 hex digits).
+std::string random_event_id();
+std::int64_t now_us();
 
 // What the fold's outcome is as an append status.
 Status status_of(fold::Outcome outcome);
