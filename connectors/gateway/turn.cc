@@ -99,6 +99,22 @@ std::set<std::string, std::less<>> open_tool_calls(const context::SessionState& 
   return pending;
 }
 
+// Renders `state` for p.spec into `p`; the refusal when the context cannot be materialised.
+std::optional<http::Response> render_into(Prepared& p, context::SessionState& state, std::string& counted,
+                                          const std::string& route) {
+  auto rendered = materialise::render(state, p.spec, counted);
+  if (!rendered) {
+    return openai_error(400, "the context cannot be materialised: " + rendered.error().message,
+                        "invalid_request_error", route, "context_length_exceeded");
+  }
+  p.spec.tokenizer = rendered->tokenizer;
+  p.body = std::move(rendered->body);
+  p.hash = std::move(rendered->hash);
+  p.input_tokens = rendered->context.total_tokens;
+  p.echo_text = std::move(rendered->echo);
+  return std::nullopt;
+}
+
 std::string call_error(const upstream::Response& response) {
   return !response.error.empty()
              ? response.error
@@ -294,17 +310,7 @@ std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader
       message.version = ++session.version;
       session.history.push_back(std::move(message));
     }
-    auto rendered = materialise::render(session, p.spec, counted);
-    if (!rendered) {
-      refused = openai_error(400, "the context cannot be materialised: " + rendered.error().message,
-                             "invalid_request_error", turn.route, "context_length_exceeded");
-      return;
-    }
-    p.spec.tokenizer = rendered->tokenizer;
-    p.body = std::move(rendered->body);
-    p.hash = std::move(rendered->hash);
-    p.input_tokens = rendered->context.total_tokens;
-    p.echo_text = std::move(rendered->echo);
+    refused = render_into(p, session, counted, turn.route);
   });
   if (!ok) return openai_error(500, ok.error().message, "server_error", turn.route);
   if (refused) return std::move(*refused);
@@ -328,17 +334,7 @@ std::variant<Prepared, http::Response> Core::prepare(const fold::Reader& snapsho
   p.spec = spec;
   std::optional<http::Response> failed;
   auto ok = cache.with_state(snapshot, session, version, [&](context::SessionState& folded, std::string& counted) {
-    auto rendered = materialise::render(folded, p.spec, counted);
-    if (!rendered) {
-      failed = openai_error(400, "the context cannot be materialised: " + rendered.error().message,
-                            "invalid_request_error", route, "context_length_exceeded");
-      return;
-    }
-    p.spec.tokenizer = rendered->tokenizer;
-    p.body = std::move(rendered->body);
-    p.hash = std::move(rendered->hash);
-    p.input_tokens = rendered->context.total_tokens;
-    p.echo_text = std::move(rendered->echo);
+    failed = render_into(p, folded, counted, route);
   });
   if (!ok) return openai_error(500, ok.error().message, "server_error", route);
   if (failed) return std::move(*failed);
