@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): installs what is missing, builds the developer
-# preset, starts a real single-node Kafka broker, runs every test (unit + integration against the broker), then
-# builds the ASan+UBSan preset and runs the unit tests under it. Exit status: 0 only if everything passed.
+# preset, starts a real single-node Kafka broker, runs every test (unit + integration against the broker), builds
+# every target of the release preset (the published benchmarks included, not run), then builds the ASan+UBSan preset
+# and runs the unit tests under it. Exit status: 0 only if everything passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +35,18 @@ ctest --test-dir build/dev --output-on-failure --timeout 1800 || status=1
 
 step "broker and client logs: no unsupported compression"
 bash tools/kafka.sh check-logs --dir "$kafka_dir" || status=1
+
+step "build (release preset: every target, benchmarks included, not run)"
+# -O3 finds warnings the dev preset does not; tools/bench.sh and docs/performance.md use this build.
+cmake --preset release >/dev/null
+release_log=$(mktemp)
+if cmake --build --preset release -j "$jobs" >"$release_log" 2>&1; then
+  echo "ok"
+else
+  grep -v '^\[' "$release_log" || true  # the errors, without ninja's progress lines
+  status=1
+fi
+rm -f "$release_log"
 
 step "build (asan preset) and unit tests under ASan+UBSan"
 cmake --preset asan >/dev/null

@@ -8,33 +8,19 @@
 #include <boost/json.hpp>
 
 #include "base/hex.h"
-#include "base/json_text.h"
+#include "base/json_writer.h"
 #include "base/sha256.h"
-#include "connectors/context/canonical_json.h"
 
 namespace statefold::context {
 namespace {
 
 constexpr std::string_view kEphemeral = R"(,"cache_control":{"type":"ephemeral"})";
 
-// --- Canonical JSON text: keys are literals written in a fixed order; strings through base::append_json_string.
+// --- JSON text: keys are literals written in a fixed order, through the one writer (base/json_writer.h).
 
-void key(std::string& out, std::string_view name) {
-  out += '"';
-  out += name;
-  out += "\":";
-}
-
-void str(std::string& out, std::string_view text) { base::append_json_string(out, text); }
-
-void num(std::string& out, std::uint64_t n) {
-  std::array<char, 24> buf{};
-  auto r = std::to_chars(buf.data(), buf.data() + buf.size(), n);
-  out.append(buf.data(), r.ptr);
-}
-
-// A parsed value written canonically (canonical_json.h).
-base::Result<void> canonical(std::string& out, const boost::json::value& v) { return append_canonical_json(out, v); }
+using base::json::key;
+using base::json::num;
+using base::json::str;
 
 // The extra request parameters as canonical members (`"k":v,...`, no braces), or an error.
 base::Result<std::string> extra_members(std::string_view extra, std::initializer_list<std::string_view> reserved) {
@@ -50,7 +36,7 @@ base::Result<std::string> extra_members(std::string_view extra, std::initializer
                               "\" is written by the renderer");
     }
   }
-  if (auto r = canonical(out, v); !r) {
+  if (auto r = base::json::canonical(out, v); !r) {
     return base::make_error("context: extra request parameters: " + r.error().message);
   }
   if (out.size() <= 2) return std::string();  // {}
@@ -118,10 +104,9 @@ std::size_t estimate(const Context& ctx) {
 
 // --- OpenAI Chat Completions (also the echo provider's body) ---
 
-void chat_system(std::string& out, std::string_view text, bool& first) {
+void chat_system(std::string& out, std::string_view text, base::json::Comma& comma) {
   if (text.empty()) return;
-  if (!first) out += ',';
-  first = false;
+  comma(out);
   out += R"({"role":"system","content":)";
   str(out, text);
   out += '}';
@@ -177,10 +162,9 @@ void chat_item(std::string& out, const Item& item, std::string& scratch) {
     out += ',';
     key(out, "tool_calls");
     out += '[';
-    bool first = true;
+    base::json::Comma comma;
     for_each_call(item, [&](const ToolCall& call) {
-      if (!first) out += ',';
-      first = false;
+      comma(out);
       out += R"({"id":)";
       str(out, call.id);
       out += R"(,"type":"function","function":{"name":)";
@@ -204,14 +188,13 @@ base::Result<std::string> render_chat(const Context& ctx, const RenderOptions& o
   out += ',';
   key(out, "messages");
   out += '[';
-  bool first = true;
-  chat_system(out, ctx.system_text, first);
-  chat_system(out, ctx.memory_text, first);
-  chat_system(out, ctx.summary_text, first);
+  base::json::Comma comma;
+  chat_system(out, ctx.system_text, comma);
+  chat_system(out, ctx.memory_text, comma);
+  chat_system(out, ctx.summary_text, comma);
   std::string scratch;
   for (const auto& item : ctx.history) {
-    if (!first) out += ',';
-    first = false;
+    comma(out);
     chat_item(out, item, scratch);
   }
   out += "]}";
@@ -220,12 +203,9 @@ base::Result<std::string> render_chat(const Context& ctx, const RenderOptions& o
 
 // --- OpenAI Responses, stateless ---
 
-void responses_item(std::string& out, const Item& item, std::string& scratch, bool& first) {
+void responses_item(std::string& out, const Item& item, std::string& scratch, base::json::Comma& comma) {
   const Message& m = *item.message;
-  const auto sep = [&] {
-    if (!first) out += ',';
-    first = false;
-  };
+  const auto sep = [&] { comma(out); };
   if (m.role == Role::tool) {
     sep();
     out += R"({"type":"function_call_output","call_id":)";
@@ -294,17 +274,16 @@ base::Result<std::string> render_responses(const Context& ctx, const RenderOptio
   out += ',';
   key(out, "input");
   out += '[';
-  bool first = true;
+  base::json::Comma comma;
   for (std::string_view text : {std::string_view(ctx.memory_text), std::string_view(ctx.summary_text)}) {
     if (text.empty()) continue;
-    if (!first) out += ',';
-    first = false;
+    comma(out);
     out += R"({"type":"message","role":"developer","content":)";
     str(out, text);
     out += '}';
   }
   std::string scratch;
-  for (const auto& item : ctx.history) responses_item(out, item, scratch, first);
+  for (const auto& item : ctx.history) responses_item(out, item, scratch, comma);
   out += "]}";
   return out;
 }
@@ -323,7 +302,7 @@ void tool_input(std::string& out, std::string_view arguments) {
   boost::json::value v = boost::json::parse(arguments, ec);
   if (!ec && v.is_object()) {
     std::string text;
-    if (canonical(text, v).ok()) {
+    if (base::json::canonical(text, v).ok()) {
       out += text;
       return;
     }
@@ -430,11 +409,10 @@ void anthropic_item(AnthropicWriter& w, std::string& out, const Item& item, std:
   for (const Part& p : m.content) any = any || p.kind == PartKind::image_url || !p.text.empty();
   if (!any) return;  // the API refuses empty text blocks
   w.begin("user");
-  bool first = true;
+  base::json::Comma comma;
   for (const Part& p : m.content) {
     if (p.kind != PartKind::image_url && p.text.empty()) continue;
-    if (!first) out += ',';
-    first = false;
+    comma(out);
     if (p.kind == PartKind::image_url && m.role == Role::user) {
       out += R"({"type":"image","source":{"type":"url","url":)";
       str(out, p.text);

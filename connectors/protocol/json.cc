@@ -1,46 +1,6 @@
 #include "connectors/protocol/json.h"
 
-#include "connectors/context/canonical_json.h"
-
-#include <algorithm>
-#include <array>
-#include <charconv>
-#include <cmath>
-#include <vector>
-
 namespace statefold::protocol::detail {
-
-void num(std::string& out, std::uint64_t n) {
-  std::array<char, 24> buf{};
-  auto r = std::to_chars(buf.data(), buf.data() + buf.size(), n);
-  out.append(buf.data(), r.ptr);
-}
-
-void inum(std::string& out, std::int64_t n) {
-  std::array<char, 24> buf{};
-  auto r = std::to_chars(buf.data(), buf.data() + buf.size(), n);
-  out.append(buf.data(), r.ptr);
-}
-
-void dbl(std::string& out, double d) {
-  if (!std::isfinite(d)) {
-    out += "null";
-    return;
-  }
-  std::array<char, 32> buf{};
-  auto r = std::to_chars(buf.data(), buf.data() + buf.size(), d);
-  out.append(buf.data(), r.ptr);
-}
-
-base::Result<void> canonical(std::string& out, const json::value& v, bool sort_keys) {
-  return context::append_canonical_json(out, v, sort_keys);
-}
-
-std::string canonical(const json::value& v) {
-  std::string out;
-  (void)canonical(out, v);
-  return out;
-}
 
 base::Result<json::value> parse(std::string_view text, std::string_view what) {
   boost::system::error_code ec;

@@ -192,18 +192,35 @@ class TomlReader {
  public:
   explicit TomlReader(std::string_view file) : _file(file) {}
 
+  // Messages are built by append, not `"'" + std::string(key) + ...`: at -O3 GCC 12 reports a false -Wrestrict in
+  // the operator+ that prepends a literal to a temporary string (GCC bugs 105651, 105329), failing the release build.
   std::string at(const toml::node& node) const {
-    return _file + ":" + std::to_string(node.source().begin.line) + ": ";
+    std::string out = _file;
+    out += ':';
+    out += std::to_string(node.source().begin.line);
+    out += ": ";
+    return out;
   }
 
   base::Error error(const toml::node& node, std::string_view where, std::string_view message) const {
-    return base::make_error(at(node) + std::string(where) + ": " + std::string(message));
+    std::string text = at(node);
+    text.append(where).append(": ").append(message);
+    return base::make_error(std::move(text));
+  }
+
+  // "'key' needs <what>" at `node`.
+  base::Error needs(const toml::node& node, std::string_view where, std::string_view key,
+                    std::string_view what) const {
+    std::string message;
+    message.reserve(key.size() + what.size() + 9);
+    message.append("'").append(key).append("' needs ").append(what);
+    return error(node, where, message);
   }
 
   std::optional<base::Error> string(const toml::node& node, std::string_view where, std::string_view key,
                                     std::string& out) const {
     auto value = node.value_exact<std::string>();
-    if (!value) return error(node, where, "'" + std::string(key) + "' needs a string");
+    if (!value) return needs(node, where, key, "a string");
     out = std::move(*value);
     return std::nullopt;
   }
@@ -212,7 +229,7 @@ class TomlReader {
                                      int& out) const {
     auto value = node.value_exact<std::int64_t>();
     if (!value || *value < -1'000'000'000 || *value > 1'000'000'000) {
-      return error(node, where, "'" + std::string(key) + "' needs an integer");
+      return needs(node, where, key, "an integer");
     }
     out = static_cast<int>(*value);
     return std::nullopt;
@@ -221,11 +238,11 @@ class TomlReader {
   std::optional<base::Error> strings(const toml::node& node, std::string_view where, std::string_view key,
                                      std::vector<std::string>& out) const {
     const toml::array* array = node.as_array();
-    if (array == nullptr) return error(node, where, "'" + std::string(key) + "' needs an array of strings");
+    if (array == nullptr) return needs(node, where, key, "an array of strings");
     out.clear();
     for (const toml::node& item : *array) {
       auto value = item.value_exact<std::string>();
-      if (!value) return error(item, where, "'" + std::string(key) + "' needs an array of strings");
+      if (!value) return needs(item, where, key, "an array of strings");
       out.push_back(std::move(*value));
     }
     return std::nullopt;

@@ -1,6 +1,6 @@
 #include "base/logging.h"
 
-#include "base/json_text.h"
+#include "base/json_writer.h"
 
 #include <atomic>
 #include <chrono>

@@ -2,7 +2,7 @@
 // from Options::seed, so the bytes depend on nothing but the options (no std:: distributions, no clocks).
 #include "workload/workload.h"
 
-#include "base/json_text.h"
+#include "base/json_writer.h"
 
 #include <algorithm>
 #include <array>
@@ -74,18 +74,9 @@ class Rng {
 
 constexpr char kHex[] = "0123456789abcdef";
 
+void append_u64(std::string& out, std::uint64_t value) { base::json::num(out, value); }
 
-void append_u64(std::string& out, std::uint64_t value) {
-  char buf[24];
-  const auto res = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, res.ptr);
-}
-
-void append_i64(std::string& out, std::int64_t value) {
-  char buf[24];
-  const auto res = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, res.ptr);
-}
+void append_i64(std::string& out, std::int64_t value) { base::json::inum(out, value); }
 
 void append_hex64(std::string& out, std::uint64_t value, int digits = 16) {
   for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4) out += kHex[(value >> shift) & 0xf];
@@ -94,9 +85,7 @@ void append_hex64(std::string& out, std::uint64_t value, int digits = 16) {
 // `,"key":` (or without the comma for the first field of an object).
 void key(std::string& out, std::string_view name, bool first = false) {
   if (!first) out += ',';
-  out += '"';
-  out += name;
-  out += "\":";
+  base::json::key(out, name);
 }
 
 void field_str(std::string& out, std::string_view name, std::string_view value, bool first = false) {

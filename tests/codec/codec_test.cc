@@ -667,7 +667,9 @@ TEST(CodecHostile, SharedStringsCannotAmplify) {
   const auto shared = [](fb::FlatBufferBuilder& b) {
     std::vector<fb::Offset<sch::ToolCall>> calls;
     for (int i = 0; i < 50; ++i) {
-      calls.push_back(sch::CreateToolCall(b, b.CreateSharedString("c" + std::to_string(i)),
+      std::string id = "c";
+      id += std::to_string(i);  // not "c" + std::to_string(i): GCC 12 -O3 false -Wrestrict (GCC bug 105651)
+      calls.push_back(sch::CreateToolCall(b, b.CreateSharedString(id),
                                           b.CreateSharedString("search"), b.CreateSharedString("{}")));
     }
     return sch::CreateMessageDirect(b, sch::Role::assistant, nullptr, &calls).Union();

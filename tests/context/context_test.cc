@@ -217,7 +217,8 @@ TEST(Cut, FallsBackToMessageBoundariesInsideAHugeTurn) {
   s.policy.output_reserve = 0;
   s.history.push_back(text_message(1, Role::user, "go"));
   for (std::uint64_t i = 0; i < 40; ++i) {
-    const std::string id = "c" + std::to_string(i);
+    std::string id = "c";
+    id += std::to_string(i);  // not "c" + std::to_string(i): GCC 12 -O3 false -Wrestrict (GCC bug 105651)
     s.history.push_back(call_message(2 + 2 * i, {ToolCall{id, "step", "{}"}}));
     s.history.push_back(tool_result(3 + 2 * i, id, std::string(120, 'r')));
   }

@@ -11,7 +11,7 @@
 #include <random>
 #include <set>
 
-#include "base/json_text.h"
+#include "base/json_writer.h"
 #include "connectors/context/render.h"
 
 namespace statefold::context {

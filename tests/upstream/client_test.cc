@@ -521,7 +521,9 @@ TEST_F(ClientTest, ConcurrentCallsFromManyThreads) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kCalls; ++i) {
-        const std::string text = "t" + std::to_string(t) + "c" + std::to_string(i);
+        // Appended, not "t" + std::to_string(t) + ...: GCC 12 -O3 false -Wrestrict (GCC bug 105651).
+        std::string text = "t";
+        text.append(std::to_string(t)).append("c").append(std::to_string(i));
         const Response r = _client.call(endpoint(), chat(false, text));
         if (r.ok() && r.body.find("echo: " + text) != std::string::npos) ++good;
       }

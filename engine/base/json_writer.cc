@@ -1,4 +1,8 @@
-#include "base/json_text.h"
+#include "base/json_writer.h"
+
+#include <array>
+#include <charconv>
+#include <cmath>
 
 namespace statefold::base {
 
@@ -29,4 +33,29 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
+namespace json {
+namespace {
+
+template <typename Number>
+void append_number(std::string& out, Number n) {
+  std::array<char, 32> buf{};
+  auto r = std::to_chars(buf.data(), buf.data() + buf.size(), n);
+  out.append(buf.data(), r.ptr);
+}
+
+}  // namespace
+
+void num(std::string& out, std::uint64_t n) { append_number(out, n); }
+
+void inum(std::string& out, std::int64_t n) { append_number(out, n); }
+
+void dbl(std::string& out, double d) {
+  if (!std::isfinite(d)) {
+    out += "null";
+    return;
+  }
+  append_number(out, d);
+}
+
+}  // namespace json
 }  // namespace statefold::base
