@@ -107,12 +107,12 @@ void Gateway::handle(http::Request request, http::Respond respond) {
   if (request.method != "POST") return respond(http::error_response(405, "use POST", path));
   // The turn blocks (folding, the upstream): a worker runs it, not the HTTP server's I/O thread.
   auto shared = std::make_shared<std::pair<http::Request, http::Respond>>(std::move(request), std::move(respond));
-  const bool queued = core.workers.submit([&core, shared] {
+  const bool queued = core.workers.submit([&core, shared, received = internal::Clock::now()] {
     try {
       if (shared->first.path == "/v1/chat/completions") {
-        internal::chat(core, shared->first, shared->second);
+        internal::chat(core, shared->first, received, shared->second);
       } else {
-        internal::responses(core, shared->first, shared->second);
+        internal::responses(core, shared->first, received, shared->second);
       }
     } catch (const std::exception& e) {
       base::log_error("gateway turn failed", {{"error", e.what()}});

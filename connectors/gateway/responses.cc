@@ -75,11 +75,12 @@ class ResponsesFormat final : public Format {
 
 }  // namespace
 
-void responses(Core& core, const http::Request& request, const http::Respond& respond) {
+void responses(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond) {
   const std::string& route = kRouteResponses;
   auto parsed = protocol::parse_responses_request(request.body);
   if (!parsed) return respond(openai_error(400, parsed.error().message, "invalid_request_error", route));
   TurnRequest turn;
+  turn.received = received;
   turn.route = route;
   turn.previous_response_id = parsed->previous_response_id;
   if (!turn.previous_response_id.empty()) {

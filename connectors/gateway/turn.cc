@@ -509,7 +509,8 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   if (auto* refused = std::get_if<http::Response>(&planned)) return answer(std::move(*refused));
   const auto& spec = std::get<materialise::RenderSpec>(planned);
 
-  Timing timing;
+  Timing timing{turn.received, {}};
+  timing.mark("start");
   // An existing session's input is rendered and sent upstream while Kafka takes it and the engine folds it; a new
   // session's is recorded first. Either way nothing more is recorded unless it was accepted at the version the
   // request was rendered from.

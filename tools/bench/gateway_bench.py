@@ -165,7 +165,8 @@ model = "gpt-4o"
         print(f"  {'':34} {'p50 ms':>9} {'p99 ms':>9}")
         print(f"  {'client latency':34} {quantile([c for c, _ in measured], .5):9.2f} "
               f"{quantile([c for c, _ in measured], .99):9.2f}")
-        for phase, what in (("input", "input appended and folded"), ("render", "materialise + render"),
+        for phase, what in (("start", "worker, parse, lock, read, route"),
+                            ("input", "input appended and folded"), ("render", "materialise + render"),
                             ("upstream", "upstream call (fake, fixed delay)"),
                             ("record", "reply and receipt recorded")):
             values = [p[phase] for _, p in measured if phase in p]

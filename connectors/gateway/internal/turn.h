@@ -45,8 +45,10 @@ std::string random_hex(std::size_t bytes);
 http::Response openai_error(int status, std::string_view message, std::string_view type, const std::string& route,
                             std::string_view code = {});
 
-// Where a turn's time went, as a Server-Timing header (input: appended and folded; render: materialised and
-// rendered; upstream: the model's call; record: reply and receipt appended and folded), in milliseconds.
+// Where a turn's time went, as a Server-Timing header, in milliseconds, from the request reaching the gateway:
+// start: waiting for a worker, parsing, the session's lock, its read, routing; input: appended and folded (for a
+// pipelined input, what was left to wait for after the upstream call); render: materialised and rendered (and the
+// input sent); upstream: the model's call; record: reply and receipt appended (and folded, when the answer needs it).
 struct Timing {
   Clock::time_point start = Clock::now();
   std::vector<std::pair<const char*, Clock::time_point>> marks;
@@ -83,6 +85,7 @@ struct Prepared {
 
 // A turn as its endpoint parsed it.
 struct TurnRequest {
+  Clock::time_point received = Clock::now();  // when the request reached the gateway
   std::string route;
   std::string session;
   std::vector<protocol::ClientMessage> input;
@@ -202,8 +205,8 @@ http::Response upstream_failure(const Call& call, const std::string& route);
 void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond);
 
 // Endpoints.
-void chat(Core& core, const http::Request& request, const http::Respond& respond);
-void responses(Core& core, const http::Request& request, const http::Respond& respond);
+void chat(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond);
+void responses(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond);
 http::Response get_response(Core& core, const std::string& id);
 
 }  // namespace statefold::gateway::internal
