@@ -5,7 +5,7 @@
 
 #include <flatbuffers/flatbuffers.h>
 
-#include "codec/validate.h"
+#include "codec/internal/validate.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

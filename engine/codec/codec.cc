@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "base/hex.h"
-#include "codec/json_form.h"
-#include "codec/validate.h"
+#include "codec/internal/json_form.h"
+#include "codec/internal/validate.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

@@ -1,4 +1,4 @@
-#include "codec/json_form.h"
+#include "codec/internal/json_form.h"
 
 #include <algorithm>
 #include <cstring>

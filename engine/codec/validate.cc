@@ -1,4 +1,4 @@
-#include "codec/validate.h"
+#include "codec/internal/validate.h"
 
 #include <cstring>
 #include <utility>

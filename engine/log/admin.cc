@@ -1,6 +1,6 @@
 #include <thread>
 
-#include "log/config.h"
+#include "log/internal/config.h"
 // After rdkafka.h, which config.h includes.
 #include <librdkafka/rdkafka_mock.h>
 

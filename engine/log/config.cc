@@ -1,4 +1,4 @@
-#include "log/config.h"
+#include "log/internal/config.h"
 
 #include <cstdio>
 

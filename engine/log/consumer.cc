@@ -1,7 +1,7 @@
 #include <atomic>
 #include <mutex>
 
-#include "log/config.h"
+#include "log/internal/config.h"
 
 namespace statefold::log {
 
