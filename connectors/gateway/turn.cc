@@ -46,8 +46,11 @@ std::vector<protocol::Delta> echo_deltas(const std::string& text) {
 // A failed append, as the client sees it.
 http::Response append_failure(const append::Outcome& result, const std::string& route) {
   switch (result.kind) {
-    case append::Outcome::Kind::unavailable:
-      return openai_error(503, "the event log is unavailable: " + result.error, "server_error", route);
+    case append::Outcome::Kind::unavailable: {
+      auto response = openai_error(503, "the event log is unavailable: " + result.error, "server_error", route);
+      response.headers.emplace_back("retry-after", "1");
+      return response;
+    }
     case append::Outcome::Kind::timed_out:
       return openai_error(504, "the new input was not folded in time: " + result.error, "server_error", route);
     default:

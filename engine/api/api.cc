@@ -62,6 +62,13 @@ std::string event_id_from_key(std::string_view key, std::optional<std::size_t> i
   return base::to_hex(std::span<const std::uint8_t>(digest.data(), 16));
 }
 
+// Kafka could not take a write: the client may retry shortly (the producer recovers by itself).
+http::Response unavailable(const std::string& why, const std::string& route) {
+  auto response = http::error_response(503, why, route);
+  response.headers.emplace_back("retry-after", "1");
+  return response;
+}
+
 json::object outcome_json(const append::EventOutcome& e) {
   json::object o{{"event_id", e.event_id},
                  {"status", append::status_name(e.status)},
@@ -194,7 +201,7 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
     for (const auto& e : result.events) outcomes.push_back(outcome_json(e));
     switch (result.kind) {
       case append::Outcome::Kind::unavailable:
-        return respond(http::error_response(503, result.error, route));
+        return respond(unavailable(result.error, route));
       case append::Outcome::Kind::timed_out:
         o["error"] = result.error;
         o["events"] = std::move(outcomes);
@@ -271,7 +278,7 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
   _appender.append(child, std::move(plan->events), {},
                    [respond, child, parent, parent_version, count, route](append::Outcome result) {
                      if (result.kind == append::Outcome::Kind::unavailable) {
-                       return respond(http::error_response(503, result.error, route));
+                       return respond(unavailable(result.error, route));
                      }
                      if (result.kind != append::Outcome::Kind::folded || result.events.empty()) {
                        return respond(http::error_response(504, result.error, route));
@@ -360,9 +367,15 @@ http::Response Api::list_sessions(const http::Request& request) {
 http::Response Api::ready() {
   json::object lags;
   for (const auto& [partition, lag] : _engine.lag()) lags[std::to_string(partition)] = lag;
-  const bool ready = _engine.caught_up(_options.ready_max_lag);
+  const bool caught_up = _engine.caught_up(_options.ready_max_lag);
+  const auto writes_failing = _appender.health();
+  const bool ready = caught_up && !writes_failing;
   json::object o{{"ready", ready}, {"max_lag", _options.ready_max_lag}, {"lag", std::move(lags)}};
-  if (!ready) o["reason"] = _engine.assignment().empty() ? "no partitions assigned" : "partitions are behind";
+  if (!caught_up) {
+    o["reason"] = _engine.assignment().empty() ? "no partitions assigned" : "partitions are behind";
+  } else if (writes_failing) {
+    o["reason"] = *writes_failing;
+  }
   return http::json_response(ready ? 200 : 503, json::serialize(o), "/readyz");
 }
 

@@ -85,6 +85,8 @@ class Sink {
   virtual void append(std::string session_id, Events events, Options options, std::function<void(Outcome)> done) = 0;
   // Returns once every append of the session made with `settle_reads` is done, or after `patience`.
   virtual void settle(std::string_view session_id, std::chrono::milliseconds patience) = 0;
+  // Why writes are failing now (/readyz says so), or nullopt when they are not known to fail.
+  virtual std::optional<std::string> health() const { return std::nullopt; }
 };
 
 // Counts the appends of each session that reads must wait for (Options::settle_reads). For Sink implementations.
@@ -114,6 +116,7 @@ class KafkaAppender final : public Sink {
 
   void append(std::string session_id, Events events, Options options, std::function<void(Outcome)> done) override;
   void settle(std::string_view session_id, std::chrono::milliseconds patience) override;
+  std::optional<std::string> health() const override;
 
   // The engine committed these records.
   void folded(const std::vector<runtime::FoldedRecord>& records);
@@ -123,15 +126,33 @@ class KafkaAppender final : public Sink {
 
  private:
   struct Pending;
+  struct TxJob {
+    std::string session_id;
+    Events events;
+    std::shared_ptr<Pending> pending;
+  };
   explicit KafkaAppender(Config config);
+  log::Producer::DeliveryCallback on_delivery(const std::shared_ptr<Pending>& pending, std::size_t index);
+  void fail(const std::shared_ptr<Pending>& pending, const std::string& why);
   void resolve_if_complete(const std::shared_ptr<Pending>& pending);
   void expire();
+  void run_transactions();
+  void run_transaction(std::vector<TxJob>& jobs);
+  base::Result<void> replace_transactional_if_broken();
 
   Config _config;
   SettleTracker _settling;
-  std::unique_ptr<log::Producer> _single;         // idempotent: one event, nothing to half-write
-  std::unique_ptr<log::Producer> _transactional;  // several events: one transaction
-  std::mutex _transaction_mutex;
+  mutable std::mutex _health_mutex;
+  std::string _transactions_failing;  // the last transaction's error; empty once one commits
+  std::string _deliveries_failing;    // the last single append's delivery error; empty once one is delivered
+  std::unique_ptr<log::Producer> _single;  // idempotent: one event, nothing to half-write
+  // Several events: one transaction. Only the transaction thread touches it (and replaces it when fatal).
+  log::ProducerOptions _tx_options;
+  std::unique_ptr<log::Producer> _transactional;
+  std::mutex _tx_mutex;
+  std::condition_variable _tx_wake;
+  std::deque<TxJob> _tx_queue;
+  std::thread _tx_thread;
 
   std::mutex _mutex;
   // Waiting for (partition, offset) to be folded.

@@ -24,6 +24,8 @@ KafkaAppender::KafkaAppender(Config config) : _config(std::move(config)) {}
 
 KafkaAppender::~KafkaAppender() {
   _stop = true;
+  _tx_wake.notify_all();
+  if (_tx_thread.joinable()) _tx_thread.join();
   if (_poller.joinable()) _poller.join();
   // Destroying a producer flushes it, which runs delivery callbacks that use this object's maps and mutex: destroy
   // the producers while those members still exist (they are declared after the producers, so die before them).
@@ -45,14 +47,15 @@ base::Result<std::unique_ptr<KafkaAppender>> KafkaAppender::create(const Config&
     log::ProducerOptions tx = single;
     tx.client_id = "statefold-api-tx";
     tx.transactional_id = options.transactional_id;
+    appender->_tx_options = tx;
     auto transactional = log::Producer::create(tx);
     if (!transactional) return transactional.error();
     appender->_transactional = std::move(*transactional);
+    appender->_tx_thread = std::thread([self = appender.get()] { self->run_transactions(); });
   }
   appender->_poller = std::thread([self = appender.get()] {
     while (!self->_stop.load()) {
       self->_single->poll(std::chrono::milliseconds(20));
-      if (self->_transactional) self->_transactional->poll();
       self->expire();
     }
   });
@@ -83,73 +86,154 @@ void KafkaAppender::append(std::string session_id, Events events, Options option
     _in_flight.push_back(pending);
   }
 
-  auto on_delivery = [this, pending](std::size_t index) {
-    return [this, pending, index](const log::Delivery& d) {
-      std::function<void()> acknowledged;
-      {
-        std::lock_guard lock(_mutex);
-        if (d.error.empty() && ++pending->acknowledged == pending->events.size() && pending->failure ==
-                                                                                        Outcome::Kind::folded) {
-          acknowledged = std::move(pending->on_acknowledged);
-        }
-        auto& outcome = pending->events[index];
-        if (!d.error.empty()) {
-          pending->failure = Outcome::Kind::unavailable;
-          pending->error = "Kafka did not take the event: " + d.error;
-        } else {
-          outcome.partition = d.partition;
-          outcome.offset = d.offset;
-          outcome.status = Status::appended;  // on the log; folded below or later
-          pending->deadline = std::min(pending->deadline, std::chrono::steady_clock::now() + _config.fold_timeout);
-          const auto key = std::make_pair(d.partition, d.offset);
-          if (!pending->wait) {
-            --pending->remaining;
-          } else if (auto it = _recent.find(key); it != _recent.end()) {
-            // The engine folded it before Kafka's acknowledgement reached us.
-            const auto& folded = it->second;
-            outcome.status = status_of(folded.applied.outcome);
-            outcome.version = folded.applied.outcome == fold::Outcome::duplicate ? folded.applied.duplicate_of
-                                                                                  : folded.applied.version;
-            outcome.reason = folded.applied.reason;
-            --pending->remaining;
-          } else {
-            _waiting[key] = {pending, index};
-          }
-        }
+  if (events.size() > 1 && options.all_or_nothing) {
+    // Several events: one transaction, so a broker failure leaves none of them visible to the engine. The
+    // transaction thread runs it (never an HTTP thread), together with the others queued meanwhile.
+    {
+      std::lock_guard lock(_tx_mutex);
+      if (!_tx_thread.joinable()) {
+        fail(pending, "multi-event appends need a transactional producer");
+        return;
       }
-      if (acknowledged) acknowledged();
-      resolve_if_complete(pending);
-    };
-  };
-
-  base::Result<void> sent;
-  if (events.size() == 1 || !options.all_or_nothing) {
-    // In order on one partition (same key), each exactly once: the idempotent producer keeps both promises.
-    for (std::size_t i = 0; i < events.size() && sent; ++i) {
-      sent = _single->send(_config.topic, session_id, events[i].second, {}, on_delivery(i));
+      _tx_queue.push_back({std::move(session_id), std::move(events), pending});
     }
-  } else {
-    // Several events: one transaction, so a broker failure leaves none of them visible to the engine.
-    std::lock_guard tx_lock(_transaction_mutex);
-    if (!_transactional) {
-      sent = base::make_error("multi-event appends need a transactional producer");
-    } else if (sent = _transactional->begin_transaction(); sent) {
-      for (std::size_t i = 0; i < events.size() && sent; ++i) {
-        sent = _transactional->send(_config.topic, session_id, events[i].second, {}, on_delivery(i));
-      }
-      if (sent) sent = _transactional->commit_transaction(_config.produce_timeout);
-      if (!sent) _transactional->abort_transaction(_config.produce_timeout);
-    }
+    _tx_wake.notify_one();
+    return;
   }
-  if (!sent) {
+  // In order on one partition (same key), each exactly once: the idempotent producer keeps both promises.
+  base::Result<void> sent;
+  for (std::size_t i = 0; i < events.size() && sent; ++i) {
+    sent = _single->send(_config.topic, session_id, events[i].second, {}, on_delivery(pending, i));
+  }
+  if (!sent) fail(pending, sent.error().message);
+  resolve_if_complete(pending);
+}
+
+void KafkaAppender::fail(const std::shared_ptr<Pending>& pending, const std::string& why) {
+  {
     std::lock_guard lock(_mutex);
-    pending->failure = Outcome::Kind::unavailable;
-    pending->error = sent.error().message;
+    if (pending->failure == Outcome::Kind::folded) {
+      pending->failure = Outcome::Kind::unavailable;
+      pending->error = why;
+    }
     for (auto it = _waiting.begin(); it != _waiting.end();) {
       it = it->second.first == pending ? _waiting.erase(it) : std::next(it);
     }
   }
   resolve_if_complete(pending);
+}
+
+log::Producer::DeliveryCallback KafkaAppender::on_delivery(const std::shared_ptr<Pending>& pending, std::size_t index) {
+  return [this, pending, index](const log::Delivery& d) {
+    {
+      std::lock_guard health(_health_mutex);
+      _deliveries_failing = d.error;
+    }
+    std::function<void()> acknowledged;
+    {
+      std::lock_guard lock(_mutex);
+      if (pending->completed) return;  // answered already (failed, timed out): a late delivery changes nothing
+      if (d.error.empty() && ++pending->acknowledged == pending->events.size() && pending->failure ==
+                                                                                      Outcome::Kind::folded) {
+        acknowledged = std::move(pending->on_acknowledged);
+      }
+      auto& outcome = pending->events[index];
+      if (!d.error.empty()) {
+        pending->failure = Outcome::Kind::unavailable;
+        pending->error = "Kafka did not take the event: " + d.error;
+      } else {
+        outcome.partition = d.partition;
+        outcome.offset = d.offset;
+        outcome.status = Status::appended;  // on the log; folded below or later
+        pending->deadline = std::min(pending->deadline, std::chrono::steady_clock::now() + _config.fold_timeout);
+        const auto key = std::make_pair(d.partition, d.offset);
+        if (!pending->wait) {
+          --pending->remaining;
+        } else if (auto it = _recent.find(key); it != _recent.end()) {
+          // The engine folded it before Kafka's acknowledgement reached us.
+          const auto& folded = it->second;
+          outcome.status = status_of(folded.applied.outcome);
+          outcome.version = folded.applied.outcome == fold::Outcome::duplicate ? folded.applied.duplicate_of
+                                                                                : folded.applied.version;
+          outcome.reason = folded.applied.reason;
+          --pending->remaining;
+        } else {
+          _waiting[key] = {pending, index};
+        }
+      }
+    }
+    if (acknowledged) acknowledged();
+    resolve_if_complete(pending);
+  };
+}
+
+void KafkaAppender::run_transactions() {
+  constexpr std::size_t kMaxAppendsPerTransaction = 256;
+  std::unique_lock lock(_tx_mutex);
+  while (true) {
+    _tx_wake.wait_for(lock, std::chrono::milliseconds(20), [&] { return _stop.load() || !_tx_queue.empty(); });
+    if (_stop.load()) {
+      // Stopping: shutdown() has answered what waits; nothing new is sent.
+      auto left = std::move(_tx_queue);
+      lock.unlock();
+      for (auto& job : left) fail(job.pending, "serve is shutting down");
+      return;
+    }
+    if (_tx_queue.empty()) {
+      lock.unlock();
+      if (_transactional) _transactional->poll();
+      lock.lock();
+      continue;
+    }
+    std::vector<TxJob> jobs;
+    while (!_tx_queue.empty() && jobs.size() < kMaxAppendsPerTransaction) {
+      jobs.push_back(std::move(_tx_queue.front()));
+      _tx_queue.pop_front();
+    }
+    lock.unlock();
+    run_transaction(jobs);
+    lock.lock();
+  }
+}
+
+void KafkaAppender::run_transaction(std::vector<TxJob>& jobs) {
+  // Queued appends share one transaction: one commit round trip for all of them, each still all or nothing.
+  auto sent = replace_transactional_if_broken();
+  if (sent) sent = _transactional->begin_transaction();
+  bool open = sent.ok();
+  for (auto& job : jobs) {
+    for (std::size_t i = 0; i < job.events.size() && sent; ++i) {
+      sent = _transactional->send(_config.topic, job.session_id, job.events[i].second, {}, on_delivery(job.pending, i));
+    }
+  }
+  if (sent) sent = _transactional->commit_transaction(_config.produce_timeout);
+  else if (open) _transactional->abort_transaction(_config.produce_timeout);
+  {
+    std::lock_guard lock(_health_mutex);
+    _transactions_failing = sent ? std::string() : sent.error().message;
+  }
+  for (auto& job : jobs) {
+    if (!sent) fail(job.pending, sent.error().message);
+    resolve_if_complete(job.pending);
+  }
+}
+
+base::Result<void> KafkaAppender::replace_transactional_if_broken() {
+  if (_transactional && !_transactional->fatal()) return {};
+  // A fatal producer (fenced, or in a state librdkafka cannot leave) is replaced; the new one fences it and the
+  // broker aborts what it left open. Its init waits for the broker, on this thread, not an HTTP one.
+  _transactional.reset();
+  auto made = log::Producer::create(_tx_options);
+  if (!made) return base::make_error(base::ErrorCode::unavailable, "the transactional producer: " + made.error().message);
+  _transactional = std::move(*made);
+  return {};
+}
+
+std::optional<std::string> KafkaAppender::health() const {
+  std::lock_guard lock(_health_mutex);
+  if (!_transactions_failing.empty()) return "multi-event appends are failing: " + _transactions_failing;
+  if (!_deliveries_failing.empty()) return "appends are failing: " + _deliveries_failing;
+  return std::nullopt;
 }
 
 void KafkaAppender::settle(std::string_view session_id, std::chrono::milliseconds patience) {

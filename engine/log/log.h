@@ -127,10 +127,14 @@ class Producer {
   virtual void poll(std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) = 0;
 
   // Transactions (transactional producers only): the records sent between begin and commit become visible to
-  // read_committed consumers together, or not at all. Not thread-safe: one transaction at a time.
+  // read_committed consumers together, or not at all. Not thread-safe: one thread runs the transactions.
+  // Recovery is built in: a commit that times out (the broker away) leaves its outcome unknown and the next
+  // begin_transaction() resumes it first; an abortable failure is aborted; errors are `unavailable` (retry later)
+  // until fatal() (fenced or broken: only a new producer helps).
   virtual base::Result<void> begin_transaction() = 0;
   virtual base::Result<void> commit_transaction(std::chrono::milliseconds timeout) = 0;
   virtual void abort_transaction(std::chrono::milliseconds timeout) = 0;
+  virtual bool fatal() const = 0;
 };
 
 // The partition a keyed record lands on: murmur2 of the key, as Java clients and our producer choose.

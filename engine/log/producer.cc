@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "log/internal/config.h"
 
@@ -52,28 +54,56 @@ class KafkaProducer final : public Producer {
   }
 
   base::Result<void> begin_transaction() override {
-    return check(rd_kafka_begin_transaction(_rk.get()), "begin transaction");
+    // A previous transaction whose end is still unknown (a commit that timed out while the broker was away) or that
+    // must be aborted is settled first: librdkafka refuses any other transactional call until it is.
+    if (auto settled = settle_previous(); !settled) return settled;
+    auto begun = txn_call(rd_kafka_begin_transaction(_rk.get()), "begin transaction");
+    if (begun) _txn = Txn::open;
+    return begun;
   }
 
   base::Result<void> commit_transaction(std::chrono::milliseconds timeout) override {
-    auto committed = check(rd_kafka_commit_transaction(_rk.get(), static_cast<int>(timeout.count())), "commit transaction");
-    std::string failure;
-    {
-      std::lock_guard lock(_mutex);
-      failure.swap(_first_failure);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      rd_kafka_error_t* e = rd_kafka_commit_transaction(_rk.get(), remaining_ms(deadline));
+      if (e == nullptr) {
+        _txn = Txn::idle;
+        std::string failure;
+        {
+          std::lock_guard lock(_mutex);
+          failure.swap(_first_failure);
+        }
+        if (!failure.empty()) return base::make_error(base::ErrorCode::unavailable, "Kafka refused a record: " + failure);
+        return {};
+      }
+      const bool retriable = rd_kafka_error_is_retriable(e) != 0;
+      const bool must_abort = rd_kafka_error_txn_requires_abort(e) != 0;
+      auto error = txn_call(e, "commit transaction");
+      if (_fatal) return error;
+      if (must_abort) {
+        _txn = Txn::must_abort;
+        (void)settle_previous(deadline);
+        return error;
+      }
+      if (retriable && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      // Unknown outcome: the commit goes on in librdkafka, and the next begin_transaction() finishes it.
+      _txn = retriable ? Txn::commit_unresolved : Txn::must_abort;
+      return error;
     }
-    if (!committed) return committed;
-    if (!failure.empty()) return base::make_error("Kafka refused a record: " + failure);
-    return {};
   }
 
   void abort_transaction(std::chrono::milliseconds timeout) override {
-    if (rd_kafka_error_t* e = rd_kafka_abort_transaction(_rk.get(), static_cast<int>(timeout.count()))) {
-      rd_kafka_error_destroy(e);
-    }
+    if (_txn == Txn::idle) return;  // nothing open (begin itself failed)
+    if (_txn == Txn::open) _txn = Txn::must_abort;  // e.g. a send failed inside it
+    (void)settle_previous(std::chrono::steady_clock::now() + timeout);
     std::lock_guard lock(_mutex);
     _first_failure.clear();
   }
+
+  bool fatal() const override { return _fatal.load(); }
 
   base::Result<void> send(std::string_view topic, std::optional<std::string_view> key,
                           std::span<const std::uint8_t> value, const std::vector<Header>& headers,
@@ -153,6 +183,61 @@ class KafkaProducer final : public Producer {
   void poll(std::chrono::milliseconds timeout) override { rd_kafka_poll(_rk.get(), static_cast<int>(timeout.count())); }
 
  private:
+  // Where the producer's transaction stands, so a call librdkafka would refuse as conflicting is never made.
+  enum class Txn { idle, open, commit_unresolved, must_abort };
+
+  static int remaining_ms(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return static_cast<int>(std::max<std::int64_t>(left.count(), 0));
+  }
+
+  // A transactional call's error as a base::Error (unavailable: the broker may come back; internal once fatal, when
+  // only a new producer helps); a fatal error is remembered.
+  base::Result<void> txn_call(rd_kafka_error_t* error, std::string_view what) {
+    if (error == nullptr) return {};
+    const bool is_fatal = rd_kafka_error_is_fatal(error) != 0;
+    std::string message = std::string("Kafka: ") + std::string(what) + " failed: " + rd_kafka_error_string(error);
+    rd_kafka_error_destroy(error);
+    if (is_fatal) {
+      _fatal = true;
+      return base::make_error(base::ErrorCode::internal, message + " (fatal: the producer is replaced)");
+    }
+    return base::make_error(base::ErrorCode::unavailable, std::move(message));
+  }
+
+  // Finishes what an earlier transaction left: a commit whose outcome is unknown is resumed (librdkafka allows
+  // calling commit again), a transaction that must be aborted is aborted. Within `deadline` (default: 2 s).
+  base::Result<void> settle_previous(std::chrono::steady_clock::time_point deadline =
+                                         std::chrono::steady_clock::now() + std::chrono::seconds(2)) {
+    while (_txn == Txn::commit_unresolved || _txn == Txn::must_abort) {
+      const bool committing = _txn == Txn::commit_unresolved;
+      rd_kafka_error_t* e = committing ? rd_kafka_commit_transaction(_rk.get(), remaining_ms(deadline))
+                                       : rd_kafka_abort_transaction(_rk.get(), remaining_ms(deadline));
+      if (e == nullptr) {
+        _txn = Txn::idle;
+        std::lock_guard lock(_mutex);
+        _first_failure.clear();
+        break;
+      }
+      const bool retriable = rd_kafka_error_is_retriable(e) != 0;
+      const bool must_abort = rd_kafka_error_txn_requires_abort(e) != 0;
+      auto error = txn_call(e, committing ? "finishing the previous commit" : "aborting the previous transaction");
+      if (_fatal) return error;
+      if (committing && must_abort) {
+        _txn = Txn::must_abort;
+        continue;
+      }
+      if (!retriable) {
+        // A state librdkafka will not leave by itself: only a new producer (which fences this one) helps.
+        _fatal = true;
+        return error;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) return error;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return {};
+  }
+
   static base::Result<void> check(rd_kafka_error_t* error, std::string_view what) {
     if (error == nullptr) return {};
     std::string message = std::string("Kafka: ") + std::string(what) + " failed: " + rd_kafka_error_string(error);
@@ -186,6 +271,8 @@ class KafkaProducer final : public Producer {
   std::atomic<std::int64_t> _in_flight{0};
   std::mutex _mutex;
   std::string _first_failure;
+  Txn _txn = Txn::idle;  // used by the one thread that runs transactions
+  std::atomic<bool> _fatal{false};
 };
 
 }  // namespace

@@ -1,0 +1,164 @@
+// A broker outage (issue 9, defects 2 and 6): with a broker of its own (tools/kafka.sh on a free port), killed with
+// SIGKILL while array appends are in flight and started again on the same data. During the outage writes answer
+// 503 with Retry-After (or 504), /healthz keeps answering at once (the transaction runs on no HTTP thread), and
+// /readyz says writes are failing; once the broker is back every write path works again within seconds, with no
+// restart of serve. Before the fix the transactional producer stayed wedged on "Conflicting commit_transaction API
+// call is already in progress" until serve restarted.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "api/http_client.h"
+#include "support/cluster.h"
+
+namespace statefold::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+std::string array_of_two(const std::string& tag) {
+  return R"([{"payload_type":"Message","payload":{"role":"user","content":[{"text":"first )" + tag +
+         R"("}]}},{"payload_type":"Message","payload":{"role":"assistant","content":[{"text":"second )" + tag +
+         R"("}]}}])";
+}
+
+class OutageTest : public ProcessTest {
+ protected:
+  void SetUp() override {
+    _kafka_dir = path("kafka");
+    _port = free_port();
+    ASSERT_TRUE(kafka({"start", "--port", std::to_string(_port), "--dir", _kafka_dir})) << "the test's broker";
+  }
+  void TearDown() override {
+    kafka({"stop", "--dir", _kafka_dir});
+    ProcessTest::TearDown();
+  }
+
+  bool kafka(std::vector<std::string> args) {
+    std::vector<std::string> argv{"bash", source_dir() + "/tools/kafka.sh"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv, std::chrono::minutes(3));
+    if (!r.status.exited_with(0)) ADD_FAILURE() << "kafka.sh " << args[0] << ": " << r.status.describe() << "\n" << r.err;
+    return r.status.exited_with(0);
+  }
+
+  // SIGKILL: no clean shutdown, as when a machine is lost.
+  void kill_broker() {
+    std::ifstream in(_kafka_dir + "/kafka.pid");
+    pid_t pid = 0;
+    in >> pid;
+    ASSERT_GT(pid, 0) << "no broker pid in " << _kafka_dir;
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    ASSERT_TRUE(wait_until([&] { return ::kill(pid, 0) != 0; }, seconds(30), milliseconds(50)));
+  }
+
+  std::string brokers() const { return "127.0.0.1:" + std::to_string(_port); }
+
+  std::string _kafka_dir;
+  std::uint16_t _port = 0;
+};
+
+TEST_F(OutageTest, WritesFailFastDuringABrokerOutageAndRecoverWhenItReturns) {
+  const std::uint16_t http_port = free_port();
+  ServeOptions options;
+  options.brokers = brokers();
+  options.topic = "outage";
+  options.dead_letter_topic = "outage.dlq";
+  options.group = "outage";
+  options.data_dir = data_dir("store");
+  options.http_address = "127.0.0.1:" + std::to_string(http_port);
+  options.extra = {"--partitions", "1", "--append-timeout-ms", "5000"};
+  Serve& serve = start_serve(options);
+  ASSERT_TRUE(wait_until([&] { return !serve.running() || contains(serve.log(), "HTTP API listening"); },
+                         std::chrono::minutes(2), milliseconds(20)));
+  HttpClient http("127.0.0.1", http_port);
+  ASSERT_TRUE(wait_until([&] { return http.get("/readyz").status == 200; }, std::chrono::minutes(2), milliseconds(50)))
+      << tail(serve.log_path());
+  {
+    HttpReply r = http.post("/v1/sessions/a/events", array_of_two("before"));
+    ASSERT_EQ(r.status, 200) << r.describe();
+  }
+
+  // Array appends in flight from other clients while the broker dies.
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0};
+  std::thread writer([&] {
+    HttpClient own("127.0.0.1", http_port);
+    for (int i = 0; !stop.load(); ++i) {
+      HttpReply r = own.post("/v1/sessions/w/events", array_of_two("w" + std::to_string(i)));
+      if (r.answered()) ++answered;
+      if (r.status != 200) std::this_thread::sleep_for(milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(milliseconds(300));
+  kill_broker();
+
+  // During the outage: a write fails (503 with Retry-After, or 504) in bounded time, and /healthz answers at once
+  // while writes wait on Kafka.
+  HttpReply during;
+  const auto tried = Clock::now();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        during = http.post("/v1/sessions/a/events", array_of_two("during"));
+        return during.status == 503 || during.status == 504;
+      },
+      seconds(60), milliseconds(200)))
+      << "last: " << during.describe();
+  EXPECT_LT(Clock::now() - tried, seconds(45));
+  if (during.status == 503) {
+    EXPECT_TRUE(during.headers.contains("retry-after")) << during.describe();
+  }
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    HttpReply health = http.get("/healthz");
+    EXPECT_EQ(health.status, 200);
+    EXPECT_LT(Clock::now() - start, seconds(1)) << "/healthz waited on Kafka";
+  }
+  HttpReply ready;
+  EXPECT_TRUE(wait_until([&] { return (ready = http.get("/readyz")).status == 503; }, seconds(30), milliseconds(200)))
+      << "/readyz during the outage: " << ready.describe();
+
+  // The broker comes back on the same data: writes work again within seconds, without restarting serve.
+  ASSERT_TRUE(kafka({"start", "--port", std::to_string(_port), "--dir", _kafka_dir}));
+  const auto back = Clock::now();
+  HttpReply after;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        after = http.post("/v1/sessions/b/events", array_of_two("after"));
+        return after.status == 200;
+      },
+      seconds(90), milliseconds(250)))
+      << "array appends still failing after the broker returned: " << after.describe() << "\n"
+      << tail(serve.log_path());
+  const double recovery_s = std::chrono::duration<double>(Clock::now() - back).count();
+  std::printf("outage: array appends recovered %.1f s after the broker was started again\n", recovery_s);
+  stop = true;
+  writer.join();
+  EXPECT_GT(answered.load(), 0);
+
+  // Every write path: a single append, another array, a fork.
+  EXPECT_EQ(http.post("/v1/sessions/b/events",
+                      R"({"payload_type":"Message","payload":{"role":"user","content":[{"text":"single"}]}})")
+                .status,
+            200);
+  EXPECT_EQ(http.post("/v1/sessions/c/events", array_of_two("again")).status, 200);
+  HttpReply fork = http.post("/v1/sessions/b/fork", R"({"session_id":"b-fork"})");
+  EXPECT_EQ(fork.status, 201) << fork.describe();
+  EXPECT_TRUE(wait_until([&] { return http.get("/readyz").status == 200; }, seconds(60), milliseconds(200)))
+      << http.get("/readyz").describe();
+  EXPECT_TRUE(serve.running());
+  serve.stop();
+}
+
+}  // namespace
+}  // namespace statefold::testing
