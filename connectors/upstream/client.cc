@@ -439,7 +439,11 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
   std::string key;
   const auto finish = [&]() -> Response {
     out.latency_ms = std::chrono::duration_cast<Ms>(Clock::now() - start).count();
+    // An upstream may quote the key it was sent (a 401 body echoing the Authorization header): nothing that
+    // leaves the client carries it, so it cannot reach a receipt, a log or an answer.
     out.error = redact(std::move(out.error), key);
+    out.body = redact(std::move(out.body), key);
+    for (auto& [name, value] : out.headers) value = redact(std::move(value), key);
     return std::move(out);
   };
   const std::string who = "upstream '" + endpoint.name + "'";

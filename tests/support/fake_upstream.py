@@ -474,6 +474,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if kind is None or method != "POST":
             return self.send_json(404, error_body("openai", 404, "no route for %s %s" % (method, path)))
         status = int(action.get("status", 200))
+        if action.get("echo_auth"):
+            # A careless server quoting the credentials it got, as some proxies' 401 pages do.
+            raw_auth = next((v for n, v in self.headers.items() if n.lower() in AUTH_HEADERS), "")
+            message = "invalid credentials: %s" % raw_auth
+            return self.send_json(status, error_body(kind, status, message), {"x-echo": raw_auth, **extra})
         if status >= 300:
             body_value = action.get("body", error_body(kind, status, "scripted status %d" % status))
             return self.send_json(status, body_value, extra)

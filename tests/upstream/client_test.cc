@@ -514,6 +514,22 @@ TEST_F(ClientTest, TheKeyNeverAppearsInErrorsOrLogs) {
   }
 }
 
+// Issue 9, defect 7: an upstream that quotes the key back (in its body and a header) must not get it stored: the
+// response the client returns (which the gateway turns into errors and receipts) has it redacted.
+TEST_F(ClientTest, AKeyTheUpstreamEchoesIsRedactedFromTheResponse) {
+  _fake->script(R"([{"status": 401, "echo_auth": true}, {"status": 200, "echo_auth": true}])");
+  for (int i = 0; i < 2; ++i) {
+    const Response r = _client.call(endpoint(), chat());
+    EXPECT_EQ(r.status, i == 0 ? 401 : 200);
+    EXPECT_NE(r.body.find("invalid credentials"), std::string::npos) << r.body;
+    EXPECT_EQ(r.body.find(kKey), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("[redacted]"), std::string::npos) << r.body;
+    ASSERT_TRUE(r.header("x-echo").has_value());
+    EXPECT_EQ(r.header("x-echo")->find(kKey), std::string::npos);
+    EXPECT_EQ(r.error.find(kKey), std::string::npos) << r.error;
+  }
+}
+
 TEST_F(ClientTest, ConcurrentCallsFromManyThreads) {
   constexpr int kThreads = 4, kCalls = 5;
   std::vector<std::thread> threads;
