@@ -46,6 +46,12 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   if (!store) return store.error();
   engine->_store = std::move(*store);
   engine->_next_offsets = engine->_store->offsets();
+  if (options.partitions <= 0) {
+    // A session's home partition depends on the topic's partition count: folding checks every record against it.
+    auto partitions = log::partition_count(options.brokers, options.topic);
+    if (!partitions) return partitions.error();
+    engine->_options.partitions = *partitions;
+  }
 
   log::ProducerOptions producer_options;
   producer_options.brokers = options.brokers;
@@ -159,6 +165,9 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
     const auto encoding = codec::encoding_for_content_type(
         r.content_type.empty() ? std::nullopt : std::optional<std::string_view>(r.content_type));
     auto event = codec::decode(r.value, encoding, r.key);
+    if (event) {
+      if (auto misplaced = check_home_partition(event->session_id(), r.partition)) event = std::move(*misplaced);
+    }
     FoldedRecord folded;
     folded.partition = r.partition;
     folded.offset = r.offset;
@@ -232,6 +241,21 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   }
   if (_observer) _observer(_folded);
   return {};
+}
+
+std::optional<base::Error> Engine::check_home_partition(std::string_view session_id, std::int32_t partition) const {
+  if (_options.partitions <= 0) return std::nullopt;
+  const std::int32_t home = log::partition_for_key(session_id, _options.partitions);
+  if (home == partition) return std::nullopt;
+  // Folding it here would order the session's events differently live and in a replay (spec 10): refused, whatever
+  // the partition is, the same way every time.
+  return base::make_error(base::ErrorCode::invalid_argument,
+                          "session " + std::string(session_id) + " belongs on partition " + std::to_string(home) +
+                              " (murmur2 of its id over " + std::to_string(_options.partitions) +
+                              " partitions, as Java clients and statefold compute it), but this record is on partition " +
+                              std::to_string(partition) +
+                              ": produce with the key = session id and a murmur2 partitioner (librdkafka clients: "
+                              "partitioner=murmur2_random; see docs/events.md)");
 }
 
 void Engine::maybe_log_progress() {

@@ -40,7 +40,8 @@ struct EngineOptions {
   bool sync_writes = false;
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
-  // Partitions of the topic, to tell which one a session is on (ownership()); 0: unknown, every session is owned.
+  // Partitions of the topic: a session's home partition is murmur2(session id) over them, and a record found on
+  // another one is dead-lettered (live, replay and verify then agree). 0: asked of the broker at open.
   int partitions = 0;
   // Replay mode: fold each listed partition up to (not including) its offset, fold nothing of unlisted
   // partitions, and return from run() once every listed partition got there.
@@ -107,6 +108,8 @@ class Engine final : private log::AssignmentListener {
   std::map<std::int32_t, std::optional<std::int64_t>> on_assigned(const std::vector<std::int32_t>& partitions) override;
   void on_revoked(const std::vector<std::int32_t>& partitions) override;
   base::Result<void> fold_batch(const std::vector<log::Record>& records);
+  // Why a record of `session_id` found on `partition` must not be folded (it is not the session's home), or nullopt.
+  std::optional<base::Error> check_home_partition(std::string_view session_id, std::int32_t partition) const;
   void maybe_log_progress();
   bool reached_stop();
 

@@ -112,6 +112,12 @@ TEST_F(DeadLetter, BadRecordsGoToTheDeadLetterTopicAndThePartitionMovesOn) {
       good_fb(open_json(30, b), b, 1),
       bad({b, "{\"not\":\"flatbuffers\"}", {}, 1}, "JSON without its content-type", {"flatbuffers"}),
       good_fb(message_json(32, b, "b after its bad one"), b, 1),
+      // Valid events away from their session's home partition (a producer with a CRC32 partitioner): refused the
+      // same way live and in a replay, so the session's order never depends on which partition is read first.
+      bad({a, canonical(message_json(40, a, "a on b's partition")), {}, 1}, "a valid event on another partition",
+          {"belongs on partition 0", "murmur2"}),
+      bad({b, canonical(message_json(41, b, "b on a's partition")), {}, 0}, "a valid event on another partition",
+          {"belongs on partition 1", "murmur2"}),
   };
   std::vector<RawRecord> records;
   std::vector<std::string> good_lines;
