@@ -14,6 +14,10 @@ namespace statefold::runtime {
 namespace {
 
 constexpr std::chrono::milliseconds kDeadLetterFlushTimeout{30000};
+// A dead letter is sent whole up to these sizes, cut beyond: well under the producer's message.max.bytes
+// (1,000,000), headers and the record's framing included.
+constexpr std::size_t kDeadLetterMaxValueBytes = 900 * 1000;
+constexpr std::size_t kDeadLetterMaxKeyBytes = 4096;
 
 std::string join(const std::vector<std::int32_t>& partitions) {
   std::string out;
@@ -180,7 +184,8 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
       };
       if (!r.content_type.empty()) headers.push_back({"content-type", std::string(r.content_type)});
       if (!_options.stop_at) {  // a replay rebuilds state; the live engine already dead-lettered this record
-        if (auto sent = _dead_letters->send(_options.dead_letter_topic, r.key, r.value, headers); !sent) {
+        const auto [key, value] = dead_letter_body(r, headers);
+        if (auto sent = _dead_letters->send(_options.dead_letter_topic, key, value, headers); !sent) {
           return sent.error();
         }
         sent_dead_letters = true;
@@ -241,6 +246,26 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   }
   if (_observer) _observer(_folded);
   return {};
+}
+
+std::pair<std::optional<std::string_view>, std::span<const std::uint8_t>> Engine::dead_letter_body(
+    const log::Record& r, std::vector<log::Header>& headers) {
+  // A record the broker took may still be too large to send again whole (compressed on its way in, or just under
+  // the broker's limit while the producer's is lower): it is sent cut, with what identifies the original, so no
+  // record can stop the partition (spec 10).
+  std::optional<std::string_view> key = r.key;
+  std::span<const std::uint8_t> value = r.value;
+  if (value.size() > kDeadLetterMaxValueBytes) {
+    headers.push_back({"statefold-original-size", std::to_string(value.size())});
+    headers.push_back({"statefold-original-sha256", base::to_hex(base::sha256(value))});
+    value = value.first(kDeadLetterMaxValueBytes);
+  }
+  if (key && key->size() > kDeadLetterMaxKeyBytes) {
+    headers.push_back({"statefold-original-key-size", std::to_string(key->size())});
+    headers.push_back({"statefold-original-key-sha256", base::to_hex(base::sha256(*key))});
+    key = key->substr(0, kDeadLetterMaxKeyBytes);
+  }
+  return {key, value};
 }
 
 std::optional<base::Error> Engine::check_home_partition(std::string_view session_id, std::int32_t partition) const {

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,6 +109,10 @@ class Engine final : private log::AssignmentListener {
   std::map<std::int32_t, std::optional<std::int64_t>> on_assigned(const std::vector<std::int32_t>& partitions) override;
   void on_revoked(const std::vector<std::int32_t>& partitions) override;
   base::Result<void> fold_batch(const std::vector<log::Record>& records);
+  // The key and value a dead letter is sent with: the record's own, cut to a size Kafka takes (headers then name
+  // the original's size and SHA-256).
+  static std::pair<std::optional<std::string_view>, std::span<const std::uint8_t>> dead_letter_body(
+      const log::Record& record, std::vector<log::Header>& headers);
   // Why a record of `session_id` found on `partition` must not be folded (it is not the session's home), or nullopt.
   std::optional<base::Error> check_home_partition(std::string_view session_id, std::int32_t partition) const;
   void maybe_log_progress();

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "base/hex.h"
+#include "base/sha256.h"
 #include "support/cluster.h"
 
 namespace statefold::testing {
@@ -198,6 +200,55 @@ TEST_F(DeadLetter, BadRecordsGoToTheDeadLetterTopicAndThePartitionMovesOn) {
       EXPECT_EQ(found->header(h.name), h.value) << "header " << h.name << " of the original record";
     }
     std::printf("dead_letter_test: %-45s -> %s\n", s.what.c_str(), reason.c_str());
+  }
+}
+
+// Issue 9, defect 1: records the broker took but that cannot be sent again whole (5 MB of zeros that arrived
+// zstd-compressed, 1,040,000 random bytes just under the broker's limit) are dead-lettered cut, with their size
+// and SHA-256, and the partition moves on. Before, serve exited on "Message size too large" at every restart.
+TEST_F(DeadLetter, OversizedRecordsAreDeadLetteredCutAndThePartitionMovesOn) {
+  const std::string topic = unique_name("events");
+  const std::string dlq = topic + ".dlq";
+  ASSERT_TRUE(log::ensure_topic(brokers(), topic, 1).ok());
+  const std::string s = "dl-big";
+  std::string zeros(5 * 1000 * 1000, '\0');
+  std::string noise(1040000, '\0');
+  std::uint64_t x = 88172645463325252ull;
+  for (char& c : noise) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x & 0xff);
+  }
+  const std::vector<RawRecord> records = {{s, canonical(open_json(50, s)), {}, std::nullopt},
+                                          {s, zeros, {}, std::nullopt},
+                                          {s, noise, {}, std::nullopt},
+                                          {s, canonical(message_json(53, s, "after the big ones")), {}, std::nullopt}};
+  const auto deliveries =
+      produce(brokers(), topic, records, {{"compression.type", "zstd"}, {"message.max.bytes", "10000000"}});
+  ASSERT_FALSE(HasFailure());
+
+  const std::string data = data_dir("store");
+  Serve& serve = start_serve(serve_options(topic, data));
+  auto summary = wait_for_summary(data, [&](const Summary& now) { return now.total() >= records.size(); }, minutes(3), &serve);
+  ASSERT_TRUE(summary) << tail(serve.log_path());
+  EXPECT_TRUE(serve.running()) << "serve stopped on an oversized record:\n" << tail(serve.log_path());
+  EXPECT_EQ(summary->dlq_records, 2u);
+  EXPECT_EQ(summary->events_applied, 2u) << "the event after the big ones was folded";
+  EXPECT_TRUE(serve.stop().exited_with(0));
+
+  const auto dead = consume_all(brokers(), dlq);
+  ASSERT_EQ(dead.size(), 2u);
+  for (std::size_t i = 0; i < dead.size(); ++i) {
+    const std::string& original = records[i + 1].value;
+    const auto& d = dead[i];
+    EXPECT_EQ(d.header("statefold-source-offset"), std::to_string(deliveries[i + 1].offset));
+    EXPECT_EQ(d.header("statefold-original-size"), std::to_string(original.size()));
+    EXPECT_EQ(d.header("statefold-original-sha256"), base::to_hex(base::sha256(original)));
+    ASSERT_TRUE(d.value.has_value());
+    EXPECT_LT(d.value->size(), original.size());
+    EXPECT_EQ(*d.value, original.substr(0, d.value->size())) << "the first bytes of the original";
+    EXPECT_FALSE(d.header("statefold-reason").value_or("").empty());
   }
 }
 

@@ -298,10 +298,11 @@ struct RawRecord {
 // Produces `records` in order with statefold's idempotent producer and waits for every acknowledgement. Returns each
 // record's delivery (partition and offset); a failed delivery fails the test.
 inline std::vector<log::Delivery> produce(const std::string& brokers, const std::string& topic,
-                                          const std::vector<RawRecord>& records) {
+                                          const std::vector<RawRecord>& records, log::Properties extra = {}) {
   log::ProducerOptions options;
   options.brokers = brokers;
   options.client_id = "statefold-test";
+  options.extra = std::move(extra);
   auto producer = log::Producer::create(options);
   if (!producer) {
     ADD_FAILURE() << "cannot create a producer: " << producer.error().message;
