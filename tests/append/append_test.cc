@@ -36,12 +36,15 @@ constexpr std::string_view kClientMessage = R"({"payload_type":"Message","payloa
 
 TEST(AppendBatch, ChainsAConditionalBatch) {
   Batch batch("chat-42", "gateway", 7);
+  // Both ways of adding, each at the third place or later, where chaining on the wrong event would show.
   ASSERT_TRUE(batch.add(user("one")).ok());
   ASSERT_TRUE(batch.add(user("two")).ok());
+  ASSERT_TRUE(batch.add(user("three")).ok());
   ASSERT_TRUE(batch.add_json(kClientMessage).ok());
-  ASSERT_EQ(batch.size(), 3u);
+  ASSERT_TRUE(batch.add_json(kClientMessage).ok());
+  ASSERT_EQ(batch.size(), 5u);
   auto events = batch.take();
-  ASSERT_EQ(events.size(), 3u);
+  ASSERT_EQ(events.size(), 5u);
 
   auto first = decoded(events[0].second);
   EXPECT_EQ(first.expected_version(), std::optional<std::uint64_t>(7));
@@ -61,7 +64,7 @@ TEST(AppendBatch, ChainsAConditionalBatch) {
   }
   // Fresh ids, all different.
   EXPECT_NE(events[0].first, events[1].first);
-  EXPECT_NE(events[1].first, events[2].first);
+  EXPECT_NE(events[3].first, events[4].first);
   EXPECT_EQ(events[0].first.size(), 32u);
 }
 
