@@ -527,7 +527,12 @@ TEST_F(GatewayTest, AWriterBetweenTheReadAndTheFoldIsAConflict) {
   for (const auto& e : h) EXPECT_NE(e.text, "mine") << e.version;
   EXPECT_EQ(header("race-1")->rejections, 1u);
 
-  // The cached context was forgotten: a retry is rendered from the state as it is.
+  // The cached context (which held the input as predicted) was forgotten: what a call would send now, and a retry,
+  // are rendered from the state as it is.
+  auto overview = call("GET", "/v1/sessions/race-1/context");
+  ASSERT_EQ(overview.status, 200) << overview.body;
+  EXPECT_TRUE(contains(overview.body, "meanwhile")) << overview.body;
+  EXPECT_FALSE(contains(overview.body, "mine")) << overview.body;
   auto retry = chat("race-1", R"([{"role":"user","content":"mine"}])");
   ASSERT_EQ(retry.status, 200) << retry.body;
   EXPECT_EQ(header_value(retry, "x-statefold-state-version"), "7");
@@ -564,6 +569,132 @@ TEST_F(GatewayTest, ContextOverviewShowsWhatACallWouldSend) {
   EXPECT_TRUE(handles("/v1/sessions/ctx-1/context"));
   EXPECT_FALSE(handles("/v1/sessions/ctx-1"));
   EXPECT_FALSE(handles("/v1/sessions//context"));
+}
+
+// --- Streams: through a loopback server, which is what reads a BodyStream ---
+
+struct Frame {
+  std::string event;
+  std::string data;
+};
+
+// A Server-Sent Events body, frame by frame.
+std::vector<Frame> frames(const std::string& body) {
+  std::vector<Frame> out;
+  std::size_t start = 0;
+  while (start < body.size()) {
+    std::size_t end = body.find("\n\n", start);
+    if (end == std::string::npos) end = body.size();
+    Frame f;
+    std::size_t line_start = start;
+    while (line_start < end) {
+      std::size_t line_end = body.find('\n', line_start);
+      if (line_end == std::string::npos || line_end > end) line_end = end;
+      const std::string_view line(body.data() + line_start, line_end - line_start);
+      if (line.starts_with("event: ")) f.event = line.substr(7);
+      if (line.starts_with("data: ")) f.data += line.substr(6);
+      line_start = line_end + 1;
+    }
+    if (!f.event.empty() || !f.data.empty()) out.push_back(std::move(f));
+    start = end + 2;
+  }
+  return out;
+}
+
+class GatewayStreamTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    GatewayTest::SetUp();
+    http::ServerOptions options;
+    options.address = "127.0.0.1";
+    options.port = 0;
+    auto started = http::Server::start(options, [this](http::Request request, http::Respond respond) {
+      gateway->handle(std::move(request), std::move(respond));
+    });
+    ASSERT_TRUE(started.ok()) << started.error().message;
+    server = std::move(*started);
+  }
+  void TearDown() override {
+    if (server) server->stop();
+  }
+  http::ClientResponse post(const std::string& target, const std::string& body) {
+    auto answer = http::call("127.0.0.1", server->port(), "POST", target, body, 30s);
+    EXPECT_TRUE(answer.ok()) << answer.error().message;
+    return answer.ok() ? *answer : http::ClientResponse{};
+  }
+
+  std::unique_ptr<http::Server> server;
+};
+
+TEST_F(GatewayStreamTest, ChatStreamsTheReplyItRecords) {
+  auto answer = post("/v1/chat/completions",
+                     R"({"model":"echo","stream":true,"stream_options":{"include_usage":true},)"
+                     R"("metadata":{"session_id":"stream-1"},"messages":[{"role":"user","content":"stream me"}]})");
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  auto fs = frames(answer.body);
+  ASSERT_GE(fs.size(), 3u) << answer.body;
+  EXPECT_EQ(fs.back().data, "[DONE]") << answer.body;
+  std::string text;
+  std::string finish;
+  bool usage = false;
+  for (std::size_t i = 0; i + 1 < fs.size(); ++i) {
+    auto chunk = json::parse(fs[i].data);
+    EXPECT_EQ(chunk.at("object"), "chat.completion.chunk") << fs[i].data;
+    const auto& choices = chunk.at("choices").as_array();
+    if (!choices.empty()) {
+      const auto& delta = choices[0].at("delta").as_object();
+      if (delta.contains("content") && delta.at("content").is_string()) text += delta.at("content").as_string();
+      if (choices[0].at("finish_reason").is_string()) finish = choices[0].at("finish_reason").as_string();
+    }
+    if (chunk.as_object().contains("usage") && chunk.at("usage").is_object()) usage = true;
+  }
+  EXPECT_EQ(finish, "stop");
+  EXPECT_TRUE(usage) << "include_usage asked for a usage chunk";
+  EXPECT_TRUE(contains(text, R"(Last user message: "stream me")")) << text;
+
+  // The same reply is on the log, after the input and the receipt.
+  sink.settle("stream-1", 5s);
+  auto h = history("stream-1");
+  ASSERT_EQ(h.size(), 4u) << outline("stream-1");
+  EXPECT_EQ(h[2].type, "InferenceReceipt");
+  EXPECT_EQ(h[3].role, "assistant");
+  EXPECT_EQ(h[3].text, text);
+}
+
+TEST_F(GatewayStreamTest, ResponsesStreamAnnouncesTheIdItRecordsUnder) {
+  auto first = post("/v1/responses", R"({"model":"echo","stream":true,"conversation":"stream-2","input":"one"})");
+  ASSERT_EQ(first.status, 200) << first.body;
+  auto fs = frames(first.body);
+  ASSERT_FALSE(fs.empty()) << first.body;
+  EXPECT_EQ(fs.front().event, "response.created") << first.body;
+  EXPECT_EQ(fs.back().event, "response.completed") << first.body;
+  std::string text;
+  for (const auto& f : fs) {
+    if (f.event == "response.output_text.delta") text += json::parse(f.data).at("delta").as_string();
+  }
+  auto completed = json::parse(fs.back().data).at("response");
+  const std::string id(completed.at("id").as_string());
+  EXPECT_EQ(json::parse(fs.front().data).at("response").at("id"), json::value(id)) << "announced up front";
+  EXPECT_EQ(output_text(completed), text);
+
+  // The announced id is the recorded reply: GET finds it and a turn can continue from it.
+  auto got = call("GET", "/v1/responses/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(output_text(parse(got)), text);
+  auto next = post("/v1/responses", R"({"previous_response_id":")" + id + R"(","input":"two"})");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(version("stream-2"), 7u);
+}
+
+TEST_F(GatewayStreamTest, ARefusalBeforeTheStreamStartsIsAPlainError) {
+  ASSERT_EQ(chat("stream-3", R"([{"role":"user","content":"hi"}])").status, 200);
+  auto answer = post("/v1/chat/completions",
+                     R"({"model":"echo","stream":true,"metadata":{"session_id":"stream-3"},)"
+                     R"("messages":[{"role":"tool","tool_call_id":"call_9","content":"42"}]})");
+  EXPECT_EQ(answer.status, 400) << answer.body;
+  auto v = json::parse(answer.body);
+  EXPECT_EQ(v.at("error").at("code"), "unknown_tool_call") << answer.body;
+  EXPECT_EQ(version("stream-3"), 4u);
 }
 
 }  // namespace
