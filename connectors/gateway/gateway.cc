@@ -101,10 +101,13 @@ void Gateway::handle(http::Request request, http::Respond respond) {
     return respond(context_overview(core, request, session));
   }
   if (path.starts_with(kResponsesPrefix)) {
-    if (request.method != "GET") return respond(http::error_response(405, "use GET", kRouteGetResponse));
+    if (request.method != "GET") {
+      return respond(internal::openai_error(405, "use GET", "invalid_request_error", kRouteGetResponse));
+    }
     return respond(internal::get_response(core, path.substr(kResponsesPrefix.size())));
   }
-  if (request.method != "POST") return respond(http::error_response(405, "use POST", path));
+  // OpenAI's routes answer in OpenAI's error shape, which its SDKs parse, even for a wrong method.
+  if (request.method != "POST") return respond(internal::openai_error(405, "use POST", "invalid_request_error", path));
   // The turn blocks (folding, the upstream): a worker runs it, not the HTTP server's I/O thread.
   auto shared = std::make_shared<std::pair<http::Request, http::Respond>>(std::move(request), std::move(respond));
   const bool queued = core.workers.submit([&core, shared, received = internal::Clock::now()] {
