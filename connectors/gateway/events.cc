@@ -105,7 +105,8 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
 base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply,
                                             const Call& call) {
   append::Batch batch(session, std::string(kSource), std::nullopt);
-  if (auto added = batch.add(receipt_of(call)); !added) return base::make_error(base::ErrorCode::internal, added.error().message);
+  if (auto added = batch.add(receipt_of(call)); !added)
+    return base::make_error(base::ErrorCode::internal, added.error().message);
   if (reply != nullptr) {
     if (auto added = batch.add(reply_message(*reply)); !added) {
       return base::make_error(base::ErrorCode::internal, added.error().message);

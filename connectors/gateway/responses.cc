@@ -13,8 +13,8 @@ const std::string kRouteGetResponse = "GET /v1/responses/{id}";
 
 // "resp_" + hex(session id) + "_" + version: no lookup table is needed.
 std::string response_id(std::string_view session, std::uint64_t version) {
-  return "resp_" + base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()), session.size())) + "_" +
-         std::to_string(version);
+  return "resp_" + base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()), session.size())) +
+         "_" + std::to_string(version);
 }
 
 std::optional<std::pair<std::string, std::uint64_t>> parse_response_id(std::string_view id) {
@@ -100,7 +100,8 @@ void responses(Core& core, const http::Request& request, Clock::time_point recei
   } else {
     turn.session = "resp-" + random_hex(12);
   }
-  if (parsed->input.empty()) return respond(openai_error(400, "input: send the new input", "invalid_request_error", route));
+  if (parsed->input.empty())
+    return respond(openai_error(400, "input: send the new input", "invalid_request_error", route));
   turn.input = std::move(parsed->input);
   turn.input_field = "input";
   turn.model = parsed->model;
@@ -128,33 +129,33 @@ http::Response get_response(Core& core, const std::string& id) {
   meta.id = id;
   bool found = false;
   // The receipt recorded right before the reply has the model and usage.
-  auto read = fold::visit_history(*core.state.snapshot(), session, {.from = version - 1, .through = version},
-                                  [&](const fold::HistoryRecord& r) {
-    if (r.version() == version - 1) {
-      if (const auto* receipt = r.event.payload_as_InferenceReceipt()) {
-        if (receipt->model() != nullptr) meta.model = receipt->model()->str();
-        if (const auto* usage = receipt->usage()) {
-          reply.usage = {usage->input_tokens(), usage->output_tokens(), usage->cached_tokens()};
+  auto read = fold::visit_history(
+      *core.state.snapshot(), session, {.from = version - 1, .through = version}, [&](const fold::HistoryRecord& r) {
+        if (r.version() == version - 1) {
+          if (const auto* receipt = r.event.payload_as_InferenceReceipt()) {
+            if (receipt->model() != nullptr) meta.model = receipt->model()->str();
+            if (const auto* usage = receipt->usage()) {
+              reply.usage = {usage->input_tokens(), usage->output_tokens(), usage->cached_tokens()};
+            }
+          }
+          return true;
         }
-      }
-      return true;
-    }
-    const auto* message = r.event.payload_as_Message();
-    if (message == nullptr || message->role() != schema::Role::assistant) return false;
-    found = true;
-    if (message->content() != nullptr) {
-      for (const auto* part : *message->content()) {
-        if (part->text() != nullptr) reply.text += part->text()->str();
-      }
-    }
-    if (message->tool_calls() != nullptr) {
-      for (const auto* c : *message->tool_calls()) {
-        reply.tool_calls.push_back({c->id()->str(), c->name()->str(), c->arguments() ? c->arguments()->str() : ""});
-      }
-    }
-    meta.created_at = r.event.occurred_at_us() / 1000000;
-    return false;
-  });
+        const auto* message = r.event.payload_as_Message();
+        if (message == nullptr || message->role() != schema::Role::assistant) return false;
+        found = true;
+        if (message->content() != nullptr) {
+          for (const auto* part : *message->content()) {
+            if (part->text() != nullptr) reply.text += part->text()->str();
+          }
+        }
+        if (message->tool_calls() != nullptr) {
+          for (const auto* c : *message->tool_calls()) {
+            reply.tool_calls.push_back({c->id()->str(), c->name()->str(), c->arguments() ? c->arguments()->str() : ""});
+          }
+        }
+        meta.created_at = r.event.occurred_at_us() / 1000000;
+        return false;
+      });
   if (!read) return openai_error(500, read.error().message, "server_error", route);
   if (!found) return openai_error(404, "no response " + id, "invalid_request_error", route);
   reply.finish_reason = reply.tool_calls.empty() ? "stop" : "tool_calls";

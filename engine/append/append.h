@@ -12,13 +12,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <condition_variable>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -143,8 +143,8 @@ class KafkaAppender final : public Sink {
   Config _config;
   SettleTracker _settling;
   mutable std::mutex _health_mutex;
-  std::string _transactions_failing;  // the last transaction's error; empty once one commits
-  std::string _deliveries_failing;    // the last single append's delivery error; empty once one is delivered
+  std::string _transactions_failing;       // the last transaction's error; empty once one commits
+  std::string _deliveries_failing;         // the last single append's delivery error; empty once one is delivered
   std::unique_ptr<log::Producer> _single;  // idempotent: one event, nothing to half-write
   // Several events: one transaction. Only the transaction thread touches it (and replaces it when fatal).
   log::ProducerOptions _tx_options;

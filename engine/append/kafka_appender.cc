@@ -133,8 +133,8 @@ log::Producer::DeliveryCallback KafkaAppender::on_delivery(const std::shared_ptr
     {
       std::lock_guard lock(_mutex);
       if (pending->completed) return;  // answered already (failed, timed out): a late delivery changes nothing
-      if (d.error.empty() && ++pending->acknowledged == pending->events.size() && pending->failure ==
-                                                                                      Outcome::Kind::folded) {
+      if (d.error.empty() && ++pending->acknowledged == pending->events.size() &&
+          pending->failure == Outcome::Kind::folded) {
         acknowledged = std::move(pending->on_acknowledged);
       }
       auto& outcome = pending->events[index];
@@ -153,8 +153,8 @@ log::Producer::DeliveryCallback KafkaAppender::on_delivery(const std::shared_ptr
           // The engine folded it before Kafka's acknowledgement reached us.
           const auto& folded = it->second;
           outcome.status = status_of(folded.applied.outcome);
-          outcome.version = folded.applied.outcome == fold::Outcome::duplicate ? folded.applied.duplicate_of
-                                                                                : folded.applied.version;
+          outcome.version =
+              folded.applied.outcome == fold::Outcome::duplicate ? folded.applied.duplicate_of : folded.applied.version;
           outcome.reason = folded.applied.reason;
           --pending->remaining;
         } else {
@@ -206,8 +206,10 @@ void KafkaAppender::run_transaction(std::vector<TxJob>& jobs) {
       sent = _transactional->send(_config.topic, job.session_id, job.events[i].second, {}, on_delivery(job.pending, i));
     }
   }
-  if (sent) sent = _transactional->commit_transaction(_config.produce_timeout);
-  else if (open) _transactional->abort_transaction(_config.produce_timeout);
+  if (sent)
+    sent = _transactional->commit_transaction(_config.produce_timeout);
+  else if (open)
+    _transactional->abort_transaction(_config.produce_timeout);
   {
     std::lock_guard lock(_health_mutex);
     _transactions_failing = sent ? std::string() : sent.error().message;
@@ -224,7 +226,8 @@ base::Result<void> KafkaAppender::replace_transactional_if_broken() {
   // broker aborts what it left open. Its init waits for the broker, on this thread, not an HTTP one.
   _transactional.reset();
   auto made = log::Producer::create(_tx_options);
-  if (!made) return base::make_error(base::ErrorCode::unavailable, "the transactional producer: " + made.error().message);
+  if (!made)
+    return base::make_error(base::ErrorCode::unavailable, "the transactional producer: " + made.error().message);
   _transactional = std::move(*made);
   return {};
 }

@@ -48,7 +48,8 @@ class OutageTest : public ProcessTest {
     std::vector<std::string> argv{"bash", source_dir() + "/tools/kafka.sh"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto r = run(argv, std::chrono::minutes(3));
-    if (!r.status.exited_with(0)) ADD_FAILURE() << "kafka.sh " << args[0] << ": " << r.status.describe() << "\n" << r.err;
+    if (!r.status.exited_with(0))
+      ADD_FAILURE() << "kafka.sh " << args[0] << ": " << r.status.describe() << "\n" << r.err;
     return r.status.exited_with(0);
   }
 
