@@ -85,7 +85,8 @@ Gateway::~Gateway() { stop(); }
 void Gateway::stop() { _impl->core.workers.stop(); }
 
 bool Gateway::handles(const http::Request& request) {
-  const std::string& p = request.path;
+  // The path as sent: GET /v1/sessions/y%2Fcontext reads session "y/context", it is not this route.
+  const std::string& p = request.raw_path.empty() ? request.path : request.raw_path;
   return p == "/v1/chat/completions" || p == "/v1/responses" || p.starts_with(kResponsesPrefix) ||
          (p.starts_with(kSessionsPrefix) && p.ends_with(kContextSuffix) &&
           p.size() > kSessionsPrefix.size() + kContextSuffix.size());
@@ -94,11 +95,12 @@ bool Gateway::handles(const http::Request& request) {
 void Gateway::handle(http::Request request, http::Respond respond) {
   auto& core = _impl->core;
   const std::string path = request.path;
-  if (path.starts_with(kSessionsPrefix)) {
+  const std::string& raw = request.raw_path.empty() ? request.path : request.raw_path;
+  if (raw.starts_with(kSessionsPrefix)) {
     if (request.method != "GET") return respond(http::error_response(405, "use GET", kRouteContext));
-    const std::string session =
-        path.substr(kSessionsPrefix.size(), path.size() - kSessionsPrefix.size() - kContextSuffix.size());
-    return respond(context_overview(core, request, session));
+    const auto session = http::decode_path_part(
+        std::string_view(raw).substr(kSessionsPrefix.size(), raw.size() - kSessionsPrefix.size() - kContextSuffix.size()));
+    return respond(context_overview(core, request, session.value_or("")));
   }
   if (path.starts_with(kResponsesPrefix)) {
     if (request.method != "GET") {

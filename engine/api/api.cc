@@ -120,10 +120,16 @@ void Api::handle(http::Request request, http::Respond respond) {
       respond(get ? list_sessions(request) : http::error_response(405, "use GET", kRouteList));
       return;
     }
-    if (path.starts_with(kSessionsPrefix) && path.size() > kSessionsPrefix.size()) {
-      std::string rest = path.substr(kSessionsPrefix.size());
+    // Routes match the path as sent; only then is the session id decoded, so an id holding "/events" (sent as
+    // %2Fevents) stays an id.
+    const std::string& raw = request.raw_path.empty() ? path : request.raw_path;
+    if (raw.starts_with(kSessionsPrefix) && raw.size() > kSessionsPrefix.size()) {
+      const std::string_view rest = std::string_view(raw).substr(kSessionsPrefix.size());
+      auto session_id = [&](std::string_view suffix) {
+        return http::decode_path_part(rest.substr(0, rest.size() - suffix.size())).value_or("");
+      };
       if (rest.ends_with(kEventsSuffix) && rest.size() > kEventsSuffix.size()) {
-        std::string id = rest.substr(0, rest.size() - kEventsSuffix.size());
+        std::string id = session_id(kEventsSuffix);
         if (request.method == "POST") {
           append(request, id, std::move(respond));
         } else {
@@ -132,7 +138,7 @@ void Api::handle(http::Request request, http::Respond respond) {
         return;
       }
       if (rest.ends_with(kForkSuffix) && rest.size() > kForkSuffix.size()) {
-        std::string id = rest.substr(0, rest.size() - kForkSuffix.size());
+        std::string id = session_id(kForkSuffix);
         if (request.method == "POST") {
           fork(request, id, std::move(respond));
         } else {
@@ -140,7 +146,7 @@ void Api::handle(http::Request request, http::Respond respond) {
         }
         return;
       }
-      respond(get ? get_session(request, rest) : http::error_response(405, "use GET", kRouteSession));
+      respond(get ? get_session(request, session_id({})) : http::error_response(405, "use GET", kRouteSession));
       return;
     }
     respond(http::error_response(404, "no such route: " + request.method + " " + path));

@@ -212,6 +212,7 @@ std::optional<std::string> parse_target(std::string_view target, Request& reques
   if (target.empty() || target.front() != '/') return "request target must start with '/'";
   const std::size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
+  request.raw_path = std::string(path);
   if (!percent_decode(path, false, request.path)) return "malformed percent-encoding in the path";
   if (request.path.find('\0') != std::string::npos) return "the path contains NUL";
   if (question == std::string_view::npos) return std::nullopt;
@@ -972,6 +973,12 @@ base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, c
   } catch (const std::exception& e) {
     return base::make_error("HTTP " + method + " http://" + host + ":" + std::to_string(port) + target + ": " + e.what());
   }
+}
+
+std::optional<std::string> decode_path_part(std::string_view part) {
+  std::string out;
+  if (!percent_decode(part, false, out) || out.find('\0') != std::string::npos) return std::nullopt;
+  return out;
 }
 
 }  // namespace statefold::http

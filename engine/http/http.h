@@ -28,6 +28,9 @@ namespace statefold::http {
 struct Request {
   std::string method;                              // "GET", "POST", ...
   std::string path;                                // percent-decoded path, without the query
+  // The path as sent (percent-encoded). Route on this, then decode the parts (decode_path_part): a session id
+  // "y/context" sent as y%2Fcontext must not look like the route /v1/sessions/y/context.
+  std::string raw_path;
   std::map<std::string, std::string> query;        // percent-decoded query parameters (last one wins)
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
@@ -99,6 +102,9 @@ base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, c
 // Helpers for handlers.
 Response json_response(int status, std::string body, std::string route = {});
 Response error_response(int status, std::string_view message, std::string route = {});  // {"error": message}
+// A part of Request::raw_path, percent-decoded; nullopt when its encoding is malformed or it holds NUL.
+std::optional<std::string> decode_path_part(std::string_view part);
+
 // The one mapping of error kinds to HTTP statuses (unknown and internal: 500).
 int status_for(base::ErrorCode code);
 // error_response with the status the error's code maps to.

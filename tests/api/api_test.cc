@@ -1066,6 +1066,18 @@ TEST_F(ApiTest, UnknownSessionsAre404AndWaitFalseIs202) {
   EXPECT_EQ(str(r.json().at("session_id")), "a b/c") << r.body;
   r = api.http().get("/v1/sessions/a%20b%2Fc");
   EXPECT_EQ(r.status, 200) << r.describe();
+  // Ids that end like a route (issue 9, defect 8): routes match the path as sent, so y%2Fcontext is a session id,
+  // not the context route of session y (nor y%2Fevents the events of y).
+  for (const std::string id : {"y/context", "y/events", "y/fork"}) {
+    const std::string encoded = "/v1/sessions/y%2F" + id.substr(2);
+    r = api.http().post(encoded + "/events", message_body("user", "for " + id));
+    ASSERT_EQ(r.status, 200) << id << ": " << r.describe();
+    EXPECT_EQ(str(r.json().at("session_id")), id) << r.body;
+    r = api.http().get(encoded);
+    ASSERT_EQ(r.status, 200) << id << ": " << r.describe();
+    EXPECT_EQ(str(r.json().at("session_id")), id) << r.body;
+    EXPECT_EQ(u64(r.json().at("version")), 1u) << r.body;
+  }
 }
 
 // Two instances in one consumer group share the partitions; an append for a session on the other instance's
