@@ -541,6 +541,22 @@ TEST_F(GatewayTest, AWriterBetweenTheReadAndTheFoldIsAConflict) {
   EXPECT_TRUE(contains(reply, "(versions 2..7)")) << reply;
 }
 
+TEST_F(GatewayTest, ASecondTurnWhileOneIsInProgressIs409) {
+  ASSERT_EQ(chat("busy-1", R"([{"role":"user","content":"hi"}])").status, 200);
+  // While the first turn's input is being appended, the same session's next turn arrives.
+  std::optional<http::Response> second;
+  sink.before_next_append([&](testing::MemorySink&, const std::string&, const append::Events&) {
+    second = chat("busy-1", R"([{"role":"user","content":"too soon"}])");
+  });
+  auto first = chat("busy-1", R"([{"role":"user","content":"first"}])");
+  ASSERT_EQ(first.status, 200) << first.body;
+  ASSERT_TRUE(second);
+  const std::string message = expect_openai_error(*second, 409, "turn_in_progress");
+  EXPECT_TRUE(contains(message, "busy-1")) << message;
+  EXPECT_EQ(version("busy-1"), 7u) << outline("busy-1");
+  for (const auto& e : history("busy-1")) EXPECT_NE(e.text, "too soon") << e.version;
+}
+
 // --- Requests that are not turns ---
 
 TEST_F(GatewayTest, ErrorsAreOpenAIShaped) {
