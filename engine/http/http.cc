@@ -10,6 +10,8 @@
 // io_context down, so a late `respond` (from any thread, after the connection or the whole server is gone) is a no-op.
 #include "http/http.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -343,6 +345,10 @@ struct ServerState {
   std::condition_variable busy_cv;
   std::size_t busy = 0;
 
+  std::size_t connections() {
+    std::lock_guard lock(sessions_mutex);
+    return sessions.size();
+  }
   bool add(const std::shared_ptr<Session>& session) {
     std::lock_guard lock(sessions_mutex);
     if (stopping.load()) return false;
@@ -799,6 +805,15 @@ class ServerImpl final : public Server {
  public:
   ServerImpl(const ServerOptions& options, Handler handler, Observer observer)
       : _acceptor(asio::make_strand(_io)), _accept_timer(_acceptor.get_executor()) {
+    _max_connections = options.max_connections;
+    if (_max_connections == 0) {
+      // What the descriptors allow, less a reserve for the store's files, Kafka's sockets and the rest.
+      rlimit limit{};
+      const std::uint64_t soft = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY
+                                     ? limit.rlim_cur
+                                     : 65536;
+      _max_connections = static_cast<std::size_t>(std::max<std::uint64_t>(16, soft > 512 ? soft - 512 : 0));
+    }
     _state.options = options;
     _state.handler = std::move(handler);
     _state.observer = std::move(observer);
@@ -902,15 +917,39 @@ class ServerImpl final : public Server {
   void on_accept(beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !_acceptor.is_open()) return;
     if (ec == asio::error::connection_aborted) return do_accept();
-    if (ec) {  // out of descriptors or memory: back off instead of spinning
-      base::log_warn("http accept failed", {{"error", ec.message()}});
-      _accept_timer.expires_after(std::chrono::milliseconds(50));
+    if (ec) {
+      // Out of descriptors or memory: back off (doubling up to a second) instead of spinning, and say so once
+      // per burst rather than at every attempt.
+      _accept_backoff = std::min(std::chrono::milliseconds(1000), std::max(std::chrono::milliseconds(50), _accept_backoff * 2));
+      if (++_accept_failures == 1) {
+        base::log_warn("http accept failed; backing off", {{"error", ec.message()}});
+      }
+      _accept_timer.expires_after(_accept_backoff);
       _accept_timer.async_wait([this](beast::error_code timer_ec) {
         if (!timer_ec && _acceptor.is_open()) do_accept();
       });
       return;
     }
+    if (_accept_failures > 0) {
+      base::log_info("http accept works again", {{"failed_attempts", std::to_string(_accept_failures)}});
+      _accept_failures = 0;
+      _accept_backoff = std::chrono::milliseconds(0);
+    }
     beast::error_code ignored;
+    if (_state.connections() >= _max_connections) {
+      // Full: a short answer on the caller's own socket, then close, so the descriptor is back at once.
+      static const std::string kFull = [] {
+        const std::string body = R"({"error":"too many connections; retry shortly"})";
+        return "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+               "Connection: close\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
+      }();
+      socket.non_blocking(true, ignored);
+      asio::write(socket, asio::buffer(kFull), ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      return do_accept();
+    }
     socket.set_option(tcp::no_delay(true), ignored);
     auto session = std::make_shared<Session>(_state, std::move(socket));
     if (_state.add(session)) session->start();
@@ -922,6 +961,9 @@ class ServerImpl final : public Server {
   asio::io_context _io;
   tcp::acceptor _acceptor;
   asio::steady_timer _accept_timer;
+  std::chrono::milliseconds _accept_backoff{0};
+  std::uint64_t _accept_failures = 0;
+  std::size_t _max_connections = 0;
   std::uint16_t _port = 0;
   std::vector<std::thread> _threads;
   std::mutex _done_mutex;

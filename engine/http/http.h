@@ -77,6 +77,9 @@ struct ServerOptions {
   std::chrono::seconds read_timeout{30};           // from a request's first byte to its last; also per response write
   std::chrono::seconds idle_timeout{60};           // a keep-alive connection waiting for its next request
   std::chrono::seconds handler_timeout{30};        // a request not answered by then gets 503 and the connection closes
+  // Open connections at most; one more is answered 503 (Retry-After) and closed, so clients cannot take the file
+  // descriptors the store and Kafka need. 0: the soft RLIMIT_NOFILE less a reserve of 512, at least 16.
+  std::size_t max_connections = 0;
 };
 
 class Server {

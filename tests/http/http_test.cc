@@ -626,6 +626,35 @@ TEST(HttpServer, IdleConnectionsAreClosed) {
   EXPECT_TRUE(client.closed_by_server());  // after about a second
 }
 
+// Issue 9, defect 5: clients cannot take every descriptor. Past max_connections a new connection gets 503 with
+// Retry-After and is closed at once; when a connection goes, the next one is served.
+TEST(HttpServer, ConnectionsBeyondTheLimitGet503AndAreClosed) {
+  ServerOptions options = test_options();
+  options.max_connections = 2;
+  auto server = start(options, [](Request, Respond respond) { respond(json_response(200, R"({"ok":true})")); });
+  auto first = std::make_unique<Client>(server->port());
+  Client second(server->port());
+  ASSERT_TRUE(first->request(get("/a")));
+  ASSERT_TRUE(second.request(get("/b")));
+  {
+    Client third(server->port());
+    auto refused = third.read();
+    ASSERT_TRUE(refused) << "the third connection got no answer";
+    EXPECT_EQ(refused->status, 503);
+    EXPECT_EQ(refused->headers["retry-after"], "1");
+    EXPECT_TRUE(third.closed_by_server());
+  }
+  first.reset();  // one leaves: a new connection is served again
+  std::optional<Reply> served;
+  for (int attempt = 0; attempt < 50 && !(served && served->status == 200); ++attempt) {
+    Client again(server->port());
+    served = again.request(get("/c"));
+    if (!served || served->status != 200) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(served);
+  EXPECT_EQ(served->status, 200);
+}
+
 TEST(HttpServer, HandlerExceptionsBecome500) {
   auto server = start(test_options(), [](Request request, Respond respond) {
     if (request.path == "/throw") throw std::runtime_error("boom");

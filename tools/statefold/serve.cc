@@ -1,3 +1,5 @@
+#include <sys/resource.h>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +34,20 @@ extern "C" void on_signal(int) {
   if (g_engine != nullptr) g_engine->stop();
 }
 
+// The soft limit on open files raised to the hard one: the store's files, Kafka's sockets and the HTTP clients
+// share it, and distributions often start processes at 1,024.
+void raise_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const auto before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    base::log_info("open files limit raised",
+                   {{"from", std::to_string(before)},
+                    {"to", limit.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(limit.rlim_max)}});
+  }
+}
+
 // The gateway reads the engine's store and asks it who folds a session.
 class EngineState final : public gateway::StateSource {
  public:
@@ -59,6 +75,7 @@ Runner add_serve(CLI::App& app) {
     std::string http_address = "127.0.0.1:8080";
     int http_threads = 2;
     std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_connections = 0;
     std::int64_t ready_max_lag = 1000;
     std::uint64_t append_timeout_ms = 10000;
     std::uint64_t snapshot_interval_s = 3600;
@@ -98,6 +115,9 @@ Runner add_serve(CLI::App& app) {
   env(cmd->add_option("--max-body-bytes", a->max_body_bytes, "Largest accepted request body (413 beyond)")
           ->check(CLI::Range(1024, 1 << 30)),
       "STATEFOLD_MAX_BODY_BYTES");
+  env(cmd->add_option("--max-connections", a->max_connections,
+                      "Open HTTP connections at most; one more gets 503 (0: the open-files limit less 512)"),
+      "STATEFOLD_MAX_CONNECTIONS");
   env(cmd->add_option("--ready-max-lag", a->ready_max_lag, "/readyz: most records a partition may be behind"),
       "STATEFOLD_READY_MAX_LAG");
   env(cmd->add_option("--append-timeout-ms", a->append_timeout_ms,
@@ -129,6 +149,7 @@ Runner add_serve(CLI::App& app) {
       }
     }
     base::set_log_format(a->log_format == "json" ? base::LogFormat::json : base::LogFormat::text);
+    raise_file_limit();
     base::set_log_level(a->log_level == "debug"  ? base::LogLevel::debug
                         : a->log_level == "warn" ? base::LogLevel::warn
                         : a->log_level == "error" ? base::LogLevel::error
@@ -246,6 +267,7 @@ Runner add_serve(CLI::App& app) {
       server_options.port = http_address->second;
       server_options.threads = a->http_threads;
       server_options.max_body_bytes = a->max_body_bytes;
+      server_options.max_connections = a->max_connections;
       auto started = http::Server::start(
           server_options,
           [raw = api.get(), gw = gate.get()](http::Request request, http::Respond respond) {
