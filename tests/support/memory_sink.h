@@ -25,6 +25,7 @@
 #include "append/append.h"
 #include "codec/codec.h"
 #include "fold/fold.h"
+#include "support/memory_fold.h"
 
 namespace statefold::testing {
 
@@ -60,7 +61,7 @@ class MemorySink final : public append::Sink {
     if (options.settle_reads) _settling.begin(session_id);
     {
       std::lock_guard lock(_mutex);
-      fold::Folder folder(_kv);
+      fold::Folder folder(_store.kv);
       for (auto& [id, bytes] : events) {
         auto ev = codec::decode(bytes, codec::Encoding::flatbuffers, session_id);
         EXPECT_TRUE(ev.ok()) << "an appended event does not decode: " << (ev.ok() ? "" : ev.error().message);
@@ -68,15 +69,15 @@ class MemorySink final : public append::Sink {
         append::EventOutcome e;
         e.event_id = id;
         e.partition = 0;
-        e.offset = _offset;
-        const auto applied = folder.apply(*ev, {0, _offset, 1000 + _offset});
-        ++_offset;
+        e.offset = _store.offset;
+        const auto applied = folder.apply(*ev, {0, _store.offset, 1000 + _store.offset});
+        ++_store.offset;
         e.status = append::status_of(applied.outcome);
         e.version = applied.outcome == fold::Outcome::duplicate ? applied.duplicate_of : applied.version;
         e.reason = applied.reason;
         outcome.events.push_back(std::move(e));
       }
-      _kv.apply(folder.finish());
+      _store.kv.apply(folder.finish());
     }
     if (options.on_acknowledged) options.on_acknowledged();
     if (options.settle_reads) _settling.end(session_id);
@@ -90,26 +91,14 @@ class MemorySink final : public append::Sink {
   // Folds events in the documented JSON form as one batch, outside any append: another writer, or a seed.
   std::vector<fold::Applied> fold_json(const std::vector<std::string>& lines) {
     std::lock_guard lock(_mutex);
-    std::vector<fold::Applied> out;
-    fold::Folder folder(_kv);
-    for (const auto& line : lines) {
-      auto bytes = codec::json_to_flatbuffers(line);
-      EXPECT_TRUE(bytes.ok()) << (bytes.ok() ? "" : bytes.error().message) << " in " << line;
-      if (!bytes.ok()) continue;
-      auto ev = codec::decode(*bytes, codec::Encoding::flatbuffers);
-      EXPECT_TRUE(ev.ok()) << line;
-      if (!ev.ok()) continue;
-      out.push_back(folder.apply(*ev, {0, _offset, 1000 + _offset}));
-      ++_offset;
-    }
-    _kv.apply(folder.finish());
-    return out;
+    return _store.fold(lines);
   }
+
 
   // A copy of the state as it is now: what a store snapshot gives.
   std::unique_ptr<fold::Reader> snapshot() const {
     std::lock_guard lock(_mutex);
-    return std::make_unique<fold::MemoryKv>(_kv);
+    return std::make_unique<fold::MemoryKv>(_store.kv);
   }
 
   // The next append() calls `hook` first (once).
@@ -130,8 +119,7 @@ class MemorySink final : public append::Sink {
 
  private:
   mutable std::mutex _mutex;
-  fold::MemoryKv _kv;
-  std::int64_t _offset = 0;
+  MemoryFold _store;  // the folded state and the next offset
   std::vector<Call> _calls;
   Hook _hook;
   std::optional<std::string> _failure;
