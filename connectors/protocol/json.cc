@@ -1,4 +1,4 @@
-#include "connectors/protocol/json.h"
+#include "connectors/protocol/internal/json.h"
 
 namespace statefold::protocol::detail {
 

@@ -2,7 +2,7 @@
 // Written by hand in a fixed key order (no document model on the streaming path).
 #include <algorithm>
 
-#include "connectors/protocol/json.h"
+#include "connectors/protocol/internal/json.h"
 #include "connectors/protocol/protocol.h"
 
 namespace statefold::protocol {

@@ -1,7 +1,7 @@
 // Upstream replies: whole bodies, error bodies and SSE streams of the three provider families, into one Reply.
 #include <algorithm>
 
-#include "connectors/protocol/json.h"
+#include "connectors/protocol/internal/json.h"
 #include "connectors/protocol/protocol.h"
 
 namespace statefold::protocol {

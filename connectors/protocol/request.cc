@@ -3,7 +3,7 @@
 #include <cmath>
 #include <initializer_list>
 
-#include "connectors/protocol/json.h"
+#include "connectors/protocol/internal/json.h"
 #include "connectors/protocol/protocol.h"
 
 namespace statefold::protocol {
