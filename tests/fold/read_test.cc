@@ -16,7 +16,11 @@ using testing::MemoryFold;
 MemoryFold folded() {
   MemoryFold f;
   std::vector<std::string> lines = {testing::opened(1, "s")};
-  for (std::uint64_t i = 0; i < 10; ++i) lines.push_back(testing::message(10 + i, "s", "user", "m" + std::to_string(i)));
+  for (std::uint64_t i = 0; i < 10; ++i) {
+    std::string text = "m";
+    text += std::to_string(i);  // not "m" + std::to_string(i): GCC 12 -O3 false -Wrestrict (GCC bug 105651)
+    lines.push_back(testing::message(10 + i, "s", "user", text));
+  }
   lines.push_back(testing::memory_set(30, "s", "zeta", "last"));
   lines.push_back(testing::memory_set(31, "s", "alpha", "first"));
   lines.push_back(testing::message(40, "t", "user", "other"));

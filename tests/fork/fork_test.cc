@@ -17,7 +17,11 @@ using testing::MemoryFold;
 MemoryFold folded() {
   MemoryFold f;
   std::vector<std::string> lines = {testing::opened(1, "p")};
-  for (std::uint64_t i = 0; i < 6; ++i) lines.push_back(testing::message(10 + i, "p", "user", "m" + std::to_string(i)));
+  for (std::uint64_t i = 0; i < 6; ++i) {
+    std::string text = "m";
+    text += std::to_string(i);  // not "m" + std::to_string(i): GCC 12 -O3 false -Wrestrict (GCC bug 105651)
+    lines.push_back(testing::message(10 + i, "p", "user", text));
+  }
   lines.push_back(testing::memory_set(30, "p", "name", "Ada"));
   lines.push_back(testing::message(40, "implicit", "user", "hi"));
   f.fold(lines);
