@@ -54,4 +54,7 @@ std::string overview_json(const Context& context, Provider provider, std::string
 // prefix. What the prefix-stability benchmark counts.
 bool prefix_reused(std::string_view previous, std::string_view next);
 
+// The cache_control marker Anthropic's renderer puts on its breakpoints, which prefix_reused() leaves out.
+inline constexpr std::string_view kCacheControlMarker = R"(,"cache_control":{"type":"ephemeral"})";
+
 }  // namespace statefold::context
