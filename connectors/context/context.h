@@ -6,7 +6,7 @@
 //   context::ByteCounter counter;                    // or the real BPE tokenizer behind TokenCounter
 //   auto ctx = context::materialise(state, counter);
 //   if (!ctx) return ctx.error();                    // e.g. the pinned sections alone exceed the budget
-//   std::string body = context::render(*ctx, context::Provider::openai_chat).value();
+//   std::string body = providers::get(context::Provider::openai_chat).render(*ctx).value();  // connectors/providers
 //
 // What is kept: the system prompt, every pinned memory block and the summary always; unpinned memory blocks while
 // they fit their share; then the newest history that fits, cut at whole-turn boundaries in large chunks so that

@@ -1,8 +1,8 @@
-// render: turns a materialised Context into the request body of one provider, as canonical JSON (fixed key order,
-// no whitespace, fixed escaping), so that the same Context always gives the same bytes and a receipt's
-// request_hash can be re-checked later. Also the echo provider's reply and the context overview.
+// render: what every rendered request shares, whatever the provider: the Provider ids, the extra parameters a body
+// takes, the request hash a receipt holds, the context overview and the prompt-cache prefix check. The bodies
+// themselves are rendered by each provider's folder (connectors/providers), from the Context materialised here:
 //
-//   auto body = context::render(ctx, context::Provider::anthropic, {.extra = R"({"temperature":0.2})"});
+//   auto body = providers::get(context::Provider::anthropic).render(ctx, {.extra = R"({"temperature":0.2})"});
 //   receipt.request_hash = context::request_hash(*body);
 //
 // Every body puts the conversation last, so that a request whose history only grew since the previous one starts
@@ -22,7 +22,7 @@ enum class Provider : std::uint8_t {
   openai_chat = 0,       // POST /v1/chat/completions
   openai_responses = 1,  // POST /v1/responses, stateless: input items and store:false
   anthropic = 2,         // POST /v1/messages, with cache_control breakpoints
-  echo = 3,              // offline: an openai_chat body, answered by echo_reply()
+  echo = 3,              // offline: an openai_chat body, answered by the echo provider itself
 };
 
 std::string_view provider_name(Provider provider);  // "openai_chat", "openai_responses", "anthropic", "echo"
@@ -35,23 +35,19 @@ struct RenderOptions {
   std::string_view extra;
 };
 
-// The request body. Fails only on a bad `extra`.
-base::Result<std::string> render(const Context& context, Provider provider, const RenderOptions& options = {});
-
 // Hex SHA-256 of a rendered body: what InferenceReceipt.request_hash holds.
 std::string request_hash(std::string_view body);
 
-// The echo provider's reply text: the sections it received with their token counts, what was cut, and the last
-// user message. Deterministic.
-std::string echo_reply(const Context& context);
-
 // The context overview (GET /v1/sessions/{id}/context?provider=..): sections, token counts, budget, what was cut,
-// the request hash and the rendered body itself (embedded as JSON, not as a string). `body` is render()'s output.
+// the request hash and the rendered body itself (embedded as JSON, not as a string). `body` is the provider's rendered body.
 std::string overview_json(const Context& context, Provider provider, std::string_view body);
 
 // True when `next` starts with `previous` up to its closing brackets, once Anthropic's cache_control markers are
 // removed from both (providers leave them out of the cache key): `next` then reuses `previous` as its prompt-cache
 // prefix. What the prefix-stability benchmark counts.
 bool prefix_reused(std::string_view previous, std::string_view next);
+
+// The cache_control marker Anthropic's renderer puts on its breakpoints, which prefix_reused() leaves out.
+inline constexpr std::string_view kCacheControlMarker = R"(,"cache_control":{"type":"ephemeral"})";
 
 }  // namespace statefold::context

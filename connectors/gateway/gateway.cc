@@ -40,7 +40,7 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
   spec.provider = provider.value_or(context::Provider::echo);
   spec.model = (*endpoint)->model.empty() ? header->model : (*endpoint)->model;
   if (auto it = request.query.find("model"); it != request.query.end()) spec.model = it->second;
-  spec.margin = spec.provider == context::Provider::anthropic ? tokenizer::kAnthropicMargin : 1.0;
+  spec.margin = providers::get(spec.provider).token_margin();
   std::optional<http::Response> answer;
   auto ok = core.cache.with_state(*snapshot, session, header->version,
                                   [&](context::SessionState& state, std::string& counted) {

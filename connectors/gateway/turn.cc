@@ -18,31 +18,6 @@ namespace {
 // How long a turn waits for the session's previous one (see TurnLocks::take) before it is refused with 409.
 constexpr std::chrono::milliseconds kTurnPatience{250};
 
-std::string upstream_path(context::Provider provider) {
-  switch (provider) {
-    case context::Provider::openai_chat: return "/chat/completions";
-    case context::Provider::openai_responses: return "/responses";
-    case context::Provider::anthropic: return "/messages";
-    case context::Provider::echo: return "";
-  }
-  return "";
-}
-
-// The echo provider's answer, cut into pieces for a stream.
-std::vector<protocol::Delta> echo_deltas(const std::string& text) {
-  std::vector<protocol::Delta> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find(' ', start + 1);
-    end = end == std::string::npos ? text.size() : end;
-    protocol::Delta d;
-    d.text = text.substr(start, end - start);
-    out.push_back(std::move(d));
-    start = end;
-  }
-  return out;
-}
-
 // A failed append, as the client sees it.
 http::Response append_failure(const append::Outcome& result, const std::string& route) {
   switch (result.kind) {
@@ -121,7 +96,7 @@ std::optional<http::Response> render_into(Prepared& p, context::SessionState& st
 std::string call_error(const upstream::Response& response) {
   return !response.error.empty()
              ? response.error
-             : "HTTP " + std::to_string(response.status) + ": " + protocol::error_message(response.body);
+             : "HTTP " + std::to_string(response.status) + ": " + providers::error_message(response.body);
 }
 
 }  // namespace
@@ -200,19 +175,21 @@ std::optional<http::Response> Core::refuse_elsewhere(const std::string& session,
 }
 
 double Core::margin_for(const upstream::Endpoint& endpoint, context::Provider provider) {
-  if (provider != context::Provider::anthropic) return 1.0;
+  const providers::Provider& p = providers::get(provider);
+  if (!p.calibrated_margin()) return p.token_margin();
   std::lock_guard lock(margins_mutex);
-  const double m = margins.try_emplace(endpoint.name).first->second.margin();
+  const double m = margins.try_emplace(endpoint.name, p.token_margin()).first->second.margin();
   // In steps of 0.05, rounded up: a margin that moves with every receipt would make each turn count a long
   // session's messages again (cached counts belong to one margin) and shift its cut, losing the prompt cache.
   return std::ceil(m * 20.0 - 1e-9) / 20.0;
 }
 
 void Core::calibrate(const Prepared& p, const protocol::Usage& usage) {
-  if (p.provider != context::Provider::anthropic || usage.input_tokens == 0 || p.spec.margin <= 0) return;
+  const providers::Provider& provider = providers::get(p.provider);
+  if (!provider.calibrated_margin() || usage.input_tokens == 0 || p.spec.margin <= 0) return;
   const auto estimated = static_cast<std::size_t>(static_cast<double>(p.input_tokens) / p.spec.margin);
   std::lock_guard lock(margins_mutex);
-  margins.try_emplace(p.endpoint->name).first->second.observe(estimated, usage.input_tokens);
+  margins.try_emplace(p.endpoint->name, provider.token_margin()).first->second.observe(estimated, usage.input_tokens);
 }
 
 void Core::report(const Call& call, int status, const Timing& timing) const {
@@ -235,8 +212,9 @@ std::variant<materialise::RenderSpec, http::Response> Core::plan(const upstream:
   spec.max_output_tokens = turn.params.max_output_tokens.value_or(0);
   // A new session takes the instructions as its system prompt; a later turn's instructions apply to that turn.
   spec.instructions = existing_session ? turn.instructions : "";
-  if (*provider != context::Provider::echo) {
-    auto extra = protocol::upstream_extra(turn.params, *provider, turn.stream);
+  const providers::Provider& target = providers::get(*provider);
+  if (!target.offline()) {
+    auto extra = target.extra(turn.params, turn.stream);
     if (!extra) return openai_error(400, extra.error().message, "invalid_request_error", turn.route);
     spec.extra = std::move(*extra);
   }
@@ -403,7 +381,8 @@ void Core::record_unrendered(const std::string& session, std::uint64_t version, 
 
 std::optional<protocol::Reply> Core::complete(const Prepared& p, Call& call) {
   const auto start = Clock::now();
-  if (p.provider == context::Provider::echo) {
+  const providers::Provider& provider = providers::get(p.provider);
+  if (provider.offline()) {
     protocol::Reply reply;
     reply.text = p.echo_text;
     reply.finish_reason = "stop";
@@ -416,7 +395,7 @@ std::optional<protocol::Reply> Core::complete(const Prepared& p, Call& call) {
     return reply;
   }
   upstream::Request request;
-  request.path = upstream_path(p.provider);
+  request.path = std::string(provider.upstream_path());
   request.body = p.body;
   upstream::Response response = client.call(*p.endpoint, request);
   call.latency_ms = response.latency_ms;
@@ -426,7 +405,7 @@ std::optional<protocol::Reply> Core::complete(const Prepared& p, Call& call) {
     call.error = call_error(response);
     return std::nullopt;
   }
-  auto reply = protocol::parse_reply(p.provider, response.body);
+  auto reply = provider.parse_reply(response.body);
   if (!reply) {
     call.error = "the upstream's reply does not parse: " + reply.error().message;
     return std::nullopt;
@@ -439,16 +418,18 @@ std::optional<protocol::Reply> Core::complete(const Prepared& p, Call& call) {
 std::optional<protocol::Reply> Core::complete_streaming(const Prepared& p, Call& call,
                                                         const std::function<bool(const protocol::Delta&)>& on_delta) {
   const auto start = Clock::now();
-  if (p.provider == context::Provider::echo) {
-    for (const auto& d : echo_deltas(p.echo_text)) {
+  const providers::Provider& provider = providers::get(p.provider);
+  if (provider.offline()) {
+    for (const auto& d : provider.offline_deltas(p.echo_text)) {
       if (!on_delta(d)) break;
     }
     return complete(p, call);
   }
   upstream::Request request;
-  request.path = upstream_path(p.provider);
+  request.path = std::string(provider.upstream_path());
   request.body = p.body;
-  protocol::StreamParser parser(p.provider);
+  const auto decoder = provider.stream_decoder();
+  providers::StreamDecoder& parser = *decoder;
   std::string parse_error;
   upstream::Response response = client.stream(*p.endpoint, request, [&](const upstream::SseEvent& event) {
     auto deltas = parser.feed(event.event, event.data);

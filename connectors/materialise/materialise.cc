@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "base/json_text.h"
+#include "connectors/providers/provider.h"
 #include "connectors/tokenizer/tokenizer.h"
 #include "fold/as_of.h"
 #include "fold/read.h"
@@ -241,8 +242,9 @@ base::Result<Rendered> render(context::SessionState& state, const RenderSpec& sp
     return materialised.error();
   }
   out.context = std::move(*materialised);
-  auto body = context::render(out.context, spec.provider, {spec.extra});
-  if (spec.provider == context::Provider::echo && body) out.echo = context::echo_reply(out.context);
+  const providers::Provider& provider = providers::get(spec.provider);
+  auto body = provider.render(out.context, {spec.extra});
+  if (provider.offline() && body) out.echo = provider.offline_reply(out.context);
   restore();
   if (!body) return body.error();
   out.body = std::move(*body);

@@ -1,21 +1,21 @@
-// protocol: the wire formats the gateway speaks, as pure functions. Client requests in the OpenAI Chat Completions
-// and Responses shapes are parsed into neutral structs; generation parameters are converted to each provider's
-// own shape; upstream replies (whole or streamed as SSE events) become one neutral Reply; and Replies are written
-// back in the client's format (JSON bodies, chat.completion.chunk frames, Responses stream events). No I/O, no
-// clocks: ids and timestamps come from the caller. See docs/connectors.md, "Gateway protocols".
+// protocol: the wire formats the gateway speaks with its clients, as pure functions. Client requests in the OpenAI
+// Chat Completions and Responses shapes are parsed into neutral structs (Params, ClientMessage); each provider
+// (connectors/providers) writes the Params in its own shape and turns its replies into the neutral Reply and Delta;
+// Replies are written back in the client's format (JSON bodies, chat.completion.chunk frames, Responses stream
+// events). No I/O, no clocks: ids and timestamps come from the caller. See docs/connectors.md, "Gateway protocols".
 //
 //   auto request = protocol::parse_chat_request(body);          // errors name the field: "messages[2].role: ..."
 //   if (!request) return openai_error_json(request.error().message, "invalid_request_error");
-//   auto extra = protocol::upstream_extra(request->params, context::Provider::anthropic, request->stream);
-//   std::string upstream_body = context::render(ctx, context::Provider::anthropic, {.extra = *extra}).value();
-//   ... non-streamed: auto reply = protocol::parse_reply(context::Provider::anthropic, response.body);
+//   const auto& provider = providers::get(context::Provider::anthropic);
+//   auto extra = provider.extra(request->params, request->stream);
+//   std::string upstream_body = provider.render(ctx, {.extra = *extra}).value();
+//   ... non-streamed: auto reply = provider.parse_reply(response.body);
 //   ...               return protocol::chat_completion_json(*reply, id, model, now);
-//   ... streamed:     protocol::StreamParser parser(provider); protocol::ChatChunkWriter out(id, model, now, usage);
-//   ...               send(out.start()); for each SSE event: for (auto& d : *parser.feed(e.event, e.data))
-//   ...               send(out.delta(d)); then send(out.finish(parser.reply()));
+//   ... streamed:     auto decoder = provider.stream_decoder(); protocol::ChatChunkWriter out(id, model, now, usage);
+//   ...               send(out.start()); for each SSE event: for (auto& d : *decoder->feed(e.event, e.data))
+//   ...               send(out.delta(d)); then send(out.finish(decoder->reply()));
 //
-// Thread-safety: the free functions are pure and safe to call concurrently; a StreamParser or writer is used by
-// one thread at a time.
+// Thread-safety: the free functions are pure and safe to call concurrently; a writer is used by one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +68,8 @@ struct OutputFormat {
   std::optional<bool> strict;
 };
 
-// The generation parameters a client may pass, in a neutral form. upstream_extra() writes them for a provider.
+// The generation parameters a client may pass, in a neutral form. Each provider writes them in its shape
+// (providers::Provider::extra).
 struct Params {
   std::vector<Tool> tools;
   std::string tool_choice;       // "" (provider default) | auto | none | required | function
@@ -78,7 +79,7 @@ struct Params {
   std::optional<double> top_p;
   std::vector<std::string> stop;
   OutputFormat format;
-  // max_tokens / max_completion_tokens / max_output_tokens. Not written by upstream_extra(): the renderer writes
+  // max_tokens / max_completion_tokens / max_output_tokens. Not written by Provider::extra(): the renderer writes
   // the context's output reserve, which the gateway sets from this (capped by the session's policy).
   std::optional<std::uint64_t> max_output_tokens;
   // Hints: passed to the providers that have them, dropped for the others.
@@ -128,22 +129,7 @@ struct ResponsesRequest {
 base::Result<ChatRequest> parse_chat_request(std::string_view body);
 base::Result<ResponsesRequest> parse_responses_request(std::string_view body);
 
-// --- 2. Upstream request extras ---
-
-// The parameters for provider P in P's own shape, as one canonical JSON object (sorted keys, compact) for
-// context::RenderOptions::extra: tools and tool_choice converted, "stream":true (+ stream_options.include_usage for
-// openai_chat) when streaming. Never a key the renderer writes (model, messages, input, system, instructions, max
-// tokens, store). Fails when a parameter that changes what the reply must be (stop, a JSON output format) has no
-// equivalent at P; sampling hints P lacks are dropped. "{}" when there is nothing to send. echo = openai_chat.
-base::Result<std::string> upstream_extra(const Params& params, context::Provider provider, bool stream);
-
-// --- 3. Upstream replies ---
-
-// A whole (non-streamed) reply body of openai_chat, openai_responses or anthropic.
-base::Result<Reply> parse_reply(context::Provider provider, std::string_view body);
-
-// An upstream error body as one line: "rate limited: <message>", "<type>: <message>", or the body's first line.
-std::string error_message(std::string_view body);
+// --- 2. Upstream replies, in a neutral form (each provider parses its own: connectors/providers) ---
 
 // One piece of a streamed reply. tool_index counts the reply's tool calls from 0 (whatever the provider's own
 // numbering); tool_id and tool_name come with a call's first piece.
@@ -155,37 +141,11 @@ struct Delta {
   std::string tool_arguments;  // a piece of the arguments
 };
 
-// Reads one upstream stream: feed each SSE event (name and data) in order. At the end reply() equals what
-// parse_reply() gives for the same content, and the deltas put together are its text and arguments. Anthropic tool
-// arguments come as one piece when their block ends, re-serialised as parse_reply() writes tool_use.input.
-class StreamParser {
- public:
-  explicit StreamParser(context::Provider provider);
-  // An error: malformed data, or the provider reported an error in the stream (the message as error_message()).
-  base::Result<std::vector<Delta>> feed(std::string_view event_name, std::string_view data);
-  bool finished() const { return _finished; }  // [DONE], message_stop, response.completed/incomplete
-  const Reply& reply() const { return _reply; }
-
- private:
-  base::Result<std::vector<Delta>> chat(std::string_view data);
-  base::Result<std::vector<Delta>> responses(std::string_view event_name, std::string_view data);
-  base::Result<std::vector<Delta>> anthropic(std::string_view event_name, std::string_view data);
-  int tool_slot(std::int64_t provider_index);  // the provider's index -> ours (-1 if unknown)
-
-  context::Provider _provider;
-  Reply _reply;
-  bool _finished = false;
-  std::vector<std::int64_t> _tool_keys;  // provider index of each of our tool calls
-  std::vector<std::string> _item_ids;    // openai_responses: item id of each tool call
-  std::vector<std::string> _json;        // anthropic: input_json_delta pieces of each tool call
-  std::uint64_t _plain_input = 0;        // anthropic: input_tokens without the cache reads and writes
-};
-
 // The history messages the gateway appends (version and tokens left for it to set).
 context::Message to_message(const ClientMessage& message);
 context::Message to_message(const Reply& reply);  // an assistant message: the text and the tool calls
 
-// --- 4. Client-facing output ---
+// --- 3. Client-facing output ---
 
 std::string chat_completion_json(const Reply& reply, std::string_view id, std::string_view model,
                                  std::int64_t created);

@@ -1,4 +1,4 @@
-// Client request parsing (Chat Completions, Responses) and the provider-specific extra parameters.
+// Client request parsing (Chat Completions, Responses).
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -14,7 +14,6 @@ using detail::json::object;
 using detail::json::value;
 using context::Part;
 using context::PartKind;
-using context::Provider;
 using context::Role;
 
 // Parsing ends at the first bad field: thrown inside this file only, returned as a Result by the entry points.
@@ -537,84 +536,6 @@ base::Result<T> parse_body(std::string_view body, F&& f) {
   }
 }
 
-// --- Upstream extras ---
-
-value parsed(const std::string& text) {
-  boost::system::error_code ec;
-  value v = detail::json::parse(text, ec);
-  return ec ? value(object()) : v;
-}
-
-value empty_schema() {
-  object o;
-  o["type"] = "object";
-  o["properties"] = object();
-  return o;
-}
-
-value tool_json(const Tool& t, Provider p) {
-  object fn;
-  fn["name"] = t.name;
-  if (!t.description.empty()) fn["description"] = t.description;
-  if (p == Provider::anthropic) {
-    fn["input_schema"] = t.parameters.empty() ? empty_schema() : parsed(t.parameters);
-    return fn;
-  }
-  if (!t.parameters.empty()) {
-    fn["parameters"] = parsed(t.parameters);
-  } else if (p == Provider::openai_responses) {
-    fn["parameters"] = empty_schema();
-  }
-  if (t.strict) fn["strict"] = *t.strict;
-  if (p == Provider::openai_responses) {
-    fn["type"] = "function";
-    return fn;
-  }
-  object out;
-  out["type"] = "function";
-  out["function"] = std::move(fn);
-  return out;
-}
-
-value tool_choice_json(const Params& params, Provider p) {
-  if (p == Provider::anthropic) {
-    object o;
-    const std::string& c = params.tool_choice;
-    o["type"] = c == "required" ? "any" : c == "function" ? "tool" : c == "none" ? "none" : "auto";
-    if (c == "function") o["name"] = params.tool_choice_name;
-    if (params.parallel_tool_calls == false && c != "none") o["disable_parallel_tool_use"] = true;
-    return o;
-  }
-  if (params.tool_choice != "function") return value(params.tool_choice);
-  object o;
-  o["type"] = "function";
-  if (p == Provider::openai_responses) {
-    o["name"] = params.tool_choice_name;
-  } else {
-    object fn;
-    fn["name"] = params.tool_choice_name;
-    o["function"] = std::move(fn);
-  }
-  return o;
-}
-
-value format_json(const OutputFormat& f, bool chat) {
-  object o;
-  o["type"] = f.type;
-  if (f.type != "json_schema") return o;
-  object s;
-  s["name"] = f.name;
-  if (!f.description.empty()) s["description"] = f.description;
-  if (!f.schema.empty()) s["schema"] = parsed(f.schema);
-  if (f.strict) s["strict"] = *f.strict;
-  if (!chat) {
-    for (auto& kv : s) o[kv.key()] = kv.value();
-    return o;
-  }
-  o["json_schema"] = std::move(s);
-  return o;
-}
-
 }  // namespace
 
 std::string ClientMessage::text() const {
@@ -635,77 +556,6 @@ base::Result<ChatRequest> parse_chat_request(std::string_view body) {
 
 base::Result<ResponsesRequest> parse_responses_request(std::string_view body) {
   return parse_body<ResponsesRequest>(body, responses_request);
-}
-
-base::Result<std::string> upstream_extra(const Params& params, Provider provider, bool stream) {
-  const Provider p = provider == Provider::echo ? Provider::openai_chat : provider;
-  const std::string pname(context::provider_name(p));
-  object o;
-  if (!params.tools.empty()) {
-    array tools;
-    for (const Tool& t : params.tools) tools.push_back(tool_json(t, p));
-    o["tools"] = std::move(tools);
-    const bool anthropic_choice = p == Provider::anthropic && params.parallel_tool_calls == false;
-    if (!params.tool_choice.empty() || anthropic_choice) o["tool_choice"] = tool_choice_json(params, p);
-    if (params.parallel_tool_calls && p != Provider::anthropic) o["parallel_tool_calls"] = *params.parallel_tool_calls;
-  }
-  if (params.temperature) {
-    // Anthropic's range is 0..1, OpenAI's 0..2.
-    o["temperature"] = p == Provider::anthropic ? std::min(*params.temperature, 1.0) : *params.temperature;
-  }
-  if (params.top_p) o["top_p"] = *params.top_p;
-  if (!params.stop.empty()) {
-    if (p == Provider::openai_responses) {
-      return base::make_error("stop: not supported by the " + pname + " upstream");
-    }
-    array stop;
-    for (const auto& s : params.stop) stop.push_back(value(s));
-    o[p == Provider::anthropic ? "stop_sequences" : "stop"] = std::move(stop);
-  }
-  if (!params.format.type.empty() && params.format.type != "text") {
-    if (p == Provider::anthropic) {
-      return base::make_error("response_format: JSON output (" + params.format.type + ") is not supported by the " +
-                              pname + " upstream");
-    }
-    if (p == Provider::openai_chat) {
-      o["response_format"] = format_json(params.format, true);
-    } else {
-      object text;
-      text["format"] = format_json(params.format, false);
-      o["text"] = std::move(text);
-    }
-  }
-  if (p == Provider::openai_chat) {
-    if (params.seed) o["seed"] = *params.seed;
-    if (params.frequency_penalty) o["frequency_penalty"] = *params.frequency_penalty;
-    if (params.presence_penalty) o["presence_penalty"] = *params.presence_penalty;
-    if (!params.reasoning_effort.empty()) o["reasoning_effort"] = params.reasoning_effort;
-  }
-  if (p == Provider::openai_responses && !params.reasoning_effort.empty()) {
-    object r;
-    r["effort"] = params.reasoning_effort;
-    o["reasoning"] = std::move(r);
-  }
-  if (!params.user.empty()) {
-    if (p == Provider::anthropic) {
-      object m;
-      m["user_id"] = params.user;
-      o["metadata"] = std::move(m);
-    } else {
-      o["user"] = params.user;
-    }
-  }
-  if (stream) {
-    o["stream"] = true;
-    if (p == Provider::openai_chat) {
-      object so;
-      so["include_usage"] = true;
-      o["stream_options"] = std::move(so);
-    }
-  }
-  std::string out;
-  if (auto r = detail::canonical(out, o); !r) return base::make_error("parameters: " + r.error().message);
-  return out;
 }
 
 }  // namespace statefold::protocol

@@ -85,7 +85,7 @@ std::optional<Encoding> encoding_for_model(std::string_view model) {
       {"o1", Encoding::o200k_base},
       {"o3", Encoding::o200k_base},
       {"o4", Encoding::o200k_base},
-      {"claude", Encoding::o200k_base},  // no public tokenizer: o200k with kAnthropicMargin
+      {"claude", Encoding::o200k_base},  // no public tokenizer: o200k with the provider's margin
       {"gpt-4", Encoding::cl100k_base},
       {"gpt-3.5", Encoding::cl100k_base},
       {"gpt-35", Encoding::cl100k_base},

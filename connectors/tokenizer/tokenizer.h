@@ -68,11 +68,8 @@ class Tokenizer {
   std::unique_ptr<const Impl> _impl;
 };
 
-// Providers whose tokenizer is not public (Anthropic) are budgeted with o200k_base counts times a margin, so that
-// a context cut to fit errs on the safe side; docs/connectors.md gives the reasons for the figure.
-inline constexpr double kAnthropicMargin = 1.10;
-
-// ceil(count * margin).
+// ceil(count * margin). Providers whose tokenizer is not public (Anthropic) are budgeted with o200k_base counts
+// times a margin of their own (providers::Provider::token_margin), so that a context cut to fit errs on the safe side.
 std::size_t with_margin(std::size_t count, double margin);
 
 // The margin corrected by what the provider reports: each receipt gives the input tokens the provider billed and
@@ -84,7 +81,7 @@ std::size_t with_margin(std::size_t count, double margin);
 // Not thread-safe: one per route, owned by whoever handles that route's receipts.
 class MarginCalibration {
  public:
-  explicit MarginCalibration(double initial_margin = kAnthropicMargin);
+  explicit MarginCalibration(double initial_margin);
   void observe(std::size_t estimated_tokens, std::size_t reported_tokens);
   double margin() const { return _margin; }
   std::size_t apply(std::size_t count) const { return with_margin(count, _margin); }

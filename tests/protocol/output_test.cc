@@ -7,11 +7,13 @@
 
 #include "connectors/protocol/protocol.h"
 #include "protocol/fixtures.h"
+#include "providers/dispatch.h"
 
 namespace statefold::protocol {
 namespace {
 
 using context::Provider;
+using providers::testing::StreamParser;  // the end-to-end test feeds real provider streams
 namespace json = boost::json;
 
 Reply text_reply() {

@@ -8,6 +8,7 @@
 
 #include "connectors/protocol/protocol.h"
 #include "protocol/fixtures.h"
+#include "providers/dispatch.h"
 
 namespace protocol = statefold::protocol;
 using statefold::context::Provider;
@@ -34,7 +35,7 @@ protocol::ResponseMeta meta(const std::string& id) {
 // Stream `events` through the parser into both writers; also the whole-body outputs of the assembled reply.
 bool sample(const std::filesystem::path& dir, const std::string& name, Provider provider,
             const protocol::testing::Events& events) {
-  protocol::StreamParser parser(provider);
+  statefold::providers::testing::StreamParser parser(provider);
   protocol::ChatChunkWriter chat("chatcmpl-" + name, "gpt-4o", 1741569952, true);
   protocol::ResponseEventWriter resp(meta("resp_" + name));
   std::string chat_out = chat.start();

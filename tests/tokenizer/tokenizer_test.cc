@@ -1,6 +1,7 @@
 // The tokenizer gives tiktoken's token ids: known encodings of varied text for o200k_base and cl100k_base (from
 // js-tiktoken, fixture.inc, and from tiktoken's own tests), count == encode().size(), decode round trips, the two
-// merge algorithms agreeing, ill-formed UTF-8, rank table checks, and the Anthropic margin.
+// merge algorithms agreeing, ill-formed UTF-8 and rank table checks (the Anthropic margin:
+// tests/providers/anthropic_test.cc).
 #include "connectors/tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -301,28 +302,6 @@ TEST(Tokenizer, SplitPatternUsesUnicodeWhiteSpace) {
   splitter->split("x\u180ey z", [&](std::string_view p) { pieces.emplace_back(p); });
   EXPECT_EQ(pieces, (std::vector<std::string>{"x\u180ey", " ", "z"}));
   EXPECT_FALSE(Splitter::compile("(unclosed").ok());
-}
-
-TEST(Tokenizer, AnthropicMargin) {
-  EXPECT_EQ(with_margin(0, kAnthropicMargin), 0u);
-  EXPECT_EQ(with_margin(100, kAnthropicMargin), 110u);
-  EXPECT_EQ(with_margin(101, kAnthropicMargin), 112u);  // 111.1, rounded up
-  EXPECT_EQ(with_margin(1000, 1.0), 1000u);
-
-  MarginCalibration calibration;
-  EXPECT_DOUBLE_EQ(calibration.margin(), kAnthropicMargin);
-  calibration.observe(100, 500);  // too small to say anything
-  EXPECT_EQ(calibration.observations(), 0u);
-  EXPECT_DOUBLE_EQ(calibration.margin(), kAnthropicMargin);
-  calibration.observe(1000, 1200);  // the provider counted 20 % more
-  EXPECT_DOUBLE_EQ(calibration.margin(), 1.2 * 1.02);
-  EXPECT_EQ(calibration.apply(1000), 1224u);
-  for (int i = 0; i < 50; ++i) calibration.observe(10'000, 10'500);
-  EXPECT_NEAR(calibration.margin(), 1.05 * 1.02, 1e-4);
-  for (int i = 0; i < 50; ++i) calibration.observe(10'000, 5'000);  // never below 1
-  EXPECT_DOUBLE_EQ(calibration.margin(), 1.0);
-  for (int i = 0; i < 50; ++i) calibration.observe(1'000, 10'000);  // nor above 2
-  EXPECT_DOUBLE_EQ(calibration.margin(), 2.0);
 }
 
 }  // namespace

@@ -30,6 +30,7 @@
 
 #include "connectors/context/context.h"
 #include "connectors/context/render.h"
+#include "connectors/providers/provider.h"
 
 using namespace statefold;  // NOLINT: a main file, not a header
 
@@ -174,7 +175,7 @@ int latency(const Args& args) {
       const auto t0 = Clock::now();
       auto ctx = context::materialise(st, counter);
       if (render) {
-        auto body = context::render(*ctx, provider);
+        auto body = providers::get(provider).render(*ctx);
         body_size = body->size();
       }
       wall.push_back(ms(Clock::now() - t0));
@@ -188,7 +189,7 @@ int latency(const Args& args) {
     return pass;
   };
   for (int warm = 0; warm < 50; ++warm) {
-    (void)context::render(*context::materialise(s, counter), context::Provider::anthropic);
+    (void)providers::get(context::Provider::anthropic).render(*context::materialise(s, counter));
   }
   run("materialise only", context::Provider::openai_chat, false, s, args.reps, false);
   all_pass &= run("openai_chat", context::Provider::openai_chat, true, s, args.reps, true);
@@ -234,7 +235,7 @@ Stability stability(const Args& args, std::uint32_t cut_percent, context::Provid
       std::fprintf(stderr, "materialise failed: %s\n", ctx.error().message.c_str());
       break;
     }
-    std::string body = *context::render(*ctx, provider);
+    std::string body = *providers::get(provider).render(*ctx);
     history_sum += static_cast<double>(ctx->history_tokens);
     if (t > 0) {
       const bool reused = context::prefix_reused(previous, body);

@@ -28,6 +28,7 @@
 #include "connectors/gateway/internal/workers.h"
 #include "connectors/materialise/materialise.h"
 #include "connectors/protocol/protocol.h"
+#include "connectors/providers/provider.h"
 #include "connectors/tokenizer/tokenizer.h"
 #include "connectors/upstream/upstream.h"
 #include "fold/fold.h"
@@ -79,7 +80,7 @@ struct Prepared {
   materialise::RenderSpec spec;
   std::string body;
   std::string hash;
-  std::string echo_text;  // the echo provider's reply
+  std::string echo_text;  // an offline provider's reply (echo)
   std::size_t input_tokens = 0;
 };
 

@@ -13,9 +13,14 @@
 
 #include "base/json_writer.h"
 #include "connectors/context/render.h"
+#include "connectors/providers/echo/echo.h"
+#include "providers/dispatch.h"
 
 namespace statefold::context {
 namespace {
+
+using providers::echo::echo_reply;
+using providers::testing::render;
 
 const ByteCounter kCounter;
 constexpr Provider kProviders[] = {Provider::openai_chat, Provider::openai_responses, Provider::anthropic,

@@ -2,12 +2,17 @@
 #include <gtest/gtest.h>
 
 #include "connectors/protocol/protocol.h"
+#include "connectors/providers/provider.h"
 #include "protocol/fixtures.h"
+#include "providers/dispatch.h"
 
 namespace statefold::protocol {
 namespace {
 
 using context::Provider;
+using providers::error_message;
+using providers::testing::parse_reply;
+using providers::testing::StreamParser;
 using namespace testing;  // NOLINT: fixtures
 
 Reply parsed(Provider provider, const std::string& body) {

@@ -1,12 +1,14 @@
 // Renderers: the exact bytes of each provider's body for a small conversation, extra parameters, images, the
-// echo reply, the overview and the request hash.
+// echo reply, the overview and the request hash. The bytes are hashed into receipts: they must not change.
 #include "connectors/context/render.h"
 
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
 
+#include "connectors/providers/echo/echo.h"
 #include "context/fixtures.h"
+#include "providers/dispatch.h"
 
 namespace statefold::context {
 namespace {
@@ -14,6 +16,8 @@ namespace {
 using testing::call_message;
 using testing::text_message;
 using testing::weather_session;
+using providers::echo::echo_reply;
+using providers::testing::render;
 
 const ByteCounter kCounter;
 
