@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "base/hex.h"
+#include "base/json_read.h"
 #include "base/json_writer.h"
 #include "base/logging.h"
 #include "base/sha256.h"
@@ -244,3 +245,29 @@ TEST(Logging, TextLines) {
 
 }  // namespace
 }  // namespace statefold::base
+
+TEST(JsonRead, ParseNamesWhatFailed) {
+  auto bad = statefold::base::json::parse("{\"a\":", "request body");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("request body is not valid JSON"), std::string::npos) << bad.error().message;
+  ASSERT_TRUE(statefold::base::json::parse("[1]", "x"));
+}
+
+TEST(JsonRead, NullMembersReadAsAbsent) {
+  namespace bj = boost::json;
+  const bj::object o = bj::parse(R"({"s":"x","n":null,"o":{},"a":[],"neg":-3,"f":2.9,"big":18446744073709551615})")
+                           .as_object();
+  using namespace statefold::base::json;
+  EXPECT_EQ(member(o, "n"), nullptr);
+  EXPECT_EQ(member(o, "missing"), nullptr);
+  EXPECT_NE(object_member(o, "o"), nullptr);
+  EXPECT_EQ(object_member(o, "a"), nullptr);
+  EXPECT_NE(array_member(o, "a"), nullptr);
+  EXPECT_EQ(string_or(o, "s"), "x");
+  EXPECT_EQ(string_or(o, "n", "fallback"), "fallback");
+  EXPECT_EQ(string_or(o, "neg", "fallback"), "fallback");
+  EXPECT_EQ(uint_or(o, "neg", 7), 0u);
+  EXPECT_EQ(uint_or(o, "f"), 2u);
+  EXPECT_EQ(uint_or(o, "big"), 18446744073709551615ull);
+  EXPECT_EQ(uint_or(o, "s", 5), 5u);
+}

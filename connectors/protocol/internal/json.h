@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include "base/json_read.h"
 #include "base/json_writer.h"
 #include "base/result.h"
 
@@ -26,11 +27,10 @@ inline base::Result<void> canonical(std::string& out, const json::value& v, bool
   return base::json::canonical(out, v, sort_keys);
 }
 
-base::Result<json::value> parse(std::string_view text, std::string_view what);
-
-// Object member lookups that treat null as absent.
-const json::value* member(const json::object& o, std::string_view name);
-std::string string_or(const json::object& o, std::string_view name, std::string_view fallback = {});
-std::uint64_t uint_or(const json::object& o, std::string_view name, std::uint64_t fallback = 0);
+// The readers every JSON-reading module shares (base/json_read.h).
+using base::json::member;
+using base::json::parse;
+using base::json::string_or;
+using base::json::uint_or;
 
 }  // namespace statefold::protocol::detail

@@ -2,43 +2,6 @@
 
 namespace statefold::providers::internal {
 
-base::Result<value> parse(std::string_view text, std::string_view what) {
-  boost::system::error_code ec;
-  value v = json::parse(text, ec);
-  if (ec) return base::make_error(std::string(what) + " is not valid JSON: " + ec.message());
-  return v;
-}
-
-const value* member(const object& o, std::string_view name) {
-  const value* v = o.if_contains(name);
-  return v == nullptr || v->is_null() ? nullptr : v;
-}
-
-const object* object_member(const object& o, std::string_view name) {
-  const value* v = member(o, name);
-  return v != nullptr && v->is_object() ? &v->get_object() : nullptr;
-}
-
-const array* array_member(const object& o, std::string_view name) {
-  const value* v = member(o, name);
-  return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
-}
-
-std::string string_or(const object& o, std::string_view name, std::string_view fallback) {
-  const value* v = member(o, name);
-  if (v == nullptr || !v->is_string()) return std::string(fallback);
-  return std::string(v->get_string());
-}
-
-std::uint64_t uint_or(const object& o, std::string_view name, std::uint64_t fallback) {
-  const value* v = member(o, name);
-  if (v == nullptr) return fallback;
-  if (v->is_uint64()) return v->get_uint64();
-  if (v->is_int64()) return v->get_int64() < 0 ? 0 : static_cast<std::uint64_t>(v->get_int64());
-  if (v->is_double() && v->get_double() >= 0) return static_cast<std::uint64_t>(v->get_double());
-  return fallback;
-}
-
 std::string error_text(const object& o) {
   const object* e = object_member(o, "error");
   if (e == nullptr) return {};

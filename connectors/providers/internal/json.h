@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include "base/json_read.h"
 #include "base/json_writer.h"
 #include "base/result.h"
 
@@ -18,14 +19,13 @@ using json::array;
 using json::object;
 using json::value;
 
-base::Result<value> parse(std::string_view text, std::string_view what);
-
-// Object member lookups that treat null as absent.
-const value* member(const object& o, std::string_view name);
-const object* object_member(const object& o, std::string_view name);
-const array* array_member(const object& o, std::string_view name);
-std::string string_or(const object& o, std::string_view name, std::string_view fallback = {});
-std::uint64_t uint_or(const object& o, std::string_view name, std::uint64_t fallback = 0);
+// The readers every JSON-reading module shares (base/json_read.h).
+using base::json::array_member;
+using base::json::member;
+using base::json::object_member;
+using base::json::parse;
+using base::json::string_or;
+using base::json::uint_or;
 
 // The message of an {"error":{...}} member, as error_message() words it; "" when there is none.
 std::string error_text(const object& o);
