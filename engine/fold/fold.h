@@ -75,6 +75,7 @@ class Folder {
   void erase_content(Session& s, std::uint64_t erasure_version);
 
   const Reader& _base;
+  flatbuffers::FlatBufferBuilder _builder{1024};
   WriteSet _writes;
   std::map<std::string, std::unique_ptr<Session>, std::less<>> _sessions;
   state::StoreSummaryT _summary;

@@ -279,6 +279,30 @@ TEST(Fold, HashChainLinksEveryAcceptedEventInOrder) {
   EXPECT_EQ(base::to_hex(state_hash(*header)), base::to_hex(header->state_hash));
 }
 
+// The fold builds history entries straight from the event's bytes; a store written that way must hold the very bytes
+// the object API packs, so stores written before and after agree byte for byte.
+TEST(Fold, HistoryEntriesAreTheBytesTheObjectApiPacks) {
+  Harness h;
+  auto events = conversation();
+  events.push_back(user_message(300, "a", "after a refusal", 1));  // rejected: the next entry counts it
+  events.push_back(user_message(301, "a", "counted"));
+  h.fold(events, 7);
+  std::size_t entries = 0;
+  for (const char* session : {"a", "b"}) {
+    h.kv.scan(key::history_prefix(session), [&](std::string_view, std::string_view v) {
+      state::HistoryEntryT object;
+      flatbuffers::GetRoot<state::HistoryEntry>(v.data())->UnPackTo(&object);
+      flatbuffers::FlatBufferBuilder builder;
+      builder.Finish(state::HistoryEntry::Pack(builder, &object));
+      EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(builder.GetBufferPointer()), builder.GetSize()), v)
+          << "version " << object.version << " of " << session;
+      ++entries;
+      return true;
+    });
+  }
+  EXPECT_EQ(entries, events.size() - 1);
+}
+
 TEST(Fold, ReorderedEventsGiveADifferentChain) {
   Harness x;
   Harness y;
