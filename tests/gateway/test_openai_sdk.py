@@ -1447,6 +1447,35 @@ def test_audit_rechecks_every_receipt(serve, fake, client):
     assert audited >= 1
 
 
+def test_rerender_shows_what_another_policy_and_provider_would_have_sent(serve, fake, client, tmp_path):
+    # `statefold rerender` on a real store: every turn as sent matches its receipt, and the counterfactual (a policy
+    # file with a small budget, the Anthropic renderer) renders without calling anything.
+    session = serve.new_session("rerender")
+    fake.script({"reply": "a" * 400}, {"reply": "b" * 400}, {"reply": "c"})
+    for text in ("first question " * 40, "second question " * 40, "third"):
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": text}])
+    calls = len(fake.requests())
+    policy = tmp_path / "policy.toml"
+    policy.write_text('token-budget = 360\noutput-reserve = 60\n')
+    run = subprocess.run([serve.binary, "rerender", "--data-dir", str(serve.data_dir), "--session", session,
+                          "--policy", str(policy), "--provider", "anthropic", "--format", "json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["counterfactual"] == {"token_budget": 360, "output_reserve": 60, "provider": "anthropic"}
+    turns = report["turns"]
+    assert [t["recorded_hash"] for t in turns] == [r["request_hash"] for r in serve.receipts(session)]
+    assert all(t["sent_matches_receipt"] for t in turns), turns
+    assert all("problem" not in t for t in turns), turns
+    assert turns[-1]["counterfactual"]["cut"]["messages"] > 0, turns[-1]
+    assert turns[-1]["counterfactual"]["tokens"] < turns[-1]["sent"]["tokens"]
+    assert len(fake.requests()) == calls  # no model was called
+    text = subprocess.run([serve.binary, "rerender", "--data-dir", str(serve.data_dir), "--session", session],
+                          capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0 and "nothing changed" in text.stdout, text.stdout + text.stderr
+
+
 def test_audit_catches_a_forged_receipt(serve, fake, client):
     # The control for the test above: a receipt whose hash is not what its state version renders to fails audit.
     session = "sdk-forged-" + uuid.uuid4().hex[:10]  # not in serve.sessions: the audit above must not see it

@@ -35,5 +35,6 @@ Runner add_verify(CLI::App& app);
 Runner add_audit(CLI::App& app);
 Runner add_snapshot(CLI::App& app);
 Runner add_fork(CLI::App& app);
+Runner add_rerender(CLI::App& app);
 
 }  // namespace statefold::cli

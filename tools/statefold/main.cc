@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(statefold::cli::add_audit);
   add(statefold::cli::add_snapshot);
   add(statefold::cli::add_fork);
+  add(statefold::cli::add_rerender);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
