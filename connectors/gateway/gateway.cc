@@ -14,6 +14,7 @@ const std::string kRouteGetResponse = "GET /v1/responses/{id}";
 constexpr std::string_view kSessionsPrefix = "/v1/sessions/";
 constexpr std::string_view kContextSuffix = "/context";
 constexpr std::string_view kResponsesPrefix = "/v1/responses/";
+constexpr std::string_view kModels = "/v1/models";
 // How long a read waits for the session's turn that has answered to have its reply folded.
 constexpr std::chrono::seconds kSettlePatience{2};
 
@@ -87,7 +88,8 @@ void Gateway::stop() { _impl->core.workers.stop(); }
 bool Gateway::handles(const http::Request& request) {
   // The path as sent: GET /v1/sessions/y%2Fcontext reads session "y/context", it is not this route.
   const std::string& p = request.raw_path.empty() ? request.path : request.raw_path;
-  return p == "/v1/chat/completions" || p == "/v1/responses" || p.starts_with(kResponsesPrefix) ||
+  return p == "/v1/chat/completions" || p == "/v1/responses" || p.starts_with(kResponsesPrefix) || p == kModels ||
+         (p.starts_with(kModels) && p[kModels.size()] == '/') ||
          (p.starts_with(kSessionsPrefix) && p.ends_with(kContextSuffix) &&
           p.size() > kSessionsPrefix.size() + kContextSuffix.size());
 }
@@ -101,6 +103,13 @@ void Gateway::handle(http::Request request, http::Respond respond) {
     const auto session = http::decode_path_part(
         std::string_view(raw).substr(kSessionsPrefix.size(), raw.size() - kSessionsPrefix.size() - kContextSuffix.size()));
     return respond(context_overview(core, request, session.value_or("")));
+  }
+  if (raw.starts_with(kModels)) {
+    if (request.method != "GET") return respond(internal::openai_error(405, "use GET", "invalid_request_error", path));
+    if (raw == kModels) return respond(internal::list_models(core, request));
+    // Model ids may hold a '/' (Bedrock ARNs, "org/model" on vLLM): everything after the prefix is the id.
+    const auto model = http::decode_path_part(std::string_view(raw).substr(kModels.size() + 1));
+    return respond(internal::get_model(core, request, model.value_or("")));
   }
   if (path.starts_with(kResponsesPrefix)) {
     if (request.method != "GET") {

@@ -117,6 +117,15 @@ const Route* Router::rule_for(std::string_view session_id) const {
   return best;
 }
 
+std::vector<const Endpoint*> Router::allowed_endpoints(std::string_view session_id) const {
+  const Route* rule = rule_for(session_id);
+  std::vector<const Endpoint*> out;
+  for (const Endpoint& e : _config.endpoints) {
+    if (allowed(rule, e)) out.push_back(&e);
+  }
+  return out;
+}
+
 const Endpoint* Router::endpoint(std::string_view name) const {
   for (const Endpoint& e : _config.endpoints) {
     if (e.name == name) return &e;

@@ -42,6 +42,9 @@ class Router {
   // a session no route matches is refused everything once any route exists.
   base::Result<const Endpoint*> route(std::string_view session_id, std::string_view requested = {}) const;
 
+  // The endpoints `session_id` may use, in configuration order (every endpoint when no route exists).
+  std::vector<const Endpoint*> allowed_endpoints(std::string_view session_id) const;
+
   // The rule that applies to `session_id` (longest prefix), or nullptr.
   const Route* rule_for(std::string_view session_id) const;
   const Endpoint* endpoint(std::string_view name) const;

@@ -713,5 +713,57 @@ TEST_F(GatewayStreamTest, ARefusalBeforeTheStreamStartsIsAPlainError) {
   EXPECT_EQ(version("stream-3"), 4u);
 }
 
+// GET /v1/models lists what the caller's routes reach: "vip/" sessions may use the paid endpoint, others only echo.
+TEST(GatewayModels, ListTheModelsTheSessionsRoutesReach) {
+  upstream::RoutingConfig config = offline_routing();
+  upstream::Endpoint paid = config.endpoints[0];
+  paid.name = "paid";
+  paid.model = "gpt-4o";
+  paid.models = {"gpt-4o-mini", "*", "echo"};
+  config.endpoints.push_back(paid);
+  config.routes.push_back({"", {"echo"}, ""});
+  config.routes.push_back({"vip/", {"paid", "echo"}, ""});
+  auto router = upstream::Router::make(config);
+  ASSERT_TRUE(router.ok()) << router.error().message;
+  testing::MemorySink sink;
+  MemoryState state(sink);
+  Gateway gateway(Options{std::move(*router), 1, {}, 1 << 20}, state, sink);
+  auto call = [&](std::string method, std::string path, std::string session) {
+    http::Request request;
+    request.method = std::move(method);
+    request.path = std::move(path);
+    if (!session.empty()) request.headers.emplace_back("x-session-id", session);
+    EXPECT_TRUE(gateway.handles(request)) << request.path;
+    std::promise<http::Response> answered;
+    gateway.handle(std::move(request), [&](http::Response r) { answered.set_value(std::move(r)); });
+    return answered.get_future().get();
+  };
+  auto ids = [](const http::Response& r) {
+    std::vector<std::string> out;
+    const json::value list = json::parse(r.body);
+    for (const auto& m : list.at("data").as_array()) {
+      out.push_back(std::string(m.at("id").as_string()) + "@" + std::string(m.at("owned_by").as_string()));
+    }
+    return out;
+  };
+
+  auto plain = call("GET", "/v1/models", "");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(json::parse(plain.body).at("object").as_string(), "list");
+  EXPECT_EQ(ids(plain), (std::vector<std::string>{"echo@echo"}));
+  auto vip = call("GET", "/v1/models", "vip/alice");
+  ASSERT_EQ(vip.status, 200) << vip.body;
+  EXPECT_EQ(ids(vip), (std::vector<std::string>{"echo@echo", "gpt-4o@paid", "gpt-4o-mini@paid"}));
+
+  auto one = call("GET", "/v1/models/gpt-4o", "vip/alice");
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(json::parse(one.body).at("owned_by").as_string(), "paid");
+  EXPECT_EQ(json::parse(one.body).at("object").as_string(), "model");
+  auto hidden = call("GET", "/v1/models/gpt-4o", "bob");
+  EXPECT_EQ(hidden.status, 404);
+  EXPECT_EQ(json::parse(hidden.body).at("error").at("code").as_string(), "model_not_found");
+  EXPECT_EQ(call("POST", "/v1/models", "").status, 405);
+}
+
 }  // namespace
 }  // namespace statefold::gateway

@@ -1447,6 +1447,17 @@ def test_audit_rechecks_every_receipt(serve, fake, client):
     assert audited >= 1
 
 
+def test_models_lists_what_the_routes_reach(client):
+    # The SDK's own model listing and retrieval, against the three endpoints of upstream_config.
+    ids = {m.id: m.owned_by for m in client.models.list()}
+    assert ids == {"gpt-4.1": "fake-responses", "claude-sonnet-4": "fake-anthropic", "gpt-4o": "fake"}, ids
+    model = client.models.retrieve("claude-sonnet-4")
+    assert (model.id, model.object, model.owned_by) == ("claude-sonnet-4", "model", "fake-anthropic")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("no-such-model")
+    assert missing.value.code == "model_not_found"
+
+
 def test_rerender_shows_what_another_policy_and_provider_would_have_sent(serve, fake, client, tmp_path):
     # `statefold rerender` on a real store: every turn as sent matches its receipt, and the counterfactual (a policy
     # file with a small budget, the Anthropic renderer) renders without calling anything.

@@ -210,4 +210,8 @@ void chat(Core& core, const http::Request& request, Clock::time_point received, 
 void responses(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond);
 http::Response get_response(Core& core, const std::string& id);
 
+// GET /v1/models, GET /v1/models/{model} (models.cc).
+http::Response list_models(const Core& core, const http::Request& request);
+http::Response get_model(const Core& core, const http::Request& request, std::string_view model);
+
 }  // namespace statefold::gateway::internal
