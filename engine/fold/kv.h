@@ -42,6 +42,22 @@ class WriteSet {
   std::map<std::string, std::optional<std::string>, std::less<>> _writes;
 };
 
+// A reader that sees `pending` (a batch folded but not committed yet) over `base`: the engine folds the next batch
+// through it while the store commits the previous one. Both must outlive it and stay unchanged while it is read.
+class Overlay final : public Reader {
+ public:
+  Overlay(const WriteSet& pending, const Reader& base) : _pending(pending), _base(base) {}
+  std::optional<std::string> get(std::string_view key) const override;
+  // Merges the two in key order: for the rare whole-session passes (checkpoints, erasure), not the per-event path.
+  void scan(std::string_view prefix, std::string_view start,
+            const std::function<bool(std::string_view, std::string_view)>& visit) const override;
+  using Reader::scan;
+
+ private:
+  const WriteSet& _pending;
+  const Reader& _base;
+};
+
 // An ordered in-memory store: the reference fold of tests, and a scratch store for tools.
 class MemoryKv final : public Reader {
  public:

@@ -1,7 +1,10 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "base/hex.h"
 #include "base/logging.h"
@@ -30,8 +33,78 @@ std::string join(const std::vector<std::int32_t>& partitions) {
 
 }  // namespace
 
+// A folded batch on its way into the store. The folder read through `reader` (the batch before it, still
+// committing, over the store) and is not read again once finished: only `writes` is, by the commit thread.
+struct Engine::Commit {
+  std::unique_ptr<fold::Overlay> reader;
+  std::unique_ptr<fold::Folder> folder;
+  const fold::WriteSet* writes = nullptr;
+  std::map<std::int32_t, std::int64_t> next;
+  std::vector<std::string> erased;  // sessions whose erasure this batch accepted
+  std::vector<FoldedRecord> folded;
+  std::size_t records = 0;
+  std::chrono::steady_clock::duration fold_time{};
+};
+
+// One thread that commits one batch at a time, so that the engine thread folds the next meanwhile.
+class Engine::CommitThread {
+ public:
+  explicit CommitThread(Engine& engine) : _engine(engine), _thread([this] { loop(); }) {}
+  ~CommitThread() {
+    {
+      std::lock_guard lock(_mutex);
+      _stopping = true;
+    }
+    _changed.notify_all();
+    _thread.join();
+  }
+  void submit(Commit& batch) {
+    {
+      std::lock_guard lock(_mutex);
+      _job = &batch;
+    }
+    _changed.notify_all();
+  }
+  // Waits for the batch submitted last; what its commit gave.
+  base::Result<void> wait() {
+    std::unique_lock lock(_mutex);
+    _changed.wait(lock, [&] { return _job == nullptr; });
+    return std::exchange(_result, base::Result<void>());
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(_mutex);
+    for (;;) {
+      _changed.wait(lock, [&] { return _job != nullptr || _stopping; });
+      if (_job == nullptr) return;  // stopping, nothing left to commit
+      Commit* job = _job;
+      lock.unlock();
+      base::Result<void> result;
+      try {
+        result = _engine.commit(*job);
+      } catch (const std::exception& e) {  // e.g. an observer that throws: the engine thread reports it
+        result = base::make_error(std::string("committing a batch failed: ") + e.what());
+      }
+      lock.lock();
+      _result = std::move(result);
+      _job = nullptr;
+      _changed.notify_all();
+    }
+  }
+
+  Engine& _engine;
+  std::mutex _mutex;
+  std::condition_variable _changed;
+  Commit* _job = nullptr;
+  bool _stopping = false;
+  base::Result<void> _result;
+  std::thread _thread;  // last: it starts once the members above exist
+};
+
 Engine::Engine(EngineOptions options) : _options(std::move(options)) {}
 Engine::~Engine() {
+  _committer.reset();  // a batch in flight is committed first
   if (_consumer) _consumer->close();
 }
 
@@ -116,7 +189,8 @@ std::map<std::int32_t, std::int64_t> Engine::lag() const {
 }
 
 std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const std::vector<std::int32_t>& partitions) {
-  // Every batch is committed before the next poll, so the store is the whole truth here.
+  // With the batch in flight committed, the store is the whole truth here.
+  if (auto committed = finish_commit(); !committed) _commit_error = committed.error();
   std::map<std::int32_t, std::optional<std::int64_t>> starts;
   for (std::int32_t p : partitions) {
     auto it = _next_offsets.find(p);
@@ -133,6 +207,8 @@ std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const st
 }
 
 void Engine::on_revoked(const std::vector<std::int32_t>& partitions) {
+  // What was folded from these partitions is stored before another member starts on them.
+  if (auto committed = finish_commit(); !committed) _commit_error = committed.error();
   base::log_info("partitions revoked", {{"topic", _options.topic}, {"partitions", join(partitions)}});
 }
 
@@ -147,11 +223,14 @@ bool Engine::caught_up(std::int64_t max_lag) const {
 
 base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   const auto fold_start = std::chrono::steady_clock::now();
-  fold::Folder folder(*_store);
-  std::map<std::int32_t, std::int64_t> next;
+  auto batch = std::make_unique<Commit>();
+  // The batch still committing is part of the state this one folds on.
+  if (_in_flight) batch->reader = std::make_unique<fold::Overlay>(*_in_flight->writes, *_store);
+  batch->folder = std::make_unique<fold::Folder>(batch->reader ? static_cast<const fold::Reader&>(*batch->reader)
+                                                               : static_cast<const fold::Reader&>(*_store));
+  fold::Folder& folder = *batch->folder;
+  std::map<std::int32_t, std::int64_t>& next = batch->next;
   bool sent_dead_letters = false;
-  std::vector<std::string> erased;  // sessions whose erasure this batch accepted
-  _folded.clear();
   for (const log::Record& r : records) {
     if (_options.stop_at) {
       auto limit = _options.stop_at->find(r.partition);
@@ -162,7 +241,7 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
     }
     auto known = _next_offsets.find(r.partition);
     if (known != _next_offsets.end() && r.offset < known->second) {
-      // Already in the store: a rebalance handed us a partition we had read ahead on.
+      // Already folded: a rebalance handed us a partition we had read ahead on.
       _stats.skipped_refolds.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
@@ -202,7 +281,7 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
       folded.session_id = std::string(event->session_id());
       if (folded.applied.outcome == fold::Outcome::accepted &&
           event->payload_type() == static_cast<std::uint8_t>(schema::Payload::ErasureRequest)) {
-        erased.push_back(folded.session_id);
+        batch->erased.push_back(folded.session_id);
       }
       switch (folded.applied.outcome) {
         case fold::Outcome::accepted: _stats.accepted.fetch_add(1, std::memory_order_relaxed); break;
@@ -212,7 +291,7 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
     }
     next[r.partition] = r.offset + 1;
     _stats.records.fetch_add(1, std::memory_order_relaxed);
-    if (_observer) _folded.push_back(std::move(folded));
+    if (_observer) batch->folded.push_back(std::move(folded));
   }
   if (next.empty()) return {};
   // A dead letter must be on its topic before the offset that skips it is stored: nothing is lost.
@@ -222,29 +301,43 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
                               flushed.error().message);
     }
   }
-  const auto& writes = folder.finish();
-  const auto commit_start = std::chrono::steady_clock::now();
-  if (auto committed = _store->commit(writes, next); !committed) return committed.error();
-  if (_probe != nullptr) {
-    const auto commit_end = std::chrono::steady_clock::now();
-    _probe->batch_committed(records.size(), commit_start - fold_start, commit_end - commit_start);
-  }
+  batch->writes = &folder.finish();  // the folder reads nothing more: the batch in flight may go
+  batch->records = records.size();
+  batch->fold_time = std::chrono::steady_clock::now() - fold_start;
   for (const auto& [p, o] : next) _next_offsets[p] = o;
-  for (const auto& session : erased) {
+  // Batches reach the store in order, each whole with its offsets: the one in flight first.
+  if (auto committed = finish_commit(); !committed) return committed.error();
+  if (!_committer) _committer = std::make_unique<CommitThread>(*this);
+  _in_flight = std::move(batch);
+  _committer->submit(*_in_flight);
+  return {};
+}
+
+base::Result<void> Engine::commit(Commit& batch) {
+  const auto commit_start = std::chrono::steady_clock::now();
+  if (auto committed = _store->commit(*batch.writes, batch.next); !committed) return committed.error();
+  if (_probe != nullptr) {
+    _probe->batch_committed(batch.records, batch.fold_time, std::chrono::steady_clock::now() - commit_start);
+  }
+  for (const auto& session : batch.erased) {
     // The erased content is out of the state; compaction takes it out of the store's files as well.
     if (auto compacted = _store->compact_session(session); !compacted) return compacted.error();
     base::log_info("erased session compacted out of the store files", {{"session", session}});
   }
   _stats.batches.fetch_add(1, std::memory_order_relaxed);
+  // Appends waiting for their fold (read-your-writes) are answered as soon as the batch is in the store.
+  if (_observer) _observer(batch.folded);
+  return {};
+}
+
+base::Result<void> Engine::finish_commit() {
+  if (!_in_flight) return {};
+  auto committed = _committer->wait();
+  auto done = std::move(_in_flight);
+  if (!committed) return committed.error();
   // Group offsets are for lag monitoring only: at most one commit a second, or small batches (API appends) would
   // queue thousands of OffsetCommits ahead of the heartbeats and cost the group membership.
-  for (const auto& [p, o] : next) _lag_offsets[p] = o;
-  if (const auto now = std::chrono::steady_clock::now(); now - _last_lag_commit >= std::chrono::seconds(1)) {
-    _consumer->commit_for_lag(_lag_offsets);
-    _lag_offsets.clear();
-    _last_lag_commit = now;
-  }
-  if (_observer) _observer(_folded);
+  for (const auto& [p, o] : done->next) _lag_offsets[p] = o;
   return {};
 }
 
@@ -281,6 +374,14 @@ std::optional<base::Error> Engine::check_home_partition(std::string_view session
                               std::to_string(partition) +
                               ": produce with the key = session id and a murmur2 partitioner (librdkafka clients: "
                               "partitioner=murmur2_random; see docs/events.md)");
+}
+
+void Engine::commit_lag_offsets(bool now) {
+  const auto at = std::chrono::steady_clock::now();
+  if (_lag_offsets.empty() || (!now && at - _last_lag_commit < std::chrono::seconds(1))) return;
+  _consumer->commit_for_lag(_lag_offsets);
+  _lag_offsets.clear();
+  _last_lag_commit = at;
 }
 
 void Engine::maybe_log_progress() {
@@ -334,15 +435,28 @@ base::Result<void> Engine::run() {
       _stats.pauses.fetch_add(stalled ? 1 : 0, std::memory_order_relaxed);
       base::log_info(stalled ? "store is throttling writes: fetching paused" : "fetching resumed");
     }
-    _consumer->poll(batch, _options.max_batch, _options.poll_timeout);
+    // While a batch commits, only take what is already fetched: with nothing new, finish the commit (and answer
+    // the appends waiting for it) instead of waiting on the consumer.
+    _consumer->poll(batch, _options.max_batch,
+                    _in_flight ? std::chrono::milliseconds(0) : _options.poll_timeout);
     if (std::string fatal = _consumer->fatal_error(); !fatal.empty()) {
+      (void)finish_commit();
       return base::make_error("Kafka consumer failed: " + fatal);
     }
-    if (auto folded = fold_batch(batch); !folded) return folded.error();
+    if (_commit_error) return *std::exchange(_commit_error, std::nullopt);
+    if (batch.empty()) {
+      if (auto committed = finish_commit(); !committed) return committed.error();
+    } else if (auto folded = fold_batch(batch); !folded) {
+      (void)finish_commit();
+      return folded.error();
+    }
+    commit_lag_offsets();
     maybe_log_progress();
     if (reached_stop()) break;
   }
-  // The batch in hand was committed above; leave the group so the partitions move on at once.
+  // The batch in hand is committed before the group is left, so the partitions move on at once.
+  if (auto committed = finish_commit(); !committed) return committed.error();
+  commit_lag_offsets(true);
   _consumer->close();
   base::log_info("engine stopped", {{"records", std::to_string(_stats.records.load())},
                                     {"accepted", std::to_string(_stats.accepted.load())}});

@@ -108,13 +108,22 @@ class Engine final : private log::AssignmentListener {
   explicit Engine(EngineOptions options);
   std::map<std::int32_t, std::optional<std::int64_t>> on_assigned(const std::vector<std::int32_t>& partitions) override;
   void on_revoked(const std::vector<std::int32_t>& partitions) override;
+  // Folds a batch on this thread (through the batch still committing, if any), then waits for that one and hands
+  // this one to the commit thread: the fold of batch n+1 overlaps the RocksDB write of batch n.
   base::Result<void> fold_batch(const std::vector<log::Record>& records);
+  // Waits for the batch in flight, if any; its error, if its commit failed.
+  base::Result<void> finish_commit();
+  struct Commit;
+  class CommitThread;
+  base::Result<void> commit(Commit& batch);  // on the commit thread
   // The key and value a dead letter is sent with: the record's own, cut to a size Kafka takes (headers then name
   // the original's size and SHA-256).
   static std::pair<std::optional<std::string_view>, std::span<const std::uint8_t>> dead_letter_body(
       const log::Record& record, std::vector<log::Header>& headers);
   // Why a record of `session_id` found on `partition` must not be folded (it is not the session's home), or nullopt.
   std::optional<base::Error> check_home_partition(std::string_view session_id, std::int32_t partition) const;
+  // The stored offsets to the group, for lag monitoring: at most once a second unless `now`.
+  void commit_lag_offsets(bool now = false);
   void maybe_log_progress();
   bool reached_stop();
 
@@ -122,12 +131,15 @@ class Engine final : private log::AssignmentListener {
   std::unique_ptr<store::Store> _store;
   std::unique_ptr<log::Consumer> _consumer;
   std::unique_ptr<log::Producer> _dead_letters;
-  std::map<std::int32_t, std::int64_t> _next_offsets;  // mirrors the store: records below are already folded
+  // Records below are already folded: the store's offsets, and those of the batch in flight.
+  std::map<std::int32_t, std::int64_t> _next_offsets;
   std::atomic<bool> _stop{false};
   EngineStats _stats;
   std::function<void(const std::vector<FoldedRecord>&)> _observer;
   EngineProbe* _probe = nullptr;
-  std::vector<FoldedRecord> _folded;
+  std::unique_ptr<CommitThread> _committer;
+  std::unique_ptr<Commit> _in_flight;       // handed to the commit thread, not known to be in the store yet
+  std::optional<base::Error> _commit_error;  // a failed commit seen inside a rebalance callback
   std::chrono::steady_clock::time_point _last_progress;
   std::map<std::int32_t, std::int64_t> _lag_offsets;  // not yet committed to the group
   std::chrono::steady_clock::time_point _last_lag_commit;
