@@ -118,8 +118,7 @@ base::Result<EventStreamMessage> EventStreamDecoder::decode(std::string_view fra
         value = hex(headers.substr(0, 16));
         headers.remove_prefix(16);
         break;
-      default:
-        return base::make_error(where + "header '" + name + "' has unknown value type " + std::to_string(type));
+      default: return base::make_error(where + "header '" + name + "' has unknown value type " + std::to_string(type));
     }
     if (width > 0) {
       if (headers.size() < width) return truncated("value");
@@ -133,8 +132,8 @@ base::Result<EventStreamMessage> EventStreamDecoder::decode(std::string_view fra
     }
     out.headers.emplace_back(std::move(name), std::move(value));
   }
-  out.payload = std::string(frame.substr(kPreludeBytes + headers_length,
-                                         frame.size() - kPreludeBytes - headers_length - kCrcBytes));
+  out.payload = std::string(
+      frame.substr(kPreludeBytes + headers_length, frame.size() - kPreludeBytes - headers_length - kCrcBytes));
   return out;
 }
 
@@ -159,8 +158,8 @@ base::Result<bool> EventStreamDecoder::feed(std::string_view bytes, const OnMess
       return broken("prelude CRC mismatch (not an event stream, or a corrupt length)");
     }
     if (total < kMinMessageBytes || total > kMaxMessageBytes) {
-      return broken("total length " + std::to_string(total) + " is outside " + std::to_string(kMinMessageBytes) +
-                    ".." + std::to_string(kMaxMessageBytes));
+      return broken("total length " + std::to_string(total) + " is outside " + std::to_string(kMinMessageBytes) + ".." +
+                    std::to_string(kMaxMessageBytes));
     }
     if (headers_length > kMaxHeaderBytes || headers_length > total - kMinMessageBytes) {
       return broken("headers length " + std::to_string(headers_length) + " does not fit its message of " +

@@ -54,15 +54,15 @@ class EventStreamDecoder {
   bool clean_end() const { return _pending.empty() && !_broken; }
   std::size_t messages() const { return _messages; }
 
-  static constexpr std::size_t kMinMessageBytes = 16;                 // prelude + message CRC, nothing else
-  static constexpr std::size_t kMaxMessageBytes = 24 * 1024 * 1024;   // AWS's limit is 16 MiB of payload
+  static constexpr std::size_t kMinMessageBytes = 16;                // prelude + message CRC, nothing else
+  static constexpr std::size_t kMaxMessageBytes = 24 * 1024 * 1024;  // AWS's limit is 16 MiB of payload
   static constexpr std::size_t kMaxHeaderBytes = 128 * 1024;
 
  private:
   base::Result<EventStreamMessage> decode(std::string_view frame) const;
 
-  std::string _pending;      // bytes of a message not yet whole
-  std::size_t _offset = 0;   // stream offset of _pending's first byte, for messages
+  std::string _pending;     // bytes of a message not yet whole
+  std::size_t _offset = 0;  // stream offset of _pending's first byte, for messages
   std::size_t _messages = 0;
   bool _broken = false;
 };

@@ -291,9 +291,8 @@ base::Result<AwsCredentials> aws_credentials(std::string_view endpoint_profile) 
       return out;
     }
     if (key || secret) {
-      return base::make_error(std::string("AWS credentials: ") +
-                              (key ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID") + " is not set, but " +
-                              (key ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") + " is");
+      return base::make_error(std::string("AWS credentials: ") + (key ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID") +
+                              " is not set, but " + (key ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") + " is");
     }
   }
   const std::string profile =
@@ -306,7 +305,8 @@ base::Result<AwsCredentials> aws_credentials(std::string_view endpoint_profile) 
   }
   std::string none = "AWS credentials: ";
   if (endpoint_profile.empty()) none += "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, and ";
-  if (file.empty()) return base::make_error(none + "no credentials file (neither AWS_SHARED_CREDENTIALS_FILE nor HOME)");
+  if (file.empty())
+    return base::make_error(none + "no credentials file (neither AWS_SHARED_CREDENTIALS_FILE nor HOME)");
   std::ifstream in(file, std::ios::binary);
   if (!in) return base::make_error(none + "there is no credentials file " + file);
   std::ostringstream text;

@@ -83,13 +83,14 @@ TEST(BedrockConverse, ImagesAndEmptyToolResults) {
   s.history.push_back(user);
   s.history.push_back(call_message(2, {context::ToolCall{"t1", "noop", ""}}, "calling"));
   s.history.push_back(context::testing::tool_result(3, "t1", ""));
-  EXPECT_EQ(body_of(s),
-            R"({"inferenceConfig":{"maxTokens":50},"toolConfig":{"tools":[{"toolSpec":{"inputSchema":{"json":)"
-            R"({"properties":{},"type":"object"}},"name":"noop"}}]},"messages":[{"role":"user","content":[)"
-            R"({"text":"look"},{"image":{"format":"png","source":{"bytes":"iVBORw0K"}}},)"
-            R"({"text":"[image: https://example.com/cat.jpg]"}]},)"
-            R"({"role":"assistant","content":[{"text":"calling"},{"toolUse":{"input":{},"name":"noop","toolUseId":"t1"}}]},)"
-            R"({"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"json":{}}]}}]}]})");
+  EXPECT_EQ(
+      body_of(s),
+      R"({"inferenceConfig":{"maxTokens":50},"toolConfig":{"tools":[{"toolSpec":{"inputSchema":{"json":)"
+      R"({"properties":{},"type":"object"}},"name":"noop"}}]},"messages":[{"role":"user","content":[)"
+      R"({"text":"look"},{"image":{"format":"png","source":{"bytes":"iVBORw0K"}}},)"
+      R"({"text":"[image: https://example.com/cat.jpg]"}]},)"
+      R"({"role":"assistant","content":[{"text":"calling"},{"toolUse":{"input":{},"name":"noop","toolUseId":"t1"}}]},)"
+      R"({"role":"user","content":[{"toolResult":{"toolUseId":"t1","content":[{"json":{}}]}}]}]})");
 }
 
 TEST(BedrockConverse, PathCarriesTheEncodedModelId) {
@@ -145,8 +146,9 @@ TEST(BedrockConverse, Parameters) {
   EXPECT_EQ(extra(protocol::Params{}), "{}");
   protocol::Params json;
   json.format.type = "json_schema";
-  EXPECT_EQ(extra(json), "error: response_format: JSON output (json_schema) is not supported by the bedrock_converse "
-                         "upstream");
+  EXPECT_EQ(extra(json),
+            "error: response_format: JSON output (json_schema) is not supported by the bedrock_converse "
+            "upstream");
 }
 
 // A Converse response as the API documents it (no id and no model in the body).
@@ -211,18 +213,19 @@ Events text_stream() {
 }
 
 Events tool_stream() {
-  return {{"messageStart", R"({"role":"assistant"})"},
-          {"contentBlockDelta", R"({"contentBlockIndex":0,"delta":{"text":"Let me check."}})"},
-          {"contentBlockStop", R"({"contentBlockIndex":0})"},
-          {"contentBlockStart", R"({"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":)"
-                                R"("tooluse_kZJMlvQmRJ6eAyJE5GIl7Q","name":"get_weather"}}})"},
-          {"contentBlockDelta", R"({"contentBlockIndex":1,"delta":{"toolUse":{"input":"{\"city\": \"Pa"}}})"},
-          {"contentBlockDelta", R"({"contentBlockIndex":1,"delta":{"toolUse":{"input":"ris\", \"unit\": \"c\"}"}}})"},
-          {"contentBlockStop", R"({"contentBlockIndex":1})"},
-          {"contentBlockStart", R"({"contentBlockIndex":2,"start":{"toolUse":{"toolUseId":"tooluse_2","name":"noop"}}})"},
-          {"contentBlockStop", R"({"contentBlockIndex":2})"},
-          {"messageStop", R"({"stopReason":"tool_use"})"},
-          {"metadata", R"({"usage":{"inputTokens":30,"outputTokens":15,"totalTokens":45},"metrics":{"latencyMs":9}})"}};
+  return {
+      {"messageStart", R"({"role":"assistant"})"},
+      {"contentBlockDelta", R"({"contentBlockIndex":0,"delta":{"text":"Let me check."}})"},
+      {"contentBlockStop", R"({"contentBlockIndex":0})"},
+      {"contentBlockStart", R"({"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":)"
+                            R"("tooluse_kZJMlvQmRJ6eAyJE5GIl7Q","name":"get_weather"}}})"},
+      {"contentBlockDelta", R"({"contentBlockIndex":1,"delta":{"toolUse":{"input":"{\"city\": \"Pa"}}})"},
+      {"contentBlockDelta", R"({"contentBlockIndex":1,"delta":{"toolUse":{"input":"ris\", \"unit\": \"c\"}"}}})"},
+      {"contentBlockStop", R"({"contentBlockIndex":1})"},
+      {"contentBlockStart", R"({"contentBlockIndex":2,"start":{"toolUse":{"toolUseId":"tooluse_2","name":"noop"}}})"},
+      {"contentBlockStop", R"({"contentBlockIndex":2})"},
+      {"messageStop", R"({"stopReason":"tool_use"})"},
+      {"metadata", R"({"usage":{"inputTokens":30,"outputTokens":15,"totalTokens":45},"metrics":{"latencyMs":9}})"}};
 }
 
 Reply streamed(const Events& events, std::vector<Delta>* all = nullptr) {
@@ -275,8 +278,8 @@ TEST(BedrockConverse, StreamExceptionsAreErrors) {
   auto throttled = decoder->feed("throttlingException", R"({"message":"Too many tokens, please wait."})");
   ASSERT_FALSE(throttled.ok());
   EXPECT_EQ(throttled.error().message, "rate limited: Too many tokens, please wait.");
-  auto model = bedrock().stream_decoder()->feed("modelStreamErrorException",
-                                                R"({"message":"boom","originalStatusCode":500})");
+  auto model =
+      bedrock().stream_decoder()->feed("modelStreamErrorException", R"({"message":"boom","originalStatusCode":500})");
   ASSERT_FALSE(model.ok());
   EXPECT_EQ(model.error().message, "modelStreamErrorException: boom");
   auto framing = bedrock().stream_decoder()->feed("error", "InternalFailure: broken");
@@ -289,7 +292,8 @@ TEST(BedrockConverse, StreamExceptionsAreErrors) {
   EXPECT_FALSE(unfinished->finished());
   EXPECT_FALSE(bedrock().stream_decoder()->feed("metadata", R"({"usage":{}})").ok());
   EXPECT_FALSE(bedrock().stream_decoder()->feed("contentBlockDelta", "not json").ok());
-  EXPECT_FALSE(bedrock().stream_decoder()
+  EXPECT_FALSE(bedrock()
+                   .stream_decoder()
                    ->feed("contentBlockDelta", R"({"contentBlockIndex":4,"delta":{"toolUse":{"input":"{"}}})")
                    .ok());
 }

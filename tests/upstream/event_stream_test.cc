@@ -89,8 +89,9 @@ TEST(EventStream, KnownFramesOfAwsLibraries) {
   EXPECT_TRUE(empty[0].headers.empty());
   EXPECT_EQ(empty[0].payload, "");
   // content-type: application/json, payload {'foo':'bar'}.
-  const auto one = decode_all(bytes_of_hex("0000003d0000002007fd83960c636f6e74656e742d747970650700106170706c69636174"
-                                           "696f6e2f6a736f6e7b27666f6f273a27626172277d8d9c08b1"));
+  const auto one =
+      decode_all(bytes_of_hex("0000003d0000002007fd83960c636f6e74656e742d747970650700106170706c69636174"
+                              "696f6e2f6a736f6e7b27666f6f273a27626172277d8d9c08b1"));
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0].header("content-type"), "application/json");
   EXPECT_EQ(one[0].payload, "{'foo':'bar'}");
@@ -155,16 +156,15 @@ TEST(EventStream, EveryHeaderType) {
 }
 
 TEST(EventStream, ExceptionsAndErrorsAsEvents) {
-  const auto exception =
-      as_event(decode_all(frame(string_header(":exception-type", "throttlingException") +
-                                    string_header(":message-type", "exception"),
-                                R"({"message":"Too many requests"})"))[0]);
+  const auto exception = as_event(decode_all(
+      frame(string_header(":exception-type", "throttlingException") + string_header(":message-type", "exception"),
+            R"({"message":"Too many requests"})"))[0]);
   EXPECT_EQ(exception.event, "throttlingException");
   EXPECT_EQ(exception.data, R"({"message":"Too many requests"})");
-  const auto error = as_event(decode_all(frame(string_header(":message-type", "error") +
-                                                   string_header(":error-code", "InternalFailure") +
-                                                   string_header(":error-message", "boom"),
-                                               ""))[0]);
+  const auto error = as_event(
+      decode_all(frame(string_header(":message-type", "error") + string_header(":error-code", "InternalFailure") +
+                           string_header(":error-message", "boom"),
+                       ""))[0]);
   EXPECT_EQ(error.event, "error");
   EXPECT_EQ(error.data, "InternalFailure: boom");
 }
@@ -177,8 +177,7 @@ TEST(EventStream, CorruptCrcsAreErrors) {
             "event stream: the message at byte 0: prelude CRC mismatch (not an event stream, or a corrupt length)");
   std::string bad_payload = good;
   bad_payload[bad_payload.size() - 6] = static_cast<char>(bad_payload[bad_payload.size() - 6] ^ 0x20);
-  EXPECT_NE(error_of(bad_payload).find("event stream: the message at byte 0: message CRC mismatch"),
-            std::string::npos);
+  EXPECT_NE(error_of(bad_payload).find("event stream: the message at byte 0: message CRC mismatch"), std::string::npos);
   // The second message is the corrupt one: its offset is named, the first was delivered.
   EventStreamDecoder d;
   int delivered = 0;
@@ -200,8 +199,7 @@ TEST(EventStream, LengthsOutOfRangeAreErrors) {
   };
   EXPECT_NE(error_of(prelude(15, 0)).find("total length 15 is outside 16.."), std::string::npos);
   EXPECT_NE(error_of(prelude(0xffffffff, 0)).find("total length 4294967295 is outside"), std::string::npos);
-  EXPECT_NE(error_of(prelude(20, 5)).find("headers length 5 does not fit its message of 20 bytes"),
-            std::string::npos);
+  EXPECT_NE(error_of(prelude(20, 5)).find("headers length 5 does not fit its message of 20 bytes"), std::string::npos);
   // A header whose value runs past the headers section, with CRCs that match.
   std::string header = string_header("name", "value");
   header.resize(header.size() - 2);

@@ -17,7 +17,8 @@ const AwsCredentials kSuite{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPL
 const SigningScope kScope{"us-east-1", "service"};
 constexpr std::string_view kDate = "20150830T123600Z";
 constexpr std::string_view kHost = "example.amazonaws.com";
-constexpr std::string_view kCredential = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, ";
+constexpr std::string_view kCredential =
+    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, ";
 
 // A request of the suite: its method and target, its headers beyond Host and X-Amz-Date, and its body.
 Signature suite(std::string_view method, std::string_view target, Headers extra = {}, std::string_view body = {}) {
@@ -44,7 +45,8 @@ TEST(SigV4, GetVanilla) {
   EXPECT_EQ(s.string_to_sign,
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n"
             "bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63");
-  EXPECT_EQ(s.authorization, authz("host;x-amz-date", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"));
+  EXPECT_EQ(s.authorization,
+            authz("host;x-amz-date", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"));
 }
 
 TEST(SigV4, PostVanilla) {
@@ -57,7 +59,8 @@ TEST(SigV4, QueryParametersAreSortedAndEncoded) {
   EXPECT_EQ(s.string_to_sign,
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n"
             "816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0");
-  EXPECT_EQ(s.authorization, authz("host;x-amz-date", "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"));
+  EXPECT_EQ(s.authorization,
+            authz("host;x-amz-date", "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"));
   EXPECT_EQ(suite("GET", "/?Param1=value1").authorization,
             authz("host;x-amz-date", "a67d582fa61cc504c4bae71f336f98b97f1ea3c7a6bfe1b6e45aec72011b9aeb"));
   EXPECT_EQ(suite("POST", "/?Param1=value1").authorization,
@@ -91,13 +94,14 @@ TEST(SigV4, HeadersAreLowerCasedSortedTrimmedAndJoined) {
   EXPECT_EQ(suite("GET", "/", {{"My-Header1", " value1"}, {"My-Header2", "\"a   b   c\""}}).authorization,
             authz("host;my-header1;my-header2;x-amz-date",
                   "acc3ed3afb60bb290fc8d2dd0098b9911fcaa05412b367055dee359757a9c736"));
-  EXPECT_EQ(suite("GET", "/", {{"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}})
-                .authorization,
-            authz("host;my-header1;x-amz-date", "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea"));
-  EXPECT_EQ(suite("GET", "/", {{"My-Header1", "value4"}, {"My-Header1", "value1"}, {"My-Header1", "value3"},
-                               {"My-Header1", "value2"}})
-                .authorization,
-            authz("host;my-header1;x-amz-date", "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01"));
+  EXPECT_EQ(
+      suite("GET", "/", {{"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}}).authorization,
+      authz("host;my-header1;x-amz-date", "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea"));
+  EXPECT_EQ(
+      suite("GET", "/",
+            {{"My-Header1", "value4"}, {"My-Header1", "value1"}, {"My-Header1", "value3"}, {"My-Header1", "value2"}})
+          .authorization,
+      authz("host;my-header1;x-amz-date", "08c7e5a9acfcfeb3ab6b2185e75ce8b1deb5e634ec47601a50643f830c755c01"));
 }
 
 TEST(SigV4, BodyAndContentType) {
@@ -109,8 +113,8 @@ TEST(SigV4, BodyAndContentType) {
   EXPECT_EQ(s.string_to_sign,
             "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n"
             "42a5e5bb34198acb3e84da4f085bb7927f2bc277ca766e6d19c73c2154021281");
-  EXPECT_EQ(s.authorization, authz("content-type;host;x-amz-date",
-                                   "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"));
+  EXPECT_EQ(s.authorization,
+            authz("content-type;host;x-amz-date", "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"));
   EXPECT_EQ(suite("POST", "/", {{"Content-Type", "application/x-www-form-urlencoded; charset=utf8"}}, "Param1=value1")
                 .authorization,
             authz("content-type;host;x-amz-date", "1a72ec8f64bd914b0e42e42607c7fbce7fb2c7465f63e3092b3b0d39fa77a6fe"));
@@ -120,7 +124,8 @@ TEST(SigV4, SessionTokenIsSigned) {
   const std::string token =
       "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuw"
       "thAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQc"
-      "HNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==";
+      "HNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/"
+      "oLxBA==";
   EXPECT_EQ(suite("POST", "/", {{"X-Amz-Security-Token", token}}).authorization,
             authz("host;x-amz-date;x-amz-security-token",
                   "85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead"));
@@ -221,8 +226,10 @@ TEST(AwsCredentialsSources, EnvironmentThenFileAndAnEndpointProfileOnlyTheFile) 
   const std::string file = dir.path() + "/credentials";
   std::ofstream(file) << kCredentialsFile;
   {
-    ScopedEnv env{{"AWS_ACCESS_KEY_ID", "AKIDENV"}, {"AWS_SECRET_ACCESS_KEY", "secretenv"},
-                  {"AWS_SESSION_TOKEN", "tokenenv"}, {"AWS_SHARED_CREDENTIALS_FILE", file.c_str()},
+    ScopedEnv env{{"AWS_ACCESS_KEY_ID", "AKIDENV"},
+                  {"AWS_SECRET_ACCESS_KEY", "secretenv"},
+                  {"AWS_SESSION_TOKEN", "tokenenv"},
+                  {"AWS_SHARED_CREDENTIALS_FILE", file.c_str()},
                   {"AWS_PROFILE", nullptr}};
     auto c = aws_credentials("");
     ASSERT_TRUE(c.ok()) << c.error().message;
@@ -234,8 +241,10 @@ TEST(AwsCredentialsSources, EnvironmentThenFileAndAnEndpointProfileOnlyTheFile) 
     EXPECT_EQ(named->access_key_id, "AKIDWORK");
   }
   {
-    ScopedEnv env{{"AWS_ACCESS_KEY_ID", nullptr}, {"AWS_SECRET_ACCESS_KEY", nullptr},
-                  {"AWS_SHARED_CREDENTIALS_FILE", file.c_str()}, {"AWS_PROFILE", nullptr}};
+    ScopedEnv env{{"AWS_ACCESS_KEY_ID", nullptr},
+                  {"AWS_SECRET_ACCESS_KEY", nullptr},
+                  {"AWS_SHARED_CREDENTIALS_FILE", file.c_str()},
+                  {"AWS_PROFILE", nullptr}};
     auto c = aws_credentials("");
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->access_key_id, "AKIDDEFAULT");
@@ -244,11 +253,14 @@ TEST(AwsCredentialsSources, EnvironmentThenFileAndAnEndpointProfileOnlyTheFile) 
     ScopedEnv nobody{{"AWS_PROFILE", "nobody"}};
     auto missing = aws_credentials("");
     ASSERT_FALSE(missing.ok());
-    EXPECT_EQ(missing.error().message, "AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, "
-                                       "and there is no profile 'nobody' in " + file);
+    EXPECT_EQ(missing.error().message,
+              "AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, "
+              "and there is no profile 'nobody' in " +
+                  file);
   }
   {
-    ScopedEnv env{{"AWS_ACCESS_KEY_ID", "AKIDENV"}, {"AWS_SECRET_ACCESS_KEY", nullptr},
+    ScopedEnv env{{"AWS_ACCESS_KEY_ID", "AKIDENV"},
+                  {"AWS_SECRET_ACCESS_KEY", nullptr},
                   {"AWS_SHARED_CREDENTIALS_FILE", (dir.path() + "/none").c_str()}};
     auto half = aws_credentials("");
     ASSERT_FALSE(half.ok());

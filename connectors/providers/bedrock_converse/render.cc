@@ -44,8 +44,9 @@ base::Result<Extras> split_extras(std::string_view extra) {
   if (auto it = o.find("inferenceConfig"); it != o.end()) {
     if (!it->value().is_object()) return base::make_error("context: extra inferenceConfig must be a JSON object");
     if (it->value().get_object().contains("maxTokens")) {
-      return base::make_error("context: extra request parameter \"inferenceConfig.maxTokens\" is written by the "
-                              "renderer");
+      return base::make_error(
+          "context: extra request parameter \"inferenceConfig.maxTokens\" is written by the "
+          "renderer");
     }
     out.inference = std::move(it->value().get_object());
     o.erase(it);
@@ -251,8 +252,8 @@ std::string BedrockConverse::upstream_path(std::string_view model, bool stream) 
   std::string out = "/model/";
   for (char ch : model) {
     const auto c = static_cast<unsigned char>(ch);
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                            c == '-' || c == '_' || c == '.' || c == '~';
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '_' || c == '.' || c == '~';
     if (unreserved) {
       out += ch;
     } else {
