@@ -29,7 +29,7 @@ PACKAGES=(
   libpcre2-dev
   # promtool checks the /metrics output in tests
   prometheus
-  # every Kafka codec (zstd, lz4, snappy, gzip) must work end to end
+  # every Kafka codec (zstd, lz4, snappy, gzip) must work end to end; zlib's crc32 also checks AWS event-streams
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   # local real broker (tools/kafka.sh): Kafka 4.x needs Java 17+, jars come via Maven
   openjdk-17-jre-headless maven

@@ -30,15 +30,25 @@ std::string_view provider_name(Provider provider) {
     case Provider::openai_responses: return "openai_responses";
     case Provider::anthropic: return "anthropic";
     case Provider::echo: return "echo";
+    case Provider::bedrock_converse: return "bedrock_converse";
   }
   return "openai_chat";
 }
 
 std::optional<Provider> parse_provider(std::string_view name) {
-  for (Provider p : {Provider::openai_chat, Provider::openai_responses, Provider::anthropic, Provider::echo}) {
+  for (Provider p : kProviders) {
     if (name == provider_name(p)) return p;
   }
   return std::nullopt;
+}
+
+std::string provider_names(std::string_view separator) {
+  std::string out;
+  for (Provider p : kProviders) {
+    if (!out.empty()) out += separator;
+    out += provider_name(p);
+  }
+  return out;
 }
 
 std::string request_hash(std::string_view body) { return base::to_hex(base::sha256(body)); }

@@ -23,10 +23,18 @@ enum class Provider : std::uint8_t {
   openai_responses = 1,  // POST /v1/responses, stateless: input items and store:false
   anthropic = 2,         // POST /v1/messages, with cache_control breakpoints
   echo = 3,              // offline: an openai_chat body, answered by the echo provider itself
+  bedrock_converse = 4,  // POST /model/{modelId}/converse on AWS Bedrock, SigV4-signed
 };
 
-std::string_view provider_name(Provider provider);  // "openai_chat", "openai_responses", "anthropic", "echo"
+// Every provider, in the order lists name them. The one list of providers: routing's validation, the CLI's and the
+// API's messages all come from it, so that a new provider is an enumerator here plus its folder in providers/.
+inline constexpr Provider kProviders[] = {Provider::openai_chat, Provider::openai_responses, Provider::anthropic,
+                                          Provider::bedrock_converse, Provider::echo};
+
+std::string_view provider_name(Provider provider);  // "openai_chat", "anthropic", "bedrock_converse"...
 std::optional<Provider> parse_provider(std::string_view name);
+// "openai_chat, openai_responses, anthropic, bedrock_converse, echo": for messages that list the choices.
+std::string provider_names(std::string_view separator = ", ");
 
 struct RenderOptions {
   // Extra request parameters the gateway passes through (tools, temperature, stream...): a JSON object whose

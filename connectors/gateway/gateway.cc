@@ -35,7 +35,7 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
   if (auto it = request.query.find("provider"); it != request.query.end()) {
     provider = context::parse_provider(it->second);
     if (!provider) {
-      return http::error_response(400, "provider: one of openai_chat, openai_responses, anthropic, echo", route);
+      return http::error_response(400, "provider: one of " + context::provider_names(), route);
     }
   }
   spec.provider = provider.value_or(context::Provider::echo);

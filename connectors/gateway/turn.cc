@@ -395,7 +395,7 @@ std::optional<protocol::Reply> Core::complete(const Prepared& p, Call& call) {
     return reply;
   }
   upstream::Request request;
-  request.path = std::string(provider.upstream_path());
+  request.path = provider.upstream_path(p.spec.model, false);
   request.body = p.body;
   upstream::Response response = client.call(*p.endpoint, request);
   call.latency_ms = response.latency_ms;
@@ -426,7 +426,7 @@ std::optional<protocol::Reply> Core::complete_streaming(const Prepared& p, Call&
     return complete(p, call);
   }
   upstream::Request request;
-  request.path = std::string(provider.upstream_path());
+  request.path = provider.upstream_path(p.spec.model, true);
   request.body = p.body;
   const auto decoder = provider.stream_decoder();
   providers::StreamDecoder& parser = *decoder;

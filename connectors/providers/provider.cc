@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "connectors/providers/anthropic/anthropic.h"
+#include "connectors/providers/bedrock_converse/bedrock_converse.h"
 #include "connectors/providers/echo/echo.h"
 #include "connectors/providers/internal/json.h"
 #include "connectors/providers/openai_chat/openai_chat.h"
@@ -15,9 +16,10 @@ namespace {
 const openai_chat::OpenAIChat kOpenAIChat;
 const openai_responses::OpenAIResponses kOpenAIResponses;
 const anthropic::Anthropic kAnthropic;
+const bedrock_converse::BedrockConverse kBedrockConverse;
 const echo::Echo kEcho;
 
-const Provider* const kAll[] = {&kOpenAIChat, &kOpenAIResponses, &kAnthropic, &kEcho};
+const Provider* const kAll[] = {&kOpenAIChat, &kOpenAIResponses, &kAnthropic, &kBedrockConverse, &kEcho};
 
 }  // namespace
 
@@ -33,6 +35,7 @@ const Provider& get(context::Provider provider) {
     case context::Provider::openai_chat: return kOpenAIChat;
     case context::Provider::openai_responses: return kOpenAIResponses;
     case context::Provider::anthropic: return kAnthropic;
+    case context::Provider::bedrock_converse: return kBedrockConverse;
     case context::Provider::echo: return kEcho;
   }
   return kOpenAIChat;  // not reached: every enumerator is handled above

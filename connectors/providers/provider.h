@@ -1,5 +1,5 @@
-// providers: everything specific to one model provider behind one small interface, so that a new provider (Bedrock
-// is next) is one folder. Each folder renders its request body from a materialised Context, writes the client's
+// providers: everything specific to one model provider behind one small interface, so that a new provider is one
+// folder. Each folder renders its request body from a materialised Context, writes the client's
 // Params in its own shape, parses its whole replies, decodes its streams, and names its upstream path and its token
 // margin. The neutral types stay below: context::Context and context::Provider, protocol::Params, Reply, Delta.
 //
@@ -70,8 +70,9 @@ class Provider {
   virtual base::Result<protocol::Reply> parse_reply(std::string_view body) const = 0;
   virtual std::unique_ptr<StreamDecoder> stream_decoder() const = 0;
 
-  // Appended to the endpoint's base URL ("/chat/completions"); "" for an offline provider.
-  virtual std::string_view upstream_path() const = 0;
+  // Appended to the endpoint's base URL ("/chat/completions"); "" for an offline provider. The model and whether the
+  // reply is streamed are for providers that put them in the path (Bedrock: /model/{id}/converse-stream).
+  virtual std::string upstream_path(std::string_view model, bool stream) const = 0;
 
   // Token counts are o200k/cl100k counts times this margin; a provider whose tokenizer is not public errs on the
   // safe side. When calibrated(), the gateway corrects it per endpoint from the usage each reply reports.
@@ -86,11 +87,11 @@ class Provider {
 
 // The provider for an id; every context::Provider has one.
 const Provider& get(context::Provider provider);
-// By name ("openai_chat", "openai_responses", "anthropic", "echo"); nullptr when unknown.
+// By name (context::provider_name: "openai_chat", "anthropic", "bedrock_converse"...); nullptr when unknown.
 const Provider* find(std::string_view name);
 
 // An upstream error body as one line: "rate limited: <message>", "<type>: <message>", or the body's first line.
-// Understands both the OpenAI and the Anthropic error shapes, so it needs no provider.
+// Understands the OpenAI, Anthropic and Bedrock ({"message":...}) error shapes, so it needs no provider.
 std::string error_message(std::string_view body);
 
 }  // namespace statefold::providers

@@ -40,7 +40,9 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "base/logging.h"
+#include "connectors/upstream/event_stream.h"
 #include "connectors/upstream/retry.h"
+#include "connectors/upstream/sigv4.h"
 #include "connectors/upstream/upstream.h"
 
 namespace statefold::upstream {
@@ -149,6 +151,31 @@ struct Connected {
   bool retryable = false;
   bool timed_out = false;
 };
+
+// Signs `message` as it will go out (AWS SigV4): every header but those a proxy may change or the framing sets,
+// over the body as it stands. A previous attempt's signature is replaced.
+void sign_aws(bhttp::request<bhttp::string_body>& message, const AwsCredentials& credentials,
+              const Endpoint& endpoint) {
+  for (std::string_view name : {"authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"}) {
+    message.erase(name);
+  }
+  SigningRequest request;
+  request.method = message.method_string();
+  request.target = message.target();
+  request.body = message.body();
+  for (const auto& field : message) {
+    const std::string name = lower(field.name_string());
+    if (name == "user-agent" || name == "content-length" || name == "transfer-encoding" || name == "connection" ||
+        name == "expect") {
+      continue;
+    }
+    request.headers.emplace_back(name, std::string(field.value()));
+  }
+  const SigningScope scope{endpoint.region, endpoint.aws_service};
+  for (auto& [name, value] : sigv4_sign(request, credentials, scope, amz_date(std::chrono::system_clock::now()))) {
+    message.set(name, value);
+  }
+}
 
 }  // namespace
 
@@ -321,16 +348,22 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
   const auto& head = parser.get();
   x.status = static_cast<int>(head.result_int());
   for (const auto& field : head) x.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
-  const auto content_type = head[bhttp::field::content_type];
-  const bool sse = on_event != nullptr && x.status >= 200 && x.status < 300 &&
-                   lower(content_type.substr(0, 17)) == "text/event-stream";
+  const auto content_type = lower(head[bhttp::field::content_type]);
+  const bool success = on_event != nullptr && x.status >= 200 && x.status < 300;
+  const bool sse = success && content_type.starts_with("text/event-stream");
+  const bool aws_events = success && content_type.starts_with("application/vnd.amazon.eventstream");
+  const bool streamed = sse || aws_events;
 
   SseParser events;
+  EventStreamDecoder messages;
   const OnEvent deliver = [&](const SseEvent& event) {
     ++x.events;
     if ((*on_event)(event)) return true;
     x.stopped = true;
     return false;
+  };
+  const EventStreamDecoder::OnMessage deliver_message = [&](const EventStreamMessage& m) {
+    return deliver(as_event(m));
   };
   std::array<char, kReadChunkBytes> chunk;
   while (!parser.is_done()) {
@@ -352,6 +385,13 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
           }
           return x;  // stopped or broken: the connection is not reused
         }
+      } else if (aws_events) {
+        auto going_on = messages.feed(bytes, deliver_message);
+        if (!going_on) {
+          x.error = going_on.error().message + ", after " + std::to_string(x.events) + " events";
+          return x;
+        }
+        if (!*going_on) return x;  // stopped: the connection is not reused
       } else {
         if (x.body.size() + got > options.max_body_bytes) {
           x.error = "the response body is larger than " + std::to_string(options.max_body_bytes) + " bytes";
@@ -363,11 +403,11 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
     if (ec) {
       x.error = "reading the response body: " + read_error_text(ec, endpoint.read_ms);
       x.timed_out = ec == beast::error::timeout;
-      if (sse) x.error += " after " + std::to_string(x.events) + " events";
+      if (streamed) x.error += " after " + std::to_string(x.events) + " events";
       return x;
     }
   }
-  if (sse && !events.clean_end()) {
+  if ((sse && !events.clean_end()) || (aws_events && !messages.clean_end())) {
     x.error = "the event stream ended inside an event, after " + std::to_string(x.events) + " events";
     return x;
   }
@@ -437,13 +477,23 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
   const auto start = Clock::now();
   Response out;
   std::string key;
+  std::optional<AwsCredentials> aws;
+  // Every secret of this call: the API key, or the AWS secret key and session token.
+  const auto scrub = [&](std::string text) {
+    text = redact(std::move(text), key);
+    if (aws) {
+      text = redact(std::move(text), aws->secret_access_key);
+      text = redact(std::move(text), aws->session_token);
+    }
+    return text;
+  };
   const auto finish = [&]() -> Response {
     out.latency_ms = std::chrono::duration_cast<Ms>(Clock::now() - start).count();
     // An upstream may quote the key it was sent (a 401 body echoing the Authorization header): nothing that
     // leaves the client carries it, so it cannot reach a receipt, a log or an answer.
-    out.error = redact(std::move(out.error), key);
-    out.body = redact(std::move(out.body), key);
-    for (auto& [name, value] : out.headers) value = redact(std::move(value), key);
+    out.error = scrub(std::move(out.error));
+    out.body = scrub(std::move(out.body));
+    for (auto& [name, value] : out.headers) value = scrub(std::move(value));
     return std::move(out);
   };
   const std::string who = "upstream '" + endpoint.name + "'";
@@ -457,7 +507,18 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
     return finish();
   }
   const Auth auth = effective_auth(endpoint);
-  if (auth != Auth::none && !endpoint.api_key_env.empty()) {
+  if (auth == Auth::aws_sigv4) {
+    auto credentials = aws_credentials(endpoint.aws_profile);
+    if (!credentials) {
+      out.error = who + ": " + credentials.error().message;
+      return finish();
+    }
+    aws = std::move(*credentials);
+    if (!valid_header("x", aws->access_key_id) || !valid_header("x", aws->session_token)) {
+      out.error = who + ": the AWS credentials from " + aws->source + " hold a line break or NUL";
+      return finish();
+    }
+  } else if (auth != Auth::none && !endpoint.api_key_env.empty()) {
     const char* value = std::getenv(endpoint.api_key_env.c_str());
     if (value == nullptr || *value == '\0') {
       out.error = who + ": the environment variable " + endpoint.api_key_env + " (its API key) is not set";
@@ -510,7 +571,9 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
     message.set(bhttp::field::content_type, "application/json");
   }
   if ((request.stream || on_event != nullptr) && message.find(bhttp::field::accept) == message.end()) {
-    message.set(bhttp::field::accept, "text/event-stream");
+    // AWS services stream in their binary event-stream framing, never in SSE.
+    message.set(bhttp::field::accept, auth == Auth::aws_sigv4 ? "application/vnd.amazon.eventstream"
+                                                               : "text/event-stream");
   }
   if (!valid_header("x", key)) {
     out.error = who + ": the API key in " + endpoint.api_key_env + " holds a line break or NUL";
@@ -527,6 +590,7 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
         }
         break;
       case Auth::api_key: message.set("api-key", key); break;
+      case Auth::aws_sigv4:
       case Auth::none: break;
     }
   } else if (auth == Auth::x_api_key && message.find("anthropic-version") == message.end()) {
@@ -541,6 +605,7 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
                                std::to_string(url->port) + (url->tls ? " ca=" + endpoint.ca_file : "");
   for (int attempt = 1;; ++attempt) {
     out.attempts = attempt;
+    if (aws) sign_aws(message, *aws, endpoint);  // again for each attempt: a signature is good for minutes only
     Exchange x = this->attempt(pool_key, *url, endpoint, message, on_event);
     out.status = x.status;
     out.headers = std::move(x.headers);
@@ -553,7 +618,7 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
                {"target", std::string(message.method_string()) + " " + where},
                {"attempt", std::to_string(attempt)},
                {"status", std::to_string(out.status)},
-               {"error", redact(out.error, key)}});
+               {"error", scrub(out.error)}});
 
     const bool retry = x.events == 0 && !x.stopped &&
                        (out.error.empty() ? retryable_status(out.status) : x.retryable_failure);
@@ -583,7 +648,7 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
     } else {
       base::log_info("upstream: retrying", {{"endpoint", endpoint.name},
                                             {"attempt", std::to_string(attempt)},
-                                            {"error", redact(out.error, key)},
+                                            {"error", scrub(out.error)},
                                             {"wait_ms", std::to_string(wait.count())}});
     }
     {

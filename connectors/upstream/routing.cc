@@ -7,15 +7,11 @@
 
 #include <toml++/toml.h>
 
+#include "connectors/context/render.h"
+
 namespace statefold::upstream {
 
 namespace {
-
-constexpr std::string_view kProviders[] = {"openai_chat", "openai_responses", "anthropic", "echo"};
-
-bool known_provider(std::string_view provider) {
-  return std::find(std::begin(kProviders), std::end(kProviders), provider) != std::end(kProviders);
-}
 
 bool valid_name(std::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -50,8 +46,8 @@ std::optional<Problem> check(const RoutingConfig& config) {
                      "endpoint name '" + e.name + "' must be non-empty letters, digits, '-', '_' or '.'"};
     }
     if (!names.insert(e.name).second) return problem("a second endpoint with this name");
-    if (!known_provider(e.provider)) {
-      return problem("provider '" + e.provider + "' is not one of openai_chat, openai_responses, anthropic, echo");
+    if (!context::parse_provider(e.provider)) {
+      return problem("provider '" + e.provider + "' is not one of " + context::provider_names());
     }
     if (e.provider != "echo" || !e.base_url.empty()) {
       auto url = parse_base_url(e.base_url);
@@ -60,6 +56,13 @@ std::optional<Problem> check(const RoutingConfig& config) {
     }
     if (!e.api_key_env.empty() && !valid_name(e.api_key_env)) {
       return problem("api_key_env must name an environment variable (the key itself never goes in the config)");
+    }
+    if (effective_auth(e) == Auth::aws_sigv4) {
+      if (!valid_name(e.region)) return problem("AWS SigV4 signing needs a region (e.g. region = \"us-east-1\")");
+      if (!valid_name(e.aws_service)) return problem("aws_service must be a service name (e.g. \"bedrock\")");
+      if (!e.aws_profile.empty() && !valid_name(e.aws_profile)) {
+        return problem("aws_profile must be a profile name of the shared credentials file");
+      }
     }
     if (e.connect_ms <= 0) return problem("connect_timeout_ms must be positive");
     if (e.read_ms <= 0) return problem("read_timeout_ms must be positive");
@@ -102,6 +105,9 @@ std::optional<Problem> check(const RoutingConfig& config) {
 }  // namespace
 
 base::Result<Router> Router::make(RoutingConfig config) {
+  for (Endpoint& e : config.endpoints) {
+    if (e.base_url.empty()) e.base_url = default_base_url(e);
+  }
   if (auto problem = check(config)) return base::make_error("upstream: " + problem->message);
   return Router(std::move(config));
 }
@@ -281,14 +287,23 @@ class TomlReader {
             e.auth = Auth::api_key;
           } else if (value == "none") {
             e.auth = Auth::none;
+          } else if (value == "aws-sigv4") {
+            e.auth = Auth::aws_sigv4;
           } else if (value == "auto") {
             e.auth = Auth::automatic;
           } else {
-            bad = error(node, where, "auth '" + value + "' is not one of auto, bearer, x-api-key, api-key, none");
+            bad = error(node, where,
+                        "auth '" + value + "' is not one of auto, bearer, x-api-key, api-key, aws-sigv4, none");
           }
         }
       } else if (key == "anthropic_version") {
         bad = string(node, where, key, e.anthropic_version);
+      } else if (key == "region") {
+        bad = string(node, where, key, e.region);
+      } else if (key == "aws_profile") {
+        bad = string(node, where, key, e.aws_profile);
+      } else if (key == "aws_service") {
+        bad = string(node, where, key, e.aws_service);
       } else if (key == "model") {
         bad = string(node, where, key, e.model);
       } else if (key == "models") {
@@ -331,7 +346,11 @@ class TomlReader {
     }
     if (e.name.empty()) return error(table, where, "'name' is required");
     if (e.provider.empty()) return error(table, where, "'provider' is required");
-    if (e.base_url.empty() && e.provider != "echo") return error(table, where, "'base_url' is required");
+    if (e.base_url.empty()) e.base_url = default_base_url(e);
+    if (e.base_url.empty() && e.provider != "echo") {
+      return error(table, where, e.provider == "bedrock_converse" ? "'base_url' or 'region' is required"
+                                                                 : "'base_url' is required");
+    }
     return std::nullopt;
   }
 

@@ -32,8 +32,9 @@ struct RoutingConfig {
 
 class Router {
  public:
-  // Checks the configuration: unique, well-formed endpoint names, known providers, parsable base URLs, sane
-  // timeouts, routes naming known endpoints, unique prefixes.
+  // Checks the configuration: unique, well-formed endpoint names, known providers, parsable base URLs (a Bedrock
+  // endpoint without one gets its region's), a region for SigV4, sane timeouts, routes naming known endpoints,
+  // unique prefixes.
   static base::Result<Router> make(RoutingConfig config);
 
   // The endpoint session `session_id` should call for `requested`: an endpoint name, else a model name (an
@@ -60,9 +61,9 @@ class Router {
 
 // The `[upstream]` table of a TOML document (other top-level keys are left to their owners):
 //   [upstream]               default_endpoint = "..."
-//   [[upstream.endpoints]]   name, provider, base_url, api_key_env, auth, anthropic_version, model, models, headers,
-//                            ca_file, connect_timeout_ms, read_timeout_ms, max_retries, backoff_base_ms,
-//                            backoff_cap_ms, max_retry_after_ms
+//   [[upstream.endpoints]]   name, provider, base_url, api_key_env, auth, anthropic_version, region, aws_profile,
+//                            aws_service, model, models, headers, ca_file, connect_timeout_ms, read_timeout_ms,
+//                            max_retries, backoff_base_ms, backoff_cap_ms, max_retry_after_ms
 //   [[upstream.routes]]      session_prefix, endpoints, default_endpoint
 // Errors name the file and line: "serve.toml:12: upstream.endpoints[1]: unknown key 'bse_url'".
 // A document without an [upstream] table gives an empty configuration (Router::make then refuses nothing and

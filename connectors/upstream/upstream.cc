@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include "connectors/context/render.h"
+
 namespace statefold::upstream {
 
 std::optional<std::string_view> Response::header(std::string_view lower_case_name) const {
@@ -78,7 +80,20 @@ base::Result<BaseUrl> parse_base_url(std::string_view url) {
 
 Auth effective_auth(const Endpoint& endpoint) {
   if (endpoint.auth != Auth::automatic) return endpoint.auth;
-  return endpoint.provider == "anthropic" ? Auth::x_api_key : Auth::bearer;
+  const auto provider = context::parse_provider(endpoint.provider);
+  if (provider == context::Provider::anthropic) return Auth::x_api_key;
+  if (provider == context::Provider::bedrock_converse) return Auth::aws_sigv4;
+  return Auth::bearer;
+}
+
+std::string default_base_url(const Endpoint& endpoint) {
+  if (endpoint.region.empty() || context::parse_provider(endpoint.provider) != context::Provider::bedrock_converse) {
+    return {};
+  }
+  std::string url = "https://bedrock-runtime.";
+  url += endpoint.region;
+  url += ".amazonaws.com";
+  return url;
 }
 
 std::string redact(std::string text, std::string_view secret) {

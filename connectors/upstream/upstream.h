@@ -1,6 +1,7 @@
-// upstream: the HTTP/1.1 (+TLS) client statefold uses to call model endpoints (OpenAI, Azure OpenAI, Anthropic, vLLM).
-// Keep-alive pool per host, connect and read timeouts, retries with jittered backoff on connect failures, 429 and 5xx
-// honouring Retry-After, and Server-Sent Events delivered as they arrive. Beast, Asio and OpenSSL stay in client.cc.
+// upstream: the HTTP/1.1 (+TLS) client statefold uses to call model endpoints (OpenAI, Azure OpenAI, Anthropic, AWS
+// Bedrock, vLLM). Keep-alive pool per host, connect and read timeouts, retries with jittered backoff on connect
+// failures, 429 and 5xx honouring Retry-After, and streamed replies delivered as they arrive: Server-Sent Events, or
+// AWS event-stream messages (event_stream.h) in the same shape. Beast, Asio and OpenSSL stay in client.cc.
 //
 //   upstream::Client client;
 //   const upstream::Endpoint* openai = router.route(session_id, "gpt-4o").value();   // routing.h
@@ -16,8 +17,9 @@
 // over a connection it alone holds for the call. Endpoint, Request and Response are plain values.
 //
 // Secrets: the API key is read from the environment variable the endpoint names, at each call, and goes only into the
-// auth header. It is never logged and never part of an error (errors are also scrubbed of it, in case a server echoes
-// it back in a place we quote).
+// auth header; AWS credentials are read at each call from the standard sources (sigv4.h) and only sign the request.
+// They are never logged and never part of an error (errors are also scrubbed of them, in case a server echoes one
+// back in a place we quote).
 #pragma once
 
 #include <cstdint>
@@ -37,22 +39,26 @@ namespace statefold::upstream {
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // How the key goes on the wire. `automatic`: `x_api_key` (plus `anthropic-version`) for provider "anthropic",
-// `bearer` for every other provider.
+// `aws_sigv4` for "bedrock_converse", `bearer` for every other provider.
 enum class Auth {
   automatic,
   bearer,     // Authorization: Bearer KEY  (OpenAI, vLLM, most compatibles)
   x_api_key,  // x-api-key: KEY, anthropic-version: ...  (Anthropic)
   api_key,    // api-key: KEY  (Azure OpenAI)
   none,       // no auth header, even if api_key_env is set
+  aws_sigv4,  // AWS Signature Version 4 with the standard AWS credentials (Bedrock); api_key_env is not used
 };
 
 struct Endpoint {
   std::string name;           // what routes and receipts call it
-  std::string provider;       // openai_chat | openai_responses | anthropic | echo (offline: nothing to call)
+  std::string provider;       // a context::provider_name(): openai_chat, anthropic, bedrock_converse, echo...
   std::string base_url;       // http:// or https://host[:port][/prefix]; the request path is appended to the prefix
   std::string api_key_env;    // name of the environment variable holding the key; "" = no key
   Auth auth = Auth::automatic;
   std::string anthropic_version = "2023-06-01";  // sent with Auth::x_api_key
+  std::string region;         // Auth::aws_sigv4: the AWS region signed for ("us-east-1")
+  std::string aws_profile;    // Auth::aws_sigv4: this profile of the shared credentials file, not the environment
+  std::string aws_service = "bedrock";  // Auth::aws_sigv4: the service signed for
   Headers headers;            // extra headers on every call (e.g. OpenAI-Organization); no secrets here
   std::string model;          // the model this endpoint uses unless a request names another
   std::vector<std::string> models;  // further model names routing may resolve to this endpoint
@@ -79,7 +85,7 @@ struct Response {
   std::string body;              // the whole body; for a successful `stream()`, empty (the events went to the callback)
   int attempts = 0;              // HTTP exchanges tried, including the last
   std::int64_t latency_ms = 0;   // the whole call, retries and waits included
-  std::size_t events = 0;        // SSE events delivered to the callback
+  std::size_t events = 0;        // events (SSE events or event-stream messages) delivered to the callback
   std::string error;             // transport failure in words ("" when an HTTP response arrived whole)
   bool timed_out = false;        // that failure was a timeout (connect, send or read): 504 rather than 502
 
@@ -113,8 +119,10 @@ class Client {
   Response call(const Endpoint& endpoint, const Request& request);
 
   // As `call`, but a 2xx text/event-stream body is parsed as it arrives and each event handed to `on_event` (return
-  // false to stop reading; the connection is then closed). Other bodies (errors, a JSON reply) land in `body`. Once an
-  // event was delivered nothing is retried; a stream that breaks off, or ends inside an event, sets `error`.
+  // false to stop reading; the connection is then closed); so is a 2xx application/vnd.amazon.eventstream body, each
+  // message as upstream::as_event() makes it. Other bodies (errors, a JSON reply) land in `body`. Once an event was
+  // delivered nothing is retried; a stream that breaks off, ends inside an event, or holds a malformed frame (a bad
+  // CRC) sets `error`.
   Response stream(const Endpoint& endpoint, const Request& request,
                   const std::function<bool(const SseEvent&)>& on_event);
 
@@ -138,6 +146,9 @@ base::Result<BaseUrl> parse_base_url(std::string_view url);
 
 // The auth style an endpoint uses once `automatic` is resolved.
 Auth effective_auth(const Endpoint& endpoint);
+// The base URL an endpoint without one gets: https://bedrock-runtime.{region}.amazonaws.com for a bedrock_converse
+// endpoint with a region; "" otherwise (a base URL is then required).
+std::string default_base_url(const Endpoint& endpoint);
 
 // `text` with every occurrence of `secret` (if at least 4 characters) replaced by "[redacted]".
 std::string redact(std::string text, std::string_view secret);

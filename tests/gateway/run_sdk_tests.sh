@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The gateway seen through the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py), against the scripted
-# fake upstream (tests/support/fake_upstream.py) and the real Kafka broker in STATEFOLD_BROKERS.
+# The gateway seen through the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py, and test_bedrock.py for
+# AWS Bedrock), against the scripted fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real
+# Kafka broker in STATEFOLD_BROKERS.
 #
 #   tests/gateway/run_sdk_tests.sh [BUILD_DIR] [pytest args...]      e.g. ... build/dev -k streaming -x
 #
@@ -71,5 +72,5 @@ if [ -x "$samples" ]; then
   "$venv/bin/python" "$source_dir/tests/protocol/sdk_parse_check.py" "$samples" ||
     { echo "run_sdk_tests.sh: the protocol writers' output does not parse with the openai SDK" >&2; exit 1; }
 fi
-exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" -p no:cacheprovider -ra \
+exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_bedrock.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

@@ -9,7 +9,7 @@ namespace {
 using context::Provider;
 
 TEST(Registry, EveryProviderByIdAndName) {
-  for (Provider p : {Provider::openai_chat, Provider::openai_responses, Provider::anthropic, Provider::echo}) {
+  for (Provider p : context::kProviders) {
     EXPECT_EQ(get(p).id(), p);
     EXPECT_EQ(get(p).name(), context::provider_name(p));
     EXPECT_EQ(find(context::provider_name(p)), &get(p));
@@ -18,17 +18,18 @@ TEST(Registry, EveryProviderByIdAndName) {
 }
 
 TEST(Registry, UpstreamPaths) {
-  EXPECT_EQ(get(Provider::openai_chat).upstream_path(), "/chat/completions");
-  EXPECT_EQ(get(Provider::openai_responses).upstream_path(), "/responses");
-  EXPECT_EQ(get(Provider::anthropic).upstream_path(), "/messages");
-  EXPECT_EQ(get(Provider::echo).upstream_path(), "");
+  EXPECT_EQ(get(Provider::openai_chat).upstream_path("gpt-4o", false), "/chat/completions");
+  EXPECT_EQ(get(Provider::openai_responses).upstream_path("gpt-4o", false), "/responses");
+  EXPECT_EQ(get(Provider::anthropic).upstream_path("gpt-4o", false), "/messages");
+  EXPECT_EQ(get(Provider::echo).upstream_path("gpt-4o", false), "");
+  EXPECT_EQ(get(Provider::bedrock_converse).upstream_path("a:1", true), "/model/a%3A1/converse-stream");
 }
 
 TEST(Echo, OfflineAndStreamedInPieces) {
   const providers::Provider& echo = get(Provider::echo);
   EXPECT_TRUE(echo.offline());
-  for (Provider p : {Provider::openai_chat, Provider::openai_responses, Provider::anthropic}) {
-    EXPECT_FALSE(get(p).offline());
+  for (Provider p : context::kProviders) {
+    EXPECT_EQ(get(p).offline(), p == Provider::echo);
   }
   std::string joined;
   const auto deltas = echo.offline_deltas("echo: I received 2 messages");

@@ -230,7 +230,7 @@ TEST(RoutingToml, ErrorsNameFileAndLine) {
   EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\n\n[[upstream.endpoints]]\n"
                        "name = \"b\"\nprovider = \"chatgpt\"\nbase_url = \"http://x\"\n"),
             "f.toml:5: upstream.endpoints[1]: endpoint 'b': provider 'chatgpt' is not one of openai_chat, "
-            "openai_responses, anthropic, echo");
+            "openai_responses, anthropic, bedrock_converse, echo");
   EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"openai_chat\"\n"),
             "f.toml:1: upstream.endpoints[0]: 'base_url' is required");
   EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\n[[upstream.routes]]\n"
@@ -246,6 +246,58 @@ TEST(RoutingToml, ErrorsNameFileAndLine) {
             "f.toml:2: upstream.endpoints: needs an array of tables ([[upstream.endpoints]])");
   const std::string syntax = toml_error("[upstream]\n\nname = = \"x\"\n");
   EXPECT_EQ(syntax.rfind("f.toml:3: ", 0), 0u) << syntax;
+}
+
+TEST(RoutingToml, BedrockEndpoints) {
+  constexpr std::string_view kBedrock = R"(
+[[upstream.endpoints]]
+name = "bedrock"
+provider = "bedrock_converse"
+region = "eu-west-3"
+model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+[[upstream.endpoints]]
+name = "bedrock-local"
+provider = "bedrock_converse"
+base_url = "http://127.0.0.1:9000"
+region = "us-east-1"
+aws_profile = "work"
+)";
+  auto config = parse_routing_toml(kBedrock, "serve.toml");
+  ASSERT_TRUE(config) << config.error().message;
+  const Endpoint& bedrock = config->endpoints[0];
+  EXPECT_EQ(bedrock.base_url, "https://bedrock-runtime.eu-west-3.amazonaws.com");  // from the region
+  EXPECT_EQ(bedrock.region, "eu-west-3");
+  EXPECT_EQ(bedrock.aws_service, "bedrock");
+  EXPECT_EQ(effective_auth(bedrock), Auth::aws_sigv4);
+  EXPECT_EQ(config->endpoints[1].base_url, "http://127.0.0.1:9000");
+  EXPECT_EQ(config->endpoints[1].aws_profile, "work");
+  ASSERT_TRUE(load_routing_toml(kBedrock, "serve.toml"));
+
+  EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"bedrock_converse\"\n"),
+            "f.toml:1: upstream.endpoints[0]: 'base_url' or 'region' is required");
+  auto no_region = load_routing_toml(
+      "[[upstream.endpoints]]\nname = \"a\"\nprovider = \"bedrock_converse\"\nbase_url = \"http://h\"\n", "f.toml");
+  ASSERT_FALSE(no_region);
+  EXPECT_EQ(no_region.error().message,
+            "f.toml:1: upstream.endpoints[0]: endpoint 'a': AWS SigV4 signing needs a region (e.g. region = "
+            "\"us-east-1\")");
+  // Any endpoint may sign with SigV4 (a gateway in front of Bedrock), given a region.
+  auto signed_chat = parse_routing_toml("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"openai_chat\"\n"
+                                        "base_url = \"http://h\"\nauth = \"aws-sigv4\"\nregion = \"us-west-2\"\n",
+                                        "f.toml");
+  ASSERT_TRUE(signed_chat) << signed_chat.error().message;
+  EXPECT_EQ(effective_auth(signed_chat->endpoints[0]), Auth::aws_sigv4);
+  // Router::make fills the base URL of a configuration built in code too.
+  RoutingConfig built;
+  Endpoint e;
+  e.name = "b";
+  e.provider = "bedrock_converse";
+  e.region = "ap-south-1";
+  built.endpoints.push_back(e);
+  auto router = Router::make(built);
+  ASSERT_TRUE(router) << router.error().message;
+  EXPECT_EQ(router->endpoint("b")->base_url, "https://bedrock-runtime.ap-south-1.amazonaws.com");
 }
 
 }  // namespace

@@ -40,7 +40,7 @@ Runner add_rerender(CLI::App& app) {
   cmd->add_option("--memory-percent", a->memory_percent, "Share of the input budget unpinned memory may use")
       ->check(CLI::Range(0, 100));
   cmd->add_option("--provider", a->provider,
-                  "Render for this provider instead (openai_chat, openai_responses, anthropic, echo)");
+                  "Render for this provider instead (" + context::provider_names() + ")");
   cmd->add_option("--format", a->format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
   return [a, cmd]() {
     if (!a->policy_file.empty()) {

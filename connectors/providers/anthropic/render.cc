@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <array>
 
-#include <boost/json.hpp>
-
 #include "connectors/context/render.h"
 #include "connectors/providers/anthropic/anthropic.h"
 #include "connectors/providers/internal/render.h"
@@ -22,28 +20,6 @@ using namespace internal;  // NOLINT: the module's own helpers
 
 // The marker context::prefix_reused() removes before comparing bodies.
 constexpr std::string_view kEphemeral = context::kCacheControlMarker;
-
-// tool_use.input must be an object: the arguments (canonical) when they are one, {} when empty, otherwise the
-// text under "raw_arguments".
-void tool_input(std::string& out, std::string_view arguments) {
-  const auto blank = arguments.find_first_not_of(" \t\r\n");
-  if (blank == std::string_view::npos) {
-    out += "{}";
-    return;
-  }
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(arguments, ec);
-  if (!ec && v.is_object()) {
-    std::string text;
-    if (base::json::canonical(text, v).ok()) {
-      out += text;
-      return;
-    }
-  }
-  out += R"({"raw_arguments":)";
-  str(out, arguments);
-  out += '}';
-}
 
 // Writes consecutive same-role messages as one (the API wants user and assistant to alternate; tool results travel
 // in user messages), remembering where each message's last block ends for the cache breakpoints.
@@ -131,7 +107,7 @@ void anthropic_item(AnthropicWriter& w, std::string& out, const Item& item, std:
       out += R"(,"name":)";
       str(out, call.name);
       out += R"(,"input":)";
-      tool_input(out, call.arguments);
+      object_arguments(out, call.arguments);
       out += '}';
       w.block_end();
     });

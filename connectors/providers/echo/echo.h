@@ -15,7 +15,7 @@ class Echo final : public openai_chat::OpenAIChat {
  public:
   context::Provider id() const override { return context::Provider::echo; }
   base::Result<protocol::Reply> parse_reply(std::string_view body) const override;
-  std::string_view upstream_path() const override { return ""; }
+  std::string upstream_path(std::string_view /*model*/, bool /*stream*/) const override { return ""; }
   bool offline() const override { return true; }
   std::string offline_reply(const context::Context& context) const override {
     return echo::echo_reply(context);

@@ -55,6 +55,26 @@ bool item_has_calls(const context::Item& item) {
   return item.all_calls ? !item.message->tool_calls.empty() : !item.calls.empty();
 }
 
+void object_arguments(std::string& out, std::string_view arguments) {
+  const auto blank = arguments.find_first_not_of(" \t\r\n");
+  if (blank == std::string_view::npos) {
+    out += "{}";
+    return;
+  }
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(arguments, ec);
+  if (!ec && v.is_object()) {
+    std::string text;
+    if (base::json::canonical(text, v).ok()) {
+      out += text;
+      return;
+    }
+  }
+  out += R"({"raw_arguments":)";
+  str(out, arguments);
+  out += '}';
+}
+
 void open_body(std::string& out, const context::Context& ctx, std::string_view max_key) {
   out += '{';
   key(out, "model");

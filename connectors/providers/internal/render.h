@@ -36,6 +36,10 @@ void for_each_call(const context::Item& item, F&& f) {
 
 bool item_has_calls(const context::Item& item);
 
+// Tool call arguments where the API wants an object (Anthropic's tool_use.input, Bedrock's toolUse.input): the
+// arguments (canonical) when they are one, {} when empty, otherwise the text under "raw_arguments".
+void object_arguments(std::string& out, std::string_view arguments);
+
 // `{"model":..,"<max_key>":<output reserve>`: every body's head.
 void open_body(std::string& out, const context::Context& ctx, std::string_view max_key);
 void append_extras(std::string& out, const std::string& extras);

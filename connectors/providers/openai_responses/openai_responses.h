@@ -14,7 +14,7 @@ class OpenAIResponses final : public Provider {
   base::Result<std::string> extra(const protocol::Params& params, bool stream) const override;
   base::Result<protocol::Reply> parse_reply(std::string_view body) const override;
   std::unique_ptr<StreamDecoder> stream_decoder() const override;
-  std::string_view upstream_path() const override { return "/responses"; }
+  std::string upstream_path(std::string_view /*model*/, bool /*stream*/) const override { return "/responses"; }
 };
 
 }  // namespace statefold::providers::openai_responses
