@@ -110,6 +110,9 @@ class KafkaAppender final : public Sink {
     std::string transactional_id;  // for multi-event appends (all or nothing)
     std::chrono::milliseconds fold_timeout{10000};
     std::chrono::milliseconds produce_timeout{10000};
+    // Why writes are refused before they reach Kafka (the engine paused folding for lack of disk: they would only
+    // time out), or nullopt. Called on every append; must be cheap and thread-safe.
+    std::function<std::optional<std::string>()> writes_refused;
   };
   static base::Result<std::unique_ptr<KafkaAppender>> create(const Config& config);
   ~KafkaAppender() override;

@@ -63,6 +63,16 @@ base::Result<std::unique_ptr<KafkaAppender>> KafkaAppender::create(const Config&
 }
 
 void KafkaAppender::append(std::string session_id, Events events, Options options, std::function<void(Outcome)> done) {
+  if (_config.writes_refused) {
+    if (auto why = _config.writes_refused()) {
+      Outcome refused;
+      refused.kind = Outcome::Kind::unavailable;
+      refused.error = std::move(*why);
+      for (const auto& [event_id, bytes] : events) refused.events.push_back({event_id, Status::pending, 0, -1, -1, {}});
+      done(std::move(refused));
+      return;
+    }
+  }
   const bool wait = options.wait;
   if (options.settle_reads) {
     // Reads of the session wait for these events until they are answered, whatever the answer.
@@ -233,6 +243,9 @@ base::Result<void> KafkaAppender::replace_transactional_if_broken() {
 }
 
 std::optional<std::string> KafkaAppender::health() const {
+  if (_config.writes_refused) {
+    if (auto why = _config.writes_refused()) return why;
+  }
   std::lock_guard lock(_health_mutex);
   if (!_transactions_failing.empty()) return "multi-event appends are failing: " + _transactions_failing;
   if (!_deliveries_failing.empty()) return "appends are failing: " + _deliveries_failing;

@@ -130,6 +130,9 @@ void pull_engine_counters(const runtime::EngineStats& stats, std::vector<MetricF
   out.push_back(single("statefold_fetch_pauses_total",
                        "Times fetching paused because the store was throttling writes.", MetricType::Counter,
                        load(stats.pauses)));
+  out.push_back(single("statefold_disk_pauses_total",
+                       "Times folding paused because the data directory's disk was nearly full.", MetricType::Counter,
+                       load(stats.disk_pauses)));
 }
 
 void pull_partitions(const std::map<std::int32_t, std::int64_t>& values, bool skip_negative, std::string name,

@@ -22,6 +22,12 @@ constexpr std::chrono::milliseconds kDeadLetterFlushTimeout{30000};
 constexpr std::size_t kDeadLetterMaxValueBytes = 900 * 1000;
 constexpr std::size_t kDeadLetterMaxKeyBytes = 4096;
 
+std::string mib(std::uint64_t bytes) {
+  std::string out = std::to_string(bytes >> 20);
+  out += " MiB";
+  return out;
+}
+
 std::string join(const std::vector<std::int32_t>& partitions) {
   std::string out;
   for (std::int32_t p : partitions) {
@@ -119,6 +125,17 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   store_options.path = options.data_dir + "/store";
   store_options.memory_budget_bytes = options.memory_budget_bytes * 3 / 4;
   store_options.sync_writes = options.sync_writes;
+  // RocksDB aborts on some write paths when the disk is full, opening included: refuse with a message instead.
+  // Between this floor and the reserve, the store opens and serves reads while folding waits for space.
+  if (options.disk_reserve_bytes > 0) {
+    const std::uint64_t floor = std::min<std::uint64_t>(options.disk_reserve_bytes, 16ull << 20);
+    if (auto space = std::filesystem::space(options.data_dir, ec); !ec && space.available < floor) {
+      std::string why = "the data directory " + options.data_dir + " has ";
+      why += mib(space.available) + " free, too little to open the store safely (it needs " + mib(floor) +
+             "); free some space and start again";
+      return base::make_error(base::ErrorCode::resource_exhausted, why);
+    }
+  }
   auto store = store::Store::open(store_options);
   if (!store) return store.error();
   engine->_store = std::move(*store);
@@ -315,7 +332,14 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
 
 base::Result<void> Engine::commit(Commit& batch) {
   const auto commit_start = std::chrono::steady_clock::now();
-  if (auto committed = _store->commit(*batch.writes, batch.next); !committed) return committed.error();
+  for (;;) {
+    auto committed = _store->commit(*batch.writes, batch.next);
+    if (committed) break;
+    // Out of space despite the reserve (something else filled the disk): nothing of the batch is in. Wait for
+    // space and write it again, whole, so exactly-once holds.
+    if (committed.error().code != base::ErrorCode::resource_exhausted) return committed.error();
+    if (auto resumed = wait_for_disk_space(committed.error()); !resumed) return resumed.error();
+  }
   if (_probe != nullptr) {
     _probe->batch_committed(batch.records, batch.fold_time, std::chrono::steady_clock::now() - commit_start);
   }
@@ -376,6 +400,67 @@ std::optional<base::Error> Engine::check_home_partition(std::string_view session
                               "partitioner=murmur2_random; see docs/events.md)");
 }
 
+std::optional<std::string> Engine::disk_full() const {
+  std::lock_guard lock(_disk_mutex);
+  if (_disk_full.empty()) return std::nullopt;
+  return _disk_full;
+}
+
+void Engine::set_disk_full(std::string why) {
+  std::lock_guard lock(_disk_mutex);
+  _disk_full = std::move(why);
+}
+
+bool Engine::disk_is_low() {
+  if (_options.disk_reserve_bytes == 0) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - _last_disk_check < std::chrono::milliseconds(200)) return _disk_low;
+  _last_disk_check = now;
+  std::error_code ec;
+  const auto space = std::filesystem::space(_options.data_dir, ec);
+  if (ec) return _disk_low;  // cannot tell: keep the last answer rather than stop on a failed statvfs
+  // A little above the reserve to resume, so that folding does not flap around the line.
+  const std::uint64_t reserve = _options.disk_reserve_bytes;
+  const std::uint64_t resume_at = reserve + std::min<std::uint64_t>(reserve / 8, 64ull << 20);
+  const bool low = _disk_low ? space.available < resume_at : space.available < reserve;
+  if (low == _disk_low) return low;
+  _disk_low = low;
+  if (low) {
+    std::string why = "the data directory " + _options.data_dir + " has ";
+    why += mib(space.available) + " free, less than the disk reserve of " + mib(reserve) +
+           ": folding is paused and writes are refused until space returns";
+    base::log_error("disk nearly full: folding paused",
+                    {{"data_dir", _options.data_dir}, {"free_bytes", std::to_string(space.available)},
+                     {"reserve_bytes", std::to_string(reserve)}});
+    _stats.disk_pauses.fetch_add(1, std::memory_order_relaxed);
+    set_disk_full(std::move(why));
+  } else {
+    base::log_info("disk space is back: folding resumes",
+                   {{"data_dir", _options.data_dir}, {"free_bytes", std::to_string(space.available)}});
+    set_disk_full({});
+  }
+  return low;
+}
+
+base::Result<void> Engine::wait_for_disk_space(const base::Error& failure) {
+  base::log_error("the store ran out of disk space: the batch will be written again once space returns",
+                  {{"data_dir", _options.data_dir}, {"error", failure.message}});
+  _stats.disk_pauses.fetch_add(1, std::memory_order_relaxed);
+  set_disk_full("the store of " + _options.data_dir + " ran out of disk space: " + failure.message);
+  const std::uint64_t needed = std::max<std::uint64_t>(_options.disk_reserve_bytes, 16ull << 20);
+  for (;;) {
+    if (_stop.load()) return failure;
+    std::error_code ec;
+    if (auto space = std::filesystem::space(_options.data_dir, ec); !ec && space.available >= needed) {
+      if (auto resumed = _store->resume(); resumed) break;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  base::log_info("disk space is back: the store resumed writing", {{"data_dir", _options.data_dir}});
+  set_disk_full({});
+  return {};
+}
+
 void Engine::commit_lag_offsets(bool now) {
   const auto at = std::chrono::steady_clock::now();
   if (_lag_offsets.empty() || (!now && at - _last_lag_commit < std::chrono::seconds(1))) return;
@@ -427,13 +512,15 @@ base::Result<void> Engine::run() {
   batch.reserve(_options.max_batch);
   bool paused = false;
   while (!_stop.load()) {
-    // Back-pressure: while RocksDB throttles writes, stop fetching (polling goes on, so the group keeps us).
-    if (const bool stalled = _store->write_stalled(); stalled != paused) {
+    // Back-pressure: while RocksDB throttles writes, or the disk is nearly full, stop fetching (polling goes on,
+    // so the group keeps us). A batch already fetched is still folded: the reserve is there for it.
+    const bool stalled = _store->write_stalled();
+    if (const bool pause = stalled || disk_is_low(); pause != paused) {
       const auto partitions = _consumer->assignment();
-      stalled ? _consumer->pause(partitions) : _consumer->resume(partitions);
-      paused = stalled;
+      pause ? _consumer->pause(partitions) : _consumer->resume(partitions);
+      paused = pause;
       _stats.pauses.fetch_add(stalled ? 1 : 0, std::memory_order_relaxed);
-      base::log_info(stalled ? "store is throttling writes: fetching paused" : "fetching resumed");
+      if (stalled || !pause) base::log_info(stalled ? "store is throttling writes: fetching paused" : "fetching resumed");
     }
     // While a batch commits, only take what is already fetched: with nothing new, finish the commit (and answer
     // the appends waiting for it) instead of waiting on the consumer.

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -38,6 +39,9 @@ struct EngineOptions {
   std::size_t max_batch = 5000;
   std::chrono::milliseconds poll_timeout{100};
   std::uint64_t memory_budget_bytes = 512ull << 20;  // RocksDB cache + write buffers + Kafka prefetch queue
+  // Folding pauses while the data directory's file system has less than this free, so that RocksDB never runs
+  // out of space mid-write (it aborts on some of those paths); it resumes by itself once space is back. 0: never.
+  std::uint64_t disk_reserve_bytes = 256ull << 20;
   bool sync_writes = false;
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
@@ -59,6 +63,7 @@ struct EngineStats {
   std::atomic<std::uint64_t> batches{0};
   std::atomic<std::uint64_t> skipped_refolds{0};  // records below the stored offset, seen again after a rebalance
   std::atomic<std::uint64_t> pauses{0};           // times fetching paused because the store throttled writes
+  std::atomic<std::uint64_t> disk_pauses{0};      // times folding paused because the disk was nearly full
 };
 
 // What one record did, reported after its batch is durable (read-your-writes waits on this).
@@ -70,7 +75,7 @@ struct FoldedRecord {
   bool dead_letter = false;
 };
 
-// Told about every committed batch, on the engine thread; metrics implement it. Must not block.
+// Told about every committed batch, on the engine's commit thread; metrics implement it. Must not block.
 class EngineProbe {
  public:
   virtual ~EngineProbe() = default;
@@ -87,7 +92,7 @@ class Engine final : private log::AssignmentListener {
   base::Result<void> run();
   void stop() { _stop.store(true); }
 
-  // Called on the engine thread after each committed batch.
+  // Called on the engine's commit thread after each committed batch.
   void on_committed(std::function<void(const std::vector<FoldedRecord>&)> observer);
   // Set before run(); not owned.
   void set_probe(EngineProbe* probe) { _probe = probe; }
@@ -101,6 +106,8 @@ class Engine final : private log::AssignmentListener {
   Ownership ownership(std::string_view session_id) const;
   // Lag per assigned partition: high watermark - stored next offset (-1 when unknown).
   std::map<std::int32_t, std::int64_t> lag() const;
+  // Why folding is paused for lack of disk space (writes are refused meanwhile, reads go on), or nullopt.
+  std::optional<std::string> disk_full() const;
   // The next offset to fold of every partition the store has folded from.
   std::map<std::int32_t, std::int64_t> next_offsets() const { return _store->offsets(); }
 
@@ -125,6 +132,12 @@ class Engine final : private log::AssignmentListener {
   // The stored offsets to the group, for lag monitoring: at most once a second unless `now`.
   void commit_lag_offsets(bool now = false);
   void maybe_log_progress();
+  // Compares the data directory's free space with the reserve (at most a few times a second) and logs changes;
+  // true while folding must pause.
+  bool disk_is_low();
+  // On the commit thread, after RocksDB ran out of space: waits for space (or stop()), then resumes the store.
+  base::Result<void> wait_for_disk_space(const base::Error& failure);
+  void set_disk_full(std::string why);
   bool reached_stop();
 
   EngineOptions _options;
@@ -141,6 +154,10 @@ class Engine final : private log::AssignmentListener {
   std::unique_ptr<Commit> _in_flight;       // handed to the commit thread, not known to be in the store yet
   std::optional<base::Error> _commit_error;  // a failed commit seen inside a rebalance callback
   std::chrono::steady_clock::time_point _last_progress;
+  mutable std::mutex _disk_mutex;
+  std::string _disk_full;  // why folding is paused for space; empty when it is not
+  bool _disk_low = false;
+  std::chrono::steady_clock::time_point _last_disk_check;
   std::map<std::int32_t, std::int64_t> _lag_offsets;  // not yet committed to the group
   std::chrono::steady_clock::time_point _last_lag_commit;
   std::uint64_t _records_at_last_progress = 0;

@@ -197,7 +197,17 @@ base::Result<void> Store::commit(const fold::WriteSet& writes,
     batch.Put(slice(fold::key::offset(partition)), v);
   }
   rocksdb::Status status = _impl->db->Write(_impl->write_options, &batch);
+  if (status.IsNoSpace()) {
+    return base::make_error(base::ErrorCode::resource_exhausted,
+                            "store write failed, the disk of " + _impl->options.path + " is full: " + status.ToString());
+  }
   if (!status.ok()) return base::make_error("store write failed: " + status.ToString());
+  return {};
+}
+
+base::Result<void> Store::resume() {
+  rocksdb::Status status = _impl->db->Resume();
+  if (!status.ok()) return base::make_error("the store cannot resume writing: " + status.ToString());
   return {};
 }
 

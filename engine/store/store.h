@@ -43,8 +43,11 @@ class Store final : public fold::Reader {
             const std::function<bool(std::string_view, std::string_view)>& visit) const override;
   using fold::Reader::scan;
 
-  // Writes `writes` and the partitions' next offsets in one WriteBatch.
+  // Writes `writes` and the partitions' next offsets in one WriteBatch. Out of disk space: a resource_exhausted
+  // error, nothing of the batch written; resume() once space is back, then commit it again.
   base::Result<void> commit(const fold::WriteSet& writes, const std::map<std::int32_t, std::int64_t>& next_offsets);
+  // Clears the error a failed write left RocksDB in (it refuses every write until then).
+  base::Result<void> resume();
 
   // A reader pinned to the store as it is now: several reads through it see one consistent state even while
   // batches commit. Cheap (a RocksDB snapshot); release it soon, it holds old versions from compaction.

@@ -72,6 +72,7 @@ Runner add_serve(CLI::App& app) {
     std::string log_format = "text";
     std::string log_level = "info";
     std::uint64_t memory_mb = 512;
+    std::uint64_t disk_reserve_mb = 256;
     std::string http_address = "127.0.0.1:8080";
     int http_threads = 2;
     std::size_t max_body_bytes = 1 << 20;
@@ -106,6 +107,10 @@ Runner add_serve(CLI::App& app) {
                       "One budget for RocksDB cache and write buffers and Kafka's prefetch queue")
           ->check(CLI::Range(32, 1 << 20)),
       "STATEFOLD_MEMORY_BUDGET_MB");
+  env(cmd->add_option("--disk-reserve-mb", a->disk_reserve_mb,
+                      "Folding pauses (writes get 503, reads go on) while the data dir has less than this free; 0: off")
+          ->check(CLI::Range(0, 1 << 24)),
+      "STATEFOLD_DISK_RESERVE_MB");
   env(cmd->add_flag("--sync", a->engine.sync_writes, "fsync every batch (survives power loss without re-reading Kafka)"),
       "STATEFOLD_SYNC");
   env(cmd->add_option("--http-address", a->http_address, "HTTP API address HOST:PORT, or off"),
@@ -187,6 +192,7 @@ Runner add_serve(CLI::App& app) {
     const std::uint64_t budget_bytes = a->memory_mb << 20;
     const std::uint64_t context_cache_bytes = a->http_address == "off" ? 0 : budget_bytes / 8;
     a->engine.memory_budget_bytes = budget_bytes - context_cache_bytes;
+    a->engine.disk_reserve_bytes = a->disk_reserve_mb << 20;
     std::unique_ptr<log::EmbeddedCluster> cluster;
     const std::pair<std::string, int> topics[] = {{a->engine.topic, a->partitions}, {a->engine.dead_letter_topic, 1}};
     if (a->embedded) {
@@ -238,6 +244,7 @@ Runner add_serve(CLI::App& app) {
       appender_options.brokers = a->engine.brokers;
       appender_options.topic = a->engine.topic;
       appender_options.fold_timeout = std::chrono::milliseconds(a->append_timeout_ms);
+      appender_options.writes_refused = [raw = engine->get()] { return raw->disk_full(); };
       // Stable per store: a restarted instance fences the transactions its previous run left open.
       const auto dir_hash = base::sha256(std::filesystem::absolute(a->engine.data_dir).string());
       appender_options.transactional_id =
