@@ -6,16 +6,15 @@
 // call is already in progress" until serve restarted.
 #include <gtest/gtest.h>
 
-#include <signal.h>
 
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <string>
 #include <thread>
 
 #include "api/http_client.h"
 #include "support/cluster.h"
+#include "support/own_broker.h"
 
 namespace statefold::testing {
 namespace {
@@ -34,39 +33,10 @@ std::string array_of_two(const std::string& tag) {
 
 class OutageTest : public ProcessTest {
  protected:
-  void SetUp() override {
-    _kafka_dir = path("kafka");
-    _port = free_port();
-    ASSERT_TRUE(kafka({"start", "--port", std::to_string(_port), "--dir", _kafka_dir})) << "the test's broker";
-  }
-  void TearDown() override {
-    kafka({"stop", "--dir", _kafka_dir});
-    ProcessTest::TearDown();
-  }
+  void SetUp() override { ASSERT_TRUE(_broker.start()) << "the test's broker"; }
+  std::string brokers() const { return _broker.brokers(); }
 
-  bool kafka(std::vector<std::string> args) {
-    std::vector<std::string> argv{"bash", source_dir() + "/tools/kafka.sh"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = run(argv, std::chrono::minutes(3));
-    if (!r.status.exited_with(0))
-      ADD_FAILURE() << "kafka.sh " << args[0] << ": " << r.status.describe() << "\n" << r.err;
-    return r.status.exited_with(0);
-  }
-
-  // SIGKILL: no clean shutdown, as when a machine is lost.
-  void kill_broker() {
-    std::ifstream in(_kafka_dir + "/kafka.pid");
-    pid_t pid = 0;
-    in >> pid;
-    ASSERT_GT(pid, 0) << "no broker pid in " << _kafka_dir;
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    ASSERT_TRUE(wait_until([&] { return ::kill(pid, 0) != 0; }, seconds(30), milliseconds(50)));
-  }
-
-  std::string brokers() const { return "127.0.0.1:" + std::to_string(_port); }
-
-  std::string _kafka_dir;
-  std::uint16_t _port = 0;
+  OwnBroker _broker{path("kafka")};
 };
 
 TEST_F(OutageTest, WritesFailFastDuringABrokerOutageAndRecoverWhenItReturns) {
@@ -102,7 +72,7 @@ TEST_F(OutageTest, WritesFailFastDuringABrokerOutageAndRecoverWhenItReturns) {
     }
   });
   std::this_thread::sleep_for(milliseconds(300));
-  kill_broker();
+  ASSERT_TRUE(_broker.kill());
 
   // During the outage: a write fails (503 with Retry-After, or 504) in bounded time, and /healthz answers at once
   // while writes wait on Kafka.
@@ -130,7 +100,7 @@ TEST_F(OutageTest, WritesFailFastDuringABrokerOutageAndRecoverWhenItReturns) {
       << "/readyz during the outage: " << ready.describe();
 
   // The broker comes back on the same data: writes work again within seconds, without restarting serve.
-  ASSERT_TRUE(kafka({"start", "--port", std::to_string(_port), "--dir", _kafka_dir}));
+  ASSERT_TRUE(_broker.start());
   const auto back = Clock::now();
   HttpReply after;
   ASSERT_TRUE(wait_until(
