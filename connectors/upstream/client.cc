@@ -600,6 +600,20 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
   message.body() = request.body;
   message.prepare_payload();
 
+  // A streamed reply may quote a secret too: each event is scrubbed before the caller sees it. (A secret split
+  // across two events is not caught; the buffered body is scrubbed whole.)
+  OnEvent scrubbed;
+  if (on_event != nullptr && (!key.empty() || aws)) {
+    scrubbed = [&scrub, on_event](const SseEvent& event) {
+      SseEvent clean = event;
+      clean.data = scrub(std::move(clean.data));
+      clean.event = scrub(std::move(clean.event));
+      clean.id = scrub(std::move(clean.id));
+      return (*on_event)(clean);
+    };
+    on_event = &scrubbed;
+  }
+
   const std::string where = std::string(url->tls ? "https://" : "http://") + authority + target;
   const std::string pool_key = std::string(url->tls ? "https://" : "http://") + host + ":" +
                                std::to_string(url->port) + (url->tls ? " ca=" + endpoint.ca_file : "");

@@ -31,6 +31,8 @@ ACTIONS (every field optional):
   delay_ms        sleep before sending the response head (a read timeout on the client side)
   chunk_delay_ms  sleep before each streamed event (a slow stream)
   cut_after       close the connection after this many streamed events, without ending the chunked body
+  echo_auth       quote the credentials received: in an error body and an x-echo header, or, for a streamed
+                  200, as the streamed reply text
   close           close the connection without answering
   drop_after      close the connection right after answering (without "Connection: close"): a keep-alive
                   connection the server dropped while the client kept it idle
@@ -475,10 +477,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(404, error_body("openai", 404, "no route for %s %s" % (method, path)))
         status = int(action.get("status", 200))
         if action.get("echo_auth"):
-            # A careless server quoting the credentials it got, as some proxies' 401 pages do.
+            # A careless server quoting the credentials it got, as some proxies' 401 pages do; streamed, in the
+            # reply's text.
             raw_auth = next((v for n, v in self.headers.items() if n.lower() in AUTH_HEADERS), "")
             message = "invalid credentials: %s" % raw_auth
-            return self.send_json(status, error_body(kind, status, message), {"x-echo": raw_auth, **extra})
+            if status < 300 and body.get("stream"):
+                action = dict(action, reply=message)
+            else:
+                return self.send_json(status, error_body(kind, status, message), {"x-echo": raw_auth, **extra})
         if status >= 300:
             body_value = action.get("body", error_body(kind, status, "scripted status %d" % status))
             return self.send_json(status, body_value, extra)

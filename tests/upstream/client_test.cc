@@ -530,6 +530,20 @@ TEST_F(ClientTest, AKeyTheUpstreamEchoesIsRedactedFromTheResponse) {
   }
 }
 
+// The same in a stream: each event is scrubbed before the caller (and so the client and the receipt) sees it.
+TEST_F(ClientTest, AKeyTheUpstreamEchoesInAStreamIsRedactedFromEveryEvent) {
+  _fake->script(R"([{"echo_auth": true}])");
+  std::string seen;
+  const Response r = _client.stream(endpoint(), chat(true), [&](const SseEvent& event) {
+    seen += event.data;
+    return true;
+  });
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_NE(seen.find("credentials: "), std::string::npos) << seen;
+  EXPECT_EQ(seen.find(kKey), std::string::npos) << seen;
+  EXPECT_NE(seen.find("[redacted]"), std::string::npos) << seen;
+}
+
 TEST_F(ClientTest, ConcurrentCallsFromManyThreads) {
   constexpr int kThreads = 4, kCalls = 5;
   std::vector<std::thread> threads;
