@@ -16,7 +16,8 @@ base::Result<std::map<std::string, std::string>> state_hashes(const fold::Reader
   auto read = fold::visit_sessions(reader, "", "", std::numeric_limits<std::uint64_t>::max(),
                                    [&](std::string_view id, const state::SessionHeaderT& header) {
                                      out.emplace(id, base::to_hex(fold::state_hash(header)));
-                                   });
+                                   },
+                                   fold::Sessions::all);
   if (!read) return read.error();
   return out;
 }

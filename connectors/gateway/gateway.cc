@@ -3,6 +3,7 @@
 #include "base/logging.h"
 #include "connectors/context/render.h"
 #include "connectors/gateway/internal/turn.h"
+#include "fold/read.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::gateway {
@@ -24,7 +25,7 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
   core.events.settle(session, kSettlePatience);
   auto snapshot = core.state.snapshot();
   auto header = fold::load_header(*snapshot, session);
-  if (!header) return http::error_response(404, "no session " + session, route);
+  if (!header || !fold::begun(*header)) return http::error_response(404, "no session " + session, route);
   std::string requested;
   if (auto it = request.query.find("endpoint"); it != request.query.end()) requested = it->second;
   if (auto it = request.query.find("model"); it != request.query.end() && requested.empty()) requested = it->second;

@@ -9,6 +9,7 @@
 #include "base/time.h"
 #include "codec/codec.h"
 #include "fold/as_of.h"
+#include "fold/read.h"
 #include "fork/fork.h"
 #include "log/log.h"
 #include "snapshot/snapshot.h"
@@ -271,7 +272,7 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
 
   auto snapshot = _engine.store().snapshot();
   auto header = fold::load_header(*snapshot, parent);
-  if (!header) return respond(http::error_response(404, "no session " + parent, route));
+  if (!header || !fold::begun(*header)) return respond(http::error_response(404, "no session " + parent, route));
   if (fork_request.version > header->version) {
     return respond(http::error_response(400, "version: session " + parent + " is at version " +
                                                  std::to_string(header->version), route));

@@ -60,7 +60,8 @@ base::Result<state::StoreSummaryT> read_summary(const Reader& reader) {
 
 base::Result<bool> visit_sessions(
     const Reader& reader, std::string_view id_prefix, std::string_view after, std::uint64_t limit,
-    const std::function<void(std::string_view session_id, const state::SessionHeaderT& header)>& visit) {
+    const std::function<void(std::string_view session_id, const state::SessionHeaderT& header)>& visit,
+    Sessions which) {
   const std::string prefix = key::header(id_prefix);
   std::string start = after.empty() ? prefix : key::header(after);
   if (!after.empty()) start.push_back('\0');  // strictly after
@@ -69,13 +70,14 @@ base::Result<bool> visit_sessions(
   std::optional<base::Error> error;
   reader.scan(prefix, start, [&](std::string_view k, std::string_view value) {
     const std::string_view id = k.substr(1);
-    if (visited >= limit) {
-      more = true;
-      return false;
-    }
     const auto* root = detail::verify_root<state::SessionHeader>(value);
     if (root == nullptr) {
       error = damaged("session header", of_session(id));
+      return false;
+    }
+    if (which == Sessions::begun && root->version() == 0) return true;
+    if (visited >= limit) {
+      more = true;
       return false;
     }
     state::SessionHeaderT header;

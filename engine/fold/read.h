@@ -29,14 +29,22 @@ namespace statefold::fold {
 [[nodiscard]] base::Result<std::optional<state::SessionHeaderT>> read_header(const Reader& reader,
                                                                            std::string_view session_id);
 
+// A session has begun once one of its events was accepted. Before that its header only counts refusals (a
+// conditional append to a session that does not exist yet): audit and verify see it, readers do not, so a
+// refused write leaves no session behind.
+inline bool begun(const state::SessionHeaderT& header) { return header.version > 0; }
+enum class Sessions { begun, all };
+
 // Store-wide counters; zeros (and a zero store hash of 32 bytes) before anything was folded.
 [[nodiscard]] base::Result<state::StoreSummaryT> read_summary(const Reader& reader);
 
 // Sessions whose id starts with `id_prefix`, in id order, strictly after `after` (from the first when empty), at
-// most `limit` of them. Returns whether more sessions follow the last one visited.
+// most `limit` of them (only begun ones unless `which` is all). Returns whether more sessions follow the last one
+// visited.
 [[nodiscard]] base::Result<bool> visit_sessions(
     const Reader& reader, std::string_view id_prefix, std::string_view after, std::uint64_t limit,
-    const std::function<void(std::string_view session_id, const state::SessionHeaderT& header)>& visit);
+    const std::function<void(std::string_view session_id, const state::SessionHeaderT& header)>& visit,
+    Sessions which = Sessions::begun);
 
 // One accepted event of a session's history, verified; valid only during the visit that hands it out.
 struct HistoryRecord {

@@ -30,7 +30,7 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
   auto read_parent = fold::read_header(reader, request.parent);
   if (!read_parent) return read_parent.error();
   const auto& parent = *read_parent;
-  if (!parent) return base::make_error("no session " + request.parent);
+  if (!parent || !fold::begun(*parent)) return base::make_error("no session " + request.parent);
   if (parent->erased) return base::make_error("session " + request.parent + " is erased; it cannot be forked");
   if (request.child.empty() || request.child == request.parent) {
     return base::make_error("the fork needs a session id of its own");

@@ -59,7 +59,7 @@ json::object message_json(std::uint64_t version, const schema::Message& m) {
 std::optional<json::object> session_object(const fold::Reader& reader, std::string_view session_id,
                                            const SessionOptions& options) {
   const auto header = checked(fold::read_header(reader, session_id));
-  if (!header) return std::nullopt;
+  if (!header || !fold::begun(*header)) return std::nullopt;
   const auto& h = *header;
   json::object o;
   o["session_id"] = session_id;
@@ -209,7 +209,7 @@ std::string text_of(const json::object* o) {
 std::optional<std::string> history_json(const fold::Reader& reader, std::string_view session_id,
                                         std::uint64_t from_version, std::uint64_t limit) {
   const auto header = checked(fold::read_header(reader, session_id));
-  if (!header) return std::nullopt;
+  if (!header || !fold::begun(*header)) return std::nullopt;
   json::object o;
   o["session_id"] = session_id;
   o["version"] = header->version;

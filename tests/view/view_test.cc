@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "fold/layout.h"
+#include "fold/read.h"
 #include "support/memory_fold.h"
 
 namespace statefold::view {
@@ -103,6 +104,32 @@ TEST(View, SessionListingPagesWithACursor) {
   ASSERT_EQ(rest.at("sessions").as_array().size(), 1u);
   EXPECT_EQ(rest.at("sessions").as_array()[0].at("session_id").as_string(), "u");
   EXPECT_TRUE(rest.at("next_cursor").is_null());
+}
+
+// Issue 9, defect 8: a conditional append refused before its session began (expected_version 3 on a session that
+// does not exist) left a version-0 header behind, which GET showed as a session and the listing listed. The header
+// stays (its refusal is audited and hashed) but readers do not see a session.
+TEST(View, ASessionWhoseOnlyEventsWereRefusedIsNotShown) {
+  MemoryFold f;
+  f.fold({testing::opened(1, "a"),
+          testing::event(2, "never", "Message", R"({"role":"user","content":[{"text":"x"}]})",
+                         R"("expected_version":3,)"),
+          testing::opened(3, "z")});
+  ASSERT_TRUE(fold::read_header(f.kv, "never")->has_value()) << "the refusal is still stored for audit";
+  EXPECT_FALSE(session_json(f.kv, "never", {}).has_value());
+  EXPECT_FALSE(history_json(f.kv, "never", 1, 10).has_value());
+  auto listed = json::parse(sessions_json(f.kv, "", "", 1)).as_object();
+  ASSERT_EQ(listed.at("sessions").as_array().size(), 1u);
+  EXPECT_EQ(listed.at("next_cursor").as_string(), "a");
+  auto rest = json::parse(sessions_json(f.kv, "", "a", 10)).as_object();
+  ASSERT_EQ(rest.at("sessions").as_array().size(), 1u);
+  EXPECT_EQ(rest.at("sessions").as_array()[0].at("session_id").as_string(), "z");
+  std::vector<std::string> all;
+  ASSERT_TRUE(fold::visit_sessions(f.kv, "", "", 10,
+                                   [&](std::string_view id, const state::SessionHeaderT&) { all.emplace_back(id); },
+                                   fold::Sessions::all)
+                  .ok());
+  EXPECT_EQ(all, (std::vector<std::string>{"a", "never", "z"}));
 }
 
 TEST(View, Summary) {
