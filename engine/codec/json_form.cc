@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include <boost/json.hpp>
 #include <flatbuffers/idl.h>
 
 #include "statefold/schema/events_generated.h"
@@ -141,6 +142,68 @@ Scan scan(std::string_view text) {
   return s;
 }
 
+// What FlatBuffers' JSON parser lets through and the JSON form must not: a number or a boolean written as a string
+// ("expected_version":"3" was taken as 3), and a NUL character (\u0000) inside a string, which C-string consumers
+// would cut at. Walks the parsed JSON beside the schema; the first problem, named by its field path.
+class Strictness {
+ public:
+  std::optional<std::string> check(const boost::json::value& v, const fb::StructDef* def, const std::string& path) {
+    if (const auto* s = v.if_string()) return nul_in(*s, path);
+    if (const auto* a = v.if_array()) {
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        if (auto p = check((*a)[i], def, path + "[" + std::to_string(i) + "]")) return p;
+      }
+      return std::nullopt;
+    }
+    const auto* o = v.if_object();
+    if (o == nullptr) return std::nullopt;
+    for (const auto& [key, value] : *o) {
+      const std::string field_path = join(path, key);
+      if (auto p = nul_in(key, field_path)) return p;
+      const fb::FieldDef* field = def == nullptr ? nullptr : def->fields.Lookup(std::string(key));
+      if (field == nullptr) {  // unknown fields are the parser's to report; still no NUL below
+        if (auto p = check(value, nullptr, field_path)) return p;
+        continue;
+      }
+      const fb::Type& type = field->value.type;
+      if (auto p = scalar(value, type.base_type == fb::BASE_TYPE_VECTOR ? type.element : type.base_type,
+                          type.enum_def != nullptr && type.base_type != fb::BASE_TYPE_UNION, field_path)) {
+        return p;
+      }
+      if (auto p = check(value, nested(*o, key, type), field_path)) return p;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static std::optional<std::string> nul_in(boost::json::string_view s, const std::string& path) {
+    if (s.find('\0') == boost::json::string_view::npos) return std::nullopt;
+    return (path.empty() ? std::string("json") : path) + ": must not contain NUL (\\u0000)";
+  }
+
+  // A number or boolean field (or vector of them) given as a string; enum fields take their names as strings.
+  static std::optional<std::string> scalar(const boost::json::value& v, fb::BaseType t, bool named_enum,
+                                           const std::string& path) {
+    if (!fb::IsScalar(t) || t == fb::BASE_TYPE_UTYPE || named_enum) return std::nullopt;
+    const auto wrong = [&](const boost::json::value& x) { return x.is_string(); };
+    bool bad = wrong(v);
+    if (const auto* a = v.if_array()) bad = std::any_of(a->begin(), a->end(), wrong);
+    if (!bad) return std::nullopt;
+    return path + (fb::IsBool(t) ? ": must be true or false, not a string" : ": must be a number, not a string");
+  }
+
+  // The table a nested object of `key` is read as: its struct, or the union member its _type sibling names.
+  static const fb::StructDef* nested(const boost::json::object& parent, boost::json::string_view key,
+                                     const fb::Type& type) {
+    if (type.struct_def != nullptr) return type.struct_def;
+    if (type.base_type != fb::BASE_TYPE_UNION || type.enum_def == nullptr) return nullptr;
+    const auto* tag = parent.if_contains(std::string(key) + "_type");
+    if (tag == nullptr || !tag->is_string()) return nullptr;
+    const fb::EnumVal* member = type.enum_def->Lookup(std::string(tag->as_string()));
+    return member == nullptr ? nullptr : member->union_type.struct_def;
+  }
+};
+
 // With natural_utf8, GenerateText (2.0.8) writes control characters other than \b \t \n \f \r into strings raw,
 // which is not JSON. On one line (indent_step -1) every byte below 0x20 is inside a string, so escape them all.
 std::string escape_controls(std::string text) {
@@ -241,6 +304,15 @@ base::Result<std::vector<std::uint8_t>> parse_json(std::string_view text) {
     return base::make_error("json: NUL byte at offset " + std::to_string(nul));
   }
   ThreadParser& state = thread_parser();
+  {
+    boost::json::error_code ec;
+    const boost::json::value strict = boost::json::parse(text, ec);
+    if (!ec) {  // what does not parse here, the parser below reports with its position
+      if (auto problem = Strictness().check(strict, state.get().root_struct_def_, "")) {
+        return base::make_error(std::move(*problem));
+      }
+    }
+  }
   state.text.assign(text);
   fb::Parser& parser = state.get();
   const bool ok = parser.ParseJson(state.text.c_str());

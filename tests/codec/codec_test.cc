@@ -347,6 +347,34 @@ TEST(CodecJson, ParserIsFreshAfterAnError) {
   EXPECT_EQ(after.value(), before.value());
 }
 
+// Issue 9, defect 8: FlatBuffers' JSON parser took "expected_version":"3" as 3 and let \u0000 into text. Both are
+// refused, naming the field; enum names (role "user") stay strings, as the form defines them.
+TEST(CodecJson, NumbersAsStringsAndNulInTextAreRefused) {
+  const std::string message = R"({"role":"user","content":[{"text":"hi"}]})";
+  std::string quoted_version = event_json("Message", message);
+  quoted_version.insert(1, R"("expected_version":"3",)");
+  auto r = json_to_flatbuffers(quoted_version);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "expected_version: must be a number, not a string");
+
+  std::string quoted_number = event_json("Message", message);
+  quoted_number.insert(1, R"("occurred_at_us":"1767225600000000",)");
+  r = json_to_flatbuffers(quoted_number);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "occurred_at_us: must be a number, not a string");
+
+  r = json_to_flatbuffers(event_json("MemorySet", R"({"label":"a","value":"b","pinned":"true"})"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "payload.pinned: must be true or false, not a string");
+
+  r = json_to_flatbuffers(event_json("Message", R"({"role":"user","content":[{"text":"a\u0000b"}]})"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "payload.content[0].text: must not contain NUL (\\u0000)");
+
+  auto fine = json_to_flatbuffers(event_json("Message", message));
+  EXPECT_TRUE(fine.ok()) << fine.error().message;
+}
+
 TEST(CodecJson, ThreadsDecodeIndependently) {
   const auto all = samples();
   std::vector<std::vector<std::uint8_t>> expected;
