@@ -4,12 +4,12 @@
 
 #include <algorithm>
 
-#include "base/hex.h"
-#include "base/sha256.h"
-#include "codec/codec.h"
 #include "connectors/materialise/materialise.h"
-#include "fold/fold.h"
-#include "fold/read.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/read.h"
 
 namespace statefold::audit {
 

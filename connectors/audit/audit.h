@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
-#include "fold/kv.h"
-#include "log/log.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
+#include "engine/log/log.h"
 
 namespace statefold::audit {
 

@@ -7,7 +7,7 @@
 
 #include "connectors/materialise/materialise.h"
 #include "connectors/providers/provider.h"
-#include "fold/read.h"
+#include "engine/fold/read.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::audit {

@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "connectors/context/render.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::audit {
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <limits>
 
-#include "base/hex.h"
-#include "fold/fold.h"
-#include "fold/read.h"
+#include "engine/base/hex.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/read.h"
 
 namespace statefold::audit {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::audit {
 

@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::context {
 

@@ -1,8 +1,8 @@
 #include "connectors/context/render.h"
 
-#include "base/hex.h"
-#include "base/json_writer.h"
-#include "base/sha256.h"
+#include "engine/base/hex.h"
+#include "engine/base/json_writer.h"
+#include "engine/base/sha256.h"
 
 namespace statefold::context {
 namespace {

@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
 #include "connectors/context/context.h"
+#include "engine/base/result.h"
 
 namespace statefold::context {
 

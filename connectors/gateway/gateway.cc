@@ -1,9 +1,9 @@
 #include "connectors/gateway/gateway.h"
 
-#include "base/logging.h"
 #include "connectors/context/render.h"
 #include "connectors/gateway/internal/turn.h"
-#include "fold/read.h"
+#include "engine/base/logging.h"
+#include "engine/fold/read.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::gateway {

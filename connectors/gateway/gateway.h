@@ -25,11 +25,11 @@
 #include <string>
 #include <string_view>
 
-#include "append/append.h"
 #include "connectors/upstream/routing.h"
-#include "fold/kv.h"
-#include "http/http.h"
-#include "runtime/ownership.h"
+#include "engine/append/append.h"
+#include "engine/fold/kv.h"
+#include "engine/http/http.h"
+#include "engine/runtime/ownership.h"
 
 namespace statefold::gateway {
 

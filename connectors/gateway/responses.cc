@@ -1,8 +1,8 @@
 // POST /v1/responses and GET /v1/responses/{id}: the session comes from previous_response_id, conversation,
 // X-Session-Id or metadata.session_id (else a new one). Response ids carry their session and the reply's version.
-#include "base/hex.h"
 #include "connectors/gateway/internal/turn.h"
-#include "fold/read.h"
+#include "engine/base/hex.h"
+#include "engine/fold/read.h"
 
 namespace statefold::gateway::internal {
 

@@ -6,9 +6,9 @@
 #include <random>
 #include <set>
 
-#include "base/logging.h"
 #include "connectors/gateway/internal/events.h"
 #include "connectors/gateway/internal/turn.h"
+#include "engine/base/logging.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::gateway::internal {

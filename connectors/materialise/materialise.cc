@@ -7,11 +7,11 @@
 #include <utility>
 #include <cmath>
 
-#include "base/json_text.h"
 #include "connectors/providers/provider.h"
 #include "connectors/tokenizer/tokenizer.h"
-#include "fold/as_of.h"
-#include "fold/read.h"
+#include "engine/base/json_text.h"
+#include "engine/fold/as_of.h"
+#include "engine/fold/read.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::materialise {

@@ -20,10 +20,10 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
 #include "connectors/context/context.h"
 #include "connectors/context/render.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::materialise {
 

@@ -25,9 +25,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "connectors/context/context.h"
 #include "connectors/context/render.h"
+#include "engine/base/result.h"
 
 namespace statefold::protocol {
 

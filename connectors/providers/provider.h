@@ -19,10 +19,10 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "connectors/context/context.h"
 #include "connectors/context/render.h"
 #include "connectors/protocol/protocol.h"
+#include "engine/base/result.h"
 
 namespace statefold::providers {
 

@@ -39,11 +39,11 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
-#include "base/logging.h"
 #include "connectors/upstream/event_stream.h"
 #include "connectors/upstream/retry.h"
 #include "connectors/upstream/sigv4.h"
 #include "connectors/upstream/upstream.h"
+#include "engine/base/logging.h"
 
 namespace statefold::upstream {
 

@@ -11,8 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "base/hex.h"
-#include "base/sha256.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
 
 namespace statefold::upstream {
 

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "connectors/upstream/upstream.h"
+#include "engine/base/result.h"
 
 namespace statefold::upstream {
 

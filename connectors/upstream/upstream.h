@@ -31,8 +31,8 @@
 #include <utility>
 #include <vector>
 
-#include "base/result.h"
 #include "connectors/upstream/sse.h"
+#include "engine/base/result.h"
 
 namespace statefold::upstream {
 

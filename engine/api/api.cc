@@ -1,19 +1,19 @@
-#include "api/api.h"
+#include "engine/api/api.h"
 
 #include <boost/json.hpp>
 
 #include <charconv>
 
-#include "base/hex.h"
-#include "base/sha256.h"
-#include "base/time.h"
-#include "codec/codec.h"
-#include "fold/as_of.h"
-#include "fold/read.h"
-#include "fork/fork.h"
-#include "log/log.h"
-#include "snapshot/snapshot.h"
-#include "view/view.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
+#include "engine/base/time.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/as_of.h"
+#include "engine/fold/read.h"
+#include "engine/fork/fork.h"
+#include "engine/log/log.h"
+#include "engine/snapshot/snapshot.h"
+#include "engine/view/view.h"
 
 namespace statefold::api {
 

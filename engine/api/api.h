@@ -12,9 +12,9 @@
 #include <optional>
 #include <string>
 
-#include "append/append.h"
-#include "http/http.h"
-#include "runtime/engine.h"
+#include "engine/append/append.h"
+#include "engine/http/http.h"
+#include "engine/runtime/engine.h"
 
 namespace statefold::api {
 

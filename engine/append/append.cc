@@ -1,9 +1,9 @@
-#include "append/append.h"
+#include "engine/append/append.h"
 
 #include <algorithm>
 #include <random>
 
-#include "codec/codec.h"
+#include "engine/codec/codec.h"
 
 namespace statefold::append {
 

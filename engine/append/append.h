@@ -26,10 +26,10 @@
 #include <utility>
 #include <vector>
 
-#include "base/result.h"
-#include "codec/build.h"
-#include "log/log.h"
-#include "runtime/engine.h"
+#include "engine/base/result.h"
+#include "engine/codec/build.h"
+#include "engine/log/log.h"
+#include "engine/runtime/engine.h"
 
 namespace statefold::append {
 

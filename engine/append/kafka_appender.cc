@@ -1,4 +1,4 @@
-#include "append/append.h"
+#include "engine/append/append.h"
 
 namespace statefold::append {
 

@@ -1,4 +1,4 @@
-#include "base/hex.h"
+#include "engine/base/hex.h"
 
 namespace statefold::base {
 

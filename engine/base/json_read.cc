@@ -1,4 +1,4 @@
-#include "base/json_read.h"
+#include "engine/base/json_read.h"
 
 namespace statefold::base::json {
 

@@ -9,7 +9,7 @@
 
 #include <boost/json.hpp>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::base::json {
 

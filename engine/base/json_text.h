@@ -2,4 +2,4 @@
 // base/json_writer.h. Include that instead.
 #pragma once
 
-#include "base/json_writer.h"
+#include "engine/base/json_writer.h"

@@ -1,4 +1,4 @@
-#include "base/json_writer.h"
+#include "engine/base/json_writer.h"
 
 #include <array>
 #include <charconv>

@@ -22,7 +22,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::base {
 

@@ -1,6 +1,6 @@
-#include "base/logging.h"
+#include "engine/base/logging.h"
 
-#include "base/json_writer.h"
+#include "engine/base/json_writer.h"
 
 #include <atomic>
 #include <chrono>

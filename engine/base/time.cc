@@ -1,4 +1,4 @@
-#include "base/time.h"
+#include "engine/base/time.h"
 
 #include <charconv>
 #include <cstdio>

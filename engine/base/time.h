@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::base {
 

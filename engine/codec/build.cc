@@ -1,11 +1,11 @@
-#include "codec/build.h"
+#include "engine/codec/build.h"
 
 #include <type_traits>
 #include <utility>
 
 #include <flatbuffers/flatbuffers.h>
 
-#include "codec/internal/validate.h"
+#include "engine/codec/internal/validate.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

@@ -19,7 +19,7 @@
 #include <variant>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::codec {
 

@@ -1,11 +1,11 @@
-#include "codec/codec.h"
+#include "engine/codec/codec.h"
 
 #include <stdexcept>
 #include <utility>
 
-#include "base/hex.h"
-#include "codec/internal/json_form.h"
-#include "codec/internal/validate.h"
+#include "engine/base/hex.h"
+#include "engine/codec/internal/json_form.h"
+#include "engine/codec/internal/validate.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

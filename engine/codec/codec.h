@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::schema {
 struct Event;

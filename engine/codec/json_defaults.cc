@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "codec/build.h"
-#include "codec/codec.h"
+#include "engine/codec/build.h"
+#include "engine/codec/codec.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

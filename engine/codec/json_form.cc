@@ -1,4 +1,4 @@
-#include "codec/internal/json_form.h"
+#include "engine/codec/internal/json_form.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,6 +1,6 @@
 #include <flatbuffers/flatbuffers.h>
 
-#include "codec/codec.h"
+#include "engine/codec/codec.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

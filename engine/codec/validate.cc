@@ -1,4 +1,4 @@
-#include "codec/internal/validate.h"
+#include "engine/codec/internal/validate.h"
 
 #include <cstring>
 #include <utility>

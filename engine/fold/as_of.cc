@@ -1,10 +1,10 @@
-#include "fold/as_of.h"
+#include "engine/fold/as_of.h"
 
 #include <stdexcept>
 
-#include "fold/fold.h"
-#include "fold/layout.h"
-#include "fold/internal/stored.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/internal/stored.h"
+#include "engine/fold/layout.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::fold {

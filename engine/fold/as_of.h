@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::fold {
 

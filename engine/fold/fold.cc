@@ -1,10 +1,10 @@
-#include "fold/fold.h"
+#include "engine/fold/fold.h"
 
 #include <algorithm>
 #include <stdexcept>
 
-#include "base/hex.h"
-#include "fold/internal/stored.h"
+#include "engine/base/hex.h"
+#include "engine/fold/internal/stored.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::fold {

@@ -17,10 +17,10 @@
 #include <utility>
 #include <vector>
 
-#include "base/sha256.h"
-#include "codec/codec.h"
-#include "fold/kv.h"
-#include "fold/layout.h"
+#include "engine/base/sha256.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/kv.h"
+#include "engine/fold/layout.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::fold {

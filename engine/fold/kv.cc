@@ -1,4 +1,4 @@
-#include "fold/kv.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::fold {
 

@@ -1,4 +1,4 @@
-#include "fold/layout.h"
+#include "engine/fold/layout.h"
 
 namespace statefold::fold::key {
 

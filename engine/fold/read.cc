@@ -1,9 +1,9 @@
-#include "fold/read.h"
+#include "engine/fold/read.h"
 
 #include <algorithm>
 
-#include "fold/internal/stored.h"
-#include "fold/layout.h"
+#include "engine/fold/internal/stored.h"
+#include "engine/fold/layout.h"
 
 namespace statefold::fold {
 

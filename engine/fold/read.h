@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 #include "statefold/schema/events_generated.h"
 #include "statefold/schema/state_generated.h"
 

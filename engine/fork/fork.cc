@@ -1,11 +1,11 @@
-#include "fork/fork.h"
+#include "engine/fork/fork.h"
 
-#include "base/hex.h"
-#include "base/sha256.h"
-#include "codec/codec.h"
-#include "fold/as_of.h"
-#include "fold/fold.h"
-#include "fold/read.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/as_of.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/read.h"
 #include "statefold/schema/events_generated.h"
 #include "statefold/schema/state_generated.h"
 

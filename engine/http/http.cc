@@ -8,7 +8,7 @@
 // pending deadline timer owns it, so a handler that never answers cannot leak it. `respond` holds only a weak_ptr to
 // the session and a shared "gate": it posts under the gate's lock, and stop() closes the gate before it tears the
 // io_context down, so a late `respond` (from any thread, after the connection or the whole server is gone) is a no-op.
-#include "http/http.h"
+#include "engine/http/http.h"
 
 #include <sys/resource.h>
 
@@ -42,7 +42,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include "base/logging.h"
+#include "engine/base/logging.h"
 
 namespace statefold::http {
 

@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::http {
 

@@ -1,6 +1,6 @@
 #include <thread>
 
-#include "log/internal/config.h"
+#include "engine/log/internal/config.h"
 // After rdkafka.h, which config.h includes.
 #include <librdkafka/rdkafka_mock.h>
 

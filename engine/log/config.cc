@@ -1,4 +1,4 @@
-#include "log/internal/config.h"
+#include "engine/log/internal/config.h"
 
 #include <cstdio>
 

@@ -1,7 +1,7 @@
 #include <atomic>
 #include <mutex>
 
-#include "log/internal/config.h"
+#include "engine/log/internal/config.h"
 
 namespace statefold::log {
 

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::log {
 

@@ -3,7 +3,7 @@
 #include <mutex>
 #include <thread>
 
-#include "log/internal/config.h"
+#include "engine/log/internal/config.h"
 
 namespace statefold::log {
 

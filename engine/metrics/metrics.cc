@@ -1,7 +1,7 @@
 // Pushed figures live in a prometheus-cpp registry. Pulled figures are read at scrape time and rendered as
 // constant metric families: the engine's counters are monotonic already, so they are emitted with their value as
 // counters, with no last-seen bookkeeping that could drift or double count across re-attachment.
-#include "metrics/metrics.h"
+#include "engine/metrics/metrics.h"
 
 #include <prometheus/client_metric.h>
 #include <prometheus/counter.h>

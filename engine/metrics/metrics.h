@@ -25,10 +25,10 @@
 #include <string_view>
 #include <vector>
 
-#include "fold/fold.h"
-#include "http/http.h"
-#include "runtime/engine.h"
-#include "store/store.h"
+#include "engine/fold/fold.h"
+#include "engine/http/http.h"
+#include "engine/runtime/engine.h"
+#include "engine/store/store.h"
 
 namespace statefold::metrics {
 

@@ -1,4 +1,4 @@
-#include "runtime/engine.h"
+#include "engine/runtime/engine.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -6,10 +6,10 @@
 #include <mutex>
 #include <thread>
 
-#include "base/hex.h"
-#include "base/logging.h"
-#include "base/sha256.h"
-#include "codec/codec.h"
+#include "engine/base/hex.h"
+#include "engine/base/logging.h"
+#include "engine/base/sha256.h"
+#include "engine/codec/codec.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::runtime {

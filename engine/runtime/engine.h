@@ -22,11 +22,11 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
-#include "fold/fold.h"
-#include "log/log.h"
-#include "runtime/ownership.h"
-#include "store/store.h"
+#include "engine/base/result.h"
+#include "engine/fold/fold.h"
+#include "engine/log/log.h"
+#include "engine/runtime/ownership.h"
+#include "engine/store/store.h"
 
 namespace statefold::runtime {
 

@@ -1,4 +1,4 @@
-#include "snapshot/snapshot.h"
+#include "engine/snapshot/snapshot.h"
 
 #include <boost/json.hpp>
 
@@ -9,9 +9,9 @@
 #include <mutex>
 #include <sstream>
 
-#include "base/hex.h"
-#include "fold/fold.h"
-#include "fold/layout.h"
+#include "engine/base/hex.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/layout.h"
 
 namespace statefold::snapshot {
 

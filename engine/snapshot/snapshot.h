@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
-#include "store/store.h"
+#include "engine/base/result.h"
+#include "engine/store/store.h"
 
 namespace statefold::snapshot {
 

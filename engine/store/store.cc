@@ -1,4 +1,4 @@
-#include "store/store.h"
+#include "engine/store/store.h"
 
 #include <rocksdb/cache.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -10,7 +10,7 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
-#include "fold/layout.h"
+#include "engine/fold/layout.h"
 
 #include <cstring>
 

@@ -10,8 +10,8 @@
 #include <memory>
 #include <string>
 
-#include "base/result.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::store {
 

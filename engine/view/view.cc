@@ -1,14 +1,14 @@
-#include "view/view.h"
+#include "engine/view/view.h"
 
 #include <boost/json.hpp>
 
 #include <stdexcept>
 
-#include "base/hex.h"
-#include "codec/codec.h"
-#include "fold/as_of.h"
-#include "fold/fold.h"
-#include "fold/read.h"
+#include "engine/base/hex.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/as_of.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/read.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::view {

@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
-#include "fold/kv.h"
+#include "engine/base/result.h"
+#include "engine/fold/kv.h"
 
 namespace statefold::view {
 

@@ -1,8 +1,8 @@
 // workload: the generator behind workload.h. One pass, one reusable line buffer, one xoshiro256** stream seeded
 // from Options::seed, so the bytes depend on nothing but the options (no std:: distributions, no clocks).
-#include "workload/workload.h"
+#include "engine/workload/workload.h"
 
-#include "base/json_writer.h"
+#include "engine/base/json_writer.h"
 
 #include <algorithm>
 #include <array>

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "api/http_client.h"
-#include "base/hex.h"
-#include "log/log.h"
-#include "store/store.h"
+#include "engine/base/hex.h"
+#include "engine/log/log.h"
+#include "engine/store/store.h"
 #include "support/cluster.h"
 
 namespace statefold::testing {

@@ -1,6 +1,6 @@
 // append: the envelope Batch writes (ids, chaining, what add_json keeps of the client's JSON), the outcome helpers
 // and the SettleTracker reads wait on. No Kafka: KafkaAppender is covered by the integration tests.
-#include "append/append.h"
+#include "engine/append/append.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "codec/codec.h"
+#include "engine/codec/codec.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::append {

@@ -9,12 +9,12 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include "base/hex.h"
-#include "base/json_read.h"
-#include "base/json_writer.h"
-#include "base/logging.h"
-#include "base/sha256.h"
-#include "base/time.h"
+#include "engine/base/hex.h"
+#include "engine/base/json_read.h"
+#include "engine/base/json_writer.h"
+#include "engine/base/logging.h"
+#include "engine/base/sha256.h"
+#include "engine/base/time.h"
 
 namespace statefold::base {
 namespace {

@@ -1,12 +1,12 @@
 // codec::build: byte-identical to the JSON path for the same event in schema order, the same validation, and the
 // JSON path with envelope defaults the HTTP API uses.
-#include "codec/build.h"
+#include "engine/codec/build.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "codec/codec.h"
+#include "engine/codec/codec.h"
 #include "statefold/schema/events_generated.h"
 
 namespace statefold::codec {

@@ -1,5 +1,5 @@
 // codec: decoding of both encodings, every validation rule, hostile bytes, the JSON round trip and the docs.
-#include "codec/codec.h"
+#include "engine/codec/codec.h"
 
 #include <gtest/gtest.h>
 

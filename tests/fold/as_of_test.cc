@@ -1,12 +1,12 @@
 // Time travel (spec section 4, fold/as_of.h): a session read at any past version or time equals the state a fold of
 // the events up to that version produced then, whatever the session's length.
-#include "fold/as_of.h"
+#include "engine/fold/as_of.h"
 
 #include <gtest/gtest.h>
 
-#include "fold/fold.h"
-#include "view/view.h"
-#include "workload/workload.h"
+#include "engine/fold/fold.h"
+#include "engine/view/view.h"
+#include "engine/workload/workload.h"
 
 namespace statefold::fold {
 namespace {

@@ -2,12 +2,12 @@
 // checkpoints, keeps versions, hashes and counts so the chain still verifies, and is itself recorded.
 #include <gtest/gtest.h>
 
-#include "base/hex.h"
-#include "base/sha256.h"
-#include "fold/as_of.h"
-#include "fold/fold.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
+#include "engine/fold/as_of.h"
+#include "engine/fold/fold.h"
+#include "engine/view/view.h"
 #include "statefold/schema/state_generated.h"
-#include "view/view.h"
 
 namespace statefold::fold {
 namespace {

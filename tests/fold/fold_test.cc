@@ -1,14 +1,14 @@
 // The fold's guarantees (spec section 3): determinism, duplicates, expected versions, unknown types, hash chain,
 // and flat per-event cost by layout.
-#include "fold/fold.h"
+#include "engine/fold/fold.h"
 
 #include <gtest/gtest.h>
 
 #include <flatbuffers/flatbuffers.h>
 
-#include "base/hex.h"
+#include "engine/base/hex.h"
+#include "engine/view/view.h"
 #include "statefold/schema/events_generated.h"
-#include "view/view.h"
 
 namespace statefold::fold {
 namespace {

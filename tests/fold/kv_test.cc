@@ -1,6 +1,6 @@
 // fold::Overlay: the engine folds batch n+1 through the writes of batch n while the store commits them, so the
 // overlay must read exactly what the store will hold once batch n is in.
-#include "fold/kv.h"
+#include "engine/fold/kv.h"
 
 #include <gtest/gtest.h>
 

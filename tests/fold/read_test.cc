@@ -1,10 +1,10 @@
 // fold/read.h: typed reads of stored state, bounded history pages, and damage reported as an error naming what
 // and where, never misread.
-#include "fold/read.h"
+#include "engine/fold/read.h"
 
 #include <gtest/gtest.h>
 
-#include "fold/layout.h"
+#include "engine/fold/layout.h"
 #include "support/memory_fold.h"
 
 namespace statefold::fold {

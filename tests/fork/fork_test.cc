@@ -1,13 +1,13 @@
 // fork: a plan's events, folded, give a child whose state equals its parent's at the version; planning twice gives
 // the same events; the errors name the problem. Over a MemoryKv folded in-process.
-#include "fork/fork.h"
+#include "engine/fork/fork.h"
 
 #include <gtest/gtest.h>
 
-#include "fold/as_of.h"
-#include "fold/layout.h"
+#include "engine/fold/as_of.h"
+#include "engine/fold/layout.h"
+#include "engine/view/view.h"
 #include "support/memory_fold.h"
-#include "view/view.h"
 
 namespace statefold::fork {
 namespace {

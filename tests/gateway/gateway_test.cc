@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "base/hex.h"
-#include "fold/fold.h"
-#include "fold/read.h"
+#include "engine/base/hex.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/read.h"
 #include "statefold/schema/events_generated.h"
 #include "support/memory_fold.h"
 #include "support/memory_sink.h"

@@ -1,5 +1,5 @@
 // http::Server over real sockets on 127.0.0.1, with a small blocking client written against POSIX sockets.
-#include "http/http.h"
+#include "engine/http/http.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "store/store.h"
+#include "engine/store/store.h"
+#include "engine/workload/workload.h"
 #include "support/cluster.h"
-#include "workload/workload.h"
 
 namespace statefold::testing {
 namespace {

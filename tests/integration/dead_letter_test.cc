@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "base/hex.h"
-#include "base/sha256.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
 #include "support/cluster.h"
 
 namespace statefold::testing {

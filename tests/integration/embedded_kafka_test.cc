@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/workload/workload.h"
 #include "support/cluster.h"
-#include "workload/workload.h"
 
 namespace statefold::testing {
 namespace {

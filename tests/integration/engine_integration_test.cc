@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/workload/workload.h"
 #include "support/cluster.h"
-#include "workload/workload.h"
 
 namespace statefold::testing {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "fold/fold.h"
-#include "workload/workload.h"
+#include "engine/fold/fold.h"
+#include "engine/workload/workload.h"
 
 namespace statefold::materialise {
 namespace {

@@ -1,6 +1,6 @@
 // The /metrics rendering: pushed batch and HTTP figures, pulled engine and store figures fed through Sources, and
 // the whole output checked by promtool (format and naming lint).
-#include "metrics/metrics.h"
+#include "engine/metrics/metrics.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>

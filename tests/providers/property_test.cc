@@ -11,9 +11,9 @@
 #include <random>
 #include <set>
 
-#include "base/json_writer.h"
 #include "connectors/context/render.h"
 #include "connectors/providers/echo/echo.h"
+#include "engine/base/json_writer.h"
 #include "providers/dispatch.h"
 
 namespace statefold::context {

@@ -27,17 +27,17 @@
 #include <thread>
 #include <vector>
 
-#include "base/hex.h"
-#include "codec/codec.h"
-#include "fold/fold.h"
-#include "fold/layout.h"
+#include "engine/base/hex.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/layout.h"
+#include "engine/store/store.h"
+#include "engine/view/view.h"
+#include "engine/workload/workload.h"
 #include "statefold/schema/events_generated.h"
 #include "statefold/schema/state_generated.h"
-#include "store/store.h"
 #include "support/cluster.h"
 #include "workload_fixture.h"
-#include "view/view.h"
-#include "workload/workload.h"
 
 namespace statefold::testing {
 namespace {

@@ -25,14 +25,14 @@
 #include <vector>
 
 #include "api/http_client.h"
-#include "codec/codec.h"
-#include "fold/fold.h"
-#include "fold/layout.h"
-#include "store/store.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/layout.h"
+#include "engine/store/store.h"
+#include "engine/view/view.h"
+#include "engine/workload/workload.h"
 #include "support/cluster.h"
 #include "workload_fixture.h"
-#include "view/view.h"
-#include "workload/workload.h"
 
 namespace statefold::testing {
 namespace {

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "workload/workload.h"
+#include "engine/workload/workload.h"
 
 namespace statefold::testing {
 

@@ -1,9 +1,9 @@
 // The store against a real RocksDB: atomic state + offsets, scans, read-only opening, schema version refusal.
-#include "store/store.h"
+#include "engine/store/store.h"
 
 #include <gtest/gtest.h>
 
-#include "fold/layout.h"
+#include "engine/fold/layout.h"
 #include "support/temp_dir.h"
 
 namespace statefold::store {

@@ -34,12 +34,12 @@
 #include <unistd.h>
 #include <vector>
 
-#include "codec/codec.h"
-#include "fold/fold.h"
-#include "log/log.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
+#include "engine/log/log.h"
+#include "engine/view/view.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
-#include "view/view.h"
 
 namespace statefold::testing {
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "codec/codec.h"
-#include "fold/fold.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
 
 namespace statefold::testing {
 

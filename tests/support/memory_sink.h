@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
-#include "append/append.h"
-#include "codec/codec.h"
-#include "fold/fold.h"
+#include "engine/append/append.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
 #include "support/memory_fold.h"
 
 namespace statefold::testing {

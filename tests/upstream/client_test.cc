@@ -20,10 +20,10 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include "base/hex.h"
-#include "base/logging.h"
-#include "base/sha256.h"
-#include "http/http.h"
+#include "engine/base/hex.h"
+#include "engine/base/logging.h"
+#include "engine/base/sha256.h"
+#include "engine/http/http.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 

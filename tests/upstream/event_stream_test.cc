@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "base/hex.h"
+#include "engine/base/hex.h"
 
 namespace statefold::upstream {
 namespace {

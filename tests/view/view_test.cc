@@ -1,6 +1,6 @@
 // view: the JSON `inspect` and the API show, over a MemoryKv folded in-process: sessions, history pages, session
 // listings and the summary; a damaged stored value is an error, not shown as state.
-#include "view/view.h"
+#include "engine/view/view.h"
 
 #include <gtest/gtest.h>
 
@@ -8,8 +8,8 @@
 
 #include <stdexcept>
 
-#include "fold/layout.h"
-#include "fold/read.h"
+#include "engine/fold/layout.h"
+#include "engine/fold/read.h"
 #include "support/memory_fold.h"
 
 namespace statefold::view {

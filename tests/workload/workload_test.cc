@@ -1,6 +1,6 @@
 // Tests for the workload generator: determinism, shape of every line, and a recount of the stream with the
 // engine's own rules (dedupe by event id, optimistic concurrency by expected_version) against the returned Stats.
-#include "workload/workload.h"
+#include "engine/workload/workload.h"
 
 #include <gtest/gtest.h>
 

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <vector>
 
-#include "codec/codec.h"
-#include "log/log.h"
+#include "engine/codec/codec.h"
+#include "engine/log/log.h"
 
 namespace statefold::bench {
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "base/result.h"
-#include "workload/workload.h"
+#include "engine/base/result.h"
+#include "engine/workload/workload.h"
 
 namespace statefold::bench {
 

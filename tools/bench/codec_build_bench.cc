@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "codec/build.h"
-#include "codec/codec.h"
+#include "engine/codec/build.h"
+#include "engine/codec/codec.h"
 
 namespace {
 

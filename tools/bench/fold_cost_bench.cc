@@ -40,9 +40,9 @@
 #include <unistd.h>
 #include <vector>
 
-#include "codec/codec.h"
-#include "fold/fold.h"
-#include "store/store.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
+#include "engine/store/store.h"
 
 using namespace statefold;  // NOLINT: a main file, not a header
 

@@ -30,10 +30,10 @@
 #include <vector>
 
 #include "bench_kafka.h"
-#include "codec/codec.h"
-#include "log/log.h"
-#include "runtime/engine.h"
-#include "workload/workload.h"
+#include "engine/codec/codec.h"
+#include "engine/log/log.h"
+#include "engine/runtime/engine.h"
+#include "engine/workload/workload.h"
 
 using namespace statefold;  // NOLINT: a main file, not a header
 

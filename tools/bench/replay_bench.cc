@@ -35,10 +35,10 @@
 #include <vector>
 
 #include "bench_kafka.h"
-#include "codec/codec.h"
-#include "log/log.h"
+#include "engine/codec/codec.h"
+#include "engine/log/log.h"
+#include "engine/workload/workload.h"
 #include "support/process.h"
-#include "workload/workload.h"
 
 using namespace statefold;  // NOLINT: a main file, not a header
 

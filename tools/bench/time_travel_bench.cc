@@ -24,11 +24,11 @@
 #include <unistd.h>
 #include <vector>
 
-#include "codec/codec.h"
-#include "fold/fold.h"
-#include "fold/layout.h"
-#include "store/store.h"
-#include "view/view.h"
+#include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
+#include "engine/fold/layout.h"
+#include "engine/store/store.h"
+#include "engine/view/view.h"
 
 using namespace statefold;  // NOLINT: a main file, not a header
 

@@ -2,9 +2,9 @@
 #include <iostream>
 #include <map>
 
-#include "codec/codec.h"
 #include "commands.h"
-#include "log/log.h"
+#include "engine/codec/codec.h"
+#include "engine/log/log.h"
 
 namespace statefold::cli {
 

@@ -2,8 +2,8 @@
 
 #include "commands.h"
 #include "connectors/audit/audit.h"
-#include "log/log.h"
-#include "store/store.h"
+#include "engine/log/log.h"
+#include "engine/store/store.h"
 
 namespace statefold::cli {
 

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::cli {
 

@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "http/http.h"
+#include "engine/http/http.h"
 
 namespace statefold::cli {
 

@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "workload/workload.h"
+#include "engine/workload/workload.h"
 
 namespace statefold::cli {
 

@@ -1,10 +1,10 @@
 #include <iostream>
 
-#include "base/time.h"
 #include "commands.h"
-#include "fold/as_of.h"
-#include "store/store.h"
-#include "view/view.h"
+#include "engine/base/time.h"
+#include "engine/fold/as_of.h"
+#include "engine/store/store.h"
+#include "engine/view/view.h"
 
 namespace statefold::cli {
 

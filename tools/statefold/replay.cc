@@ -1,11 +1,11 @@
 #include <iostream>
 
-#include "base/time.h"
 #include "commands.h"
-#include "log/log.h"
+#include "engine/base/time.h"
+#include "engine/log/log.h"
+#include "engine/store/store.h"
+#include "engine/view/view.h"
 #include "replay_runner.h"
-#include "store/store.h"
-#include "view/view.h"
 
 namespace statefold::cli {
 

@@ -12,10 +12,10 @@
 #include <mutex>
 #include <thread>
 
-#include "base/hex.h"
-#include "base/logging.h"
-#include "base/sha256.h"
-#include "runtime/engine.h"
+#include "engine/base/hex.h"
+#include "engine/base/logging.h"
+#include "engine/base/sha256.h"
+#include "engine/runtime/engine.h"
 
 namespace statefold::cli {
 

@@ -6,8 +6,8 @@
 #include <map>
 #include <string>
 
-#include "base/result.h"
-#include "log/log.h"
+#include "engine/base/result.h"
+#include "engine/log/log.h"
 
 namespace statefold::cli {
 

@@ -4,7 +4,7 @@
 #include "config.h"
 #include "connectors/audit/rerender.h"
 #include "connectors/providers/provider.h"
-#include "store/store.h"
+#include "engine/store/store.h"
 
 namespace statefold::cli {
 

@@ -5,20 +5,20 @@
 #include <fstream>
 #include <iostream>
 
-#include "api/api.h"
-#include "append/append.h"
-#include "base/logging.h"
-#include "base/sha256.h"
-#include "base/hex.h"
 #include "commands.h"
 #include "config.h"
 #include "connectors/gateway/gateway.h"
 #include "connectors/upstream/routing.h"
-#include "http/http.h"
-#include "log/log.h"
-#include "metrics/metrics.h"
-#include "runtime/engine.h"
-#include "snapshot/snapshot.h"
+#include "engine/api/api.h"
+#include "engine/append/append.h"
+#include "engine/base/hex.h"
+#include "engine/base/logging.h"
+#include "engine/base/sha256.h"
+#include "engine/http/http.h"
+#include "engine/log/log.h"
+#include "engine/metrics/metrics.h"
+#include "engine/runtime/engine.h"
+#include "engine/snapshot/snapshot.h"
 
 #include <condition_variable>
 #include <mutex>

@@ -1,10 +1,10 @@
 #include <iostream>
 
-#include "base/logging.h"
 #include "commands.h"
-#include "http/http.h"
-#include "snapshot/snapshot.h"
-#include "store/store.h"
+#include "engine/base/logging.h"
+#include "engine/http/http.h"
+#include "engine/snapshot/snapshot.h"
+#include "engine/store/store.h"
 
 namespace statefold::cli {
 

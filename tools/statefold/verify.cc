@@ -5,9 +5,9 @@
 
 #include "commands.h"
 #include "connectors/audit/verify.h"
-#include "log/log.h"
+#include "engine/log/log.h"
+#include "engine/store/store.h"
 #include "replay_runner.h"
-#include "store/store.h"
 
 namespace statefold::cli {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "append/append.h"
-#include "base/result.h"
 #include "connectors/protocol/protocol.h"
+#include "engine/append/append.h"
+#include "engine/base/result.h"
 
 namespace statefold::gateway::internal {
 

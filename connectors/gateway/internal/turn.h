@@ -31,7 +31,7 @@
 #include "connectors/providers/provider.h"
 #include "connectors/tokenizer/tokenizer.h"
 #include "connectors/upstream/upstream.h"
-#include "fold/fold.h"
+#include "engine/fold/fold.h"
 
 namespace statefold::gateway::internal {
 

@@ -8,9 +8,9 @@
 
 #include <boost/json.hpp>
 
-#include "base/json_read.h"
-#include "base/json_writer.h"
-#include "base/result.h"
+#include "engine/base/json_read.h"
+#include "engine/base/json_writer.h"
+#include "engine/base/result.h"
 
 namespace statefold::protocol::detail {
 

@@ -6,9 +6,9 @@
 #include <string>
 #include <string_view>
 
-#include "base/json_writer.h"
-#include "base/result.h"
 #include "connectors/context/context.h"
+#include "engine/base/json_writer.h"
+#include "engine/base/result.h"
 
 namespace statefold::providers::internal {
 

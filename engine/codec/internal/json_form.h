@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "engine/base/result.h"
 
 namespace statefold::codec::internal {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
-#include "codec/codec.h"
+#include "engine/base/result.h"
+#include "engine/codec/codec.h"
 
 namespace statefold::codec::internal {
 

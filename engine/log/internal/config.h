@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "base/result.h"
-#include "log/log.h"
+#include "engine/base/result.h"
+#include "engine/log/log.h"
 
 namespace statefold::log::internal {
 
