@@ -5,6 +5,11 @@ target_compile_options(statefold_flags INTERFACE -Wall -Wextra -Wpedantic -Wshad
 if(STATEFOLD_WERROR)
   target_compile_options(statefold_flags INTERFACE -Werror)
 endif()
+if(STATEFOLD_FUZZ)
+  # Coverage for libFuzzer in every module; only the fuzz targets link the fuzzer's main (tests/fuzz).
+  target_compile_options(statefold_flags INTERFACE -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  target_link_options(statefold_flags INTERFACE -fsanitize=address,undefined)
+endif()
 if(STATEFOLD_SANITIZE)
   target_compile_options(statefold_flags INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
                          -fno-sanitize-recover=undefined)

@@ -11,7 +11,7 @@ Usage: tools/setup.sh
 
 Installs (only when missing) the Debian 12 packages statefold needs: C++ toolchain, CMake,
 Ninja, librdkafka, FlatBuffers, RocksDB, Boost 1.81 (+ JSON), CLI11, toml++, xxHash,
-Google Benchmark/Test, compression libraries, PCRE2, Node.js + npm (the
+Google Benchmark/Test, compression libraries, PCRE2, clang-14 + libclang-rt-14-dev (fuzzing), Node.js + npm (the
 tokenizer's rank tables come from the npm registry at build time), OpenJDK 17 + Maven (for the local Kafka
 broker, see tools/kafka.sh), python3, curl, procps. Needs root (or sudo).
 EOF
@@ -35,6 +35,8 @@ PACKAGES=(
   openjdk-17-jre-headless maven
   # scripts and tests
   python3 python3-venv curl procps
+  # the libFuzzer targets (fuzz preset, tools/fuzz.sh)
+  clang-14 libclang-rt-14-dev
 )
 
 installed() {

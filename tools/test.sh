@@ -54,6 +54,9 @@ cmake --build --preset asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -L unit || status=1
 
+step "fuzz targets (fuzz preset), each for ${STATEFOLD_FUZZ_SECONDS:-20} s on its seed corpus"
+STATEFOLD_JOBS="$jobs" bash tools/fuzz.sh --seconds "${STATEFOLD_FUZZ_SECONDS:-20}" || status=1
+
 if [ "$status" -eq 0 ]; then
   step "all tests passed"
 else

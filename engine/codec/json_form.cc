@@ -143,12 +143,12 @@ Scan scan(std::string_view text) {
 }
 
 // What FlatBuffers' JSON parser lets through and the JSON form must not: a number or a boolean written as a string
-// ("expected_version":"3" was taken as 3), and a NUL character (\u0000) inside a string, which C-string consumers
-// would cut at. Walks the parsed JSON beside the schema; the first problem, named by its field path.
+// ("expected_version":"3" was taken as 3). Walks the parsed JSON beside the schema; the first problem, named by its
+// field path. (A NUL inside text, \u0000, is text like any other: strings are length-prefixed everywhere, the typed
+// builders write it and the JSON form round-trips it; ids, where it is refused, say so in validation.)
 class Strictness {
  public:
   std::optional<std::string> check(const boost::json::value& v, const fb::StructDef* def, const std::string& path) {
-    if (const auto* s = v.if_string()) return nul_in(*s, path);
     if (const auto* a = v.if_array()) {
       for (std::size_t i = 0; i < a->size(); ++i) {
         if (auto p = check((*a)[i], def, path + "[" + std::to_string(i) + "]")) return p;
@@ -159,12 +159,8 @@ class Strictness {
     if (o == nullptr) return std::nullopt;
     for (const auto& [key, value] : *o) {
       const std::string field_path = join(path, key);
-      if (auto p = nul_in(key, field_path)) return p;
       const fb::FieldDef* field = def == nullptr ? nullptr : def->fields.Lookup(std::string(key));
-      if (field == nullptr) {  // unknown fields are the parser's to report; still no NUL below
-        if (auto p = check(value, nullptr, field_path)) return p;
-        continue;
-      }
+      if (field == nullptr) continue;  // unknown fields are the parser's to report
       const fb::Type& type = field->value.type;
       if (auto p = scalar(value, type.base_type == fb::BASE_TYPE_VECTOR ? type.element : type.base_type,
                           type.enum_def != nullptr && type.base_type != fb::BASE_TYPE_UNION, field_path)) {
@@ -176,11 +172,6 @@ class Strictness {
   }
 
  private:
-  static std::optional<std::string> nul_in(boost::json::string_view s, const std::string& path) {
-    if (s.find('\0') == boost::json::string_view::npos) return std::nullopt;
-    return (path.empty() ? std::string("json") : path) + ": must not contain NUL (\\u0000)";
-  }
-
   // A number or boolean field (or vector of them) given as a string; enum fields take their names as strings.
   static std::optional<std::string> scalar(const boost::json::value& v, fb::BaseType t, bool named_enum,
                                            const std::string& path) {

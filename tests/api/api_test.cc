@@ -713,12 +713,10 @@ TEST_F(ApiTest, InvalidBodiesAreRefusedNamingTheFieldAndChangeNothing) {
       {"a bad expected_version", "?expected_version=two", message_body("user", "x"), {"expected_version"}},
       {"a negative expected_version", "?expected_version=-1", message_body("user", "x"), {"expected_version"}},
       {"a bad wait", "?wait=maybe", message_body("user", "x"), {"wait"}},
-      // Issue 9, defect 8: FlatBuffers' parser took these; the JSON form does not.
+      // Issue 9, defect 8: FlatBuffers' parser took this; the JSON form does not.
       {"expected_version as a string", "",
        R"({"expected_version":"3","payload_type":"Message","payload":{"content":[{"text":"x"}]}})",
        {"expected_version", "must be a number"}},
-      {"a NUL in text", "", R"({"payload_type":"Message","payload":{"content":[{"text":"a\u0000b"}]}})",
-       {"payload.content[0].text", "NUL"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);

@@ -347,9 +347,10 @@ TEST(CodecJson, ParserIsFreshAfterAnError) {
   EXPECT_EQ(after.value(), before.value());
 }
 
-// Issue 9, defect 8: FlatBuffers' JSON parser took "expected_version":"3" as 3 and let \u0000 into text. Both are
-// refused, naming the field; enum names (role "user") stay strings, as the form defines them.
-TEST(CodecJson, NumbersAsStringsAndNulInTextAreRefused) {
+// Issue 9, defect 8: FlatBuffers' JSON parser took "expected_version":"3" as 3. Numbers and booleans written as
+// strings are refused, naming the field; enum names (role "user") stay strings, as the form defines them. A NUL in
+// text is text (CodecBuild.Unicode round-trips it).
+TEST(CodecJson, NumbersAsStringsAreRefused) {
   const std::string message = R"({"role":"user","content":[{"text":"hi"}]})";
   std::string quoted_version = event_json("Message", message);
   quoted_version.insert(1, R"("expected_version":"3",)");
@@ -368,8 +369,7 @@ TEST(CodecJson, NumbersAsStringsAndNulInTextAreRefused) {
   EXPECT_EQ(r.error().message, "payload.pinned: must be true or false, not a string");
 
   r = json_to_flatbuffers(event_json("Message", R"({"role":"user","content":[{"text":"a\u0000b"}]})"));
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().message, "payload.content[0].text: must not contain NUL (\\u0000)");
+  EXPECT_TRUE(r.ok()) << r.error().message;
 
   auto fine = json_to_flatbuffers(event_json("Message", message));
   EXPECT_TRUE(fine.ok()) << fine.error().message;
