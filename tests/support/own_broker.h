@@ -17,7 +17,7 @@ namespace statefold::testing {
 
 class OwnBroker {
  public:
-  explicit OwnBroker(std::string dir) : _dir(std::move(dir)), _port(free_port()) {}
+  explicit OwnBroker(std::string dir) : _dir(std::move(dir)), _port(free_port(2)) {}  // PLAINTEXT and CONTROLLER (port + 1)
   ~OwnBroker() {
     if (_started) kafka({"stop", "--dir", _dir});
   }

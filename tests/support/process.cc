@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -258,21 +259,43 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-std::uint16_t free_port() {
+namespace {
+
+// The lowest port the kernel hands out for outgoing connections (32768 when unreadable, Linux's default).
+int ephemeral_low() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return (in >> low) && low > 1024 ? low : 32768;
+}
+
+bool can_bind(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket failed");
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot bind a free port");
-  }
+  addr.sin_port = htons(port);
+  // No SO_REUSEADDR: a port in TIME_WAIT counts as taken, which is the cautious answer.
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+std::uint16_t free_port(int count) {
+  const int low = 10000;
+  const int high = ephemeral_low() - count;  // exclusive
+  if (count < 1 || high <= low) throw std::runtime_error("no port range below the ephemeral ports to choose from");
+  std::mt19937 pick(std::random_device{}());
+  std::uniform_int_distribution<int> base(low, high - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int first = base(pick);
+    bool all = true;
+    for (int i = 0; i < count && all; ++i) all = can_bind(static_cast<std::uint16_t>(first + i));
+    if (all) return static_cast<std::uint16_t>(first);
+  }
+  throw std::runtime_error("cannot find " + std::to_string(count) + " free consecutive loopback ports");
 }
 
 }  // namespace statefold::testing

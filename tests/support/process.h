@@ -81,8 +81,9 @@ RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds ti
 // The whole content of a file ("" if it cannot be read).
 std::string read_file(const std::string& path);
 
-// A loopback TCP port nobody listens on right now (bind port 0, read it, close). A server started a moment later
-// usually gets it; callers retry with another when something else took it in between.
-std::uint16_t free_port();
+// The first of `count` consecutive loopback TCP ports nobody uses right now. They are chosen below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range), so an outgoing connection's local port can never take one between
+// this check and a server's bind, nor while a killed server is down and restarting on the same port.
+std::uint16_t free_port(int count = 1);
 
 }  // namespace statefold::testing
