@@ -209,7 +209,13 @@ std::variant<materialise::RenderSpec, http::Response> Core::plan(const upstream:
   spec.provider = *provider;
   spec.model = model;
   spec.margin = margin_for(endpoint, *provider);
+  // The client's cap on the reply is the reply's limit (and the budget's output reserve), within the endpoint's
+  // model maximum when the configuration gives one.
   spec.max_output_tokens = turn.params.max_output_tokens.value_or(0);
+  spec.output_limit = spec.max_output_tokens;
+  if (endpoint.max_output_tokens > 0 && spec.output_limit > static_cast<std::uint64_t>(endpoint.max_output_tokens)) {
+    spec.output_limit = static_cast<std::uint64_t>(endpoint.max_output_tokens);
+  }
   // A new session takes the instructions as its system prompt; a later turn's instructions apply to that turn.
   spec.instructions = existing_session ? turn.instructions : "";
   const providers::Provider& target = providers::get(*provider);

@@ -198,6 +198,7 @@ provider = "anthropic"
 base_url = "{base}"
 api_key_env = "{env}"
 model = "claude-sonnet-4"
+max_output_tokens = 32000
 read_timeout_ms = {timeout}
 max_retries = {retries}
 backoff_base_ms = 50
@@ -521,6 +522,31 @@ def test_generation_parameters_pass_through(serve, fake, client):
     body = fake.requests()[1]["json"]
     assert body["max_tokens"] == 55 and body.get("temperature") == 0.25, body
     assert "seed" not in body and "max_completion_tokens" not in body
+
+
+def test_output_limits_above_the_default_reserve_reach_the_upstream(serve, fake, client):
+    # The client's limit is the limit (issue 12, defect 2): not cut to the 4096 default reserve. Within the model's
+    # maximum when its endpoint has one (fake-anthropic: max_output_tokens = 32000).
+    session = serve.new_session("limits")
+    fake.script({"reply": "long 1"}, {"reply": "long 2"}, {"reply": "long 3"}, {"reply": "long 4"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   max_completion_tokens=16000, messages=[{"role": "user", "content": "essay"}])
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), max_tokens=20000,
+                                   messages=[{"role": "user", "content": "longer"}])
+    answer = client.responses.create(model="gpt-4.1", max_output_tokens=50000, input="a book",
+                                     extra_headers=session_header(session))
+    assert answer.max_output_tokens == 50000
+    client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                   max_completion_tokens=50000, messages=[{"role": "user", "content": "clamped"}])
+    bodies = [r["json"] for r in fake.requests()]
+    assert bodies[0]["max_completion_tokens"] == 16000, bodies[0]
+    assert bodies[1]["max_completion_tokens"] == 20000, bodies[1]
+    assert bodies[2]["max_output_tokens"] == 50000, bodies[2]
+    assert bodies[3]["max_tokens"] == 32000, bodies[3]
+    # The receipts say what was asked and what was sent; audit re-renders them all.
+    renders = [json.loads(r["render"]) for r in serve.receipts(session)]
+    assert [(r["max_output_tokens"], r["output_limit"]) for r in renders] == \
+        [(16000, 16000), (20000, 20000), (50000, 50000), (50000, 32000)], renders
 
 
 def chat_body(text, usage):
