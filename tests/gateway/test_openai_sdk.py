@@ -1484,6 +1484,46 @@ def test_models_lists_what_the_routes_reach(client):
     assert missing.value.code == "model_not_found"
 
 
+def assert_openai_error(raised, status, message_part):
+    """An SDK error whose body had OpenAI's shape: the SDK then keeps the message, type and code."""
+    error = raised.value
+    assert error.status_code == status
+    body = error.response.json()
+    assert set(body) >= {"error"} and isinstance(body["error"], dict), body
+    assert {"message", "type", "param", "code"} <= set(body["error"]), body
+    assert message_part in body["error"]["message"], body
+    assert isinstance(error.body, dict) and error.body["message"] == body["error"]["message"]
+    assert error.type == body["error"]["type"] and error.type
+
+
+def test_errors_outside_the_turn_routes_have_openais_shape(serve, fake, client):
+    # Issue 12, defect 7: the session API, unknown /v1 routes and wrong methods answer as OpenAI does, so an SDK
+    # keeps the message (a bare {"error": "string"} becomes error.body == "string" with no type or code).
+    nobody = "sdk-nobody-" + uuid.uuid4().hex[:8]
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.get("/sessions/" + nobody, cast_to=object)
+    assert_openai_error(raised, 404, "no session " + nobody)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.get("/sessions/%s/events" % nobody, cast_to=object)
+    assert_openai_error(raised, 404, "no session " + nobody)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.get("/sessions/%s/context" % nobody, cast_to=object)
+    assert_openai_error(raised, 404, "no session " + nobody)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.get("/sessions", cast_to=object, options={"params": {"limit": 0}})
+    assert_openai_error(raised, 400, "limit")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.post("/sessions/%s/events" % nobody, cast_to=object, body={"payload": {"nonsense": 1}})
+    assert_openai_error(raised, 400, "")
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.embeddings.create(model="text-embedding-3-small", input="hello")
+    assert_openai_error(raised, 404, "POST /v1/embeddings")
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.delete("/sessions/" + nobody, cast_to=object)
+    assert_openai_error(raised, 405, "use GET")
+    assert fake.requests() == []
+
+
 def test_rerender_shows_what_another_policy_and_provider_would_have_sent(serve, fake, client, tmp_path):
     # `statefold rerender` on a real store: every turn as sent matches its receipt, and the counterfactual (a policy
     # file with a small budget, the Anthropic renderer) renders without calling anything.
