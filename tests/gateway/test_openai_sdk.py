@@ -1018,6 +1018,39 @@ def test_responses_function_call_streamed_and_retrieved(serve, fake, client):
     assert [(i.type, getattr(i, "call_id", None)) for i in again.output] == [("function_call", call_id)]
 
 
+def test_responses_store_false_is_not_retrievable(serve, fake, client):
+    # Issue 12, defect 6: `store: false` (OpenAI: the response is not stored for later retrieval). The turn is still
+    # on the log (the audit trail keeps every call); only retrieval by id, and continuing from it, are refused.
+    session = serve.new_session("unstored")
+    fake.script({"reply": "kept"}, {"reply": "not kept"}, {"reply": "after"}, {"reply": "streamed, not kept"})
+    kept = client.responses.create(model="gpt-4.1", input="one", extra_headers=session_header(session))
+    unstored = client.responses.create(model="gpt-4.1", input="two", store=False, previous_response_id=kept.id)
+    assert unstored.output_text == "not kept" and unstored.store is False
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.responses.retrieve(unstored.id)
+    assert_openai_error(raised, 404, unstored.id)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.responses.create(model="gpt-4.1", input="three", previous_response_id=unstored.id)
+    assert_openai_error(raised, 404, unstored.id)
+    assert client.responses.retrieve(kept.id).output_text == "kept"
+    # The session goes on (by its id), and its context still holds the unstored turn: only retrieval is refused.
+    after = client.responses.create(model="gpt-4.1", input="three", extra_headers=session_header(session))
+    assert after.output_text == "after"
+    assert client.responses.retrieve(after.id).output_text == "after"
+    turns = [t for t in responses_turns(fake.requests()[-1]["json"]) if t[0] in ("user", "assistant")]
+    assert turns == [("user", "one"), ("assistant", "kept"), ("user", "two"), ("assistant", "not kept"),
+                     ("user", "three")]
+    events = list(client.responses.create(model="gpt-4.1", input="four", store=False, stream=True,
+                                          extra_headers=session_header(session)))
+    assert events[-1].type == "response.completed"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(events[-1].response.id)
+    # Every call is still recorded: 4 user messages, 4 replies, 4 receipts.
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 8 and state["counts"]["receipts"] == 4, state["counts"]
+    assert len(fake.requests()) == 4
+
+
 def test_unknown_previous_response_id(serve, fake, client):
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="gpt-4.1", input="x", previous_response_id="resp_nothing_here")
