@@ -111,6 +111,11 @@ base::Result<append::Events> outcome_events(const std::string& session, const pr
     if (auto added = batch.add(reply_message(*reply)); !added) {
       return base::make_error(base::ErrorCode::internal, added.error().message);
     }
+    if (!call.store) {
+      if (auto added = batch.add(codec::Custom{std::string(kUnstoredResponse), std::nullopt}); !added) {
+        return base::make_error(base::ErrorCode::internal, added.error().message);
+      }
+    }
   }
   return batch.take();
 }

@@ -25,18 +25,21 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
   core.events.settle(session, kSettlePatience);
   auto snapshot = core.state.snapshot();
   auto header = fold::load_header(*snapshot, session);
-  if (!header || !fold::begun(*header)) return http::error_response(404, "no session " + session, route);
+  if (!header || !fold::begun(*header)) {
+    return internal::openai_error(404, "no session " + session, "invalid_request_error", route);
+  }
   std::string requested;
   if (auto it = request.query.find("endpoint"); it != request.query.end()) requested = it->second;
   if (auto it = request.query.find("model"); it != request.query.end() && requested.empty()) requested = it->second;
   auto endpoint = core.options.router.route(session, requested);
-  if (!endpoint) return http::error_response(403, endpoint.error().message, route);
+  if (!endpoint) return internal::openai_error(403, endpoint.error().message, "permission_error", route);
   materialise::RenderSpec spec;
   auto provider = context::parse_provider((*endpoint)->provider);
   if (auto it = request.query.find("provider"); it != request.query.end()) {
     provider = context::parse_provider(it->second);
     if (!provider) {
-      return http::error_response(400, "provider: one of " + context::provider_names(), route);
+      return internal::openai_error(400, "provider: one of " + context::provider_names(), "invalid_request_error",
+                                    route);
     }
   }
   spec.provider = provider.value_or(context::Provider::echo);
@@ -48,16 +51,16 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
                                   [&](context::SessionState& state, std::string& counted) {
                                     auto rendered = materialise::render(state, spec, counted);
                                     if (!rendered) {
-                                      answer = http::error_response(
+                                      answer = internal::openai_error(
                                           422, "the context cannot be materialised: " + rendered.error().message,
-                                          route);
+                                          "invalid_request_error", route, "context_length_exceeded");
                                       return;
                                     }
                                     answer = http::json_response(
                                         200, context::overview_json(rendered->context, spec.provider, rendered->body),
                                         route);
                                   });
-  if (!ok) return http::error_response(500, ok.error().message, route);
+  if (!ok) return internal::openai_error(500, ok.error().message, "server_error", route);
   return std::move(*answer);
 }
 
@@ -100,7 +103,9 @@ void Gateway::handle(http::Request request, http::Respond respond) {
   const std::string path = request.path;
   const std::string& raw = request.raw_path.empty() ? request.path : request.raw_path;
   if (raw.starts_with(kSessionsPrefix)) {
-    if (request.method != "GET") return respond(http::error_response(405, "use GET", kRouteContext));
+    if (request.method != "GET") {
+      return respond(internal::openai_error(405, "use GET", "invalid_request_error", kRouteContext));
+    }
     const auto session = http::decode_path_part(
         std::string_view(raw).substr(kSessionsPrefix.size(), raw.size() - kSessionsPrefix.size() - kContextSuffix.size()));
     return respond(context_overview(core, request, session.value_or("")));

@@ -109,6 +109,7 @@ void responses(Core& core, const http::Request& request, Clock::time_point recei
   turn.params = parsed->params;
   turn.stream = parsed->stream;
   turn.instructions = parsed->instructions;
+  turn.store = parsed->store;
   protocol::ResponseMeta meta;
   meta.previous_response_id = parsed->previous_response_id;
   meta.conversation = parsed->conversation;
@@ -117,6 +118,18 @@ void responses(Core& core, const http::Request& request, Clock::time_point recei
   meta.params = parsed->params;
   ResponsesFormat format(std::move(meta));
   run_turn(core, turn, format, respond);
+}
+
+bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
+  bool unstored = false;
+  auto read = fold::visit_history(reader, session, {.from = version + 1, .through = version + 1},
+                                  [&](const fold::HistoryRecord& r) {
+                                    const auto* custom = r.event.payload_as_Custom();
+                                    unstored = custom != nullptr && custom->type_name() != nullptr &&
+                                               custom->type_name()->string_view() == kUnstoredResponse;
+                                    return false;
+                                  });
+  return read && unstored;
 }
 
 http::Response get_response(Core& core, const std::string& id) {
@@ -128,9 +141,10 @@ http::Response get_response(Core& core, const std::string& id) {
   protocol::ResponseMeta meta;
   meta.id = id;
   bool found = false;
+  const auto snapshot = core.state.snapshot();
   // The receipt recorded right before the reply has the model and usage.
   auto read = fold::visit_history(
-      *core.state.snapshot(), session, {.from = version - 1, .through = version}, [&](const fold::HistoryRecord& r) {
+      *snapshot, session, {.from = version - 1, .through = version}, [&](const fold::HistoryRecord& r) {
         if (r.version() == version - 1) {
           if (const auto* receipt = r.event.payload_as_InferenceReceipt()) {
             if (receipt->model() != nullptr) meta.model = receipt->model()->str();
@@ -158,6 +172,11 @@ http::Response get_response(Core& core, const std::string& id) {
       });
   if (!read) return openai_error(500, read.error().message, "server_error", route);
   if (!found) return openai_error(404, "no response " + id, "invalid_request_error", route);
+  // store: false: the turn is on the log, but not a response to read back.
+  if (unstored_response(*snapshot, session, version)) {
+    return openai_error(404, "no response " + id + " (it was created with store: false)", "invalid_request_error",
+                        route);
+  }
   reply.finish_reason = reply.tool_calls.empty() ? "stop" : "tool_calls";
   reply.model = meta.model;
   return http::json_response(200, protocol::response_json(reply, meta), route);

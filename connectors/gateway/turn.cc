@@ -209,7 +209,13 @@ std::variant<materialise::RenderSpec, http::Response> Core::plan(const upstream:
   spec.provider = *provider;
   spec.model = model;
   spec.margin = margin_for(endpoint, *provider);
+  // The client's cap on the reply is the reply's limit (and the budget's output reserve), within the endpoint's
+  // model maximum when the configuration gives one.
   spec.max_output_tokens = turn.params.max_output_tokens.value_or(0);
+  spec.output_limit = spec.max_output_tokens;
+  if (endpoint.max_output_tokens > 0 && spec.output_limit > static_cast<std::uint64_t>(endpoint.max_output_tokens)) {
+    spec.output_limit = static_cast<std::uint64_t>(endpoint.max_output_tokens);
+  }
   // A new session takes the instructions as its system prompt; a later turn's instructions apply to that turn.
   spec.instructions = existing_session ? turn.instructions : "";
   const providers::Provider& target = providers::get(*provider);
@@ -364,7 +370,8 @@ std::uint64_t Core::record_outcome(const std::string& session, const protocol::R
   if (!folded || !wait->result || wait->result->kind != append::Outcome::Kind::folded || wait->result->events.empty()) {
     return 0;
   }
-  return reply != nullptr ? wait->result->events.back().version : 0;
+  // The reply follows the receipt (a kUnstoredResponse marker may follow the reply).
+  return reply != nullptr && wait->result->events.size() >= 2 ? wait->result->events[1].version : 0;
 }
 
 void Core::record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
@@ -485,6 +492,13 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     return answer(openai_error(404, "previous_response_id: no response " + turn.previous_response_id,
                                "invalid_request_error", route));
   }
+  if (!turn.previous_response_id.empty() && unstored_response(*snapshot, session, turn.previous_version)) {
+    return answer(openai_error(404,
+                               "previous_response_id: response " + turn.previous_response_id +
+                                   " was created with store: false and cannot be continued from; send the "
+                                   "conversation's next input with its session (X-Session-Id or conversation)",
+                               "invalid_request_error", route, "previous_response_not_found"));
+  }
   const std::string requested = turn.model.empty() && turn.model_from_session && header ? header->model : turn.model;
   auto endpoint = core.options.router.route(session, requested);
   if (!endpoint) return answer(openai_error(403, endpoint.error().message, "permission_error", route));
@@ -532,6 +546,7 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   call.endpoint = p.endpoint->name;
   call.model = model;
   call.render = p.spec.to_json();
+  call.store = turn.store;
   // The pipelined input must have been accepted as predicted before anything else is recorded. If it was not
   // (another writer got in between), the call was made for a state that never was: its receipt says so and
   // records nothing re-renderable, and the client gets the conflict.

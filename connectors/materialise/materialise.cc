@@ -138,6 +138,8 @@ std::string RenderSpec::to_json() const {
   out += ",\"margin\":" + format_margin(margin) + ",\"max_output_tokens\":" + std::to_string(max_output_tokens) +
          ",\"model\":";
   base::append_json_string(out, model);
+  out += ",\"output_limit\":";
+  out += std::to_string(output_limit);
   out += ",\"provider\":";
   base::append_json_string(out, context::provider_name(provider));
   out += ",\"tokenizer\":";
@@ -181,6 +183,10 @@ base::Result<RenderSpec> RenderSpec::from_json(std::string_view text) {
   if (const auto* cap = o.if_contains("max_output_tokens"); cap != nullptr) {
     if (!cap->is_number()) return base::make_error("render.max_output_tokens: expected a number");
     spec.max_output_tokens = cap->to_number<std::uint64_t>();
+  }
+  if (const auto* limit = o.if_contains("output_limit"); limit != nullptr) {
+    if (!limit->is_number()) return base::make_error("render.output_limit: expected a number");
+    spec.output_limit = limit->to_number<std::uint64_t>();
   }
   const auto* margin = o.if_contains("margin");
   if (margin == nullptr || !margin->is_number()) return base::make_error("render.margin: expected a number");
@@ -232,8 +238,16 @@ base::Result<Rendered> render(context::SessionState& state, const RenderSpec& sp
     if (!spec.instructions.empty()) state.system_prompt = std::move(session_prompt);
   };
   if (!spec.model.empty()) state.model = spec.model;
-  if (spec.max_output_tokens > 0 && spec.max_output_tokens < state.policy.output_reserve) {
-    state.policy.output_reserve = static_cast<std::uint32_t>(spec.max_output_tokens);
+  if (spec.output_limit > 0) {
+    if (spec.output_limit >= state.policy.token_budget) {
+      restore();
+      return base::make_error("the reply's limit of " + std::to_string(spec.output_limit) +
+                              " tokens leaves nothing of the session's token budget (" +
+                              std::to_string(state.policy.token_budget) + ") for its input");
+    }
+    state.policy.output_reserve = static_cast<std::uint32_t>(spec.output_limit);
+  } else if (spec.max_output_tokens > 0 && spec.max_output_tokens < state.policy.output_reserve) {
+    state.policy.output_reserve = static_cast<std::uint32_t>(spec.max_output_tokens);  // receipts before output_limit
   }
   state.extra_tokens = spec.extra.empty() ? 0 : counter.count(spec.extra);  // tool schemas and the like
   auto materialised = context::materialise(state, counter);

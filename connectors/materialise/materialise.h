@@ -34,8 +34,12 @@ struct RenderSpec {
   std::string tokenizer;         // "o200k_base" | "cl100k_base"; empty: from the session's policy, else the model
   double margin = 1.0;           // token counts are multiplied by this (providers without a public tokenizer)
   std::string extra;             // canonical JSON object of pass-through parameters (context::RenderOptions), or ""
-  std::uint64_t max_output_tokens = 0;  // the request's cap on the reply; 0 or above the policy's reserve: the reserve
+  std::uint64_t max_output_tokens = 0;  // the client's cap on the reply, as asked (see output_limit)
   std::string instructions;      // this request's system prompt in place of the session's (Responses instructions)
+  // The reply's token limit: the output reserve of the budget and the max tokens the upstream is sent (the client's
+  // cap within the endpoint's maximum). 0: the policy's reserve, lowered to max_output_tokens when that is smaller,
+  // which is how receipts written before this field were rendered.
+  std::uint64_t output_limit = 0;
 
   std::string to_json() const;
   static base::Result<RenderSpec> from_json(std::string_view text);

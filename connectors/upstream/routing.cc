@@ -64,6 +64,7 @@ std::optional<Problem> check(const RoutingConfig& config) {
         return problem("aws_profile must be a profile name of the shared credentials file");
       }
     }
+    if (e.max_output_tokens < 0) return problem("max_output_tokens must not be negative");
     if (e.connect_ms <= 0) return problem("connect_timeout_ms must be positive");
     if (e.read_ms <= 0) return problem("read_timeout_ms must be positive");
     if (e.max_retries < 0 || e.max_retries > 10) return problem("max_retries must be within 0..10");
@@ -308,6 +309,8 @@ class TomlReader {
         bad = string(node, where, key, e.model);
       } else if (key == "models") {
         bad = strings(node, where, key, e.models);
+      } else if (key == "max_output_tokens") {
+        bad = integer(node, where, key, e.max_output_tokens);
       } else if (key == "ca_file") {
         bad = string(node, where, key, e.ca_file);
       } else if (key == "headers") {

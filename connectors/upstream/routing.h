@@ -62,7 +62,8 @@ class Router {
 // The `[upstream]` table of a TOML document (other top-level keys are left to their owners):
 //   [upstream]               default_endpoint = "..."
 //   [[upstream.endpoints]]   name, provider, base_url, api_key_env, auth, anthropic_version, region, aws_profile,
-//                            aws_service, model, models, headers, ca_file, connect_timeout_ms, read_timeout_ms,
+//                            aws_service, model, models, max_output_tokens, headers, ca_file, connect_timeout_ms,
+//                            read_timeout_ms,
 //                            max_retries, backoff_base_ms, backoff_cap_ms, max_retry_after_ms
 //   [[upstream.routes]]      session_prefix, endpoints, default_endpoint
 // Errors name the file and line: "serve.toml:12: upstream.endpoints[1]: unknown key 'bse_url'".

@@ -62,6 +62,8 @@ struct Endpoint {
   Headers headers;            // extra headers on every call (e.g. OpenAI-Organization); no secrets here
   std::string model;          // the model this endpoint uses unless a request names another
   std::vector<std::string> models;  // further model names routing may resolve to this endpoint
+  int max_output_tokens =
+      0;  // the most a reply may be (the model's limit): a client's larger cap is lowered to it; 0: none
   std::string ca_file;        // PEM bundle to trust instead of the system CAs (private CA, tests); https only
   int connect_ms = 5000;      // TCP connect + TLS handshake (a DNS lookup also ends at the system resolver's timeout)
   int read_ms = 60000;        // waiting for the response head, then for each further piece of the body

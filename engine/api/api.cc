@@ -32,6 +32,65 @@ const std::string kRouteFork = "POST /v1/sessions/{id}/fork";
 // How long a read waits for the session's writes that were answered before they were folded (a gateway reply).
 constexpr std::chrono::milliseconds kSettlePatience{2000};
 
+// Every error answer has OpenAI's error shape, {"error": {"message", "type", "param", "code"}} (plus the fields a
+// few add beside it): the session API shares /v1 with the OpenAI-compatible routes, and OpenAI's SDKs (and the tools
+// built for them) keep an error's message, type and code only from that shape.
+std::string_view error_type(int status) {
+  switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 409: return "conflict";
+    case 429: return "rate_limit_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+  }
+}
+
+// `text` with each byte that is not part of well-formed UTF-8 replaced by U+FFFD: error messages echo paths and
+// ids as the client sent them, and the answer must stay valid JSON.
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    std::size_t n = c < 0x80                        ? 1
+                    : (c >> 5) == 0x6 && c >= 0xc2  ? 2
+                    : (c >> 4) == 0xe               ? 3
+                    : (c >> 3) == 0x1e && c <= 0xf4 ? 4
+                                                    : 0;
+    bool ok = n > 0 && i + n <= text.size();
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (ok && n == 3) {
+      const auto c1 = static_cast<unsigned char>(text[i + 1]);
+      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  // overlong, surrogate
+    } else if (ok && n == 4) {
+      const auto c1 = static_cast<unsigned char>(text[i + 1]);
+      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);  // overlong, beyond U+10FFFF
+    }
+    if (ok) {
+      out.append(text.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+json::object error_object(int status, std::string_view message, std::string_view code = {}) {
+  return json::object{{"message", valid_utf8(message)},
+                      {"type", error_type(status)},
+                      {"param", nullptr},
+                      {"code", code.empty() ? json::value(nullptr) : json::value(code)}};
+}
+
+// An error answer: the body is {"error": {...}} in OpenAI's shape.
+http::Response error_response(int status, std::string_view message, std::string route = {},
+                              std::string_view code = {}) {
+  return http::json_response(status, json::serialize(json::object{{"error", error_object(status, message, code)}}),
+                             std::move(route));
+}
+
 std::optional<std::uint64_t> parse_u64(std::string_view text) {
   std::uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -45,7 +104,7 @@ std::optional<http::Response> query_u64(const http::Request& request, const std:
   auto it = request.query.find(name);
   if (it == request.query.end()) return std::nullopt;
   auto v = parse_u64(it->second);
-  if (!v) return http::error_response(400, name + ": expected a non-negative integer, got \"" + it->second + "\"", route);
+  if (!v) return error_response(400, name + ": expected a non-negative integer, got \"" + it->second + "\"", route);
   out = *v;
   return std::nullopt;
 }
@@ -65,7 +124,7 @@ std::string event_id_from_key(std::string_view key, std::optional<std::size_t> i
 
 // Kafka could not take a write: the client may retry shortly (the producer recovers by itself).
 http::Response unavailable(const std::string& why, const std::string& route) {
-  auto response = http::error_response(503, why, route);
+  auto response = error_response(503, why, route);
   response.headers.emplace_back("retry-after", "1");
   return response;
 }
@@ -107,18 +166,18 @@ void Api::handle(http::Request request, http::Respond respond) {
       if (request.method == "POST") {
         auto taken = snapshot::create(_engine.store(), _engine.options().data_dir);
         respond(taken ? http::json_response(201, snapshot::manifest_json(*taken), route)
-                      : http::error_response(500, taken.error().message, route));
+                      : error_response(500, taken.error().message, route));
       } else if (get) {
         json::array all;
         for (const auto& m : snapshot::list(_engine.options().data_dir)) all.push_back(json::parse(snapshot::manifest_json(m)));
         respond(http::json_response(200, json::serialize(json::object{{"snapshots", std::move(all)}}), route));
       } else {
-        respond(http::error_response(405, "use GET or POST", route));
+        respond(error_response(405, "use GET or POST", route));
       }
       return;
     }
     if (path == "/v1/sessions" || path == "/v1/sessions/") {
-      respond(get ? list_sessions(request) : http::error_response(405, "use GET", kRouteList));
+      respond(get ? list_sessions(request) : error_response(405, "use GET", kRouteList));
       return;
     }
     // Routes match the path as sent; only then is the session id decoded, so an id holding "/events" (sent as
@@ -134,7 +193,7 @@ void Api::handle(http::Request request, http::Respond respond) {
         if (request.method == "POST") {
           append(request, id, std::move(respond));
         } else {
-          respond(get ? get_history(request, id) : http::error_response(405, "use GET or POST", kRouteHistory));
+          respond(get ? get_history(request, id) : error_response(405, "use GET or POST", kRouteHistory));
         }
         return;
       }
@@ -143,22 +202,22 @@ void Api::handle(http::Request request, http::Respond respond) {
         if (request.method == "POST") {
           fork(request, id, std::move(respond));
         } else {
-          respond(http::error_response(405, "use POST", kRouteFork));
+          respond(error_response(405, "use POST", kRouteFork));
         }
         return;
       }
-      respond(get ? get_session(request, session_id({})) : http::error_response(405, "use GET", kRouteSession));
+      respond(get ? get_session(request, session_id({})) : error_response(405, "use GET", kRouteSession));
       return;
     }
-    respond(http::error_response(404, "no such route: " + request.method + " " + path));
+    respond(error_response(404, "no such route: " + request.method + " " + path));
   } catch (const std::exception& e) {
-    respond(http::error_response(500, std::string("internal error: ") + e.what()));
+    respond(error_response(500, std::string("internal error: ") + e.what()));
   }
 }
 
 void Api::append(const http::Request& request, const std::string& session_id, http::Respond respond) {
   const std::string& route = kRouteAppend;
-  auto bad = [&](std::string message) { respond(http::error_response(400, message, route)); };
+  auto bad = [&](std::string message) { respond(error_response(400, message, route)); };
 
   json::error_code ec;
   json::value body = json::parse(request.body, ec);
@@ -174,8 +233,8 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
   }
   if (items.empty()) return bad("body: no events");
   if (items.size() > _options.max_events_per_append) {
-    return respond(http::error_response(413, "body: at most " + std::to_string(_options.max_events_per_append) +
-                                                 " events per append", route));
+    return respond(error_response(
+        413, "body: at most " + std::to_string(_options.max_events_per_append) + " events per append", route));
   }
   std::uint64_t expected = 0;
   const bool has_expected = request.query.contains("expected_version");
@@ -210,7 +269,7 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
       case append::Outcome::Kind::unavailable:
         return respond(unavailable(result.error, route));
       case append::Outcome::Kind::timed_out:
-        o["error"] = result.error;
+        o["error"] = error_object(504, result.error);
         o["events"] = std::move(outcomes);
         return respond(http::json_response(504, json::serialize(o), route));
       case append::Outcome::Kind::appended:
@@ -223,7 +282,7 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
     o["version"] = result.events.empty() ? 0 : result.events.back().version;
     o["events"] = std::move(outcomes);
     if (rejected != nullptr) {
-      o["error"] = rejected->reason;
+      o["error"] = error_object(409, rejected->reason);
       o["current_version"] = result.events.back().version;
       return respond(http::json_response(409, json::serialize(o), route));
     }
@@ -237,11 +296,13 @@ std::optional<http::Response> Api::check_owned(const std::string& session_id, co
     case runtime::Ownership::State::owned: return std::nullopt;
     case runtime::Ownership::State::unassigned:
       // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
-      return http::error_response(503, "no partitions are assigned to this instance yet; retry shortly", route);
+      return error_response(503, "no partitions are assigned to this instance yet; retry shortly", route);
     case runtime::Ownership::State::elsewhere: break;
   }
-  json::object o{{"error", "session " + session_id + " is on partition " + std::to_string(owner.partition) +
-                               ", which this instance does not own"},
+  json::object o{{"error", error_object(421,
+                                        "session " + session_id + " is on partition " +
+                                            std::to_string(owner.partition) + ", which this instance does not own",
+                                        "misdirected_request")},
                  {"partition", owner.partition}};
   return http::json_response(421, json::serialize(o), route);
 }
@@ -250,19 +311,19 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
   const std::string& route = kRouteFork;
   json::error_code ec;
   json::value body = request.body.empty() ? json::value(json::object()) : json::parse(request.body, ec);
-  if (ec || !body.is_object()) return respond(http::error_response(400, "body: expected a JSON object", route));
+  if (ec || !body.is_object()) return respond(error_response(400, "body: expected a JSON object", route));
   const json::object& args = body.as_object();
   fork::Request fork_request{parent, 0, parent + "-fork-" + append::random_event_id().substr(0, 8), append::now_us()};
   if (const auto* v = args.if_contains("version")) {
     if (!v->is_uint64() && !(v->is_int64() && v->as_int64() > 0)) {
-      return respond(http::error_response(400, "version: expected a positive integer", route));
+      return respond(error_response(400, "version: expected a positive integer", route));
     }
     fork_request.version = v->to_number<std::uint64_t>();
-    if (fork_request.version == 0) return respond(http::error_response(400, "version: must be at least 1", route));
+    if (fork_request.version == 0) return respond(error_response(400, "version: must be at least 1", route));
   }
   if (const auto* child = args.if_contains("session_id")) {
     if (!child->is_string() || child->as_string().empty() || child->as_string().size() > 256) {
-      return respond(http::error_response(400, "session_id: expected a session id of 1..256 bytes", route));
+      return respond(error_response(400, "session_id: expected a session id of 1..256 bytes", route));
     }
     fork_request.child = std::string(child->as_string());
   }
@@ -272,13 +333,13 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
 
   auto snapshot = _engine.store().snapshot();
   auto header = fold::load_header(*snapshot, parent);
-  if (!header || !fold::begun(*header)) return respond(http::error_response(404, "no session " + parent, route));
+  if (!header || !fold::begun(*header)) return respond(error_response(404, "no session " + parent, route));
   if (fork_request.version > header->version) {
-    return respond(http::error_response(400, "version: session " + parent + " is at version " +
-                                                 std::to_string(header->version), route));
+    return respond(
+        error_response(400, "version: session " + parent + " is at version " + std::to_string(header->version), route));
   }
   auto plan = fork::plan(*snapshot, fork_request);
-  if (!plan) return respond(http::error_response(409, plan.error().message, route));
+  if (!plan) return respond(error_response(409, plan.error().message, route));
   const std::uint64_t parent_version = plan->parent_version;
   const std::size_t count = plan->events.size();
   const std::string child = plan->child;
@@ -288,11 +349,11 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
                        return respond(unavailable(result.error, route));
                      }
                      if (result.kind != append::Outcome::Kind::folded || result.events.empty()) {
-                       return respond(http::error_response(504, result.error, route));
+                       return respond(error_response(504, result.error, route));
                      }
                      const auto& first = result.events.front();
                      if (first.status != append::Status::accepted) {
-                       json::object o{{"error", "session " + child + " already exists"},
+                       json::object o{{"error", error_object(409, "session " + child + " already exists")},
                                       {"current_version", result.events.back().version}};
                        return respond(http::json_response(409, json::serialize(o), route));
                      }
@@ -313,31 +374,30 @@ http::Response Api::get_session(const http::Request& request, const std::string&
   const bool has_version = request.query.contains("version");
   const auto at = request.query.find("at");
   if (has_version && at != request.query.end()) {
-    return http::error_response(400, "give version or at, not both", kRouteSession);
+    return error_response(400, "give version or at, not both", kRouteSession);
   }
   if (has_version || at != request.query.end()) {
     std::uint64_t version = 0;
     if (auto error = query_u64(request, "version", version, kRouteSession)) return *error;
     if (at != request.query.end()) {
       auto ms = base::parse_time_ms(at->second);
-      if (!ms) return http::error_response(400, "at: " + ms.error().message, kRouteSession);
+      if (!ms) return error_response(400, "at: " + ms.error().message, kRouteSession);
       auto found = fold::version_at_time(*snapshot, session_id, *ms);
-      if (!found) return http::error_response(404, "no session " + session_id, kRouteSession);
+      if (!found) return error_response(404, "no session " + session_id, kRouteSession);
       if (*found == 0) {
-        return http::error_response(404, "session " + session_id + " had no events at " + at->second, kRouteSession);
+        return error_response(404, "session " + session_id + " had no events at " + at->second, kRouteSession);
       }
       version = *found;
     }
     auto past = view::session_json_at(*snapshot, session_id, version, {messages});
     if (!past) {
       const bool missing = past.error().message.starts_with("no session");
-      return http::error_response(missing ? 404 : 400, (missing ? "" : "version: ") + past.error().message,
-                                  kRouteSession);
+      return error_response(missing ? 404 : 400, (missing ? "" : "version: ") + past.error().message, kRouteSession);
     }
     return http::json_response(200, std::move(*past), kRouteSession);
   }
   auto body = view::session_json(*snapshot, session_id, {messages});
-  if (!body) return http::error_response(404, "no session " + session_id, kRouteSession);
+  if (!body) return error_response(404, "no session " + session_id, kRouteSession);
   return http::json_response(200, std::move(*body), kRouteSession);
 }
 
@@ -347,12 +407,12 @@ http::Response Api::get_history(const http::Request& request, const std::string&
   if (auto error = query_u64(request, "from_version", from, kRouteHistory)) return *error;
   if (auto error = query_u64(request, "limit", limit, kRouteHistory)) return *error;
   if (limit == 0 || limit > _options.max_page) {
-    return http::error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteHistory);
+    return error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteHistory);
   }
   _appender.settle(session_id, kSettlePatience);
   auto snapshot = _engine.store().snapshot();
   auto body = view::history_json(*snapshot, session_id, from, limit);
-  if (!body) return http::error_response(404, "no session " + session_id, kRouteHistory);
+  if (!body) return error_response(404, "no session " + session_id, kRouteHistory);
   return http::json_response(200, std::move(*body), kRouteHistory);
 }
 
@@ -360,7 +420,7 @@ http::Response Api::list_sessions(const http::Request& request) {
   std::uint64_t limit = 100;
   if (auto error = query_u64(request, "limit", limit, kRouteList)) return *error;
   if (limit == 0 || limit > _options.max_page) {
-    return http::error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteList);
+    return error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteList);
   }
   auto prefix = request.query.find("prefix");
   auto cursor = request.query.find("cursor");

@@ -396,7 +396,7 @@ TEST_F(ApiTest, ConcurrentAppendsWithTheSameExpectedVersionHaveOneWinner) {
       ++losers;
       const json::value answer = reply.json();
       EXPECT_EQ(u64(answer.at("current_version")), 3u) << reply.body;
-      EXPECT_FALSE(str(answer.at("error")).empty()) << reply.body;
+      EXPECT_FALSE(str(answer.at("error").at("message")).empty()) << reply.body;
       EXPECT_EQ(str(answer.at("events").at(0).at("status")), "rejected") << reply.body;
       EXPECT_FALSE(str(answer.at("events").at(0).at("reason")).empty()) << reply.body;
     }
@@ -724,7 +724,10 @@ TEST_F(ApiTest, InvalidBodiesAreRefusedNamingTheFieldAndChangeNothing) {
     ASSERT_EQ(r.status, 400) << r.describe();
     const json::value answer = r.json();
     ASSERT_TRUE(answer.is_object() && answer.as_object().contains("error")) << r.body;
-    const std::string error = str(answer.at("error"));
+    // OpenAI's error shape, as on the gateway's routes: the SDKs keep the message, type and code from it.
+    EXPECT_EQ(str(answer.at("error").at("type")), "invalid_request_error") << r.body;
+    EXPECT_TRUE(answer.at("error").at("param").is_null() && answer.at("error").at("code").is_null()) << r.body;
+    const std::string error = str(answer.at("error").at("message"));
     for (const auto& part : c.error_parts) EXPECT_TRUE(contains(error, part)) << "\"" << part << "\" not in: " << error;
   }
 
@@ -735,7 +738,7 @@ TEST_F(ApiTest, InvalidBodiesAreRefusedNamingTheFieldAndChangeNothing) {
   for (int i = 0; i < 1001; ++i) many.push_back(json::parse(message_body("user", "m")));
   HttpReply too_many = api.http().post(events_path(id), json::serialize(many));
   EXPECT_EQ(too_many.status, 413) << too_many.describe().substr(0, 300);
-  EXPECT_TRUE(contains(str(too_many.json().at("error")), "1000")) << too_many.body;
+  EXPECT_TRUE(contains(str(too_many.json().at("error").at("message")), "1000")) << too_many.body;
 
   // Nothing reached the session, and nothing reached the dead-letter topic either.
   const json::value after = session(api, id);
@@ -872,7 +875,7 @@ TEST_F(ApiTest, AnAppendNotFoldedInTimeIs504AndIsFoldedLater) {
   const double waited_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent).count();
   std::printf("504 after %.0f ms with --append-timeout-ms 200\n", waited_ms);
   ASSERT_EQ(r.status, 504) << r.describe();
-  EXPECT_TRUE(contains(str(r.json().at("error")), "not folded")) << r.body;
+  EXPECT_TRUE(contains(str(r.json().at("error").at("message")), "not folded")) << r.body;
   EXPECT_EQ(str(r.json().at("session_id")), id) << r.body;
   const json::object e = r.json().at("events").at(0).as_object();
   // In Kafka, not folded: what a 202 says of its events.
@@ -1046,7 +1049,7 @@ TEST_F(ApiTest, UnknownSessionsAre404AndWaitFalseIs202) {
   ASSERT_FALSE(HasFailure());
   HttpReply r = api.http().get(session_path("nobody"));
   EXPECT_EQ(r.status, 404) << r.describe();
-  EXPECT_TRUE(contains(str(r.json().at("error")), "nobody")) << r.body;
+  EXPECT_TRUE(contains(str(r.json().at("error").at("message")), "nobody")) << r.body;
   EXPECT_EQ(api.http().get(events_path("nobody")).status, 404);
 
   // wait=false: answered once Kafka has the event, before it is folded; it is folded all the same.
@@ -1114,7 +1117,7 @@ TEST_F(ApiTest, AnAppendToAnInstanceThatDoesNotOwnThePartitionIs421) {
   HttpReply r = a.http().post(events_path(id), opened_body());
   ASSERT_EQ(r.status, 421) << r.describe();
   EXPECT_EQ(i64(r.json().at("partition")), partition) << r.body;
-  EXPECT_TRUE(contains(str(r.json().at("error")), std::to_string(partition))) << r.body;
+  EXPECT_TRUE(contains(str(r.json().at("error").at("message")), std::to_string(partition))) << r.body;
   EXPECT_EQ(a.http().get(session_path(id)).status, 404) << "a 421 appends nothing";
   r = b.http().post(events_path(id), opened_body());
   ASSERT_EQ(r.status, 200) << r.describe();

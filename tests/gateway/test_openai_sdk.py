@@ -198,6 +198,7 @@ provider = "anthropic"
 base_url = "{base}"
 api_key_env = "{env}"
 model = "claude-sonnet-4"
+max_output_tokens = 32000
 read_timeout_ms = {timeout}
 max_retries = {retries}
 backoff_base_ms = 50
@@ -521,6 +522,31 @@ def test_generation_parameters_pass_through(serve, fake, client):
     body = fake.requests()[1]["json"]
     assert body["max_tokens"] == 55 and body.get("temperature") == 0.25, body
     assert "seed" not in body and "max_completion_tokens" not in body
+
+
+def test_output_limits_above_the_default_reserve_reach_the_upstream(serve, fake, client):
+    # The client's limit is the limit (issue 12, defect 2): not cut to the 4096 default reserve. Within the model's
+    # maximum when its endpoint has one (fake-anthropic: max_output_tokens = 32000).
+    session = serve.new_session("limits")
+    fake.script({"reply": "long 1"}, {"reply": "long 2"}, {"reply": "long 3"}, {"reply": "long 4"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   max_completion_tokens=16000, messages=[{"role": "user", "content": "essay"}])
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), max_tokens=20000,
+                                   messages=[{"role": "user", "content": "longer"}])
+    answer = client.responses.create(model="gpt-4.1", max_output_tokens=50000, input="a book",
+                                     extra_headers=session_header(session))
+    assert answer.max_output_tokens == 50000
+    client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                   max_completion_tokens=50000, messages=[{"role": "user", "content": "clamped"}])
+    bodies = [r["json"] for r in fake.requests()]
+    assert bodies[0]["max_completion_tokens"] == 16000, bodies[0]
+    assert bodies[1]["max_completion_tokens"] == 20000, bodies[1]
+    assert bodies[2]["max_output_tokens"] == 50000, bodies[2]
+    assert bodies[3]["max_tokens"] == 32000, bodies[3]
+    # The receipts say what was asked and what was sent; audit re-renders them all.
+    renders = [json.loads(r["render"]) for r in serve.receipts(session)]
+    assert [(r["max_output_tokens"], r["output_limit"]) for r in renders] == \
+        [(16000, 16000), (20000, 20000), (50000, 50000), (50000, 32000)], renders
 
 
 def chat_body(text, usage):
@@ -992,6 +1018,39 @@ def test_responses_function_call_streamed_and_retrieved(serve, fake, client):
     assert [(i.type, getattr(i, "call_id", None)) for i in again.output] == [("function_call", call_id)]
 
 
+def test_responses_store_false_is_not_retrievable(serve, fake, client):
+    # Issue 12, defect 6: `store: false` (OpenAI: the response is not stored for later retrieval). The turn is still
+    # on the log (the audit trail keeps every call); only retrieval by id, and continuing from it, are refused.
+    session = serve.new_session("unstored")
+    fake.script({"reply": "kept"}, {"reply": "not kept"}, {"reply": "after"}, {"reply": "streamed, not kept"})
+    kept = client.responses.create(model="gpt-4.1", input="one", extra_headers=session_header(session))
+    unstored = client.responses.create(model="gpt-4.1", input="two", store=False, previous_response_id=kept.id)
+    assert unstored.output_text == "not kept" and unstored.store is False
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.responses.retrieve(unstored.id)
+    assert_openai_error(raised, 404, unstored.id)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.responses.create(model="gpt-4.1", input="three", previous_response_id=unstored.id)
+    assert_openai_error(raised, 404, unstored.id)
+    assert client.responses.retrieve(kept.id).output_text == "kept"
+    # The session goes on (by its id), and its context still holds the unstored turn: only retrieval is refused.
+    after = client.responses.create(model="gpt-4.1", input="three", extra_headers=session_header(session))
+    assert after.output_text == "after"
+    assert client.responses.retrieve(after.id).output_text == "after"
+    turns = [t for t in responses_turns(fake.requests()[-1]["json"]) if t[0] in ("user", "assistant")]
+    assert turns == [("user", "one"), ("assistant", "kept"), ("user", "two"), ("assistant", "not kept"),
+                     ("user", "three")]
+    events = list(client.responses.create(model="gpt-4.1", input="four", store=False, stream=True,
+                                          extra_headers=session_header(session)))
+    assert events[-1].type == "response.completed"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(events[-1].response.id)
+    # Every call is still recorded: 4 user messages, 4 replies, 4 receipts.
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 8 and state["counts"]["receipts"] == 4, state["counts"]
+    assert len(fake.requests()) == 4
+
+
 def test_unknown_previous_response_id(serve, fake, client):
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="gpt-4.1", input="x", previous_response_id="resp_nothing_here")
@@ -1456,6 +1515,46 @@ def test_models_lists_what_the_routes_reach(client):
     with pytest.raises(openai.NotFoundError) as missing:
         client.models.retrieve("no-such-model")
     assert missing.value.code == "model_not_found"
+
+
+def assert_openai_error(raised, status, message_part):
+    """An SDK error whose body had OpenAI's shape: the SDK then keeps the message, type and code."""
+    error = raised.value
+    assert error.status_code == status
+    body = error.response.json()
+    assert set(body) >= {"error"} and isinstance(body["error"], dict), body
+    assert {"message", "type", "param", "code"} <= set(body["error"]), body
+    assert message_part in body["error"]["message"], body
+    assert isinstance(error.body, dict) and error.body["message"] == body["error"]["message"]
+    assert error.type == body["error"]["type"] and error.type
+
+
+def test_errors_outside_the_turn_routes_have_openais_shape(serve, fake, client):
+    # Issue 12, defect 7: the session API, unknown /v1 routes and wrong methods answer as OpenAI does, so an SDK
+    # keeps the message (a bare {"error": "string"} becomes error.body == "string" with no type or code).
+    nobody = "sdk-nobody-" + uuid.uuid4().hex[:8]
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.get("/sessions/" + nobody, cast_to=object)
+    assert_openai_error(raised, 404, "no session " + nobody)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.get("/sessions/%s/events" % nobody, cast_to=object)
+    assert_openai_error(raised, 404, "no session " + nobody)
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.get("/sessions/%s/context" % nobody, cast_to=object)
+    assert_openai_error(raised, 404, "no session " + nobody)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.get("/sessions", cast_to=object, options={"params": {"limit": 0}})
+    assert_openai_error(raised, 400, "limit")
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.post("/sessions/%s/events" % nobody, cast_to=object, body={"payload": {"nonsense": 1}})
+    assert_openai_error(raised, 400, "")
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.embeddings.create(model="text-embedding-3-small", input="hello")
+    assert_openai_error(raised, 404, "POST /v1/embeddings")
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.delete("/sessions/" + nobody, cast_to=object)
+    assert_openai_error(raised, 405, "use GET")
+    assert fake.requests() == []
 
 
 def test_rerender_shows_what_another_policy_and_provider_would_have_sent(serve, fake, client, tmp_path):

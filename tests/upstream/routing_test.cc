@@ -164,6 +164,7 @@ provider = "anthropic"
 base_url = "https://api.anthropic.com"
 api_key_env = "ANTHROPIC_API_KEY"
 anthropic_version = "2023-06-01"
+max_output_tokens = 32000
 
 [[upstream.endpoints]]
 name = "azure"
@@ -196,6 +197,8 @@ TEST(RoutingToml, Loads) {
   EXPECT_EQ(openai.read_ms, 120000);
   EXPECT_EQ(openai.connect_ms, 5000);  // the default
   EXPECT_EQ(openai.max_retries, 3);
+  EXPECT_EQ(openai.max_output_tokens, 0);  // none: the client's cap is sent as is
+  EXPECT_EQ(config->endpoints[1].max_output_tokens, 32000);
   ASSERT_EQ(openai.headers.size(), 1u);
   EXPECT_EQ(openai.headers[0].first, "OpenAI-Organization");
   EXPECT_EQ(openai.models, std::vector<std::string>{"gpt-4o-mini"});
@@ -227,6 +230,8 @@ TEST(RoutingToml, ErrorsNameFileAndLine) {
             "f.toml:5: upstream.endpoints[0]: unknown key 'bse_url'");
   EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\nmax_retries = \"3\"\n"),
             "f.toml:4: upstream.endpoints[0]: 'max_retries' needs an integer");
+  EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\nmax_output_tokens = -1\n"),
+            "f.toml:1: upstream.endpoints[0]: endpoint 'a': max_output_tokens must not be negative");
   EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\n\n[[upstream.endpoints]]\n"
                        "name = \"b\"\nprovider = \"chatgpt\"\nbase_url = \"http://x\"\n"),
             "f.toml:5: upstream.endpoints[1]: endpoint 'b': provider 'chatgpt' is not one of openai_chat, "

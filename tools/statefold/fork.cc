@@ -53,9 +53,12 @@ Runner add_fork(CLI::App& app) {
     boost::json::error_code ec;
     auto reply = boost::json::parse(answer->body, ec);
     if (answer->status != 201) {
-      const std::string why = !ec && reply.is_object() && reply.as_object().contains("error")
-                                  ? std::string(reply.as_object().at("error").as_string())
-                                  : answer->body;
+      // serve answers errors in OpenAI's shape, {"error": {"message": ...}} (a string from older serves).
+      const boost::json::value* error = !ec && reply.is_object() ? reply.as_object().if_contains("error") : nullptr;
+      const boost::json::value* message =
+          error != nullptr && error->is_object() ? error->as_object().if_contains("message") : error;
+      const std::string why =
+          message != nullptr && message->is_string() ? std::string(message->as_string()) : answer->body;
       std::cerr << "statefold fork: " << why << " (HTTP " << answer->status << ")\n";
       return answer->status == 404 ? kNotFound : (answer->status == 400 ? kUsage : kFailure);
     }

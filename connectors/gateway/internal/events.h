@@ -21,7 +21,8 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
                                           const std::vector<protocol::ClientMessage>& input, const std::string& model,
                                           const std::string& instructions);
 
-// A call's receipt, then its reply (if any); not conditional (they follow the turn's input, whatever came since).
+// A call's receipt, then its reply (if any) and, for a reply not to be stored, the kUnstoredResponse marker; not
+// conditional (they follow the turn's input, whatever came since).
 base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply, const Call& call);
 
 }  // namespace statefold::gateway::internal

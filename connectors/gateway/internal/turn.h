@@ -71,6 +71,7 @@ struct Call {
   int status = 0;
   bool timed_out = false;  // no answer in time (504 rather than 502)
   std::string error;
+  bool store = true;  // false: Responses' store: false, recorded with the reply (see kUnstoredResponse)
 };
 
 // A request rendered for an endpoint, ready to send.
@@ -100,6 +101,7 @@ struct TurnRequest {
   // Responses' previous_response_id: the turn continues after that reply, which must be the session's latest.
   std::string previous_response_id;
   std::uint64_t previous_version = 0;
+  bool store = true;  // Responses' `store`: false keeps the turn on the log but not retrievable by its response id
 };
 
 // The facts of a turn an answer is written from, once its request is rendered.
@@ -198,6 +200,13 @@ struct Core {
 
   Workers workers;  // last: its threads stop before the rest goes
 };
+
+// The Custom event type that follows a reply the client asked not to store (Responses `store: false`): the turn
+// stays on the log, as every call does, but its response cannot be retrieved or continued from by id.
+inline constexpr std::string_view kUnstoredResponse = "statefold.gateway.response_unstored";
+
+// Whether the reply at `version` of `session` was recorded with store: false (the event after it says so).
+bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version);
 
 // The upstream's failure as the client sees it (its status, or 502/504 without one).
 http::Response upstream_failure(const Call& call, const std::string& route);
