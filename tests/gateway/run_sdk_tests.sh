@@ -72,5 +72,5 @@ if [ -x "$samples" ]; then
   "$venv/bin/python" "$source_dir/tests/protocol/sdk_parse_check.py" "$samples" ||
     { echo "run_sdk_tests.sh: the protocol writers' output does not parse with the openai SDK" >&2; exit 1; }
 fi
-exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_bedrock.py" -p no:cacheprovider -ra \
+exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_bedrock.py" "$here/test_auth.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

@@ -36,5 +36,6 @@ Runner add_audit(CLI::App& app);
 Runner add_snapshot(CLI::App& app);
 Runner add_fork(CLI::App& app);
 Runner add_rerender(CLI::App& app);
+Runner add_auth(CLI::App& app);
 
 }  // namespace statefold::cli

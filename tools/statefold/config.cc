@@ -20,6 +20,7 @@ base::Result<void> apply_config_file(CLI::App& command, const std::string& path)
   for (const auto& [key, node] : table) {
     const std::string name(key.str());
     if (name == kUpstreamTable && node.is_table()) continue;  // the gateway's endpoints and routes: read by serve
+    if (name == kAuthTable && node.is_table()) continue;      // API keys: read by serve
     const std::string at = where(path, node.source());
     CLI::Option* option = command.get_option_no_throw("--" + name);
     if (option == nullptr || name == "config") {

@@ -14,6 +14,8 @@ namespace statefold::cli {
 // The table of the same file that configures the gateway's upstream endpoints and routes (docs/configuration.md):
 // not flags, so apply_config_file leaves it to upstream::load_routing_toml.
 inline constexpr std::string_view kUpstreamTable = "upstream";
+// The table of API keys and their roles (auth::parse_config, docs/security.md), read by serve.
+inline constexpr std::string_view kAuthTable = "auth";
 
 // Applies the file's values to the options of `command` that neither a flag nor the environment set.
 // An unknown key, a key naming a flag that takes no value from files, or a value of the wrong type is an error

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   add(statefold::cli::add_snapshot);
   add(statefold::cli::add_fork);
   add(statefold::cli::add_rerender);
+  add(statefold::cli::add_auth);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,8 +10,10 @@
 #include "connectors/gateway/gateway.h"
 #include "connectors/upstream/routing.h"
 #include "engine/api/api.h"
+#include "engine/auth/auth.h"
 #include "engine/append/append.h"
 #include "engine/base/hex.h"
+#include "engine/base/json_writer.h"
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
 #include "engine/http/http.h"
@@ -59,6 +61,32 @@ class EngineState final : public gateway::StateSource {
   const runtime::Engine& _engine;
 };
 
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
+}
+
+// A refused request in OpenAI's error shape, so the SDKs raise AuthenticationError, PermissionDeniedError or
+// RateLimitError with the message.
+http::Response refusal_response(const auth::Refusal& refusal) {
+  std::string body = "{\"error\":{";
+  base::json::key(body, "message");
+  base::json::str(body, refusal.message);
+  body += ',';
+  base::json::key(body, "type");
+  base::json::str(body, refusal.status == 429 ? "requests" : refusal.status == 403 ? "permission_denied"
+                                                                                   : "invalid_request_error");
+  body += ",\"param\":null,";
+  base::json::key(body, "code");
+  base::json::str(body, refusal.code);
+  body += "}}";
+  http::Response response = http::json_response(refusal.status, std::move(body));
+  if (refusal.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer");
+  if (refusal.retry_after.count() > 0) {
+    response.headers.emplace_back("Retry-After", std::to_string(refusal.retry_after.count()));
+  }
+  return response;
+}
+
 }  // namespace
 
 Runner add_serve(CLI::App& app) {
@@ -82,6 +110,7 @@ Runner add_serve(CLI::App& app) {
     std::uint64_t snapshot_interval_s = 3600;
     std::size_t snapshot_retention = 3;
     std::size_t gateway_workers = 16;
+    bool insecure_no_auth = false;
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
@@ -143,6 +172,9 @@ Runner add_serve(CLI::App& app) {
   env(cmd->add_option("--log-level", a->log_level, "debug, info, warn or error")
           ->check(CLI::IsMember({"debug", "info", "warn", "error"})),
       "STATEFOLD_LOG_LEVEL");
+  env(cmd->add_flag("--insecure-no-auth", a->insecure_no_auth,
+                    "Listen beyond loopback with no API keys configured: anyone who reaches the port may do anything"),
+      "STATEFOLD_INSECURE_NO_AUTH");
   cmd->add_flag("--embedded-kafka", a->embedded,
                 "Run librdkafka's in-process mock cluster instead of a broker: a try-out without Java. "
                 "It KEEPS NOTHING after exit (the store does, but its offsets then point into a log that is gone)");
@@ -172,10 +204,18 @@ Runner add_serve(CLI::App& app) {
       }
     }
     // The gateway's endpoints and routes: the config file's [upstream] table, else the offline echo endpoint.
+    // API keys: its [auth] table.
     upstream::RoutingConfig routing = gateway::offline_routing();
+    auth::Config auth_config;
     if (!config->empty()) {
       std::ifstream in(*config);
       const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto keys = auth::parse_config(text, *config);
+      if (!keys) {
+        std::cerr << "statefold serve: " << keys.error().message << "\n";
+        return kUsage;
+      }
+      auth_config = std::move(*keys);
       auto parsed = upstream::parse_routing_toml(text, *config);
       if (!parsed) {
         std::cerr << "statefold serve: " << parsed.error().message << "\n";
@@ -187,6 +227,20 @@ Runner add_serve(CLI::App& app) {
     if (!router) {
       std::cerr << "statefold serve: " << router.error().message << "\n";
       return kUsage;
+    }
+    // Secure by default: beyond loopback, no keys means anyone who reaches the port may read every session and
+    // spend on every endpoint, so that takes an explicit flag.
+    if (http_address && auth_config.keys.empty()) {
+      if (!is_loopback(http_address->first) && !a->insecure_no_auth) {
+        std::cerr << "statefold serve: refusing to listen on " << a->http_address
+                  << " without authentication: add [[auth.keys]] to --config (statefold auth new-key makes one), "
+                     "listen on 127.0.0.1, or pass --insecure-no-auth\n";
+        return kUsage;
+      }
+      if (!is_loopback(http_address->first)) {
+        base::log_warn("INSECURE: no API keys; anyone who reaches the port may read, write and spend",
+                       {{"address", a->http_address}});
+      }
     }
     // One budget: with the HTTP API on, an eighth goes to the gateway's cache of session contexts.
     const std::uint64_t budget_bytes = a->memory_mb << 20;
@@ -275,9 +329,17 @@ Runner add_serve(CLI::App& app) {
       server_options.threads = a->http_threads;
       server_options.max_body_bytes = a->max_body_bytes;
       server_options.max_connections = a->max_connections;
+      if (!auth_config.keys.empty()) {
+        base::log_info("API keys required", {{"keys", std::to_string(auth_config.keys.size())},
+                                             {"metrics_open", auth_config.metrics_open ? "true" : "false"}});
+      }
+      auto keys = std::make_shared<auth::Gate>(std::move(auth_config));
       auto started = http::Server::start(
           server_options,
-          [raw = api.get(), gw = gate.get()](http::Request request, http::Respond respond) {
+          [raw = api.get(), gw = gate.get(), keys](http::Request request, http::Respond respond) {
+            auto admitted = keys->admit(request.method, request.path, request.header("authorization"),
+                                        std::chrono::steady_clock::now());
+            if (const auto* refused = std::get_if<auth::Refusal>(&admitted)) return respond(refusal_response(*refused));
             if (gateway::Gateway::handles(request)) return gw->handle(std::move(request), std::move(respond));
             raw->handle(std::move(request), std::move(respond));
           },

@@ -1,0 +1,207 @@
+#include "engine/auth/auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <stdexcept>
+
+#include "engine/base/hex.h"
+
+namespace statefold::auth {
+
+namespace {
+
+constexpr std::string_view kDigestPrefix = "sha256:";
+
+base::Digest digest_of(std::string_view text) { return base::Sha256().update(text).finish(); }
+
+std::string at(std::string_view source, const toml::node& node) {
+  return std::string(source) + ":" + std::to_string(node.source().begin.line);
+}
+
+}  // namespace
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::read: return "read";
+    case Role::write: return "write";
+    case Role::chat: return "chat";
+    case Role::admin: return "admin";
+  }
+  return "?";
+}
+
+std::optional<Role> parse_role(std::string_view name) {
+  for (Role role : {Role::read, Role::write, Role::chat, Role::admin}) {
+    if (role_name(role) == name) return role;
+  }
+  return std::nullopt;
+}
+
+base::Result<Config> parse_config(std::string_view toml_text, std::string_view source) {
+  toml::table document;
+  try {
+    document = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return base::make_error(std::string(source) + ":" + std::to_string(e.source().begin.line) + ": " +
+                            std::string(e.description()));
+  }
+  Config config;
+  const toml::node* table_node = document.get("auth");
+  if (table_node == nullptr) return config;
+  const toml::table* table = table_node->as_table();
+  if (table == nullptr) return base::make_error(at(source, *table_node) + ": auth: expected a table");
+  for (const auto& [name, node] : *table) {
+    const std::string key(name.str());
+    if (key == "metrics_open") {
+      auto open = node.value_exact<bool>();
+      if (!open) return base::make_error(at(source, node) + ": auth.metrics_open: expected true or false");
+      config.metrics_open = *open;
+    } else if (key != "keys") {
+      return base::make_error(at(source, node) + ": auth: unknown key '" + key + "' (known: keys, metrics_open)");
+    }
+  }
+  const toml::node* keys_node = table->get("keys");
+  if (keys_node == nullptr) return config;
+  const toml::array* keys = keys_node->as_array();
+  if (keys == nullptr) return base::make_error(at(source, *keys_node) + ": auth.keys: expected [[auth.keys]] tables");
+  std::map<base::Digest, std::string> seen;
+  for (const toml::node& entry : *keys) {
+    const toml::table* fields = entry.as_table();
+    if (fields == nullptr) return base::make_error(at(source, entry) + ": auth.keys: expected [[auth.keys]] tables");
+    Key key;
+    for (const auto& [field_name, value] : *fields) {
+      const std::string field(field_name.str());
+      const std::string where = at(source, value) + ": auth.keys." + field;
+      if (field == "name") {
+        auto s = value.value_exact<std::string>();
+        if (!s || s->empty()) return base::make_error(where + ": expected a non-empty string");
+        key.name = *s;
+      } else if (field == "digest") {
+        auto s = value.value_exact<std::string>();
+        std::optional<std::vector<std::uint8_t>> bytes;
+        if (s && s->starts_with(kDigestPrefix))
+          bytes = base::from_hex(std::string_view(*s).substr(kDigestPrefix.size()));
+        if (!bytes || bytes->size() != key.digest.size()) {
+          return base::make_error(where +
+                                  ": expected \"sha256:\" and 64 hex digits (statefold auth new-key prints it)");
+        }
+        std::copy(bytes->begin(), bytes->end(), key.digest.begin());
+      } else if (field == "roles") {
+        const toml::array* roles = value.as_array();
+        if (roles == nullptr) return base::make_error(where + ": expected a list such as [\"read\", \"chat\"]");
+        for (const toml::node& role_node : *roles) {
+          auto role_text = role_node.value_exact<std::string>();
+          auto role = role_text ? parse_role(*role_text) : std::nullopt;
+          if (!role) return base::make_error(where + ": unknown role (known: read, write, chat, admin)");
+          key.roles |= static_cast<unsigned>(*role);
+        }
+      } else if (field == "requests_per_second") {
+        auto rate = value.value<double>();
+        if (!rate || *rate < 0) return base::make_error(where + ": expected a number >= 0 (0: unlimited)");
+        key.requests_per_second = *rate;
+      } else {
+        return base::make_error(where + ": unknown field (known: name, digest, roles, requests_per_second)");
+      }
+    }
+    const std::string where = at(source, entry) + ": auth.keys";
+    if (key.name.empty()) return base::make_error(where + ": a key needs a name");
+    if (key.digest == base::Digest{}) return base::make_error(where + " \"" + key.name + "\": a key needs a digest");
+    if (key.roles == 0) return base::make_error(where + " \"" + key.name + "\": a key needs at least one role");
+    if (auto [it, fresh] = seen.emplace(key.digest, key.name); !fresh) {
+      return base::make_error(where + " \"" + key.name + "\": same digest as key \"" + it->second + "\"");
+    }
+    config.keys.push_back(std::move(key));
+  }
+  return config;
+}
+
+std::optional<Role> required_role(std::string_view method, std::string_view path, bool metrics_open) {
+  if (path == "/healthz" || path == "/readyz") return std::nullopt;
+  if (path == "/metrics") return metrics_open ? std::nullopt : std::optional(Role::read);
+  const bool reads = method == "GET" || method == "HEAD";
+  if (path.starts_with("/v1/snapshots")) return Role::admin;
+  if (path == "/v1/chat/completions" || path == "/v1/responses") return reads ? Role::read : Role::chat;
+  if (path.starts_with("/v1/sessions/") && path.ends_with("/fork") && !reads) return Role::admin;
+  if (path.starts_with("/v1/sessions/") && !reads) return Role::write;
+  if (reads) return Role::read;
+  return Role::admin;  // anything else that changes state
+}
+
+Gate::Gate(Config config) : _config(std::move(config)), _buckets(_config.keys.size()) {
+  for (std::size_t i = 0; i < _config.keys.size(); ++i) _keys.emplace(_config.keys[i].digest, i);
+}
+
+std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::string_view path,
+                                             std::optional<std::string_view> authorization,
+                                             std::chrono::steady_clock::time_point now) {
+  constexpr unsigned kAll = 0xF;
+  const auto role = required_role(method, path, _config.metrics_open);
+  if (!enabled() || !role) return Principal{"", kAll};
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!authorization) {
+    return Refusal{401, "no API key: send Authorization: Bearer <key>", "invalid_api_key", {}};
+  }
+  std::string_view presented = *authorization;
+  if (presented.size() < kBearer.size() ||
+      !std::equal(kBearer.begin(), kBearer.end(), presented.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+      })) {
+    return Refusal{401, "Authorization: expected \"Bearer <key>\"", "invalid_api_key", {}};
+  }
+  presented.remove_prefix(kBearer.size());
+  // Looked up by digest: the map compares digests, never the key, so its timing tells nothing about a key's text.
+  auto found = _keys.find(digest_of(presented));
+  if (found == _keys.end()) return Refusal{401, "incorrect API key", "invalid_api_key", {}};
+  const Key& key = _config.keys[found->second];
+  if ((key.roles & static_cast<unsigned>(*role)) == 0) {
+    return Refusal{403,
+                   "key \"" + key.name + "\" lacks the " + std::string(role_name(*role)) + " role for " +
+                       std::string(method) + " " + std::string(path),
+                   "insufficient_role",
+                   {}};
+  }
+  if (key.requests_per_second > 0) {
+    // Token bucket: refills at the key's rate, holds at most one second's worth (at least one request).
+    const double capacity = std::max(1.0, key.requests_per_second);
+    std::lock_guard lock(_mutex);
+    Bucket& bucket = _buckets[found->second];
+    if (bucket.refreshed == std::chrono::steady_clock::time_point{}) {
+      bucket.tokens = capacity;
+    } else {
+      const double elapsed = std::chrono::duration<double>(now - bucket.refreshed).count();
+      bucket.tokens = std::min(capacity, bucket.tokens + std::max(0.0, elapsed) * key.requests_per_second);
+    }
+    bucket.refreshed = now;
+    if (bucket.tokens < 1.0) {
+      const double wait = (1.0 - bucket.tokens) / key.requests_per_second;
+      const auto seconds = std::chrono::seconds(static_cast<std::int64_t>(wait) + 1);
+      return Refusal{429,
+                     "key \"" + key.name + "\" is over its limit of " + std::to_string(key.requests_per_second) +
+                         " requests per second",
+                     "rate_limit_exceeded", seconds};
+    }
+    bucket.tokens -= 1.0;
+  }
+  return Principal{key.name, key.roles};
+}
+
+NewKey new_key() {
+  std::array<std::uint8_t, 32> random{};
+  if (RAND_bytes(random.data(), static_cast<int>(random.size())) != 1) {
+    throw std::runtime_error("OpenSSL RAND_bytes failed: no randomness for a key");
+  }
+  NewKey made;
+  made.key = "sf-" + base::to_hex(std::span<const std::uint8_t>(random));
+  const auto digest = digest_of(made.key);
+  made.digest = std::string(kDigestPrefix) + base::to_hex(std::span<const std::uint8_t>(digest));
+  OPENSSL_cleanse(random.data(), random.size());
+  return made;
+}
+
+}  // namespace statefold::auth

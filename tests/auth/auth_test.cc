@@ -1,0 +1,159 @@
+#include "engine/auth/auth.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace statefold::auth {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A config with the given keys ("name", key text, roles TOML list, rate).
+std::string config_of(const std::vector<std::tuple<std::string, std::string, std::string, double>>& keys) {
+  std::string text = "[auth]\n";
+  for (const auto& [name, digest, roles, rate] : keys) {
+    text += "[[auth.keys]]\nname = \"" + name + "\"\ndigest = \"" + digest + "\"\nroles = " + roles +
+            "\nrequests_per_second = " + std::to_string(rate) + "\n";
+  }
+  return text;
+}
+
+const auto kNow = std::chrono::steady_clock::time_point(1h);
+
+TEST(Auth, NewKeysAreRandomAndTheirDigestAdmitsThem) {
+  const NewKey a = new_key();
+  const NewKey b = new_key();
+  EXPECT_NE(a.key, b.key);
+  EXPECT_EQ(a.key.size(), 3u + 64u);
+  EXPECT_TRUE(a.digest.starts_with("sha256:"));
+  EXPECT_EQ(a.digest.find(a.key.substr(3)), std::string::npos) << "the digest must not contain the key";
+  auto config = parse_config(config_of({{"app", a.digest, R"(["read"])", 0}}), "t.toml");
+  ASSERT_TRUE(config) << config.error().message;
+  Gate gate(std::move(*config));
+  auto admitted = gate.admit("GET", "/v1/sessions", "Bearer " + a.key, kNow);
+  ASSERT_TRUE(std::holds_alternative<Principal>(admitted));
+  EXPECT_EQ(std::get<Principal>(admitted).key_name, "app");
+  auto other = gate.admit("GET", "/v1/sessions", "Bearer " + b.key, kNow);
+  ASSERT_TRUE(std::holds_alternative<Refusal>(other));
+  EXPECT_EQ(std::get<Refusal>(other).status, 401);
+  EXPECT_EQ(std::get<Refusal>(other).code, "invalid_api_key");
+}
+
+TEST(Auth, MissingAndMalformedAuthorizationAre401AndOpenRoutesNeedNone) {
+  const NewKey a = new_key();
+  Gate gate(*parse_config(config_of({{"app", a.digest, R"(["read","write","chat","admin"])", 0}}), "t.toml"));
+  ASSERT_TRUE(gate.enabled());
+  for (std::optional<std::string_view> header :
+       {std::optional<std::string_view>{}, std::optional<std::string_view>{"Basic abc"},
+        std::optional<std::string_view>{"Bearer"}, std::optional<std::string_view>{a.key}}) {
+    auto r = gate.admit("GET", "/v1/sessions/x", header, kNow);
+    ASSERT_TRUE(std::holds_alternative<Refusal>(r)) << header.value_or("(none)");
+    EXPECT_EQ(std::get<Refusal>(r).status, 401);
+    EXPECT_EQ(std::get<Refusal>(r).message.find(a.key), std::string::npos) << "a refusal never quotes a key";
+  }
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/healthz", std::nullopt, kNow)));
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/readyz", std::nullopt, kNow)));
+  EXPECT_TRUE(std::holds_alternative<Refusal>(gate.admit("GET", "/metrics", std::nullopt, kNow)));
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/v1/x", "bearer " + a.key, kNow)))
+      << "the scheme is case-insensitive (RFC 9110)";
+}
+
+TEST(Auth, EachRouteNeedsItsRole) {
+  struct Case {
+    const char* method;
+    const char* path;
+    Role role;
+  };
+  const Case cases[] = {
+      {"GET", "/v1/sessions", Role::read},
+      {"GET", "/v1/sessions/s1/history", Role::read},
+      {"GET", "/v1/sessions/s1/context", Role::read},
+      {"GET", "/v1/responses/resp_1", Role::read},
+      {"GET", "/v1/models", Role::read},
+      {"GET", "/metrics", Role::read},
+      {"POST", "/v1/sessions/s1/events", Role::write},
+      {"POST", "/v1/chat/completions", Role::chat},
+      {"POST", "/v1/responses", Role::chat},
+      {"POST", "/v1/sessions/s1/fork", Role::admin},
+      {"POST", "/v1/snapshots", Role::admin},
+      {"GET", "/v1/snapshots", Role::admin},
+      {"DELETE", "/v1/anything", Role::admin},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(required_role(c.method, c.path, false), c.role) << c.method << " " << c.path;
+  }
+  EXPECT_EQ(required_role("GET", "/metrics", true), std::nullopt);
+
+  const NewKey reader = new_key();
+  const NewKey chatter = new_key();
+  Gate gate(*parse_config(
+      config_of({{"reader", reader.digest, R"(["read"])", 0}, {"chatter", chatter.digest, R"(["chat"])", 0}}),
+      "t.toml"));
+  for (const auto& c : cases) {
+    const bool reader_may = c.role == Role::read;
+    auto r = gate.admit(c.method, c.path, "Bearer " + reader.key, kNow);
+    EXPECT_EQ(std::holds_alternative<Principal>(r), reader_may) << "reader: " << c.method << " " << c.path;
+    if (!reader_may) {
+      EXPECT_EQ(std::get<Refusal>(r).status, 403);
+      EXPECT_NE(std::get<Refusal>(r).message.find(role_name(c.role)), std::string::npos);
+      EXPECT_NE(std::get<Refusal>(r).message.find("reader"), std::string::npos);
+    }
+    const bool chatter_may = c.role == Role::chat;
+    EXPECT_EQ(std::holds_alternative<Principal>(gate.admit(c.method, c.path, "Bearer " + chatter.key, kNow)),
+              chatter_may)
+        << "chatter: " << c.method << " " << c.path;
+  }
+}
+
+TEST(Auth, ARateLimitRefusesWithRetryAfterAndRecovers) {
+  const NewKey a = new_key();
+  Gate gate(*parse_config(config_of({{"slow", a.digest, R"(["read"])", 2}}), "t.toml"));
+  const std::string bearer = "Bearer " + a.key;
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/v1/sessions", bearer, kNow)));
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/v1/sessions", bearer, kNow)));
+  auto over = gate.admit("GET", "/v1/sessions", bearer, kNow);
+  ASSERT_TRUE(std::holds_alternative<Refusal>(over));
+  EXPECT_EQ(std::get<Refusal>(over).status, 429);
+  EXPECT_EQ(std::get<Refusal>(over).code, "rate_limit_exceeded");
+  EXPECT_GE(std::get<Refusal>(over).retry_after, 1s);
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/v1/sessions", bearer, kNow + 600ms)));
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/healthz", std::nullopt, kNow + 600ms)))
+      << "open routes are not counted";
+}
+
+TEST(Auth, NoKeysConfiguredAdmitsEveryone) {
+  auto config = parse_config("[upstream]\n", "t.toml");
+  ASSERT_TRUE(config);
+  Gate gate(std::move(*config));
+  EXPECT_FALSE(gate.enabled());
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("POST", "/v1/snapshots", std::nullopt, kNow)));
+}
+
+TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
+  struct Case {
+    std::string text;
+    std::string wanted;
+  };
+  const std::string digest = new_key().digest;
+  const Case cases[] = {
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\nroles = [\"root\"]\n",
+       "t.toml:5: auth.keys.roles: unknown role"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"md5:00\"\nroles = [\"read\"]\n", "t.toml:4: auth.keys.digest"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\nkey = \"sf-123\"\n", "t.toml:4: auth.keys.key: unknown field"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\n", "needs at least one role"},
+      {"[auth]\n[[auth.keys]]\ndigest = \"" + digest + "\"\nroles = [\"read\"]\n", "needs a name"},
+      {"[auth]\nopen = true\n", "t.toml:2: auth: unknown key 'open'"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest +
+           "\"\nroles = [\"read\"]\n[[auth.keys]]\nname = \"b\"\ndigest = \"" + digest + "\"\nroles = [\"read\"]\n",
+       "same digest as key \"a\""},
+  };
+  for (const auto& c : cases) {
+    auto parsed = parse_config(c.text, "t.toml");
+    ASSERT_FALSE(parsed) << c.text;
+    EXPECT_NE(parsed.error().message.find(c.wanted), std::string::npos) << parsed.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace statefold::auth

@@ -1,0 +1,52 @@
+// statefold auth new-key: a new API key for serve's [[auth.keys]] (docs/security.md).
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "engine/auth/auth.h"
+
+namespace statefold::cli {
+
+Runner add_auth(CLI::App& app) {
+  auto* cmd = app.add_subcommand("auth", "API keys for serve (docs/security.md)");
+  cmd->require_subcommand(1);
+  auto* make = cmd->add_subcommand(
+      "new-key",
+      "Print a new random API key once, and the [[auth.keys]] lines for serve's --config file.\n"
+      "The file keeps only the key's SHA-256 digest: give the key to its user, it cannot be shown again.");
+  struct Args {
+    std::string name;
+    std::vector<std::string> roles;
+    double requests_per_second = 0;
+  };
+  auto a = std::make_shared<Args>();
+  make->add_option("--name", a->name, "Who or what the key is for; logs and refusals name it")->required();
+  make->add_option("--roles", a->roles, "read, write, chat, admin (comma-separated)")
+      ->required()
+      ->delimiter(',')
+      ->check(CLI::IsMember({"read", "write", "chat", "admin"}));
+  make->add_option("--requests-per-second", a->requests_per_second, "Rate limit of the key (0: none)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  return [a, make]() {
+    if (!make->parsed()) return static_cast<int>(kUsage);
+    if (a->name.find_first_of("\"\\\n") != std::string::npos) {
+      std::cerr << "statefold auth new-key: --name: no quotes, backslashes or newlines\n";
+      return static_cast<int>(kUsage);
+    }
+    const auth::NewKey made = auth::new_key();
+    std::ostringstream roles;
+    for (std::size_t i = 0; i < a->roles.size(); ++i) roles << (i ? ", " : "") << '"' << a->roles[i] << '"';
+    // The key on stdout's first line alone, so a script can take it with `head -1`; the config lines after it.
+    std::cout << made.key << "\n"
+              << "\n# Add to serve's --config file (the key above is not stored anywhere):\n"
+              << "[[auth.keys]]\n"
+              << "name = \"" << a->name << "\"\n"
+              << "digest = \"" << made.digest << "\"\n"
+              << "roles = [" << roles.str() << "]\n";
+    if (a->requests_per_second > 0) std::cout << "requests_per_second = " << a->requests_per_second << "\n";
+    return static_cast<int>(kOk);
+  };
+}
+
+}  // namespace statefold::cli
