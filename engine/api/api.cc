@@ -84,13 +84,6 @@ json::object error_object(int status, std::string_view message, std::string_view
                       {"code", code.empty() ? json::value(nullptr) : json::value(code)}};
 }
 
-// An error answer: the body is {"error": {...}} in OpenAI's shape.
-http::Response error_response(int status, std::string_view message, std::string route = {},
-                              std::string_view code = {}) {
-  return http::json_response(status, json::serialize(json::object{{"error", error_object(status, message, code)}}),
-                             std::move(route));
-}
-
 std::optional<std::uint64_t> parse_u64(std::string_view text) {
   std::uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -140,6 +133,11 @@ json::object outcome_json(const append::EventOutcome& e) {
 }
 
 }  // namespace
+
+http::Response error_response(int status, std::string_view message, std::string route, std::string_view code) {
+  return http::json_response(status, json::serialize(json::object{{"error", error_object(status, message, code)}}),
+                             std::move(route));
+}
 
 Api::Api(ApiOptions options, runtime::Engine& engine, append::Sink& appender)
     : _options(std::move(options)), _engine(engine), _appender(appender) {}

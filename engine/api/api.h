@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "engine/append/append.h"
 #include "engine/http/http.h"
@@ -24,6 +25,11 @@ struct ApiOptions {
   std::uint64_t max_page = 1000;
   std::function<std::string()> scrape_metrics;  // /metrics body; empty: 404
 };
+
+// An error answer in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, the type following the status
+// (401 authentication_error, 403 permission_error, 409 conflict, 429 rate_limit_error, 5xx server_error, else
+// invalid_request_error): what every /v1 route outside the gateway answers, so OpenAI's SDKs keep the message.
+http::Response error_response(int status, std::string_view message, std::string route = {}, std::string_view code = {});
 
 class Api {
  public:

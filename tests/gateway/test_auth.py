@@ -115,6 +115,7 @@ def test_no_key_or_a_wrong_key_is_401_in_openais_shape(keyed):
         status, headers, body = call(keyed, "GET", path)
         assert status == 401, (path, body)
         assert body["error"]["code"] == "invalid_api_key" and "Bearer" in body["error"]["message"], body
+        assert body["error"]["type"] == "authentication_error", body  # as every other /v1 401
         assert headers.get("WWW-Authenticate") == "Bearer"
     assert call(keyed, "POST", "/v1/sessions/x/events", None, [{"payload_type": "Message", "payload": {"role": "user", "content": [{"text": "hi"}]}}])[0] == 401
 
@@ -132,6 +133,7 @@ def test_each_role_is_needed_for_its_routes(keyed):
     assert "reader" in str(denied.value) and "chat" in str(denied.value)
     status, _, body = call(keyed, "POST", "/v1/snapshots", keyed.chatter)
     assert status == 403 and body["error"]["code"] == "insufficient_role", body
+    assert body["error"]["type"] == "permission_error", body
     assert call(keyed, "POST", "/v1/sessions/%s/fork" % session, keyed.reader, {"version": 1})[0] == 403
     assert call(keyed, "GET", "/v1/sessions/" + session, keyed.chatter)[0] == 403
     assert call(keyed, "GET", "/v1/sessions/" + session, keyed.reader)[0] == 200

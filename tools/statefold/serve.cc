@@ -13,7 +13,6 @@
 #include "engine/auth/auth.h"
 #include "engine/append/append.h"
 #include "engine/base/hex.h"
-#include "engine/base/json_writer.h"
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
 #include "engine/http/http.h"
@@ -68,18 +67,7 @@ bool is_loopback(const std::string& host) {
 // A refused request in OpenAI's error shape, so the SDKs raise AuthenticationError, PermissionDeniedError or
 // RateLimitError with the message.
 http::Response refusal_response(const auth::Refusal& refusal) {
-  std::string body = "{\"error\":{";
-  base::json::key(body, "message");
-  base::json::str(body, refusal.message);
-  body += ',';
-  base::json::key(body, "type");
-  base::json::str(body, refusal.status == 429 ? "requests" : refusal.status == 403 ? "permission_denied"
-                                                                                   : "invalid_request_error");
-  body += ",\"param\":null,";
-  base::json::key(body, "code");
-  base::json::str(body, refusal.code);
-  body += "}}";
-  http::Response response = http::json_response(refusal.status, std::move(body));
+  http::Response response = api::error_response(refusal.status, refusal.message, {}, refusal.code);
   if (refusal.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer");
   if (refusal.retry_after.count() > 0) {
     response.headers.emplace_back("Retry-After", std::to_string(refusal.retry_after.count()));
