@@ -34,12 +34,14 @@ class ChatFormat final : public Format {
 
 }  // namespace
 
-void chat(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond) {
+void chat(Core& core, const http::Request& request, auth::Principal caller, Clock::time_point received,
+          const http::Respond& respond) {
   const std::string& route = kRouteChat;
   auto parsed = protocol::parse_chat_request(request.body);
   if (!parsed) return respond(openai_error(400, parsed.error().message, "invalid_request_error", route));
   TurnRequest turn;
   turn.received = received;
+  turn.caller = std::move(caller);
   turn.route = route;
   turn.session = std::string(request.header("x-session-id").value_or(""));
   if (turn.session.empty()) turn.session = parsed->session_id;

@@ -20,8 +20,10 @@ constexpr std::string_view kModels = "/v1/models";
 constexpr std::chrono::seconds kSettlePatience{2};
 
 // GET /v1/sessions/{id}/context: what a call would send, section by section.
-http::Response context_overview(internal::Core& core, const http::Request& request, const std::string& session) {
+http::Response context_overview(internal::Core& core, const http::Request& request, const auth::Principal& caller,
+                                const std::string& session) {
   const std::string& route = kRouteContext;
+  if (!caller.owns(session)) return internal::not_in_namespace(caller, session, route);
   core.events.settle(session, kSettlePatience);
   auto snapshot = core.state.snapshot();
   auto header = fold::load_header(*snapshot, session);
@@ -31,7 +33,7 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
   std::string requested;
   if (auto it = request.query.find("endpoint"); it != request.query.end()) requested = it->second;
   if (auto it = request.query.find("model"); it != request.query.end() && requested.empty()) requested = it->second;
-  auto endpoint = core.options.router.route(session, requested);
+  auto endpoint = core.options.router.route(caller.routing_key(session), requested);
   if (!endpoint) return internal::openai_error(403, endpoint.error().message, "permission_error", route);
   materialise::RenderSpec spec;
   auto provider = context::parse_provider((*endpoint)->provider);
@@ -98,7 +100,7 @@ bool Gateway::handles(const http::Request& request) {
           p.size() > kSessionsPrefix.size() + kContextSuffix.size());
 }
 
-void Gateway::handle(http::Request request, http::Respond respond) {
+void Gateway::handle(http::Request request, auth::Principal caller, http::Respond respond) {
   auto& core = _impl->core;
   const std::string path = request.path;
   const std::string& raw = request.raw_path.empty() ? request.path : request.raw_path;
@@ -108,31 +110,31 @@ void Gateway::handle(http::Request request, http::Respond respond) {
     }
     const auto session = http::decode_path_part(
         std::string_view(raw).substr(kSessionsPrefix.size(), raw.size() - kSessionsPrefix.size() - kContextSuffix.size()));
-    return respond(context_overview(core, request, session.value_or("")));
+    return respond(context_overview(core, request, caller, session.value_or("")));
   }
   if (raw.starts_with(kModels)) {
     if (request.method != "GET") return respond(internal::openai_error(405, "use GET", "invalid_request_error", path));
-    if (raw == kModels) return respond(internal::list_models(core, request));
+    if (raw == kModels) return respond(internal::list_models(core, request, caller));
     // Model ids may hold a '/' (Bedrock ARNs, "org/model" on vLLM): everything after the prefix is the id.
     const auto model = http::decode_path_part(std::string_view(raw).substr(kModels.size() + 1));
-    return respond(internal::get_model(core, request, model.value_or("")));
+    return respond(internal::get_model(core, request, caller, model.value_or("")));
   }
   if (path.starts_with(kResponsesPrefix)) {
     if (request.method != "GET") {
       return respond(internal::openai_error(405, "use GET", "invalid_request_error", kRouteGetResponse));
     }
-    return respond(internal::get_response(core, path.substr(kResponsesPrefix.size())));
+    return respond(internal::get_response(core, caller, path.substr(kResponsesPrefix.size())));
   }
   // OpenAI's routes answer in OpenAI's error shape, which its SDKs parse, even for a wrong method.
   if (request.method != "POST") return respond(internal::openai_error(405, "use POST", "invalid_request_error", path));
   // The turn blocks (folding, the upstream): a worker runs it, not the HTTP server's I/O thread.
   auto shared = std::make_shared<std::pair<http::Request, http::Respond>>(std::move(request), std::move(respond));
-  const bool queued = core.workers.submit([&core, shared, received = internal::Clock::now()] {
+  const bool queued = core.workers.submit([&core, shared, caller = std::move(caller), received = internal::Clock::now()] {
     try {
       if (shared->first.path == "/v1/chat/completions") {
-        internal::chat(core, shared->first, received, shared->second);
+        internal::chat(core, shared->first, caller, received, shared->second);
       } else {
-        internal::responses(core, shared->first, received, shared->second);
+        internal::responses(core, shared->first, caller, received, shared->second);
       }
     } catch (const std::exception& e) {
       base::log_error("gateway turn failed", {{"error", e.what()}});

@@ -11,7 +11,7 @@
 // store and the Kafka appender; in tests, an in-memory store and an in-process fold.
 //
 //   gateway::Gateway gateway(options, state_source, appender);
-//   if (gateway::Gateway::handles(request)) gateway.handle(std::move(request), std::move(respond));
+//   if (gateway::Gateway::handles(request)) gateway.handle(std::move(request), caller, std::move(respond));
 //
 // Thread-safety: handle() from any thread (the HTTP server's I/O threads); the blocking work of a turn (rendering,
 // the upstream call, waiting for appends to fold) runs on the gateway's own worker threads. One turn per session at
@@ -27,6 +27,7 @@
 
 #include "connectors/upstream/routing.h"
 #include "engine/append/append.h"
+#include "engine/auth/auth.h"
 #include "engine/fold/kv.h"
 #include "engine/http/http.h"
 #include "engine/runtime/ownership.h"
@@ -66,7 +67,9 @@ class Gateway {
 
   // True for the gateway's routes; the caller hands those requests to handle().
   static bool handles(const http::Request& request);
-  void handle(http::Request request, http::Respond respond);
+  // `caller` has been admitted for the route (auth::Gate): its tenant decides which sessions and responses exist
+  // for it and which upstream routes its turns take; a turn keeps it (and its concurrent-turn slot) until it ends.
+  void handle(http::Request request, auth::Principal caller, http::Respond respond);
 
   // Finishes the turns in hand, refuses new ones (503).
   void stop();

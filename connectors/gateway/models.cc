@@ -18,7 +18,7 @@ struct Listed {
 };
 
 // Each model once, from the first allowed endpoint that serves it by name ("*" serves any model but names none).
-std::vector<Listed> listed_models(const Core& core, const http::Request& request) {
+std::vector<Listed> listed_models(const Core& core, const http::Request& request, const auth::Principal& caller) {
   const std::string session(request.header("x-session-id").value_or(""));
   std::vector<Listed> out;
   auto add = [&](const std::string& id, const std::string& endpoint) {
@@ -28,7 +28,7 @@ std::vector<Listed> listed_models(const Core& core, const http::Request& request
     }
     out.push_back({id, endpoint});
   };
-  for (const upstream::Endpoint* e : core.options.router.allowed_endpoints(session)) {
+  for (const upstream::Endpoint* e : core.options.router.allowed_endpoints(caller.routing_key(session))) {
     add(e->model, e->name);
     for (const auto& m : e->models) add(m, e->name);
   }
@@ -42,15 +42,16 @@ boost::json::object model_object(const Listed& m) {
 
 }  // namespace
 
-http::Response list_models(const Core& core, const http::Request& request) {
+http::Response list_models(const Core& core, const http::Request& request, const auth::Principal& caller) {
   boost::json::array data;
-  for (const auto& m : listed_models(core, request)) data.push_back(model_object(m));
+  for (const auto& m : listed_models(core, request, caller)) data.push_back(model_object(m));
   return http::json_response(200, boost::json::serialize(boost::json::object{{"object", "list"}, {"data", data}}),
                              kRouteModels);
 }
 
-http::Response get_model(const Core& core, const http::Request& request, std::string_view model) {
-  for (const auto& m : listed_models(core, request)) {
+http::Response get_model(const Core& core, const http::Request& request, const auth::Principal& caller,
+                         std::string_view model) {
+  for (const auto& m : listed_models(core, request, caller)) {
     if (m.id == model) return http::json_response(200, boost::json::serialize(model_object(m)), kRouteModel);
   }
   std::string message = "The model '";

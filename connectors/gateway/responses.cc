@@ -75,17 +75,19 @@ class ResponsesFormat final : public Format {
 
 }  // namespace
 
-void responses(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond) {
+void responses(Core& core, const http::Request& request, auth::Principal caller, Clock::time_point received,
+               const http::Respond& respond) {
   const std::string& route = kRouteResponses;
   auto parsed = protocol::parse_responses_request(request.body);
   if (!parsed) return respond(openai_error(400, parsed.error().message, "invalid_request_error", route));
   TurnRequest turn;
   turn.received = received;
   turn.route = route;
+  turn.caller = std::move(caller);
   turn.previous_response_id = parsed->previous_response_id;
   if (!turn.previous_response_id.empty()) {
     auto at = parse_response_id(turn.previous_response_id);
-    if (!at) {
+    if (!at || !turn.caller.owns(at->first)) {
       return respond(openai_error(404, "previous_response_id: no response " + turn.previous_response_id,
                                   "invalid_request_error", route));
     }
@@ -98,7 +100,7 @@ void responses(Core& core, const http::Request& request, Clock::time_point recei
   } else if (!parsed->session_id.empty()) {
     turn.session = parsed->session_id;
   } else {
-    turn.session = "resp-" + random_hex(12);
+    turn.session = turn.caller.session_prefix() + "resp-" + random_hex(12);
   }
   if (parsed->input.empty())
     return respond(openai_error(400, "input: send the new input", "invalid_request_error", route));
@@ -132,10 +134,13 @@ bool unstored_response(const fold::Reader& reader, const std::string& session, s
   return read && unstored;
 }
 
-http::Response get_response(Core& core, const std::string& id) {
+http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id) {
   const std::string& route = kRouteGetResponse;
   auto at = parse_response_id(id);
-  if (!at || at->second == 0) return openai_error(404, "no response " + id, "invalid_request_error", route);
+  // Another tenant's response does not exist for the caller.
+  if (!at || at->second == 0 || !caller.owns(at->first)) {
+    return openai_error(404, "no response " + id, "invalid_request_error", route);
+  }
   const auto& [session, version] = *at;
   protocol::Reply reply;
   protocol::ResponseMeta meta;

@@ -469,9 +469,17 @@ std::optional<protocol::Reply> Core::complete_streaming(const Prepared& p, Call&
   return parser.reply();
 }
 
+http::Response not_in_namespace(const auth::Principal& caller, const std::string& session, const std::string& route) {
+  return openai_error(404,
+                      "no session " + session + " (the sessions of tenant " + caller.tenant + " are named " +
+                          caller.session_prefix() + "...)",
+                      "invalid_request_error", route, "session_not_found");
+}
+
 void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond) {
   const std::string& route = turn.route;
   const std::string& session = turn.session;
+  if (!turn.caller.owns(session)) return respond(not_in_namespace(turn.caller, session, route));
   if (auto refused = core.refuse_elsewhere(session, route)) return respond(std::move(*refused));
   auto lock = core.turns.take(session, kTurnPatience);
   if (!lock) {
@@ -500,7 +508,7 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
                                "invalid_request_error", route, "previous_response_not_found"));
   }
   const std::string requested = turn.model.empty() && turn.model_from_session && header ? header->model : turn.model;
-  auto endpoint = core.options.router.route(session, requested);
+  auto endpoint = core.options.router.route(turn.caller.routing_key(session), requested);
   if (!endpoint) return answer(openai_error(403, endpoint.error().message, "permission_error", route));
   const std::string model = !requested.empty() ? requested : (*endpoint)->model;
   auto planned = core.plan(**endpoint, model, turn, header.has_value());

@@ -362,8 +362,16 @@ class TomlReader {
     for (const auto& [k, node] : table) {
       const std::string_view key = k.str();
       std::optional<base::Error> bad;
-      if (key == "session_prefix") {
+      if (key == "session_prefix" || key == "tenant") {
+        // A tenant's routes are those of its namespace: what its keys' turns are routed by ("<tenant>/").
+        if (has_prefix) return error(node, where, "give 'session_prefix' or 'tenant', not both");
         bad = string(node, where, key, r.session_prefix);
+        if (!bad && key == "tenant") {
+          if (r.session_prefix.empty() || r.session_prefix.find('/') != std::string::npos) {
+            return error(node, where, "'tenant' must be a tenant's name (no '/')");
+          }
+          r.session_prefix += '/';
+        }
         has_prefix = true;
       } else if (key == "endpoints") {
         bad = strings(node, where, key, r.endpoints);
@@ -374,7 +382,9 @@ class TomlReader {
       }
       if (bad) return bad;
     }
-    if (!has_prefix) return error(table, where, "'session_prefix' is required (\"\" matches every session)");
+    if (!has_prefix) {
+      return error(table, where, "'session_prefix' or 'tenant' is required (session_prefix \"\" matches every session)");
+    }
     if (r.endpoints.empty()) return error(table, where, "'endpoints' is required");
     return std::nullopt;
   }

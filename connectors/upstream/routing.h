@@ -1,6 +1,8 @@
 // Routing policy for upstream calls: the configured endpoints, and which of them a session may use. Rules match a
-// session id prefix (the longest matching prefix wins; "" matches every session) and list the endpoints allowed. Pure,
-// no I/O: the configuration comes from TOML text (parse_routing_toml) or from a struct a caller fills.
+// session id prefix (the longest matching prefix wins; "" matches every session) and list the endpoints allowed. The
+// gateway routes a tenant's turns by the tenant's namespace ("acme/"), never by the rest of the id its client picks
+// (auth::Principal::routing_key). Pure, no I/O: the configuration comes from TOML text (parse_routing_toml) or from a
+// struct a caller fills.
 //
 //   auto router = upstream::parse_routing_toml(text, "serve.toml");   // or Router::make(config)
 //   auto endpoint = router->route("team-a/alice", "gpt-4o");          // an endpoint name, a model, or "" (default)
@@ -65,7 +67,8 @@ class Router {
 //                            aws_service, model, models, max_output_tokens, headers, ca_file, connect_timeout_ms,
 //                            read_timeout_ms,
 //                            max_retries, backoff_base_ms, backoff_cap_ms, max_retry_after_ms
-//   [[upstream.routes]]      session_prefix, endpoints, default_endpoint
+//   [[upstream.routes]]      session_prefix (or tenant = "acme", the same as session_prefix = "acme/"), endpoints,
+//                            default_endpoint
 // Errors name the file and line: "serve.toml:12: upstream.endpoints[1]: unknown key 'bse_url'".
 // A document without an [upstream] table gives an empty configuration (Router::make then refuses nothing and
 // routes nowhere).

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "engine/base/hex.h"
+#include "engine/base/logging.h"
 #include "engine/base/sha256.h"
 #include "engine/base/time.h"
 #include "engine/codec/codec.h"
@@ -14,6 +15,7 @@
 #include "engine/log/log.h"
 #include "engine/snapshot/snapshot.h"
 #include "engine/view/view.h"
+#include "statefold/schema/events_generated.h"
 
 namespace statefold::api {
 
@@ -122,6 +124,13 @@ http::Response unavailable(const std::string& why, const std::string& route) {
   return response;
 }
 
+// The 404 for a session outside the caller's tenant: what a session that does not exist gets, plus where its own
+// sessions are (which says nothing about other tenants').
+std::string not_in_namespace(const auth::Principal& caller, const std::string& session_id) {
+  return "no session " + session_id + " (the sessions of tenant " + caller.tenant + " are named " +
+         caller.session_prefix() + "...)";
+}
+
 json::object outcome_json(const append::EventOutcome& e) {
   json::object o{{"event_id", e.event_id},
                  {"status", append::status_name(e.status)},
@@ -142,7 +151,7 @@ http::Response error_response(int status, std::string_view message, std::string 
 Api::Api(ApiOptions options, runtime::Engine& engine, append::Sink& appender)
     : _options(std::move(options)), _engine(engine), _appender(appender) {}
 
-void Api::handle(http::Request request, http::Respond respond) {
+void Api::handle(http::Request request, const auth::Principal& caller, http::Respond respond) {
   const std::string& path = request.path;
   const bool get = request.method == "GET" || request.method == "HEAD";
   try {
@@ -175,7 +184,7 @@ void Api::handle(http::Request request, http::Respond respond) {
       return;
     }
     if (path == "/v1/sessions" || path == "/v1/sessions/") {
-      respond(get ? list_sessions(request) : error_response(405, "use GET", kRouteList));
+      respond(get ? list_sessions(request, caller) : error_response(405, "use GET", kRouteList));
       return;
     }
     // Routes match the path as sent; only then is the session id decoded, so an id holding "/events" (sent as
@@ -186,10 +195,17 @@ void Api::handle(http::Request request, http::Respond respond) {
       auto session_id = [&](std::string_view suffix) {
         return http::decode_path_part(rest.substr(0, rest.size() - suffix.size())).value_or("");
       };
+      // Another tenant's session does not exist for the caller: 404, as for a session that never was.
+      auto foreign = [&](const std::string& id, const std::string& route) {
+        if (caller.owns(id)) return false;
+        respond(error_response(404, not_in_namespace(caller, id), route));
+        return true;
+      };
       if (rest.ends_with(kEventsSuffix) && rest.size() > kEventsSuffix.size()) {
         std::string id = session_id(kEventsSuffix);
+        if (foreign(id, request.method == "POST" ? kRouteAppend : kRouteHistory)) return;
         if (request.method == "POST") {
-          append(request, id, std::move(respond));
+          append(request, caller, id, std::move(respond));
         } else {
           respond(get ? get_history(request, id) : error_response(405, "use GET or POST", kRouteHistory));
         }
@@ -197,14 +213,17 @@ void Api::handle(http::Request request, http::Respond respond) {
       }
       if (rest.ends_with(kForkSuffix) && rest.size() > kForkSuffix.size()) {
         std::string id = session_id(kForkSuffix);
+        if (foreign(id, kRouteFork)) return;
         if (request.method == "POST") {
-          fork(request, id, std::move(respond));
+          fork(request, caller, id, std::move(respond));
         } else {
           respond(error_response(405, "use POST", kRouteFork));
         }
         return;
       }
-      respond(get ? get_session(request, session_id({})) : error_response(405, "use GET", kRouteSession));
+      std::string id = session_id({});
+      if (foreign(id, kRouteSession)) return;
+      respond(get ? get_session(request, id) : error_response(405, "use GET", kRouteSession));
       return;
     }
     respond(error_response(404, "no such route: " + request.method + " " + path));
@@ -213,7 +232,8 @@ void Api::handle(http::Request request, http::Respond respond) {
   }
 }
 
-void Api::append(const http::Request& request, const std::string& session_id, http::Respond respond) {
+void Api::append(const http::Request& request, const auth::Principal& caller, const std::string& session_id,
+                 http::Respond respond) {
   const std::string& route = kRouteAppend;
   auto bad = [&](std::string message) { respond(error_response(400, message, route)); };
 
@@ -253,13 +273,32 @@ void Api::append(const http::Request& request, const std::string& session_id, ht
     if (auto added = events.add_json(json::serialize(items[i]), id); !added) return bad(where + added.error().message);
   }
 
+  auto built = events.take();
+  // Erasing a session destroys content for good: an admin's act, not a writer's. Checked on the built events, as
+  // the payload type may be given by name or by number.
+  for (std::size_t i = 0; i < built.size(); ++i) {
+    if (flatbuffers::GetRoot<schema::Event>(built[i].second.data())->payload_type() !=
+        schema::Payload::ErasureRequest) {
+      continue;
+    }
+    if (caller.may(auth::Role::admin)) {
+      base::log_info("erasure requested", {{"session", session_id}, {"key", caller.key_name}});
+    } else {
+      return respond(error_response(403,
+                                    (batch ? "events[" + std::to_string(i) + "]." : std::string()) +
+                                        "payload_type: an ErasureRequest needs the admin role, which key \"" +
+                                        caller.key_name + "\" lacks",
+                                    route, "insufficient_role"));
+    }
+  }
+
   if (wait) {
     if (auto refused = check_owned(session_id, route)) return respond(std::move(*refused));
   }
 
   append::Options send;
   send.wait = wait;
-  _appender.append(session_id, events.take(), std::move(send), [respond, session_id, route](append::Outcome result) {
+  _appender.append(session_id, std::move(built), std::move(send), [respond, session_id, route](append::Outcome result) {
     json::object o{{"session_id", session_id}};
     json::array outcomes;
     for (const auto& e : result.events) outcomes.push_back(outcome_json(e));
@@ -305,7 +344,8 @@ std::optional<http::Response> Api::check_owned(const std::string& session_id, co
   return http::json_response(421, json::serialize(o), route);
 }
 
-void Api::fork(const http::Request& request, const std::string& parent, http::Respond respond) {
+void Api::fork(const http::Request& request, const auth::Principal& caller, const std::string& parent,
+               http::Respond respond) {
   const std::string& route = kRouteFork;
   json::error_code ec;
   json::value body = request.body.empty() ? json::value(json::object()) : json::parse(request.body, ec);
@@ -324,6 +364,9 @@ void Api::fork(const http::Request& request, const std::string& parent, http::Re
       return respond(error_response(400, "session_id: expected a session id of 1..256 bytes", route));
     }
     fork_request.child = std::string(child->as_string());
+    if (!caller.owns(fork_request.child)) {
+      return respond(error_response(404, "session_id: " + not_in_namespace(caller, fork_request.child), route));
+    }
   }
   // The parent is read from this instance's store and the child is folded here: both must be this instance's.
   if (auto refused = check_owned(parent, route)) return respond(std::move(*refused));
@@ -414,19 +457,26 @@ http::Response Api::get_history(const http::Request& request, const std::string&
   return http::json_response(200, std::move(*body), kRouteHistory);
 }
 
-http::Response Api::list_sessions(const http::Request& request) {
+http::Response Api::list_sessions(const http::Request& request, const auth::Principal& caller) {
   std::uint64_t limit = 100;
   if (auto error = query_u64(request, "limit", limit, kRouteList)) return *error;
   if (limit == 0 || limit > _options.max_page) {
     return error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteList);
   }
-  auto prefix = request.query.find("prefix");
+  auto prefix_param = request.query.find("prefix");
   auto cursor = request.query.find("cursor");
+  std::string prefix = prefix_param == request.query.end() ? "" : prefix_param->second;
+  // Only the caller's namespace is listed: a prefix within it narrows the listing, one that would reach beyond it
+  // is narrowed to it, and one outside it lists nothing.
+  const std::string own = caller.session_prefix();
+  if (!prefix.starts_with(own)) {
+    if (!own.starts_with(prefix)) return http::json_response(200, R"({"sessions":[],"next_cursor":null})", kRouteList);
+    prefix = own;
+  }
   auto snapshot = _engine.store().snapshot();
-  return http::json_response(200,
-                             view::sessions_json(*snapshot, prefix == request.query.end() ? "" : prefix->second,
-                                                 cursor == request.query.end() ? "" : cursor->second, limit),
-                             kRouteList);
+  return http::json_response(
+      200, view::sessions_json(*snapshot, prefix, cursor == request.query.end() ? "" : cursor->second, limit),
+      kRouteList);
 }
 
 http::Response Api::ready() {

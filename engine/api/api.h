@@ -2,7 +2,9 @@
 // concurrency, session state, history and listing, plus /metrics, /healthz and /readyz.
 //
 //   api::Api api(options, engine, appender);   // appender: any append::Sink (append::KafkaAppender in serve)
-//   http::Server::start(server_options, [&](http::Request r, http::Respond done) { api.handle(std::move(r), done); });
+//   http::Server::start(server_options, [&](http::Request r, http::Respond done) {
+//     api.handle(std::move(r), caller, done);   // caller: the auth::Principal the request was admitted as
+//   });
 //
 // Thread-safety: handle() from any thread.
 #pragma once
@@ -14,6 +16,7 @@
 #include <string_view>
 
 #include "engine/append/append.h"
+#include "engine/auth/auth.h"
 #include "engine/http/http.h"
 #include "engine/runtime/engine.h"
 
@@ -34,17 +37,21 @@ http::Response error_response(int status, std::string_view message, std::string 
 class Api {
  public:
   Api(ApiOptions options, runtime::Engine& engine, append::Sink& appender);
-  void handle(http::Request request, http::Respond respond);
+  // `caller` has been admitted for the route (auth::Gate); here it decides which sessions exist: those of its
+  // tenant (any other is 404, listings hold only its own), and erasures need its admin role.
+  void handle(http::Request request, const auth::Principal& caller, http::Respond respond);
 
  private:
   // 421 (naming the partition) or 503 when this instance does not own the session's partition; nullopt when it does.
   std::optional<http::Response> check_owned(const std::string& session_id, const std::string& route);
 
-  void append(const http::Request& request, const std::string& session_id, http::Respond respond);
-  void fork(const http::Request& request, const std::string& parent, http::Respond respond);
+  void append(const http::Request& request, const auth::Principal& caller, const std::string& session_id,
+              http::Respond respond);
+  void fork(const http::Request& request, const auth::Principal& caller, const std::string& parent,
+            http::Respond respond);
   http::Response get_session(const http::Request& request, const std::string& session_id);
   http::Response get_history(const http::Request& request, const std::string& session_id);
-  http::Response list_sessions(const http::Request& request);
+  http::Response list_sessions(const http::Request& request, const auth::Principal& caller);
   http::Response ready();
 
   ApiOptions _options;

@@ -24,7 +24,43 @@ std::string at(std::string_view source, const toml::node& node) {
   return std::string(source) + ":" + std::to_string(node.source().begin.line);
 }
 
+bool iequals_prefix(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         std::equal(prefix.begin(), prefix.end(), text.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+         });
+}
+
+// Routes whose answer covers every tenant: the store's snapshots and the process's metrics.
+bool spans_tenants(std::string_view path) { return path.starts_with("/v1/snapshots") || path == "/metrics"; }
+
+bool is_turn(std::string_view method, std::string_view path) {
+  return method == "POST" && (path == "/v1/chat/completions" || path == "/v1/responses");
+}
+
 }  // namespace
+
+struct Gate::TurnCounts {
+  std::mutex mutex;
+  std::vector<std::uint32_t> in_progress;
+};
+
+bool valid_tenant(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool Principal::owns(std::string_view session_id) const {
+  if (tenant.empty()) return true;
+  return session_id.size() > tenant.size() + 1 && session_id.starts_with(tenant) && session_id[tenant.size()] == '/';
+}
+
+Principal unrestricted() { return Principal{"", 0xF, "", nullptr}; }
+
+std::string Principal::routing_key(std::string_view session_id) const {
+  return tenant.empty() ? std::string(session_id) : session_prefix();
+}
 
 std::string_view role_name(Role role) {
   switch (role) {
@@ -101,12 +137,21 @@ base::Result<Config> parse_config(std::string_view toml_text, std::string_view s
           if (!role) return base::make_error(where + ": unknown role (known: read, write, chat, admin)");
           key.roles |= static_cast<unsigned>(*role);
         }
+      } else if (field == "tenant") {
+        auto s = value.value_exact<std::string>();
+        if (!s || !valid_tenant(*s)) return base::make_error(where + ": expected 1..64 of A-Z a-z 0-9 . _ -");
+        key.tenant = *s;
+      } else if (field == "max_concurrent_turns") {
+        auto n = value.value_exact<std::int64_t>();
+        if (!n || *n < 0 || *n > 1000000) return base::make_error(where + ": expected an integer >= 0 (0: unlimited)");
+        key.max_concurrent_turns = static_cast<std::uint32_t>(*n);
       } else if (field == "requests_per_second") {
         auto rate = value.value<double>();
         if (!rate || *rate < 0) return base::make_error(where + ": expected a number >= 0 (0: unlimited)");
         key.requests_per_second = *rate;
       } else {
-        return base::make_error(where + ": unknown field (known: name, digest, roles, requests_per_second)");
+        return base::make_error(where + ": unknown field (known: name, digest, tenant, roles, requests_per_second, "
+                                        "max_concurrent_turns)");
       }
     }
     const std::string where = at(source, entry) + ": auth.keys";
@@ -133,26 +178,24 @@ std::optional<Role> required_role(std::string_view method, std::string_view path
   return Role::admin;  // anything else that changes state
 }
 
-Gate::Gate(Config config) : _config(std::move(config)), _buckets(_config.keys.size()) {
+Gate::Gate(Config config)
+    : _config(std::move(config)), _buckets(_config.keys.size()), _turns(std::make_shared<TurnCounts>()) {
+  _turns->in_progress.resize(_config.keys.size());
   for (std::size_t i = 0; i < _config.keys.size(); ++i) _keys.emplace(_config.keys[i].digest, i);
 }
 
 std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::string_view path,
                                              std::optional<std::string_view> authorization,
                                              std::chrono::steady_clock::time_point now) {
-  constexpr unsigned kAll = 0xF;
-  if (!enabled()) return Principal{"", kAll};  // no keys configured: nothing to check per request
+  if (!enabled()) return unrestricted();  // no keys configured: nothing to check per request
   const auto role = required_role(method, path, _config.metrics_open);
-  if (!role) return Principal{"", kAll};
+  if (!role) return unrestricted();  // the open routes touch no session
   constexpr std::string_view kBearer = "Bearer ";
   if (!authorization) {
     return Refusal{401, "no API key: send Authorization: Bearer <key>", "invalid_api_key", {}};
   }
   std::string_view presented = *authorization;
-  if (presented.size() < kBearer.size() ||
-      !std::equal(kBearer.begin(), kBearer.end(), presented.begin(), [](char a, char b) {
-        return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-      })) {
+  if (!iequals_prefix(presented, kBearer)) {
     return Refusal{401, "Authorization: expected \"Bearer <key>\"", "invalid_api_key", {}};
   }
   presented.remove_prefix(kBearer.size());
@@ -164,6 +207,13 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
     return Refusal{403,
                    "key \"" + key.name + "\" lacks the " + std::string(role_name(*role)) + " role for " +
                        std::string(method) + " " + std::string(path),
+                   "insufficient_role",
+                   {}};
+  }
+  if (!key.tenant.empty() && spans_tenants(path)) {
+    return Refusal{403,
+                   std::string(path) + " covers every tenant: use a key without a tenant (key \"" + key.name +
+                       "\" belongs to tenant \"" + key.tenant + "\")",
                    "insufficient_role",
                    {}};
   }
@@ -189,7 +239,24 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
     }
     bucket.tokens -= 1.0;
   }
-  return Principal{key.name, key.roles};
+  Principal principal{key.name, key.roles, key.tenant, nullptr};
+  if (key.max_concurrent_turns > 0 && is_turn(method, path)) {
+    std::lock_guard lock(_turns->mutex);
+    std::uint32_t& in_progress = _turns->in_progress[found->second];
+    if (in_progress >= key.max_concurrent_turns) {
+      return Refusal{429,
+                     "key \"" + key.name + "\" has " + std::to_string(in_progress) +
+                         " turns in progress, its limit; retry when one ends",
+                     "rate_limit_exceeded", std::chrono::seconds(1)};
+    }
+    ++in_progress;
+    // The slot is freed when the last copy of the principal goes (the gateway holds one until the turn ends).
+    principal.turn_slot = std::shared_ptr<void>(nullptr, [counts = _turns, index = found->second](void*) {
+      std::lock_guard counted(counts->mutex);
+      --counts->in_progress[index];
+    });
+  }
+  return principal;
 }
 
 NewKey new_key() {

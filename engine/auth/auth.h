@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -38,9 +39,15 @@ std::optional<Role> parse_role(std::string_view name);
 struct Key {
   std::string name;                // shown in logs and refusals; never the key itself
   base::Digest digest{};           // SHA-256 of the key's text
-  unsigned roles = 0;              // bits of Role
-  double requests_per_second = 0;  // 0: unlimited; bursts of up to one second's worth
+  // The tenant whose sessions the key may touch (those named "<tenant>/..."); "": every session (an operator key).
+  std::string tenant;
+  unsigned roles = 0;                  // bits of Role
+  double requests_per_second = 0;      // 0: unlimited; bursts of up to one second's worth
+  std::uint32_t max_concurrent_turns = 0;  // gateway turns in progress at once; 0: unlimited
 };
+
+// Whether `name` may name a tenant: 1..64 of [A-Za-z0-9._-] (it prefixes session ids, so no '/').
+bool valid_tenant(std::string_view name);
 
 struct Config {
   std::vector<Key> keys;
@@ -51,19 +58,38 @@ struct Config {
 //   [auth]
 //   metrics_open = false
 //   [[auth.keys]]
-//   name = "app"  digest = "sha256:<64 hex>"  roles = ["read", "write", "chat"]  requests_per_second = 50
+//   name = "app"  digest = "sha256:<64 hex>"  tenant = "acme"  roles = ["read", "write", "chat"]
+//   requests_per_second = 50  max_concurrent_turns = 4
 // No [auth] table: no keys. Errors name the file, line and field.
 base::Result<Config> parse_config(std::string_view toml_text, std::string_view source);
 
 // The role a request needs; nullopt for the routes open to everyone (/healthz, /readyz, and /metrics when open).
 std::optional<Role> required_role(std::string_view method, std::string_view path, bool metrics_open);
 
+// Who a request comes from, once admitted: what it may do, and which sessions exist for it.
 struct Principal {
-  std::string key_name;
+  std::string key_name;  // "" without keys configured
   unsigned roles = 0;
+  std::string tenant;  // "": every session
+  // Held while one of the key's gateway turns is in progress (its concurrent-turn limit); the gateway keeps the
+  // principal until the turn ends.
+  std::shared_ptr<void> turn_slot;
+
+  bool may(Role role) const { return (roles & static_cast<unsigned>(role)) != 0; }
+  // The session ids the principal may name start with this: "<tenant>/", or "" for every session.
+  std::string session_prefix() const { return tenant.empty() ? std::string() : tenant + "/"; }
+  // Whether `session_id` is in the principal's namespace. Any other session does not exist for it (404).
+  bool owns(std::string_view session_id) const;
+  // What upstream routes are chosen by for `session_id`: the tenant's namespace ("<tenant>/") for a tenant's key,
+  // so that no id a client picks reaches another route; the session id itself otherwise.
+  std::string routing_key(std::string_view session_id) const;
 };
 
-// Why a request is not admitted: 401 (no or unknown key), 403 (the key lacks the role), 429 (over its rate).
+// Every role, every session: the caller when no keys are configured (and in tests of the routes behind the gate).
+Principal unrestricted();
+
+// Why a request is not admitted: 401 (no or unknown key), 403 (the key lacks the role, or a tenant's key asks for a
+// route that covers every tenant), 429 (over its rate or its concurrent turns).
 struct Refusal {
   int status = 401;
   std::string message;
@@ -76,7 +102,8 @@ class Gate {
   explicit Gate(Config config);
   // True when keys are configured: every route but the open ones needs one.
   bool enabled() const { return !_keys.empty(); }
-  // An open route, or no keys configured: an anonymous principal with every role.
+  // An open route, or no keys configured: an anonymous principal with every role and no tenant. A gateway turn
+  // (POST /v1/chat/completions or /v1/responses) takes one of the key's concurrent-turn slots (Principal::turn_slot).
   std::variant<Principal, Refusal> admit(std::string_view method, std::string_view path,
                                          std::optional<std::string_view> authorization,
                                          std::chrono::steady_clock::time_point now);
@@ -90,6 +117,9 @@ class Gate {
   std::map<base::Digest, std::size_t> _keys;  // digest -> index in _config.keys
   std::mutex _mutex;
   std::vector<Bucket> _buckets;  // per key
+  // Per key: gateway turns in progress. Shared with the slots, which may outlive the gate (a turn finishing late).
+  struct TurnCounts;
+  std::shared_ptr<TurnCounts> _turns;
 };
 
 // A new random key (256 bits, "sf-" + 64 hex digits) and its digest as the config writes it ("sha256:<hex>").

@@ -130,6 +130,78 @@ TEST(Auth, NoKeysConfiguredAdmitsEveryone) {
   EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("POST", "/v1/snapshots", std::nullopt, kNow)));
 }
 
+TEST(Auth, ATenantsKeyOwnsItsNamespaceAndNothingElse) {
+  const NewKey acme = new_key();
+  const NewKey operator_key = new_key();
+  Gate gate(*parse_config("[auth]\n[[auth.keys]]\nname = \"acme-app\"\ndigest = \"" + acme.digest +
+                              "\"\ntenant = \"acme\"\nroles = [\"read\", \"write\", \"chat\", \"admin\"]\n"
+                              "[[auth.keys]]\nname = \"ops\"\ndigest = \"" +
+                              operator_key.digest + "\"\nroles = [\"read\", \"admin\"]\n",
+                          "t.toml"));
+  auto admitted = gate.admit("GET", "/v1/sessions/acme/x", "Bearer " + acme.key, kNow);
+  ASSERT_TRUE(std::holds_alternative<Principal>(admitted));
+  const Principal& tenant = std::get<Principal>(admitted);
+  EXPECT_EQ(tenant.tenant, "acme");
+  EXPECT_EQ(tenant.session_prefix(), "acme/");
+  EXPECT_TRUE(tenant.owns("acme/x"));
+  EXPECT_TRUE(tenant.owns("acme/x/y"));
+  for (std::string_view foreign : {"acme", "acme/", "acmeco/x", "other/acme/x", "x", ""}) {
+    EXPECT_FALSE(tenant.owns(foreign)) << foreign;
+  }
+  // Routes follow the tenant, never the rest of the id the client picked.
+  EXPECT_EQ(tenant.routing_key("acme/vip/anyone"), "acme/");
+  EXPECT_EQ(tenant.routing_key("acme/x"), "acme/");
+
+  auto ops = gate.admit("GET", "/v1/sessions", "Bearer " + operator_key.key, kNow);
+  ASSERT_TRUE(std::holds_alternative<Principal>(ops));
+  EXPECT_TRUE(std::get<Principal>(ops).owns("acme/x"));
+  EXPECT_TRUE(std::get<Principal>(ops).owns("anything"));
+  EXPECT_EQ(std::get<Principal>(ops).routing_key("vip/anyone"), "vip/anyone");
+
+  // Snapshots and metrics cover every tenant: not for a tenant's key, even an admin's.
+  for (auto [method, path] : {std::pair{"POST", "/v1/snapshots"}, std::pair{"GET", "/v1/snapshots"},
+                              std::pair{"GET", "/metrics"}}) {
+    auto refused = gate.admit(method, path, "Bearer " + acme.key, kNow);
+    ASSERT_TRUE(std::holds_alternative<Refusal>(refused)) << path;
+    EXPECT_EQ(std::get<Refusal>(refused).status, 403);
+    EXPECT_NE(std::get<Refusal>(refused).message.find("every tenant"), std::string::npos);
+    EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit(method, path, "Bearer " + operator_key.key, kNow)));
+  }
+  EXPECT_TRUE(unrestricted().owns("acme/x"));
+  EXPECT_TRUE(unrestricted().may(Role::admin));
+}
+
+TEST(Auth, ConcurrentTurnsAreLimitedPerKeyAndFreedWhenATurnEnds) {
+  const NewKey a = new_key();
+  const NewKey b = new_key();
+  Gate gate(*parse_config("[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + a.digest +
+                              "\"\nroles = [\"chat\", \"read\"]\nmax_concurrent_turns = 2\n[[auth.keys]]\nname = "
+                              "\"b\"\ndigest = \"" +
+                              b.digest + "\"\nroles = [\"chat\"]\n",
+                          "t.toml"));
+  const std::string bearer = "Bearer " + a.key;
+  auto first = gate.admit("POST", "/v1/chat/completions", bearer, kNow);
+  auto second = gate.admit("POST", "/v1/responses", bearer, kNow);
+  ASSERT_TRUE(std::holds_alternative<Principal>(first));
+  ASSERT_TRUE(std::holds_alternative<Principal>(second));
+  auto third = gate.admit("POST", "/v1/chat/completions", bearer, kNow);
+  ASSERT_TRUE(std::holds_alternative<Refusal>(third));
+  EXPECT_EQ(std::get<Refusal>(third).status, 429);
+  EXPECT_EQ(std::get<Refusal>(third).code, "rate_limit_exceeded");
+  EXPECT_GE(std::get<Refusal>(third).retry_after, 1s);
+  EXPECT_NE(std::get<Refusal>(third).message.find("turns in progress"), std::string::npos);
+  // Reads are not turns; another key has its own count.
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("GET", "/v1/responses/resp_1", bearer, kNow)));
+  EXPECT_TRUE(std::holds_alternative<Principal>(gate.admit("POST", "/v1/chat/completions", "Bearer " + b.key, kNow)));
+  // A copy of the principal (the gateway's) keeps the slot; the last one going frees it.
+  Principal kept = std::get<Principal>(first);
+  first = Refusal{};
+  EXPECT_TRUE(std::holds_alternative<Refusal>(gate.admit("POST", "/v1/chat/completions", bearer, kNow)));
+  kept = Principal{};
+  auto again = gate.admit("POST", "/v1/chat/completions", bearer, kNow);
+  EXPECT_TRUE(std::holds_alternative<Principal>(again));
+}
+
 TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
   struct Case {
     std::string text;
@@ -144,6 +216,10 @@ TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\n", "needs at least one role"},
       {"[auth]\n[[auth.keys]]\ndigest = \"" + digest + "\"\nroles = [\"read\"]\n", "needs a name"},
       {"[auth]\nopen = true\n", "t.toml:2: auth: unknown key 'open'"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\ntenant = \"a/b\"\nroles = [\"read\"]\n",
+       "t.toml:5: auth.keys.tenant: expected 1..64"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\nroles = [\"chat\"]\nmax_concurrent_turns = -1\n",
+       "t.toml:6: auth.keys.max_concurrent_turns"},
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest +
            "\"\nroles = [\"read\"]\n[[auth.keys]]\nname = \"b\"\ndigest = \"" + digest + "\"\nroles = [\"read\"]\n",
        "same digest as key \"a\""},

@@ -88,7 +88,7 @@ class GatewayTest : public ::testing::Test {
     request.body = std::move(body);
     auto answered = std::make_shared<std::promise<http::Response>>();
     auto future = answered->get_future();
-    gateway->handle(std::move(request), [answered](http::Response r) { answered->set_value(std::move(r)); });
+    gateway->handle(std::move(request), auth::unrestricted(), [answered](http::Response r) { answered->set_value(std::move(r)); });
     if (future.wait_for(30s) != std::future_status::ready) {
       ADD_FAILURE() << "no answer in 30 s";
       return {};
@@ -625,7 +625,7 @@ class GatewayStreamTest : public GatewayTest {
     options.address = "127.0.0.1";
     options.port = 0;
     auto started = http::Server::start(options, [this](http::Request request, http::Respond respond) {
-      gateway->handle(std::move(request), std::move(respond));
+      gateway->handle(std::move(request), auth::unrestricted(), std::move(respond));
     });
     ASSERT_TRUE(started.ok()) << started.error().message;
     server = std::move(*started);
@@ -735,7 +735,7 @@ TEST(GatewayModels, ListTheModelsTheSessionsRoutesReach) {
     if (!session.empty()) request.headers.emplace_back("x-session-id", session);
     EXPECT_TRUE(gateway.handles(request)) << request.path;
     std::promise<http::Response> answered;
-    gateway.handle(std::move(request), [&](http::Response r) { answered.set_value(std::move(r)); });
+    gateway.handle(std::move(request), auth::unrestricted(), [&](http::Response r) { answered.set_value(std::move(r)); });
     return answered.get_future().get();
   };
   auto ids = [](const http::Response& r) {

@@ -1,10 +1,13 @@
-"""API keys and roles on `statefold serve` (spec section 9, docs/security.md), through the official OpenAI Python SDK.
+"""API keys, roles and tenants on `statefold serve` (spec section 9, docs/security.md), through the official OpenAI
+Python SDK.
 
-serve runs on the real broker of STATEFOLD_BROKERS with keys made by `statefold auth new-key`; its gateway uses the
-offline echo endpoint (no [upstream] table), so no fake upstream is needed. Checked: a key admits its roles and only
-them (401 without or with a wrong key, 403 for a missing role, in OpenAI's error shape so the SDK raises the right
-exception with the message), the rate limit answers 429 with Retry-After and recovers, /healthz and /readyz stay
-open, keys never reach the log, and serve refuses to listen beyond loopback without keys unless told to.
+serve runs on the real broker of STATEFOLD_BROKERS with keys made by `statefold auth new-key`; its gateway routes to
+offline echo endpoints and, for the slow turns of the concurrency test, to the scripted fake upstream. Checked: a key
+admits its roles and only them (401 without or with a wrong key, 403 for a missing role, in OpenAI's error shape so
+the SDK raises the right exception with the message), the rate limit and the concurrent-turn limit answer 429 with
+Retry-After and recover, a tenant's key finds no other tenant's session on any route (read, list, append, fork,
+erase, context, chat, responses) and its turns take its tenant's routes whatever session id it picks, /healthz and
+/readyz stay open, keys never reach the log, and serve refuses to listen beyond loopback without keys unless told to.
 
 Run by run_sdk_tests.sh (ctest: gateway_sdk_test).
 """
@@ -14,13 +17,15 @@ import os
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
 import openai
 import pytest
 
-from test_openai_sdk import SOURCE_DIR, Serve, free_port, http, tail, wait_until
+from test_openai_sdk import (KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, Serve, fake, fake_upstream, free_port, http, tail,
+                             wait_until)  # noqa: F401 (fixtures)
 
 
 def binary():
@@ -29,11 +34,15 @@ def binary():
     return path
 
 
-def new_key(name, roles, rate=0):
+def new_key(name, roles, rate=0, tenant=None, turns=0):
     """(key, config lines) from `statefold auth new-key`."""
     argv = [binary(), "auth", "new-key", "--name", name, "--roles", ",".join(roles)]
     if rate:
         argv += ["--requests-per-second", str(rate)]
+    if tenant:
+        argv += ["--tenant", tenant]
+    if turns:
+        argv += ["--max-concurrent-turns", str(turns)]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     key, _, config = run.stdout.partition("\n")
@@ -45,22 +54,69 @@ class Keys:
     pass
 
 
+ALL_ROLES = ["read", "write", "chat", "admin"]
+KEYS = [  # name, roles, requests per second, tenant, concurrent turns
+    ("all", ALL_ROLES, 0, None, 0),
+    ("reader", ["read"], 0, None, 0),
+    ("chatter", ["chat"], 0, None, 0),
+    ("slow", ["read"], 2, None, 0),
+    ("acme", ALL_ROLES, 0, "acme", 0),
+    ("acme_writer", ["read", "write"], 0, "acme", 0),
+    ("acme_one_turn", ["chat"], 0, "acme", 1),
+    ("globex", ALL_ROLES, 0, "globex", 0),
+    ("vip", ["chat", "read"], 0, "vip", 0),
+]
+
+
+def upstream_tables(fake_port):
+    # "paid" is what the vip tenant may use; a session_prefix rule under acme's namespace must not reach it for acme's
+    # keys (routes follow the key's tenant, not the id the client picks).
+    return """
+[upstream]
+default_endpoint = "echo"
+[[upstream.endpoints]]
+name = "echo"
+provider = "echo"
+model = "echo"
+[[upstream.endpoints]]
+name = "paid"
+provider = "echo"
+model = "paid-model"
+[[upstream.endpoints]]
+name = "fake"
+provider = "openai_chat"
+base_url = "http://127.0.0.1:%d/v1"
+api_key_env = "%s"
+model = "gpt-4o"
+[[upstream.routes]]
+session_prefix = ""
+endpoints = ["echo", "fake"]
+[[upstream.routes]]
+tenant = "vip"
+endpoints = ["paid"]
+[[upstream.routes]]
+session_prefix = "acme/vip"
+endpoints = ["paid"]
+""" % (fake_port, KEY_ENV)
+
+
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory):
+def keyed(tmp_path_factory, fake_upstream):
     brokers = os.environ.get("STATEFOLD_BROKERS")
     if not brokers:
         pytest.fail("STATEFOLD_BROKERS is not set: these tests need a real Kafka broker")
     keys = Keys()
     config = "[auth]\n"
-    for name, roles, rate in [("all", ["read", "write", "chat", "admin"], 0), ("reader", ["read"], 0),
-                              ("chatter", ["chat"], 0), ("slow", ["read"], 2)]:
-        key, lines = new_key(name, roles, rate)
+    for name, roles, rate, tenant, turns in KEYS:
+        key, lines = new_key(name, roles, rate, tenant, turns)
         setattr(keys, name, key)
         config += lines
+    config += upstream_tables(fake_upstream.port)
     directory = tmp_path_factory.mktemp("auth")
     config_path = directory / "serve.toml"
     config_path.write_text(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
+    env[KEY_ENV] = UPSTREAM_KEY
     instance = Serve(binary(), brokers, "auth-" + uuid.uuid4().hex[:12], directory / "store", directory)
     try:
         instance.start(config_path, env)
@@ -71,7 +127,7 @@ def keyed(tmp_path_factory):
         status = instance.stop()
     assert status == 0, "serve exited with %s after SIGTERM:\n%s" % (status, tail(instance.log_path))
     log = instance.log()
-    for name in ("all", "reader", "chatter", "slow"):
+    for name, *_ in KEYS:
         assert getattr(keys, name) not in log, "a key reached serve's log"
 
 
@@ -160,6 +216,157 @@ def test_a_rate_limit_answers_429_with_retry_after_and_recovers(keyed):
     assert call(keyed, "GET", "/v1/sessions", keyed.slow)[0] == 200
     # Another key is not slowed by this one.
     assert call(keyed, "GET", "/v1/sessions", keyed.reader)[0] == 200
+
+
+MESSAGE = [{"payload_type": "Message", "payload": {"role": "user", "content": [{"text": "hi"}]}}]
+ERASURE = [{"payload_type": "ErasureRequest", "payload": {"reason": "test", "requested_by": "test"}}]
+
+
+def listed(keyed, key, prefix=None):
+    path = "/v1/sessions?limit=1000" + ("" if prefix is None else "&prefix=" + urllib.parse.quote(prefix, safe=""))
+    status, _, body = call(keyed, "GET", path, key)
+    assert status == 200, body
+    return [s["session_id"] for s in body["sessions"]]
+
+
+def test_another_tenants_session_does_not_exist_on_any_route(keyed):
+    mine = "acme/" + uuid.uuid4().hex[:8]
+    assert call(keyed, "POST", "/v1/sessions/%s/events" % mine, keyed.acme, MESSAGE)[0] == 200
+    reply = sdk(keyed, keyed.acme).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "hello"}], extra_headers={"X-Session-Id": mine})
+    assert reply.choices[0].message.content
+    response = sdk(keyed, keyed.acme).responses.create(model="echo", input="a question")
+    assert call(keyed, "GET", "/v1/responses/" + response.id, keyed.acme)[0] == 200
+    status, _, before = call(keyed, "GET", "/v1/sessions/" + mine, keyed.acme)
+    assert status == 200 and before["version"] >= 4, before  # the append, the turn's input, receipt and reply
+
+    quoted = urllib.parse.quote(mine, safe="")
+    theirs = keyed.globex
+    attempts = [
+        ("GET", "/v1/sessions/" + quoted, None),
+        ("GET", "/v1/sessions/" + mine, None),
+        ("GET", "/v1/sessions/%s/events" % quoted, None),
+        ("GET", "/v1/sessions/%s/context" % quoted, None),
+        ("POST", "/v1/sessions/%s/events" % quoted, MESSAGE),
+        ("POST", "/v1/sessions/%s/events" % quoted, ERASURE),
+        ("POST", "/v1/sessions/%s/fork" % quoted, {"version": 1, "session_id": "globex/stolen"}),
+        ("GET", "/v1/responses/" + response.id, None),
+    ]
+    for method, path, body in attempts:
+        status, _, answer = call(keyed, method, path, theirs, body)
+        assert status == 404, (method, path, answer)
+        assert answer["error"]["type"] == "invalid_request_error", answer
+    # Forking its own session into the other tenant's namespace is refused too.
+    own = "globex/" + uuid.uuid4().hex[:8]
+    assert call(keyed, "POST", "/v1/sessions/%s/events" % own, theirs, MESSAGE)[0] == 200
+    status, _, answer = call(keyed, "POST", "/v1/sessions/%s/fork" % own, theirs, {"session_id": "acme/planted"})
+    assert status == 404 and "globex/" in answer["error"]["message"], answer
+    # Chat and Responses through the SDK: no such session, no such response.
+    client = sdk(keyed, theirs)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "leak?"}],
+                                       extra_headers={"X-Session-Id": mine})
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="echo", input="leak?", previous_response_id=response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    # Nothing was written to acme's session by any of it.
+    status, _, state = call(keyed, "GET", "/v1/sessions/" + quoted, keyed.acme)
+    assert status == 200 and not state["erased"] and state["version"] == before["version"], state
+    assert call(keyed, "GET", "/v1/sessions/globex%2Fstolen", keyed.globex)[0] == 404
+
+
+def test_listings_hold_only_the_tenants_own_sessions(keyed):
+    for tenant, key in (("acme", keyed.acme), ("globex", keyed.globex)):
+        assert call(keyed, "POST", "/v1/sessions/%s%%2Flisted-%s/events" % (tenant, uuid.uuid4().hex[:6]), key,
+                    MESSAGE)[0] == 200
+    acme = listed(keyed, keyed.acme)
+    assert acme and all(s.startswith("acme/") for s in acme), acme
+    globex = listed(keyed, keyed.globex)
+    assert globex and all(s.startswith("globex/") for s in globex), globex
+    assert listed(keyed, keyed.globex, "acme/") == []
+    assert listed(keyed, keyed.globex, "") == globex
+    assert listed(keyed, keyed.globex, "g") == globex  # a prefix reaching beyond the namespace is narrowed to it
+    everything = listed(keyed, keyed.all)  # a key without a tenant is an operator's: every session
+    assert set(acme) <= set(everything) and set(globex) <= set(everything)
+
+
+def test_erasing_needs_the_admin_role_and_is_logged_with_the_key(keyed):
+    session = "acme/erase-" + uuid.uuid4().hex[:6]
+    path = "/v1/sessions/%s/events" % urllib.parse.quote(session, safe="")
+    assert call(keyed, "POST", path, keyed.acme_writer, MESSAGE)[0] == 200
+    status, _, body = call(keyed, "POST", path, keyed.acme_writer, ERASURE)
+    assert status == 403 and body["error"]["code"] == "insufficient_role" and "admin" in body["error"]["message"], body
+    status, _, body = call(keyed, "POST", path, keyed.acme, ERASURE)
+    assert status == 200, body
+    assert call(keyed, "GET", "/v1/sessions/" + urllib.parse.quote(session, safe=""), keyed.acme)[2]["erased"]
+    assert wait_until(lambda: "erasure requested" in keyed.serve.log(), 10)
+    line = [l for l in keyed.serve.log().splitlines() if "erasure requested" in l and session in l]
+    assert line and "acme" in line[0], keyed.serve.log()[-2000:]
+
+
+def test_snapshots_and_metrics_need_a_key_without_a_tenant(keyed):
+    for method, path in (("POST", "/v1/snapshots"), ("GET", "/v1/snapshots"), ("GET", "/metrics")):
+        status, _, body = call(keyed, method, path, keyed.acme)
+        assert status == 403 and "every tenant" in body["error"]["message"], (path, body)
+    assert call(keyed, "GET", "/v1/snapshots", keyed.all)[0] == 200
+
+
+def test_turns_take_the_tenants_routes_whatever_session_id_the_client_picks(keyed):
+    acme = sdk(keyed, keyed.acme)
+    # "acme/vip..." matches the session_prefix rule that allows only "paid", but acme's turns route as acme's.
+    session = "acme/vip-" + uuid.uuid4().hex[:6]
+    reply = acme.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}],
+                                         extra_headers={"X-Session-Id": session})
+    assert reply.model == "echo"
+    with pytest.raises(openai.PermissionDeniedError):
+        acme.chat.completions.create(model="paid-model", messages=[{"role": "user", "content": "hi"}],
+                                     extra_headers={"X-Session-Id": session})
+    # The "vip/anyone" of the original report: outside acme's namespace it is no session at all.
+    with pytest.raises(openai.NotFoundError):
+        acme.chat.completions.create(model="paid-model", messages=[{"role": "user", "content": "hi"}],
+                                     extra_headers={"X-Session-Id": "vip/anyone"})
+    # The vip tenant's key reaches "paid", and only it.
+    vip = sdk(keyed, keyed.vip)
+    reply = vip.chat.completions.create(model="paid-model", messages=[{"role": "user", "content": "hi"}],
+                                        extra_headers={"X-Session-Id": "vip/" + uuid.uuid4().hex[:6]})
+    assert reply.model == "paid-model"
+    models = [m.id for m in vip.models.list()]
+    assert models == ["paid-model"], models
+    # A Responses turn without a session gets one in the key's namespace.
+    response = vip.responses.create(model="paid-model", input="hello")
+    assert call(keyed, "GET", "/v1/responses/" + response.id, keyed.vip)[0] == 200
+    vip_sessions = listed(keyed, keyed.vip)
+    assert any(s.startswith("vip/resp-") for s in vip_sessions), vip_sessions
+
+
+def test_concurrent_turns_over_the_keys_limit_get_429_and_recover(keyed, fake):
+    fake.script({"reply": "one two three four five six", "chunk_delay_ms": 250}, {"reply": "after"})
+    client = sdk(keyed, keyed.acme_one_turn)
+    session = "acme/turns-" + uuid.uuid4().hex[:6]
+    other = "acme/turns-other-" + uuid.uuid4().hex[:6]
+    stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "slow"}],
+                                            stream=True, extra_headers={"X-Session-Id": session})
+    first = next(iter(stream))
+    assert first is not None
+    # The key's one turn is in progress: a second one, even on another session, waits for it.
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "too"}],
+                                       extra_headers={"X-Session-Id": other})
+    assert "turns in progress" in str(limited.value)
+    assert limited.value.response.headers.get("Retry-After") == "1"
+    text = "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
+    assert "six" in text
+    # The stream is over: the slot is free again.
+    reply = None
+    for _ in range(50):
+        try:
+            reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "now"}],
+                                                   extra_headers={"X-Session-Id": other})
+            break
+        except openai.RateLimitError:
+            time.sleep(0.1)  # the turn's worker ends just after the last chunk is sent
+    assert reply is not None and reply.choices[0].message.content == "after"
 
 
 def serve_argv(tmp_path, address, *extra):

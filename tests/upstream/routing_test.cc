@@ -253,6 +253,34 @@ TEST(RoutingToml, ErrorsNameFileAndLine) {
   EXPECT_EQ(syntax.rfind("f.toml:3: ", 0), 0u) << syntax;
 }
 
+TEST(RoutingToml, ATenantsRouteIsItsNamespace) {
+  constexpr std::string_view kTenants = R"(
+[[upstream.endpoints]]
+name = "cheap"
+provider = "echo"
+[[upstream.endpoints]]
+name = "paid"
+provider = "echo"
+[[upstream.routes]]
+session_prefix = ""
+endpoints = ["cheap"]
+[[upstream.routes]]
+tenant = "vip"
+endpoints = ["paid"]
+)";
+  auto router = load_routing_toml(kTenants, "serve.toml");
+  ASSERT_TRUE(router) << router.error().message;
+  EXPECT_EQ(router->config().routes[1].session_prefix, "vip/");
+  EXPECT_EQ(route_name(*router, "vip/"), "paid");
+  EXPECT_EQ(route_name(*router, "vipers/x"), "cheap");
+  EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\n[[upstream.routes]]\n"
+                       "tenant = \"a/b\"\nendpoints = [\"a\"]\n"),
+            "f.toml:5: upstream.routes[0]: 'tenant' must be a tenant's name (no '/')");
+  EXPECT_EQ(toml_error("[[upstream.endpoints]]\nname = \"a\"\nprovider = \"echo\"\n[[upstream.routes]]\n"
+                       "tenant = \"t\"\nsession_prefix = \"t/\"\nendpoints = [\"a\"]\n"),
+            "f.toml:5: upstream.routes[0]: give 'session_prefix' or 'tenant', not both");
+}
+
 TEST(RoutingToml, BedrockEndpoints) {
   constexpr std::string_view kBedrock = R"(
 [[upstream.endpoints]]

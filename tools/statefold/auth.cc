@@ -16,17 +16,28 @@ Runner add_auth(CLI::App& app) {
       "The file keeps only the key's SHA-256 digest: give the key to its user, it cannot be shown again.");
   struct Args {
     std::string name;
+    std::string tenant;
     std::vector<std::string> roles;
     double requests_per_second = 0;
+    std::uint32_t max_concurrent_turns = 0;
   };
   auto a = std::make_shared<Args>();
   make->add_option("--name", a->name, "Who or what the key is for; logs and refusals name it")->required();
+  make->add_option("--tenant", a->tenant,
+                   "The tenant whose sessions (named TENANT/...) the key may touch; none: every session (an "
+                   "operator's key)")
+      ->check([](const std::string& t) {
+        return auth::valid_tenant(t) ? std::string() : std::string("expected 1..64 of A-Z a-z 0-9 . _ -");
+      });
   make->add_option("--roles", a->roles, "read, write, chat, admin (comma-separated)")
       ->required()
       ->delimiter(',')
       ->check(CLI::IsMember({"read", "write", "chat", "admin"}));
   make->add_option("--requests-per-second", a->requests_per_second, "Rate limit of the key (0: none)")
       ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  make->add_option("--max-concurrent-turns", a->max_concurrent_turns, "Gateway turns of the key at once (0: no limit)")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   return [a, make]() {
     if (!make->parsed()) return static_cast<int>(kUsage);
@@ -42,9 +53,11 @@ Runner add_auth(CLI::App& app) {
               << "\n# Add to serve's --config file (the key above is not stored anywhere):\n"
               << "[[auth.keys]]\n"
               << "name = \"" << a->name << "\"\n"
-              << "digest = \"" << made.digest << "\"\n"
-              << "roles = [" << roles.str() << "]\n";
+              << "digest = \"" << made.digest << "\"\n";
+    if (!a->tenant.empty()) std::cout << "tenant = \"" << a->tenant << "\"\n";
+    std::cout << "roles = [" << roles.str() << "]\n";
     if (a->requests_per_second > 0) std::cout << "requests_per_second = " << a->requests_per_second << "\n";
+    if (a->max_concurrent_turns > 0) std::cout << "max_concurrent_turns = " << a->max_concurrent_turns << "\n";
     return static_cast<int>(kOk);
   };
 }

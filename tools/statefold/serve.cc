@@ -328,8 +328,17 @@ Runner add_serve(CLI::App& app) {
             auto admitted = keys->admit(request.method, request.path, request.header("authorization"),
                                         std::chrono::steady_clock::now());
             if (const auto* refused = std::get_if<auth::Refusal>(&admitted)) return respond(refusal_response(*refused));
-            if (gateway::Gateway::handles(request)) return gw->handle(std::move(request), std::move(respond));
-            raw->handle(std::move(request), std::move(respond));
+            auto& caller = std::get<auth::Principal>(admitted);
+            if (keys->enabled() && auth::required_role(request.method, request.path, true) == auth::Role::admin) {
+              base::log_info("admin request", {{"key", caller.key_name},
+                                               {"tenant", caller.tenant},
+                                               {"method", request.method},
+                                               {"path", request.path}});
+            }
+            if (gateway::Gateway::handles(request)) {
+              return gw->handle(std::move(request), std::move(caller), std::move(respond));
+            }
+            raw->handle(std::move(request), caller, std::move(respond));
           },
           [&metrics](const http::Request& request, const http::Response& response, std::chrono::nanoseconds latency) {
             metrics.observe_http(request, response, latency);

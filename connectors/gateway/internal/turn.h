@@ -31,6 +31,7 @@
 #include "connectors/providers/provider.h"
 #include "connectors/tokenizer/tokenizer.h"
 #include "connectors/upstream/upstream.h"
+#include "engine/auth/auth.h"
 #include "engine/fold/fold.h"
 
 namespace statefold::gateway::internal {
@@ -88,6 +89,9 @@ struct Prepared {
 // A turn as its endpoint parsed it.
 struct TurnRequest {
   Clock::time_point received = Clock::now();  // when the request reached the gateway
+  // Who asks: the session must be in its tenant's namespace, the routes follow its tenant, and its concurrent-turn
+  // slot is held as long as the turn.
+  auth::Principal caller;
   std::string route;
   std::string session;
   std::vector<protocol::ClientMessage> input;
@@ -215,12 +219,18 @@ http::Response upstream_failure(const Call& call, const std::string& route);
 void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond);
 
 // Endpoints.
-void chat(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond);
-void responses(Core& core, const http::Request& request, Clock::time_point received, const http::Respond& respond);
-http::Response get_response(Core& core, const std::string& id);
+void chat(Core& core, const http::Request& request, auth::Principal caller, Clock::time_point received,
+          const http::Respond& respond);
+void responses(Core& core, const http::Request& request, auth::Principal caller, Clock::time_point received,
+               const http::Respond& respond);
+http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id);
 
-// GET /v1/models, GET /v1/models/{model} (models.cc).
-http::Response list_models(const Core& core, const http::Request& request);
-http::Response get_model(const Core& core, const http::Request& request, std::string_view model);
+// The 404 for a session outside the caller's tenant, as for one that does not exist.
+http::Response not_in_namespace(const auth::Principal& caller, const std::string& session, const std::string& route);
+
+// GET /v1/models, GET /v1/models/{model} (models.cc): what the caller's routes reach.
+http::Response list_models(const Core& core, const http::Request& request, const auth::Principal& caller);
+http::Response get_model(const Core& core, const http::Request& request, const auth::Principal& caller,
+                         std::string_view model);
 
 }  // namespace statefold::gateway::internal
