@@ -27,8 +27,8 @@ PACKAGES=(
   libbenchmark-dev libgtest-dev libssl-dev prometheus-cpp-dev
   # connectors: the tokenizer's split pattern
   libpcre2-dev
-  # promtool checks the /metrics output in tests
-  prometheus
+  # promtool checks the /metrics output in tests; the openssl command makes the TLS tests' certificates
+  prometheus openssl
   # every Kafka codec (zstd, lz4, snappy, gzip) must work end to end; zlib's crc32 also checks AWS event-streams
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   # local real broker (tools/kafka.sh): Kafka 4.x needs Java 17+, jars come via Maven

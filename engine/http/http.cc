@@ -41,6 +41,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/ssl.h>
 
 #include "engine/base/logging.h"
 
@@ -264,8 +267,6 @@ bool valid_header(std::string_view name, std::string_view value) {
   return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
-class Session;
-
 // The queue between a producing thread and the connection that sends its pieces. The connection installs `wake`,
 // which posts "more to send" onto its strand; write() and close() call it outside the lock.
 class StreamQueue final : public BodyStream {
@@ -323,6 +324,16 @@ class StreamQueue final : public BodyStream {
   std::function<void()> _wake;
 };
 
+// What stop() needs of a connection, plain or TLS.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  // stop(), first pass: close the connection unless a request is under way.
+  virtual void post_drain() = 0;
+  // stop(), last pass.
+  virtual void post_close() = 0;
+};
+
 // Lets `respond` post onto a strand only while the io_context is alive and running.
 struct Gate {
   std::mutex mutex;
@@ -338,7 +349,7 @@ struct ServerState {
   std::atomic<bool> stopping{false};
 
   std::mutex sessions_mutex;
-  std::unordered_map<const Session*, std::weak_ptr<Session>> sessions;
+  std::unordered_map<const SessionBase*, std::weak_ptr<SessionBase>> sessions;
 
   // Connections between a request's first byte and its response written: what stop() waits for.
   std::mutex busy_mutex;
@@ -349,21 +360,21 @@ struct ServerState {
     std::lock_guard lock(sessions_mutex);
     return sessions.size();
   }
-  bool add(const std::shared_ptr<Session>& session) {
+  bool add(const std::shared_ptr<SessionBase>& session) {
     std::lock_guard lock(sessions_mutex);
     if (stopping.load()) return false;
     sessions.emplace(session.get(), session);
     return true;
   }
-  void forget(const Session* session) {
+  void forget(const SessionBase* session) {
     std::lock_guard lock(sessions_mutex);
     sessions.erase(session);
   }
   // Sets `stopping` when asked; after that no session is added, so the snapshot is complete.
-  std::vector<std::shared_ptr<Session>> snapshot(bool begin_stopping) {
+  std::vector<std::shared_ptr<SessionBase>> snapshot(bool begin_stopping) {
     std::lock_guard lock(sessions_mutex);
     if (begin_stopping) stopping.store(true);
-    std::vector<std::shared_ptr<Session>> out;
+    std::vector<std::shared_ptr<SessionBase>> out;
     out.reserve(sessions.size());
     for (auto& [key, weak] : sessions) {
       if (auto session = weak.lock()) out.push_back(std::move(session));
@@ -380,33 +391,67 @@ struct ServerState {
   }
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// One connection: Stream is beast::tcp_stream, or TlsStream when the server has a certificate (the handshake
+// comes first, under the read timeout; the rest is the same).
+template <class Stream>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
   Session(ServerState& state, tcp::socket socket)
+    requires(!kTls)
       : _state(state), _stream(std::move(socket)), _strand(_stream.get_executor()), _timer(_strand) {}
+  // `tls` is the certificate of the time the connection came in; a reload does not change it.
+  Session(ServerState& state, tcp::socket socket, std::shared_ptr<asio::ssl::context> tls)
+    requires kTls
+      : _state(state), _tls(std::move(tls)), _stream(std::move(socket), *_tls), _strand(_stream.get_executor()),
+        _timer(_strand) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
-  ~Session() {
+  ~Session() override {
     set_busy(false);
     _state.forget(this);
   }
 
   void start() {
-    asio::dispatch(_strand, [self = shared_from_this()] { self->read_next(); });
+    asio::dispatch(_strand, [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->handshake();
+      } else {
+        self->read_next();
+      }
+    });
   }
-  // stop(), first pass: close the connection unless a request is under way.
-  void post_drain() {
-    asio::post(_strand, [self = shared_from_this()] {
+  void post_drain() override {
+    asio::post(_strand, [self = this->shared_from_this()] {
       if (self->_phase == Phase::idle || self->_phase == Phase::lingering) self->close();
     });
   }
-  // stop(), last pass.
-  void post_close() {
-    asio::post(_strand, [self = shared_from_this()] { self->close(); });
+  void post_close() override {
+    asio::post(_strand, [self = this->shared_from_this()] { self->close(); });
   }
 
  private:
   enum class Phase { idle, reading, handling, writing, lingering, closed };
+
+  // The connection as TCP, below TLS when there is TLS: timeouts and shutdown work there.
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(_stream); }
+
+  void handshake() {
+    tcp().expires_after(_state.options.read_timeout);
+    _stream.async_handshake(asio::ssl::stream_base::server,
+                            [self = this->shared_from_this()](beast::error_code ec) {
+                              if (self->_phase == Phase::closed) return;
+                              if (ec) {
+                                // A scanner, a plain-HTTP client, an untrusted client certificate: nobody to answer.
+                                base::log(base::LogLevel::debug, "TLS handshake failed", {{"error", ec.message()}});
+                                return self->close();
+                              }
+                              self->read_next();
+                            });
+  }
 
   void read_next() {
     if (_phase == Phase::closed) return;
@@ -418,9 +463,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (_buffer.size() > 0) return begin_request();
     // Wait for the first byte under the idle timeout; the read timeout starts once the request has begun.
     _phase = Phase::idle;
-    _stream.expires_after(_state.options.idle_timeout);
+    tcp().expires_after(_state.options.idle_timeout);
     _stream.async_read_some(_buffer.prepare(kFirstReadBytes),
-                            beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+                            beast::bind_front_handler(&Session::on_first_bytes, this->shared_from_this()));
   }
 
   void on_first_bytes(beast::error_code ec, std::size_t bytes) {
@@ -433,9 +478,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void begin_request() {
     _phase = Phase::reading;
     set_busy(true);
-    _stream.expires_after(_state.options.read_timeout);
+    tcp().expires_after(_state.options.read_timeout);
     bhttp::async_read_header(_stream, _buffer, *_parser,
-                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
+                             beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -446,7 +491,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (iequals(expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(_stream, asio::buffer(kContinue.data(), kContinue.size()),
-                        [self = shared_from_this()](beast::error_code write_ec, std::size_t) {
+                        [self = this->shared_from_this()](beast::error_code write_ec, std::size_t) {
                           if (self->_phase != Phase::reading) return;
                           if (write_ec) return self->close();
                           self->read_body();
@@ -457,7 +502,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    bhttp::async_read(_stream, _buffer, *_parser, beast::bind_front_handler(&Session::on_body, shared_from_this()));
+    bhttp::async_read(_stream, _buffer, *_parser,
+                      beast::bind_front_handler(&Session::on_body, this->shared_from_this()));
   }
 
   void on_body(beast::error_code ec, std::size_t) {
@@ -530,11 +576,11 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::uint64_t seq = ++_seq;
     _phase = Phase::handling;
     _timer.expires_after(_state.options.handler_timeout);
-    _timer.async_wait([self = shared_from_this(), seq](beast::error_code ec) {
+    _timer.async_wait([self = this->shared_from_this(), seq](beast::error_code ec) {
       if (!ec) self->on_handler_timeout(seq);
     });
 
-    Respond respond = [gate = _state.gate, weak = weak_from_this(), seq](Response response) {
+    Respond respond = [gate = _state.gate, weak = this->weak_from_this(), seq](Response response) {
       std::lock_guard lock(gate->mutex);
       if (!gate->open) return;
       std::shared_ptr<Session> self = weak.lock();
@@ -558,7 +604,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Posted, so a response the handler gave before throwing still wins.
   void fail_handler(std::uint64_t seq) {
-    asio::post(_strand, [self = shared_from_this(), seq] {
+    asio::post(_strand, [self = this->shared_from_this(), seq] {
       self->on_response(seq, error_response(500, "internal error"));
     });
   }
@@ -617,8 +663,8 @@ class Session : public std::enable_shared_from_this<Session> {
       _message.body() = std::move(_response.body);
       _message.prepare_payload();
     }
-    _stream.expires_after(_state.options.read_timeout);
-    bhttp::async_write(_stream, _message, beast::bind_front_handler(&Session::on_write, shared_from_this()));
+    tcp().expires_after(_state.options.read_timeout);
+    bhttp::async_write(_stream, _message, beast::bind_front_handler(&Session::on_write, this->shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -662,10 +708,10 @@ class Session : public std::enable_shared_from_this<Session> {
     _keep_alive = false;
     // Nothing is pending on the strand while the producer is quiet: the session keeps itself alive until the body
     // ends or the connection closes.
-    _streaming_self = shared_from_this();
+    _streaming_self = this->shared_from_this();
     _stream_out = std::move(head);
     _stream_done = false;
-    _queue->attach([gate = _state.gate, weak = weak_from_this()] {
+    _queue->attach([gate = _state.gate, weak = this->weak_from_this()] {
       std::lock_guard lock(gate->mutex);
       if (!gate->open) return;
       if (auto self = weak.lock()) {
@@ -696,9 +742,9 @@ class Session : public std::enable_shared_from_this<Session> {
     _stream_writing = true;
     _stream_sending = std::move(_stream_out);
     _stream_out.clear();
-    _stream.expires_after(_state.options.read_timeout);
+    tcp().expires_after(_state.options.read_timeout);
     asio::async_write(_stream, asio::buffer(_stream_sending),
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                         self->_stream_writing = false;
                         if (self->_phase != Phase::writing) return;
                         if (ec) {
@@ -732,15 +778,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void linger() {
     _phase = Phase::lingering;
     beast::error_code ignored;
-    _stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
     _buffer.clear();
     _lingered = 0;
-    _stream.expires_after(kLingerTime);
+    tcp().expires_after(kLingerTime);
     linger_read();
   }
 
   void linger_read() {
-    _stream.async_read_some(_buffer.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec,
+    _stream.async_read_some(_buffer.prepare(64 * 1024), [self = this->shared_from_this()](beast::error_code ec,
                                                                                      std::size_t bytes) {
       if (self->_phase != Phase::lingering) return;
       self->_lingered += bytes;
@@ -763,8 +809,8 @@ class Session : public std::enable_shared_from_this<Session> {
     ++_seq;
     _timer.cancel();
     beast::error_code ignored;
-    _stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    _stream.close();
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp().close();
     _parser.reset();
     set_busy(false);
   }
@@ -776,7 +822,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ServerState& _state;
-  beast::tcp_stream _stream;
+  std::shared_ptr<asio::ssl::context> _tls;  // TLS only: outlives _stream, which refers to it
+  Stream _stream;
   const asio::any_io_executor _strand;  // the connection's strand; every handler of this session runs on it
   asio::steady_timer _timer;            // the handler's deadline; also keeps the session alive while it works
   beast::flat_buffer _buffer;
@@ -800,6 +847,50 @@ class Session : public std::enable_shared_from_this<Session> {
   bool _stream_done = false;
   std::shared_ptr<Session> _streaming_self;
 };
+
+// The reason an OpenSSL call failed, as Asio reports it.
+std::string openssl_reason(const beast::error_code& ec) {
+  const std::string reason = ec.message();
+  return reason.empty() ? "unknown error" : reason;
+}
+
+// A server context from PEM files: TLS 1.2 or later, the certificate chain and its key (checked to match), and with
+// a client CA, certificates required of clients and verified against it.
+base::Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const TlsOptions& tls) {
+  auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  beast::error_code ec;
+  if (SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION) != 1) {
+    return base::make_error("http: TLS: cannot require TLS 1.2 or later");
+  }
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
+                           asio::ssl::context::single_dh_use,
+                       ec);
+  if (context->use_certificate_chain_file(tls.cert_file, ec); ec) {
+    return base::make_error("http: TLS certificate " + tls.cert_file + ": " + openssl_reason(ec));
+  }
+  if (context->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec); ec) {
+    const std::string reason = openssl_reason(ec);
+    return base::make_error("http: TLS key " + tls.key_file +
+                            (reason.find("mismatch") != std::string::npos
+                                 ? " does not match the certificate " + tls.cert_file
+                                 : ": " + reason));
+  }
+  if (SSL_CTX_check_private_key(context->native_handle()) != 1) {
+    return base::make_error("http: TLS key " + tls.key_file + " does not match the certificate " + tls.cert_file);
+  }
+  if (!tls.client_ca_file.empty()) {
+    if (context->load_verify_file(tls.client_ca_file, ec); ec) {
+      return base::make_error("http: TLS client CA " + tls.client_ca_file + ": " + openssl_reason(ec));
+    }
+    // The CA names go in the handshake, so a client with several certificates picks the right one.
+    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str())) {
+      SSL_CTX_set_client_CA_list(context->native_handle(), names);
+    }
+    context->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+    if (ec) return base::make_error("http: TLS: cannot require client certificates: " + openssl_reason(ec));
+  }
+  return context;
+}
 
 class ServerImpl final : public Server {
  public:
@@ -862,6 +953,20 @@ class ServerImpl final : public Server {
   }
 
   std::uint16_t port() const override { return _port; }
+
+  base::Result<void> load_tls() {
+    if (!_state.options.tls) return {};
+    auto made = make_tls_context(*_state.options.tls);
+    if (!made) return made.error();
+    std::lock_guard lock(_tls_mutex);
+    _tls = std::move(*made);
+    return {};
+  }
+
+  base::Result<void> reload_tls() override {
+    if (!_state.options.tls) return base::make_error("http: no TLS configured to reload");
+    return load_tls();
+  }
 
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) override {
     std::lock_guard stop_lock(_stop_mutex);
@@ -951,12 +1056,24 @@ class ServerImpl final : public Server {
       return do_accept();
     }
     socket.set_option(tcp::no_delay(true), ignored);
-    auto session = std::make_shared<Session>(_state, std::move(socket));
-    if (_state.add(session)) session->start();
+    if (auto tls = tls_context()) {
+      auto session = std::make_shared<Session<TlsStream>>(_state, std::move(socket), std::move(tls));
+      if (_state.add(session)) session->start();
+    } else {
+      auto session = std::make_shared<Session<beast::tcp_stream>>(_state, std::move(socket));
+      if (_state.add(session)) session->start();
+    }
     do_accept();
   }
 
+  std::shared_ptr<asio::ssl::context> tls_context() {
+    std::lock_guard lock(_tls_mutex);
+    return _tls;
+  }
+
   // Declaration order is destruction order in reverse: sessions left in the io_context die with it, before _state.
+  std::mutex _tls_mutex;
+  std::shared_ptr<asio::ssl::context> _tls;  // null: plain HTTP; replaced whole by reload_tls()
   ServerState _state;
   asio::io_context _io;
   tcp::acceptor _acceptor;
@@ -977,11 +1094,18 @@ class ServerImpl final : public Server {
 
 std::shared_ptr<BodyStream> BodyStream::make() { return std::make_shared<StreamQueue>(); }
 
+base::Result<void> check_tls(const TlsOptions& tls) {
+  auto made = make_tls_context(tls);
+  if (!made) return made.error();
+  return {};
+}
+
 base::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options, Handler handler, Observer observer) {
   if (!handler) return base::make_error("http: no handler");
   if (options.threads < 1) return base::make_error("http: threads must be at least 1");
   try {
     auto server = std::make_unique<ServerImpl>(options, std::move(handler), std::move(observer));
+    if (auto tls = server->load_tls(); !tls) return tls.error();
     if (auto listening = server->listen(); !listening) return listening.error();
     server->run(options.threads);
     return std::unique_ptr<Server>(std::move(server));

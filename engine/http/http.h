@@ -69,6 +69,17 @@ using Handler = std::function<void(Request, Respond)>;
 // Answers the server gives by itself (400, 413, 431, 503) are reported too, with an empty route.
 using Observer = std::function<void(const Request&, const Response&, std::chrono::nanoseconds latency)>;
 
+// TLS on the listener: PEM files, read at start and again by Server::reload_tls().
+struct TlsOptions {
+  std::string cert_file;       // the certificate, then any intermediates
+  std::string key_file;        // its private key (unencrypted)
+  std::string client_ca_file;  // set: clients must present a certificate this CA signed (mutual TLS)
+};
+
+// Whether the files make a working TLS setup (readable, PEM, the key matching the certificate); the error names the
+// file and what is wrong. Server::start checks the same; this lets a program check before it starts anything else.
+base::Result<void> check_tls(const TlsOptions& tls);
+
 struct ServerOptions {
   std::string address = "127.0.0.1";
   std::uint16_t port = 8080;                       // 0: any free port (see Server::port())
@@ -80,6 +91,7 @@ struct ServerOptions {
   // Open connections at most; one more is answered 503 (Retry-After) and closed, so clients cannot take the file
   // descriptors the store and Kafka need. 0: the soft RLIMIT_NOFILE less a reserve of 512, at least 16.
   std::size_t max_connections = 0;
+  std::optional<TlsOptions> tls;  // set: HTTPS only (TLS 1.2 or later); plain HTTP otherwise
 };
 
 class Server {
@@ -88,6 +100,9 @@ class Server {
                                                       Observer observer = {});
   virtual ~Server() = default;
   virtual std::uint16_t port() const = 0;
+  // Reads the TLS files again; new connections get the new certificate, open ones keep theirs. On an error
+  // (a missing or mismatched file) the old certificate stays in use.
+  virtual base::Result<void> reload_tls() = 0;
   // Stops accepting and closes idle connections, lets in-flight requests finish (up to `grace`), then closes the rest
   // and joins the I/O threads. Idempotent; the destructor calls it with the default grace.
   virtual void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) = 0;

@@ -21,6 +21,7 @@
 #include "engine/runtime/engine.h"
 #include "engine/snapshot/snapshot.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -29,11 +30,14 @@ namespace statefold::cli {
 
 namespace {
 runtime::Engine* g_engine = nullptr;
+std::atomic<bool> g_reload_tls{false};
 
 extern "C" void on_signal(int) {
   // Only sets an atomic flag: the loop finishes the batch in hand, commits and returns.
   if (g_engine != nullptr) g_engine->stop();
 }
+
+extern "C" void on_sighup(int) { g_reload_tls.store(true); }
 
 // The soft limit on open files raised to the hard one: the store's files, Kafka's sockets and the HTTP clients
 // share it, and distributions often start processes at 1,024.
@@ -99,6 +103,9 @@ Runner add_serve(CLI::App& app) {
     std::size_t snapshot_retention = 3;
     std::size_t gateway_workers = 16;
     bool insecure_no_auth = false;
+    std::string tls_cert;
+    std::string tls_key;
+    std::string tls_client_ca;
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
@@ -163,6 +170,14 @@ Runner add_serve(CLI::App& app) {
   env(cmd->add_flag("--insecure-no-auth", a->insecure_no_auth,
                     "Listen beyond loopback with no API keys configured: anyone who reaches the port may do anything"),
       "STATEFOLD_INSECURE_NO_AUTH");
+  env(cmd->add_option("--tls-cert", a->tls_cert,
+                      "PEM certificate (then intermediates) for HTTPS on --http-address; with --tls-key. "
+                      "SIGHUP reads it again"),
+      "STATEFOLD_TLS_CERT");
+  env(cmd->add_option("--tls-key", a->tls_key, "PEM private key of --tls-cert"), "STATEFOLD_TLS_KEY");
+  env(cmd->add_option("--tls-client-ca", a->tls_client_ca,
+                      "PEM CA: clients must present a certificate it signed (mutual TLS)"),
+      "STATEFOLD_TLS_CLIENT_CA");
   cmd->add_flag("--embedded-kafka", a->embedded,
                 "Run librdkafka's in-process mock cluster instead of a broker: a try-out without Java. "
                 "It KEEPS NOTHING after exit (the store does, but its offsets then point into a log that is gone)");
@@ -188,6 +203,20 @@ Runner add_serve(CLI::App& app) {
       http_address = parse_host_port(a->http_address);
       if (!http_address) {
         std::cerr << "statefold serve: --http-address: expected HOST:PORT or off, got \"" << a->http_address << "\"\n";
+        return kUsage;
+      }
+    }
+    if (a->tls_cert.empty() != a->tls_key.empty()) {
+      std::cerr << "statefold serve: --tls-cert and --tls-key go together\n";
+      return kUsage;
+    }
+    if (!a->tls_client_ca.empty() && a->tls_cert.empty()) {
+      std::cerr << "statefold serve: --tls-client-ca needs --tls-cert and --tls-key\n";
+      return kUsage;
+    }
+    if (!a->tls_cert.empty()) {
+      if (auto usable = http::check_tls({a->tls_cert, a->tls_key, a->tls_client_ca}); !usable) {
+        std::cerr << "statefold serve: " << usable.error().message << "\n";
         return kUsage;
       }
     }
@@ -317,6 +346,7 @@ Runner add_serve(CLI::App& app) {
       server_options.threads = a->http_threads;
       server_options.max_body_bytes = a->max_body_bytes;
       server_options.max_connections = a->max_connections;
+      if (!a->tls_cert.empty()) server_options.tls = http::TlsOptions{a->tls_cert, a->tls_key, a->tls_client_ca};
       if (!auth_config.keys.empty()) {
         base::log_info("API keys required", {{"keys", std::to_string(auth_config.keys.size())},
                                              {"metrics_open", auth_config.metrics_open ? "true" : "false"}});
@@ -348,7 +378,9 @@ Runner add_serve(CLI::App& app) {
         return kFailure;
       }
       server = std::move(*started);
-      base::log_info("HTTP API listening", {{"address", http_address->first + ":" + std::to_string(server->port())}});
+      base::log_info("HTTP API listening",
+                     {{"address", http_address->first + ":" + std::to_string(server->port())},
+                      {"tls", a->tls_cert.empty() ? "off" : a->tls_client_ca.empty() ? "on" : "mutual"}});
     }
 
     // Periodic snapshots, beside the engine: a RocksDB checkpoint is consistent while batches commit.
@@ -372,6 +404,25 @@ Runner add_serve(CLI::App& app) {
       });
     }
 
+    // SIGHUP: the TLS certificate and key are read again (a renewed certificate without a restart).
+    std::thread tls_reloader;
+    std::atomic<bool> reloader_stop{false};
+    if (server && !a->tls_cert.empty()) {
+      std::signal(SIGHUP, on_sighup);
+      tls_reloader = std::thread([&] {
+        while (!reloader_stop.load()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          if (!g_reload_tls.exchange(false)) continue;
+          if (auto reloaded = server->reload_tls(); !reloaded) {
+            base::log_error("TLS reload failed; the previous certificate stays in use",
+                            {{"error", reloaded.error().message}});
+          } else {
+            base::log_info("TLS certificate reloaded", {{"cert", a->tls_cert}});
+          }
+        }
+      });
+    }
+
     g_engine = engine->get();
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);
@@ -385,6 +436,8 @@ Runner add_serve(CLI::App& app) {
       snapshot_wake.notify_all();
       snapshotter.join();
     }
+    reloader_stop.store(true);
+    if (tls_reloader.joinable()) tls_reloader.join();
     // The engine has committed its last batch: appends still waiting for folding cannot be answered 200 any more.
     if (appender) appender->shutdown("serve is shutting down; the events may be on the log but were not folded here");
     if (gate) gate->stop();  // turns in hand finish (their appends were just answered)
