@@ -29,6 +29,14 @@ inline constexpr std::string_view kDeadLetterTopic = "statefold.dlq";
 // Extra librdkafka properties ("key=value"), applied last; for operators who know what they change.
 using Properties = std::vector<std::pair<std::string, std::string>>;
 
+// Properties every Kafka client of this process is made with, after its own settings and before its `extra`: the
+// cluster's security (security.protocol, sasl.*, ssl.*), which every consumer, producer and admin client shares.
+// Set once at start-up, before the first client is made (the CLI's [kafka] table, docs/security.md).
+void set_client_properties(Properties properties);
+// Whether a librdkafka property holds a secret (a password, a private key, a JAAS configuration, a client secret):
+// errors never show its value, and the [kafka] table takes it only from the environment.
+bool is_secret_property(std::string_view name);
+
 struct Header {
   std::string name;
   std::string value;

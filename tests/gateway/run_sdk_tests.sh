@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The gateway seen through the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py, test_bedrock.py for
-# AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS), against the scripted fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real
+# AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS, test_kafka_security.py for Kafka
+# over SASL_SSL on a broker of its own), against the scripted fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real
 # Kafka broker in STATEFOLD_BROKERS.
 #
 #   tests/gateway/run_sdk_tests.sh [BUILD_DIR] [pytest args...]      e.g. ... build/dev -k streaming -x
@@ -72,5 +73,5 @@ if [ -x "$samples" ]; then
   "$venv/bin/python" "$source_dir/tests/protocol/sdk_parse_check.py" "$samples" ||
     { echo "run_sdk_tests.sh: the protocol writers' output does not parse with the openai SDK" >&2; exit 1; }
 fi
-exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" -p no:cacheprovider -ra \
+exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" "$here/test_kafka_security.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "commands.h"
+#include "config.h"
 #include "engine/codec/codec.h"
 #include "engine/log/log.h"
 
@@ -31,7 +32,13 @@ Runner add_append(CLI::App& app) {
   cmd->add_option("--format", a->format, "text or json (json: one line per appended event)")
       ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
   cmd->add_option("--partitions", a->partitions, "Partitions of the topic if append creates it")->capture_default_str();
-  return [a]() {
+  auto kafka_config = std::make_shared<std::string>();
+  add_kafka_config_option(cmd, *kafka_config);
+  return [a, kafka_config]() {
+    if (auto configured = use_kafka_config(*kafka_config); !configured) {
+      std::cerr << "statefold append: " << configured.error().message << "\n";
+      return kUsage;
+    }
     std::ifstream file;
     std::istream* in = &std::cin;
     if (a->input != "-") {

@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "config.h"
 #include "connectors/audit/audit.h"
 #include "engine/log/log.h"
 #include "engine/store/store.h"
@@ -26,7 +27,13 @@ Runner add_audit(CLI::App& app) {
   cmd->add_option("--data-dir", a->data_dir, "The engine's data directory (read-only)")->required();
   cmd->add_option("--session", a->session, "The session to audit")->required();
   cmd->add_option("--format", a->format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
-  return [a]() {
+  auto kafka_config = std::make_shared<std::string>();
+  add_kafka_config_option(cmd, *kafka_config);
+  return [a, kafka_config]() {
+    if (auto configured = use_kafka_config(*kafka_config); !configured) {
+      std::cerr << "statefold audit: " << configured.error().message << "\n";
+      return kUsage;
+    }
     store::Options options;
     options.path = a->data_dir + "/store";
     options.read_only = true;

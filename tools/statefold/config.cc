@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <cstdlib>
+
 namespace statefold::cli {
 
 namespace {
@@ -21,6 +23,7 @@ base::Result<void> apply_config_file(CLI::App& command, const std::string& path)
     const std::string name(key.str());
     if (name == kUpstreamTable && node.is_table()) continue;  // the gateway's endpoints and routes: read by serve
     if (name == kAuthTable && node.is_table()) continue;      // API keys: read by serve
+    if (name == kKafkaTable && node.is_table()) continue;     // Kafka client properties: read_kafka_table
     const std::string at = where(path, node.source());
     CLI::Option* option = command.get_option_no_throw("--" + name);
     if (option == nullptr || name == "config") {
@@ -47,6 +50,79 @@ base::Result<void> apply_config_file(CLI::App& command, const std::string& path)
       return base::make_error(at + ": " + name + ": " + e.what());
     }
   }
+  return {};
+}
+
+base::Result<log::Properties> read_kafka_table(const std::string& path) {
+  toml::table document;
+  try {
+    document = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return base::make_error(path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+  log::Properties properties;
+  const toml::node* table_node = document.get(kKafkaTable);
+  if (table_node == nullptr) return properties;
+  const toml::table* table = table_node->as_table();
+  if (table == nullptr) return base::make_error(where(path, table_node->source()) + ": kafka: expected a table");
+  for (const auto& [key, node] : *table) {
+    const std::string name(key.str());
+    const std::string at = where(path, node.source());
+    if (name == "from_env") {
+      const toml::table* from_env = node.as_table();
+      if (from_env == nullptr) {
+        return base::make_error(at + ": kafka.from_env: expected a table of property = \"ENVIRONMENT_VARIABLE\"");
+      }
+      for (const auto& [property_key, variable_node] : *from_env) {
+        const std::string property(property_key.str());
+        const std::string variable_at = where(path, variable_node.source()) + ": kafka.from_env." + property;
+        auto variable = variable_node.value_exact<std::string>();
+        if (!variable || variable->empty()) return base::make_error(variable_at + ": expected a variable's name");
+        const char* value = std::getenv(variable->c_str());
+        if (value == nullptr || *value == '\0') {
+          return base::make_error(variable_at + ": the environment variable " + *variable + " is not set");
+        }
+        properties.emplace_back(property, value);
+      }
+      continue;
+    }
+    if (log::is_secret_property(name)) {
+      return base::make_error(at + ": kafka." + name +
+                              ": secrets do not go in the file: put it in an environment variable and name it in "
+                              "[kafka.from_env] (\"" +
+                              name + "\" = \"STATEFOLD_KAFKA_...\")");
+    }
+    std::string value;
+    if (auto text = node.value_exact<std::string>()) {
+      value = *text;
+    } else if (auto flag = node.value_exact<bool>()) {
+      value = *flag ? "true" : "false";
+    } else if (auto number = node.value_exact<std::int64_t>()) {
+      value = std::to_string(*number);
+    } else {
+      return base::make_error(at + ": kafka." + name + ": expected a string, integer or boolean");
+    }
+    if (name == "bootstrap.servers" || name == "group.id" || name == "transactional.id") {
+      return base::make_error(at + ": kafka." + name + ": set by statefold (use --brokers or --group)");
+    }
+    properties.emplace_back(name, std::move(value));
+  }
+  return properties;
+}
+
+CLI::Option* add_kafka_config_option(CLI::App* command, std::string& path) {
+  return command
+      ->add_option("--config", path,
+                   "TOML file whose [kafka] table sets librdkafka properties (TLS, SASL) for every Kafka client; "
+                   "serve's file will do (docs/security.md)")
+      ->envname("STATEFOLD_CONFIG");
+}
+
+base::Result<void> use_kafka_config(const std::string& path) {
+  if (path.empty()) return {};
+  auto properties = read_kafka_table(path);
+  if (!properties) return properties.error();
+  log::set_client_properties(std::move(*properties));
   return {};
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/base/result.h"
+#include "engine/log/log.h"
 
 namespace statefold::cli {
 
@@ -16,6 +17,22 @@ namespace statefold::cli {
 inline constexpr std::string_view kUpstreamTable = "upstream";
 // The table of API keys and their roles (auth::parse_config, docs/security.md), read by serve.
 inline constexpr std::string_view kAuthTable = "auth";
+
+// librdkafka properties for every Kafka client the command makes (read_kafka_table).
+inline constexpr std::string_view kKafkaTable = "kafka";
+
+// The [kafka] table of a TOML file: librdkafka client properties as strings ("security.protocol" = "SASL_SSL",
+// "sasl.username" = "statefold", "ssl.ca.location" = "/etc/kafka/ca.pem"), and in [kafka.from_env] the properties
+// whose values come from environment variables ("sasl.password" = "STATEFOLD_KAFKA_PASSWORD"). A secret property
+// (log::is_secret_property) written in the file itself is refused, and so is an unset variable; errors name the
+// file, line and property, never a value. No [kafka] table: no properties.
+base::Result<log::Properties> read_kafka_table(const std::string& path);
+
+// For a command that talks to Kafka: `--config FILE` (or STATEFOLD_CONFIG), whose [kafka] table is read and applied
+// to every Kafka client the process makes (log::set_client_properties). The file may be serve's: other tables are
+// left to serve. Call use_kafka_config in the command's callback, before it makes a client; "": nothing to do.
+CLI::Option* add_kafka_config_option(CLI::App* command, std::string& path);
+base::Result<void> use_kafka_config(const std::string& path);
 
 // Applies the file's values to the options of `command` that neither a flag nor the environment set.
 // An unknown key, a key naming a flag that takes no value from files, or a value of the wrong type is an error

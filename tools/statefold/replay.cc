@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "config.h"
 #include "engine/base/time.h"
 #include "engine/log/log.h"
 #include "engine/store/store.h"
@@ -34,7 +35,13 @@ Runner add_replay(CLI::App& app) {
   cmd->add_option("--memory-budget-mb", a->request.memory_budget_mb, "Memory budget")->capture_default_str();
   cmd->add_option("--format", a->format, "text or json (the result)")->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  return [a]() {
+  auto kafka_config = std::make_shared<std::string>();
+  add_kafka_config_option(cmd, *kafka_config);
+  return [a, kafka_config]() {
+    if (auto configured = use_kafka_config(*kafka_config); !configured) {
+      std::cerr << "statefold replay: " << configured.error().message << "\n";
+      return kUsage;
+    }
     auto& r = a->request;
     base::Result<std::map<std::int32_t, std::int64_t>> stop = base::make_error("unset");
     if (!a->until_offset.empty()) {

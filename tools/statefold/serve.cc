@@ -187,6 +187,11 @@ Runner add_serve(CLI::App& app) {
         std::cerr << "statefold serve: " << applied.error().message << "\n";
         return kUsage;
       }
+      // Kafka's security settings, for the engine's consumer, the appender, the dead-letter producer and admin.
+      if (auto configured = use_kafka_config(*config); !configured) {
+        std::cerr << "statefold serve: " << configured.error().message << "\n";
+        return kUsage;
+      }
     }
     base::set_log_format(a->log_format == "json" ? base::LogFormat::json : base::LogFormat::text);
     raise_file_limit();

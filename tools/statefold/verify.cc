@@ -4,6 +4,7 @@
 #include <map>
 
 #include "commands.h"
+#include "config.h"
 #include "connectors/audit/verify.h"
 #include "engine/log/log.h"
 #include "engine/store/store.h"
@@ -32,7 +33,13 @@ Runner add_verify(CLI::App& app) {
   cmd->add_option("--memory-budget-mb", a->memory_mb, "Memory budget of the rebuild")->capture_default_str();
   cmd->add_option("--show", a->show, "How many differing sessions to list")->capture_default_str();
   cmd->add_option("--format", a->format, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
-  return [a]() {
+  auto kafka_config = std::make_shared<std::string>();
+  add_kafka_config_option(cmd, *kafka_config);
+  return [a, kafka_config]() {
+    if (auto configured = use_kafka_config(*kafka_config); !configured) {
+      std::cerr << "statefold verify: " << configured.error().message << "\n";
+      return kUsage;
+    }
     store::Options live_options;
     live_options.path = a->data_dir + "/store";
     live_options.read_only = true;
