@@ -69,6 +69,7 @@ codec::InferenceReceipt receipt_of(const Call& call) {
   r.status = static_cast<std::uint16_t>(std::clamp(call.status, 0, 0xffff));
   r.render = call.render;
   if (!call.error.empty()) r.error = call.error;
+  if (!call.caller.empty()) r.caller = call.caller;
   return r;
 }
 

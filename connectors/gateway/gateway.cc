@@ -131,6 +131,10 @@ void Gateway::handle(http::Request request, auth::Principal caller, http::Respon
   auto shared = std::make_shared<std::pair<http::Request, http::Respond>>(std::move(request), std::move(respond));
   const bool queued = core.workers.submit([&core, shared, caller = std::move(caller), received = internal::Clock::now()] {
     try {
+      // A key's token budget: checked before the turn records anything.
+      if (auto refused = internal::refuse_over_budget(core, caller, shared->first.path)) {
+        return shared->second(std::move(*refused));
+      }
       if (shared->first.path == "/v1/chat/completions") {
         internal::chat(core, shared->first, caller, received, shared->second);
       } else {

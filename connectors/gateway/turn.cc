@@ -8,6 +8,8 @@
 
 #include "connectors/gateway/internal/events.h"
 #include "connectors/gateway/internal/turn.h"
+
+#include "engine/fold/read.h"
 #include "engine/base/logging.h"
 #include "statefold/schema/state_generated.h"
 
@@ -375,8 +377,10 @@ std::uint64_t Core::record_outcome(const std::string& session, const protocol::R
 }
 
 void Core::record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
-                             const upstream::Endpoint& endpoint, const http::Response& refusal) {
+                             const upstream::Endpoint& endpoint, const http::Response& refusal,
+                             const std::string& caller) {
   Call call;
+  call.caller = caller;
   call.state_version = version;
   call.provider = std::string(context::provider_name(spec.provider));
   call.endpoint = endpoint.name;
@@ -469,6 +473,21 @@ std::optional<protocol::Reply> Core::complete_streaming(const Prepared& p, Call&
   return parser.reply();
 }
 
+std::optional<http::Response> refuse_over_budget(const Core& core, const auth::Principal& caller,
+                                                 const std::string& route) {
+  if (caller.token_budget == 0) return std::nullopt;
+  const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
+  // An operator's key (no tenant) may have spent in any tenant's sessions.
+  const auto tenant = caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant);
+  auto used = fold::sum_usage(*core.state.snapshot(), tenant, window.from_day, window.through_day, caller.key_name);
+  if (!used) return openai_error(500, used.error().message, "server_error", route);
+  auto refusal = auth::over_budget(caller, used->input_tokens + used->output_tokens, window);
+  if (!refusal) return std::nullopt;
+  auto response = openai_error(429, refusal->message, "insufficient_quota", route, refusal->code);
+  response.headers.emplace_back("Retry-After", std::to_string(refusal->retry_after.count()));
+  return response;
+}
+
 http::Response not_in_namespace(const auth::Principal& caller, const std::string& session, const std::string& route) {
   return openai_error(404,
                       "no session " + session + " (the sessions of tenant " + caller.tenant + " are named " +
@@ -542,7 +561,7 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   }
   snapshot.reset();
   if (auto* refused = std::get_if<http::Response>(&prepared)) {
-    core.record_unrendered(session, version, spec, **endpoint, *refused);
+    core.record_unrendered(session, version, spec, **endpoint, *refused, turn.caller.key_name);
     return answer(std::move(*refused));
   }
   timing.mark("render");
@@ -555,6 +574,7 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   call.model = model;
   call.render = p.spec.to_json();
   call.store = turn.store;
+  call.caller = turn.caller.key_name;
   // The pipelined input must have been accepted as predicted before anything else is recorded. If it was not
   // (another writer got in between), the call was made for a state that never was: its receipt says so and
   // records nothing re-renderable, and the client gets the conflict.

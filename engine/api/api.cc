@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "engine/base/hex.h"
@@ -31,6 +33,7 @@ const std::string kRouteHistory = "GET /v1/sessions/{id}/events";
 const std::string kRouteSession = "GET /v1/sessions/{id}";
 const std::string kRouteList = "GET /v1/sessions";
 const std::string kRouteFork = "POST /v1/sessions/{id}/fork";
+const std::string kRouteUsage = "GET /v1/usage";
 // How long a read waits for the session's writes that were answered before they were folded (a gateway reply).
 constexpr std::chrono::milliseconds kSettlePatience{2000};
 
@@ -181,6 +184,10 @@ void Api::handle(http::Request request, const auth::Principal& caller, http::Res
       } else {
         respond(error_response(405, "use GET or POST", route));
       }
+      return;
+    }
+    if (path == "/v1/usage") {
+      respond(get ? usage(request, caller) : error_response(405, "use GET", kRouteUsage));
       return;
     }
     if (path == "/v1/sessions" || path == "/v1/sessions/") {
@@ -477,6 +484,53 @@ http::Response Api::list_sessions(const http::Request& request, const auth::Prin
   return http::json_response(
       200, view::sessions_json(*snapshot, prefix, cursor == request.query.end() ? "" : cursor->second, limit),
       kRouteList);
+}
+
+http::Response Api::usage(const http::Request& request, const auth::Principal& caller) {
+  const std::string& route = kRouteUsage;
+  // Defaults: this UTC month so far.
+  const auto month = auth::budget_window(auth::Period::month, std::chrono::system_clock::now());
+  std::string from = month.from_day;
+  std::string to = month.through_day;
+  auto is_day = [](const std::string& d) {
+    return d.size() == 10 && d[4] == '-' && d[7] == '-' &&
+           std::all_of(d.begin(), d.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '-'; });
+  };
+  for (auto [name, value] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+    if (auto it = request.query.find(name); it != request.query.end()) {
+      if (!is_day(it->second)) return error_response(400, std::string(name) + ": expected YYYY-MM-DD", route);
+      *value = it->second;
+    }
+  }
+  if (from > to) return error_response(400, "from: after to", route);
+  // A tenant's key sees its tenant's usage; an operator's sees every tenant's, or the one it names.
+  std::optional<std::string> tenant;
+  if (!caller.tenant.empty()) tenant = caller.tenant;
+  if (auto it = request.query.find("tenant"); it != request.query.end()) {
+    if (tenant && *tenant != it->second) {
+      return error_response(403,
+                            "tenant: key \"" + caller.key_name + "\" belongs to tenant " + *tenant +
+                                " and sees only its usage",
+                            route, "insufficient_role");
+    }
+    tenant = it->second;
+  }
+  auto snapshot = _engine.store().snapshot();
+  std::string body = view::usage_json(*snapshot, tenant, from, to);
+  if (caller.token_budget == 0) return http::json_response(200, std::move(body), route);
+  // The caller's own budget beside the figures: what it may still spend.
+  const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
+  auto used = fold::sum_usage(*snapshot,
+                              caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant),
+                              window.from_day, window.through_day, caller.key_name);
+  if (!used) return error_response(500, used.error().message, route);
+  json::object o = json::parse(body).as_object();
+  o["budget"] = json::object{{"key", caller.key_name},
+                             {"token_budget", caller.token_budget},
+                             {"period", auth::period_name(caller.budget_period)},
+                             {"used", used->input_tokens + used->output_tokens},
+                             {"renews_in_s", window.until_reset.count()}};
+  return http::json_response(200, json::serialize(o), route);
 }
 
 http::Response Api::ready() {

@@ -52,6 +52,7 @@ class Api {
   http::Response get_session(const http::Request& request, const std::string& session_id);
   http::Response get_history(const http::Request& request, const std::string& session_id);
   http::Response list_sessions(const http::Request& request, const auth::Principal& caller);
+  http::Response usage(const http::Request& request, const auth::Principal& caller);
   http::Response ready();
 
   ApiOptions _options;

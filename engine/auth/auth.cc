@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <stdexcept>
 
 #include "engine/base/hex.h"
@@ -56,7 +57,44 @@ bool Principal::owns(std::string_view session_id) const {
   return session_id.size() > tenant.size() + 1 && session_id.starts_with(tenant) && session_id[tenant.size()] == '/';
 }
 
-Principal unrestricted() { return Principal{"", 0xF, "", nullptr}; }
+Principal unrestricted() { return Principal{"", 0xF, "", 0, Period::day, nullptr}; }
+
+std::string_view period_name(Period period) { return period == Period::day ? "day" : "month"; }
+
+BudgetWindow budget_window(Period period, std::chrono::system_clock::time_point now) {
+  using namespace std::chrono;
+  const sys_days today = floor<days>(now);
+  const year_month_day ymd(today);
+  auto text = [](const year_month_day& d) {
+    char out[16];
+    std::snprintf(out, sizeof out, "%04d-%02u-%02u", static_cast<int>(d.year()), static_cast<unsigned>(d.month()),
+                  static_cast<unsigned>(d.day()));
+    return std::string(out);
+  };
+  BudgetWindow window;
+  sys_days next;
+  if (period == Period::day) {
+    window.from_day = window.through_day = text(ymd);
+    next = today + days(1);
+  } else {
+    const year_month_day first = ymd.year() / ymd.month() / 1;
+    window.from_day = text(first);
+    window.through_day = text(ymd);
+    next = sys_days(first + months(1));
+  }
+  window.until_reset = ceil<seconds>(next - now);
+  return window;
+}
+
+std::optional<Refusal> over_budget(const Principal& principal, std::uint64_t used, const BudgetWindow& window) {
+  if (principal.token_budget == 0 || used < principal.token_budget) return std::nullopt;
+  return Refusal{429,
+                 "key \"" + principal.key_name + "\" has used " + std::to_string(used) + " of its " +
+                     std::to_string(principal.token_budget) + " tokens this " +
+                     std::string(period_name(principal.budget_period)) + " (UTC); the budget renews in " +
+                     std::to_string(window.until_reset.count()) + " s",
+                 "insufficient_quota", window.until_reset};
+}
 
 std::string Principal::routing_key(std::string_view session_id) const {
   return tenant.empty() ? std::string(session_id) : session_prefix();
@@ -145,13 +183,21 @@ base::Result<Config> parse_config(std::string_view toml_text, std::string_view s
         auto n = value.value_exact<std::int64_t>();
         if (!n || *n < 0 || *n > 1000000) return base::make_error(where + ": expected an integer >= 0 (0: unlimited)");
         key.max_concurrent_turns = static_cast<std::uint32_t>(*n);
+      } else if (field == "token_budget") {
+        auto n = value.value_exact<std::int64_t>();
+        if (!n || *n < 0) return base::make_error(where + ": expected an integer >= 0 (tokens per period; 0: none)");
+        key.token_budget = static_cast<std::uint64_t>(*n);
+      } else if (field == "budget_period") {
+        auto p = value.value_exact<std::string>();
+        if (!p || (*p != "day" && *p != "month")) return base::make_error(where + ": expected \"day\" or \"month\"");
+        key.budget_period = *p == "day" ? Period::day : Period::month;
       } else if (field == "requests_per_second") {
         auto rate = value.value<double>();
         if (!rate || *rate < 0) return base::make_error(where + ": expected a number >= 0 (0: unlimited)");
         key.requests_per_second = *rate;
       } else {
         return base::make_error(where + ": unknown field (known: name, digest, tenant, roles, requests_per_second, "
-                                        "max_concurrent_turns)");
+                                        "max_concurrent_turns, token_budget, budget_period)");
       }
     }
     const std::string where = at(source, entry) + ": auth.keys";
@@ -239,7 +285,7 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
     }
     bucket.tokens -= 1.0;
   }
-  Principal principal{key.name, key.roles, key.tenant, nullptr};
+  Principal principal{key.name, key.roles, key.tenant, key.token_budget, key.budget_period, nullptr};
   if (key.max_concurrent_turns > 0 && is_turn(method, path)) {
     std::lock_guard lock(_turns->mutex);
     std::uint32_t& in_progress = _turns->in_progress[found->second];

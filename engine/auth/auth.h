@@ -36,6 +36,9 @@ enum class Role : unsigned {
 std::string_view role_name(Role role);
 std::optional<Role> parse_role(std::string_view name);
 
+// The period a token budget covers: the UTC day, or the UTC calendar month.
+enum class Period { day, month };
+
 struct Key {
   std::string name;                // shown in logs and refusals; never the key itself
   base::Digest digest{};           // SHA-256 of the key's text
@@ -44,6 +47,8 @@ struct Key {
   unsigned roles = 0;                  // bits of Role
   double requests_per_second = 0;      // 0: unlimited; bursts of up to one second's worth
   std::uint32_t max_concurrent_turns = 0;  // gateway turns in progress at once; 0: unlimited
+  std::uint64_t token_budget = 0;          // input + output tokens per period, from the receipts; 0: unlimited
+  Period budget_period = Period::day;
 };
 
 // Whether `name` may name a tenant: 1..64 of [A-Za-z0-9._-] (it prefixes session ids, so no '/').
@@ -59,7 +64,7 @@ struct Config {
 //   metrics_open = false
 //   [[auth.keys]]
 //   name = "app"  digest = "sha256:<64 hex>"  tenant = "acme"  roles = ["read", "write", "chat"]
-//   requests_per_second = 50  max_concurrent_turns = 4
+//   requests_per_second = 50  max_concurrent_turns = 4  token_budget = 1000000  budget_period = "day"
 // No [auth] table: no keys. Errors name the file, line and field.
 base::Result<Config> parse_config(std::string_view toml_text, std::string_view source);
 
@@ -71,6 +76,8 @@ struct Principal {
   std::string key_name;  // "" without keys configured
   unsigned roles = 0;
   std::string tenant;  // "": every session
+  std::uint64_t token_budget = 0;  // 0: none
+  Period budget_period = Period::day;
   // Held while one of the key's gateway turns is in progress (its concurrent-turn limit); the gateway keeps the
   // principal until the turn ends.
   std::shared_ptr<void> turn_slot;
@@ -96,6 +103,18 @@ struct Refusal {
   std::string code;                     // OpenAI's error code: invalid_api_key, insufficient_role, rate_limit_exceeded
   std::chrono::seconds retry_after{0};  // 429 only
 };
+
+// The days a budget period covers at `now` ("YYYY-MM-DD", both included) and how long until the next one starts.
+struct BudgetWindow {
+  std::string from_day;
+  std::string through_day;
+  std::chrono::seconds until_reset{0};
+};
+BudgetWindow budget_window(Period period, std::chrono::system_clock::time_point now);
+std::string_view period_name(Period period);
+
+// 429 when `used` tokens (input + output, from the receipts of the principal's key in `window`) reach its budget.
+std::optional<Refusal> over_budget(const Principal& principal, std::uint64_t used, const BudgetWindow& window);
 
 class Gate {
  public:

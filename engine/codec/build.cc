@@ -103,8 +103,9 @@ fb::Offset<void> write(fb::FlatBufferBuilder& b, const InferenceReceipt& p) {
   if (p.usage) usage = sch::CreateUsage(b, p.usage->input_tokens, p.usage->output_tokens, p.usage->cached_tokens);
   const auto error = string(b, p.error);
   const auto render = string(b, p.render);
+  const auto caller = string(b, p.caller);
   return sch::CreateInferenceReceipt(b, request_hash, p.state_version, provider, endpoint, model, usage,
-                                     p.latency_ms, p.status, error, render)
+                                     p.latency_ms, p.status, error, render, caller)
       .Union();
 }
 

@@ -111,6 +111,7 @@ struct InferenceReceipt {
   std::uint16_t status = 0;
   std::optional<std::string> error{};
   std::optional<std::string> render{};
+  std::optional<std::string> caller{};
 };
 
 struct SessionClosed {

@@ -144,6 +144,7 @@ class Validator {
         SF_TRY(text(p->provider(), "payload.provider"));
         SF_TRY(text(p->endpoint(), "payload.endpoint"));
         SF_TRY(text(p->model(), "payload.model"));
+        SF_TRY(text(p->caller(), "payload.caller"));
         return text(p->error(), "payload.error");
       }
       case sch::Payload::SessionClosed:

@@ -1,6 +1,8 @@
 #include "engine/fold/fold.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 #include "engine/base/hex.h"
@@ -277,6 +279,7 @@ void Folder::apply_payload(Session& s, const codec::Event& event, std::uint64_t 
         h.output_tokens += usage->output_tokens();
         h.cached_tokens += usage->cached_tokens();
       }
+      count_usage(s.id, root);
       break;
     }
     case schema::Payload::SessionClosed:
@@ -378,6 +381,45 @@ void Folder::erase_content(Session& s, std::uint64_t erasure_version) {
   }
 }
 
+void Folder::count_usage(std::string_view session_id, const schema::Event& root) {
+  const auto* p = root.payload_as_InferenceReceipt();
+  const std::string_view tenant = key::tenant_of(session_id);
+  const std::string day = utc_day(root.occurred_at_us());
+  const std::string_view caller = p->caller() ? p->caller()->string_view() : std::string_view();
+  const std::string_view model = p->model() ? p->model()->string_view() : std::string_view();
+  std::string k = key::usage(tenant, day, caller, model);
+  auto it = _usage.find(k);
+  if (it == _usage.end()) {
+    state::UsageT row;
+    if (auto stored = read(k)) {
+      verified_root<state::Usage>(*stored, "usage row")->UnPackTo(&row);
+    } else {
+      row.tenant = std::string(tenant);
+      row.day = day;
+      row.caller = std::string(caller);
+      row.model = std::string(model);
+    }
+    it = _usage.emplace(std::move(k), std::move(row)).first;
+  }
+  state::UsageT& row = it->second;
+  ++row.calls;
+  if (p->status() < 200 || p->status() > 299) ++row.failed;
+  if (const auto* usage = p->usage()) {
+    row.input_tokens += usage->input_tokens();
+    row.output_tokens += usage->output_tokens();
+    row.cached_tokens += usage->cached_tokens();
+  }
+}
+
+std::string utc_day(std::int64_t us) {
+  using namespace std::chrono;
+  const year_month_day ymd(floor<days>(sys_time<microseconds>(microseconds(us))));
+  char text[32];
+  std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()));
+  return text;
+}
+
 void Folder::record_dead_letter() {
   if (!_summary_loaded) {
     _summary = load_summary(_base);
@@ -403,6 +445,8 @@ const WriteSet& Folder::finish() {
     s->dirty = false;
     _writes.put(key::header(id), pack(_builder, s->header));
   }
+  for (auto& [k, row] : _usage) _writes.put(k, pack(_builder, row));
+  _usage.clear();
   if (_summary_dirty) {
     if (_summary.store_hash.empty()) _summary.store_hash.assign(32, 0);
     _writes.put(std::string(key::kSummary), pack(_builder, _summary));

@@ -73,11 +73,14 @@ class Folder {
   std::map<std::string, std::string, std::less<>> merged_scan(std::string_view prefix) const;
   void write_checkpoint(Session& s, std::uint64_t version);
   void erase_content(Session& s, std::uint64_t erasure_version);
+  // Adds a receipt to its tenant's usage row of the day (written once per row by finish()).
+  void count_usage(std::string_view session_id, const schema::Event& root);
 
   const Reader& _base;
   flatbuffers::FlatBufferBuilder _builder{1024};
   WriteSet _writes;
   std::map<std::string, std::unique_ptr<Session>, std::less<>> _sessions;
+  std::map<std::string, state::UsageT, std::less<>> _usage;  // rows this batch adds to, by key
   state::StoreSummaryT _summary;
   bool _summary_loaded = false;
   bool _summary_dirty = false;
@@ -86,6 +89,8 @@ class Folder {
 // --- Pure reads over any Reader (the store, a MemoryKv, a snapshot). ---
 
 std::optional<state::SessionHeaderT> load_header(const Reader& reader, std::string_view session_id);
+// The UTC day of a time in microseconds since the epoch, as usage rows name it: "YYYY-MM-DD".
+std::string utc_day(std::int64_t us);
 // A stored header's bytes (e.g. the value a scan of key::kHeader keys visits); throws if they do not verify.
 state::SessionHeaderT decode_header(std::string_view bytes);
 state::StoreSummaryT load_summary(const Reader& reader);

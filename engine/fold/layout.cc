@@ -74,6 +74,40 @@ std::string offset(std::int32_t partition) {
   return k;
 }
 
+std::string_view tenant_of(std::string_view session_id) {
+  const auto slash = session_id.find('/');
+  return slash == std::string_view::npos ? std::string_view() : session_id.substr(0, slash);
+}
+
+namespace {
+// Escapes NUL so the separators stay unambiguous whatever a model or key name holds.
+void append_part(std::string& k, std::string_view part) {
+  for (char c : part) {
+    if (c == '\1' || c == '\0') {
+      k.push_back('\1');
+      k.push_back(c == '\1' ? '\1' : '\2');
+    } else {
+      k.push_back(c);
+    }
+  }
+  k.push_back('\0');
+}
+}  // namespace
+
+std::string usage_prefix(std::string_view tenant) {
+  std::string k(1, kUsage);
+  append_part(k, tenant);
+  return k;
+}
+
+std::string usage(std::string_view tenant, std::string_view day, std::string_view caller, std::string_view model) {
+  std::string k = usage_prefix(tenant);
+  append_part(k, day);
+  append_part(k, caller);
+  append_part(k, model);
+  return k;
+}
+
 std::int32_t partition_of_offset_key(std::string_view key) {
   std::uint32_t p = 0;
   for (std::size_t i = 1; i < 5 && i < key.size(); ++i) p = p << 8 | static_cast<std::uint8_t>(key[i]);

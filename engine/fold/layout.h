@@ -8,6 +8,7 @@
 //   m<sid>\0<label>             MemoryEntry
 //   r<sid>\0<be64 seq>          Refusal             (duplicates and rejections, in order)
 //   c<sid>\0<be64 version>      SessionCheckpoint   (every kCheckpointInterval versions, for time travel)
+//   u<tenant>\0<YYYY-MM-DD>\0<caller>\0<model>   Usage (parts escaped: \1 -> \1\1, \0 -> \1\2)
 //   g                           StoreSummary
 //   o<be32 partition>           be64 next offset    (written by the store, in the same batch)
 //   v                           schema version      (written by the store)
@@ -22,8 +23,9 @@ namespace statefold::fold {
 
 // Bumped whenever the layout or a stored table changes incompatibly; a store of another version is refused.
 // 2: last_event_id in the header and its state hash. 3: session checkpoints; history entries carry refusal counts
-// and, once erased, the original event's digest.
-inline constexpr std::uint32_t kStateSchemaVersion = 3;
+// and, once erased, the original event's digest. 4: usage rows per tenant, day, API key and model, from receipts
+// (a store of version 3 lacks them: rebuild it with `statefold replay`).
+inline constexpr std::uint32_t kStateSchemaVersion = 4;
 
 // A session's state is checkpointed every this many versions, so a read of any past version refolds fewer than
 // this many events from history: time travel costs the same at version 10 and version 10,000. Each checkpoint
@@ -37,6 +39,7 @@ inline constexpr char kEventId = 'i';
 inline constexpr char kMemory = 'm';
 inline constexpr char kRefusal = 'r';
 inline constexpr char kCheckpoint = 'c';
+inline constexpr char kUsage = 'u';
 inline constexpr std::string_view kSummary = "g";
 inline constexpr char kOffset = 'o';
 inline constexpr std::string_view kSchemaVersion = "v";
@@ -52,6 +55,10 @@ std::string refusal_prefix(std::string_view session_id);
 std::string checkpoint(std::string_view session_id, std::uint64_t version);
 std::string checkpoint_prefix(std::string_view session_id);
 std::string offset(std::int32_t partition);
+// A session's tenant: its id up to the first '/' ("" when it has none), as auth::Principal names namespaces.
+std::string_view tenant_of(std::string_view session_id);
+std::string usage(std::string_view tenant, std::string_view day, std::string_view caller, std::string_view model);
+std::string usage_prefix(std::string_view tenant);  // one tenant's rows, in day order
 
 void append_be64(std::string& out, std::uint64_t v);
 std::uint64_t read_be64(std::string_view bytes);  // the first 8 bytes

@@ -170,4 +170,45 @@ base::Result<std::vector<state::RefusalT>> read_refusals(const Reader& reader, s
   return refusals;
 }
 
+base::Result<void> visit_usage(const Reader& reader, std::optional<std::string_view> tenant,
+                               std::string_view from_day, std::string_view through_day,
+                               const std::function<void(const state::UsageT&)>& visit) {
+  const std::string prefix = tenant ? key::usage_prefix(*tenant) : std::string(1, key::kUsage);
+  // One tenant's rows are in day order, so its scan starts at the first day; every tenant's is read whole.
+  const std::string start = tenant ? key::usage_prefix(*tenant) + std::string(from_day) : prefix;
+  std::optional<base::Error> error;
+  reader.scan(prefix, start, [&](std::string_view, std::string_view value) {
+    const auto* root = detail::verify_root<state::Usage>(value);
+    if (root == nullptr) {
+      error = damaged("usage row", tenant ? "of tenant \"" + std::string(*tenant) + "\"" : std::string("of the store"));
+      return false;
+    }
+    const std::string_view day = root->day() ? root->day()->string_view() : std::string_view();
+    if (day > through_day) return !tenant.has_value();  // one tenant: past the last day, done
+    if (day < from_day) return true;
+    state::UsageT row;
+    root->UnPackTo(&row);
+    visit(row);
+    return true;
+  });
+  if (error) return *error;
+  return {};
+}
+
+base::Result<state::UsageT> sum_usage(const Reader& reader, std::optional<std::string_view> tenant,
+                                      std::string_view from_day, std::string_view through_day,
+                                      std::string_view caller) {
+  state::UsageT sum;
+  auto read = visit_usage(reader, tenant, from_day, through_day, [&](const state::UsageT& row) {
+    if (row.caller != caller) return;
+    sum.calls += row.calls;
+    sum.failed += row.failed;
+    sum.input_tokens += row.input_tokens;
+    sum.output_tokens += row.output_tokens;
+    sum.cached_tokens += row.cached_tokens;
+  });
+  if (!read) return read.error();
+  return sum;
+}
+
 }  // namespace statefold::fold

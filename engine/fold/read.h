@@ -89,4 +89,14 @@ struct MemoryItem {
     const Reader& reader, std::string_view session_id, std::uint64_t from = 1,
     std::uint64_t limit = std::numeric_limits<std::uint64_t>::max());
 
+// Usage rows (what the receipts recorded, per tenant, UTC day, API key and model) for the days from..through
+// ("YYYY-MM-DD", both included), in tenant then day order: one tenant's, or every tenant's when `tenant` is nullopt.
+[[nodiscard]] base::Result<void> visit_usage(const Reader& reader, std::optional<std::string_view> tenant,
+                                             std::string_view from_day, std::string_view through_day,
+                                             const std::function<void(const state::UsageT&)>& visit);
+// The sum of the rows visit_usage gives whose caller is `caller` (tenant, day, caller and model left empty).
+[[nodiscard]] base::Result<state::UsageT> sum_usage(const Reader& reader, std::optional<std::string_view> tenant,
+                                                    std::string_view from_day, std::string_view through_day,
+                                                    std::string_view caller);
+
 }  // namespace statefold::fold

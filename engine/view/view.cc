@@ -24,7 +24,7 @@ std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::s
 template <typename T>
 T checked(base::Result<T> result) {
   if (!result) throw std::runtime_error(result.error().message);
-  return std::move(result).value();
+  if constexpr (!std::is_void_v<T>) return std::move(result).value();
 }
 
 json::object message_json(std::uint64_t version, const schema::Message& m) {
@@ -256,6 +256,33 @@ std::string sessions_json(const fold::Reader& reader, std::string_view prefix, s
   } else {
     o["next_cursor"] = next;
   }
+  return json::serialize(o);
+}
+
+std::string usage_json(const fold::Reader& reader, std::optional<std::string_view> tenant, std::string_view from_day,
+                       std::string_view through_day) {
+  json::array data;
+  std::uint64_t totals[5] = {};
+  checked(fold::visit_usage(reader, tenant, from_day, through_day, [&](const state::UsageT& row) {
+    const std::uint64_t figures[5] = {row.calls, row.failed, row.input_tokens, row.output_tokens, row.cached_tokens};
+    for (int i = 0; i < 5; ++i) totals[i] += figures[i];
+    data.push_back(json::object{{"tenant", row.tenant},
+                                {"day", row.day},
+                                {"key", row.caller},
+                                {"model", row.model},
+                                {"calls", row.calls},
+                                {"failed", row.failed},
+                                {"input_tokens", row.input_tokens},
+                                {"output_tokens", row.output_tokens},
+                                {"cached_tokens", row.cached_tokens}});
+  }));
+  json::object o{{"object", "list"}, {"from", from_day}, {"to", through_day}};
+  o["data"] = std::move(data);
+  o["totals"] = json::object{{"calls", totals[0]},
+                             {"failed", totals[1]},
+                             {"input_tokens", totals[2]},
+                             {"output_tokens", totals[3]},
+                             {"cached_tokens", totals[4]}};
   return json::serialize(o);
 }
 

@@ -43,6 +43,12 @@ std::optional<std::string> history_json(const fold::Reader& reader, std::string_
 std::string sessions_json(const fold::Reader& reader, std::string_view prefix, std::string_view cursor,
                           std::uint64_t limit);
 
+// What the receipts recorded from `from_day` through `through_day` (YYYY-MM-DD, UTC): one tenant's rows, or every
+// tenant's when `tenant` is nullopt. {"object":"list","from","to","data":[{"tenant","day","key","model","calls",
+// "failed","input_tokens","output_tokens","cached_tokens"}],"totals":{"calls",...}}; "key" is the API key's name.
+std::string usage_json(const fold::Reader& reader, std::optional<std::string_view> tenant, std::string_view from_day,
+                       std::string_view through_day);
+
 std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
 std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
 

@@ -202,6 +202,40 @@ TEST(Auth, ConcurrentTurnsAreLimitedPerKeyAndFreedWhenATurnEnds) {
   EXPECT_TRUE(std::holds_alternative<Principal>(again));
 }
 
+TEST(Auth, TokenBudgetsCoverTheUtcDayOrMonthAndSayWhenTheyRenew) {
+  using namespace std::chrono;
+  const auto now = sys_days(2026y / December / 31) + 23h + 59min + 30s;
+  const BudgetWindow day = budget_window(Period::day, now);
+  EXPECT_EQ(day.from_day, "2026-12-31");
+  EXPECT_EQ(day.through_day, "2026-12-31");
+  EXPECT_EQ(day.until_reset, 30s);
+  const BudgetWindow month = budget_window(Period::month, now);
+  EXPECT_EQ(month.from_day, "2026-12-01");
+  EXPECT_EQ(month.through_day, "2026-12-31");
+  EXPECT_EQ(month.until_reset, 30s);
+  EXPECT_EQ(budget_window(Period::month, sys_days(2027y / February / 10)).until_reset, hours(24 * 19));
+
+  const NewKey a = new_key();
+  auto config = parse_config("[auth]\n[[auth.keys]]\nname = \"capped\"\ndigest = \"" + a.digest +
+                                 "\"\nroles = [\"chat\"]\ntoken_budget = 1000\nbudget_period = \"month\"\n",
+                             "t.toml");
+  ASSERT_TRUE(config) << config.error().message;
+  Gate gate(std::move(*config));
+  auto admitted = gate.admit("POST", "/v1/chat/completions", "Bearer " + a.key, kNow);
+  ASSERT_TRUE(std::holds_alternative<Principal>(admitted));
+  const Principal& capped = std::get<Principal>(admitted);
+  EXPECT_EQ(capped.token_budget, 1000u);
+  EXPECT_EQ(capped.budget_period, Period::month);
+  EXPECT_FALSE(over_budget(capped, 999, month));
+  auto refused = over_budget(capped, 1000, month);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(refused->code, "insufficient_quota");
+  EXPECT_EQ(refused->retry_after, 30s);
+  EXPECT_NE(refused->message.find("1000 of its 1000 tokens this month"), std::string::npos) << refused->message;
+  EXPECT_FALSE(over_budget(unrestricted(), 1u << 30, day)) << "no budget, no limit";
+}
+
 TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
   struct Case {
     std::string text;
@@ -220,6 +254,8 @@ TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
        "t.toml:5: auth.keys.tenant: expected 1..64"},
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\nroles = [\"chat\"]\nmax_concurrent_turns = -1\n",
        "t.toml:6: auth.keys.max_concurrent_turns"},
+      {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\nroles = [\"chat\"]\nbudget_period = \"week\"\n",
+       "t.toml:6: auth.keys.budget_period: expected \"day\" or \"month\""},
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest +
            "\"\nroles = [\"read\"]\n[[auth.keys]]\nname = \"b\"\ndigest = \"" + digest + "\"\nroles = [\"read\"]\n",
        "same digest as key \"a\""},

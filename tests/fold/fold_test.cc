@@ -7,6 +7,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "engine/base/hex.h"
+#include "engine/fold/read.h"
 #include "engine/view/view.h"
 #include "statefold/schema/events_generated.h"
 
@@ -346,6 +347,84 @@ TEST(Fold, AnEventTouchesAFixedNumberOfKeysWhateverTheSessionLength) {
   folder.apply(event_from_json(user_message(99999, "long", "one more")), {0, 5000, 0});
   // history entry, event id, header, summary: nothing proportional to the 2,000 earlier messages.
   EXPECT_EQ(folder.finish().entries().size(), 4u);
+}
+
+std::string receipt(std::uint64_t id, const std::string& session, const std::string& model, const std::string& caller,
+                    int status, std::uint64_t input, std::uint64_t output, std::int64_t occurred_at_us) {
+  std::string json = R"({"event_id":")" + id_hex(id) + R"(","session_id":")" + session +
+                     R"(","occurred_at_us":)" + std::to_string(occurred_at_us) +
+                     R"(,"payload_type":"InferenceReceipt","payload":{"model":")" + model + R"(","status":)" +
+                     std::to_string(status) + R"(,"usage":{"input_tokens":)" + std::to_string(input) +
+                     R"(,"output_tokens":)" + std::to_string(output) + R"(,"cached_tokens":1})";
+  if (!caller.empty()) json += R"(,"caller":")" + caller + R"(")";
+  return json + "}}";
+}
+
+TEST(Fold, ReceiptsAddUpToUsageRowsPerTenantDayKeyAndModelWhateverTheBatching) {
+  constexpr std::int64_t kDec3 = 1764720000000000;  // 2025-12-03T00:00:00Z
+  constexpr std::int64_t kDay = 86400000000;
+  const std::vector<std::string> events = {
+      receipt(1, "acme/a", "gpt-4o", "app", 200, 10, 5, kDec3 + 5),
+      receipt(2, "acme/b", "gpt-4o", "app", 200, 20, 7, kDec3 + kDay - 1),  // same day, another session
+      receipt(3, "acme/a", "gpt-4o", "app", 502, 0, 0, kDec3 + kDay),       // the next day, failed
+      receipt(4, "acme/a", "claude", "ops", 200, 3, 2, kDec3 + 10),
+      receipt(5, "globex/x", "gpt-4o", "app", 200, 100, 50, kDec3 + 20),
+      receipt(6, "no-tenant", "gpt-4o", "", 200, 1, 1, kDec3 + 30),
+      user_message(7, "acme/a", "not a receipt"),
+  };
+  Harness one_by_one;
+  one_by_one.fold(events, 1);
+  Harness together;
+  together.fold(events, events.size());
+
+  for (const Harness* h : {&one_by_one, &together}) {
+    std::vector<state::UsageT> acme;
+    ASSERT_TRUE(visit_usage(h->kv, "acme", "2025-12-01", "2025-12-31", [&](const state::UsageT& r) {
+      acme.push_back(r);
+    }));
+    ASSERT_EQ(acme.size(), 3u);
+    // Day, then key, then model order.
+    EXPECT_EQ(acme[0].day, "2025-12-03");
+    EXPECT_EQ(acme[0].caller, "app");
+    EXPECT_EQ(acme[0].model, "gpt-4o");
+    EXPECT_EQ(acme[0].calls, 2u);
+    EXPECT_EQ(acme[0].failed, 0u);
+    EXPECT_EQ(acme[0].input_tokens, 30u);
+    EXPECT_EQ(acme[0].output_tokens, 12u);
+    EXPECT_EQ(acme[0].cached_tokens, 2u);
+    EXPECT_EQ(acme[1].caller, "ops");
+    EXPECT_EQ(acme[1].model, "claude");
+    EXPECT_EQ(acme[2].day, "2025-12-04");
+    EXPECT_EQ(acme[2].failed, 1u);
+    EXPECT_EQ(acme[2].tenant, "acme");
+
+    auto app_today = sum_usage(h->kv, "acme", "2025-12-03", "2025-12-03", "app");
+    ASSERT_TRUE(app_today);
+    EXPECT_EQ(app_today->calls, 2u);
+    EXPECT_EQ(app_today->input_tokens + app_today->output_tokens, 42u);
+    auto app_later = sum_usage(h->kv, "acme", "2025-12-04", "2025-12-31", "app");
+    ASSERT_TRUE(app_later);
+    EXPECT_EQ(app_later->calls, 1u);
+
+    std::vector<std::string> tenants;
+    ASSERT_TRUE(visit_usage(h->kv, std::nullopt, "2025-12-03", "2025-12-03",
+                            [&](const state::UsageT& r) { tenants.push_back(r.tenant); }));
+    EXPECT_EQ(tenants, (std::vector<std::string>{"", "acme", "acme", "globex"}));
+  }
+  // Usage rows are not session state: the store hash is the sessions' alone, and the same either way.
+  EXPECT_EQ(one_by_one.store_hash(), together.store_hash());
+}
+
+TEST(Fold, UsageKeysStayApartWhateverTheNamesHold) {
+  // A NUL inside a model name must not make ("a\0b", "c") and ("a", "b\0c") one row.
+  Harness h;
+  h.fold({receipt(1, "t/s", "b\\u0000c", "a", 200, 1, 0, 0), receipt(2, "t/s", "c", "a\\u0000b", 200, 2, 0, 0)}, 2);
+  std::vector<state::UsageT> rows;
+  ASSERT_TRUE(visit_usage(h.kv, "t", "1970-01-01", "1970-01-01", [&](const state::UsageT& r) { rows.push_back(r); }));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].input_tokens + rows[1].input_tokens, 3u);
+  EXPECT_EQ(utc_day(-1), "1969-12-31");
+  EXPECT_EQ(utc_day(1764806399999999), "2025-12-03");
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ def binary():
     return path
 
 
-def new_key(name, roles, rate=0, tenant=None, turns=0):
+def new_key(name, roles, rate=0, tenant=None, turns=0, budget=0):
     """(key, config lines) from `statefold auth new-key`."""
     argv = [binary(), "auth", "new-key", "--name", name, "--roles", ",".join(roles)]
     if rate:
@@ -43,6 +43,8 @@ def new_key(name, roles, rate=0, tenant=None, turns=0):
         argv += ["--tenant", tenant]
     if turns:
         argv += ["--max-concurrent-turns", str(turns)]
+    if budget:
+        argv += ["--token-budget", str(budget)]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     key, _, config = run.stdout.partition("\n")
@@ -55,16 +57,17 @@ class Keys:
 
 
 ALL_ROLES = ["read", "write", "chat", "admin"]
-KEYS = [  # name, roles, requests per second, tenant, concurrent turns
-    ("all", ALL_ROLES, 0, None, 0),
-    ("reader", ["read"], 0, None, 0),
-    ("chatter", ["chat"], 0, None, 0),
-    ("slow", ["read"], 2, None, 0),
-    ("acme", ALL_ROLES, 0, "acme", 0),
-    ("acme_writer", ["read", "write"], 0, "acme", 0),
-    ("acme_one_turn", ["chat"], 0, "acme", 1),
-    ("globex", ALL_ROLES, 0, "globex", 0),
-    ("vip", ["chat", "read"], 0, "vip", 0),
+KEYS = [  # name, roles, requests per second, tenant, concurrent turns, token budget per day
+    ("all", ALL_ROLES, 0, None, 0, 0),
+    ("reader", ["read"], 0, None, 0, 0),
+    ("chatter", ["chat"], 0, None, 0, 0),
+    ("slow", ["read"], 2, None, 0, 0),
+    ("acme", ALL_ROLES, 0, "acme", 0, 0),
+    ("acme_writer", ["read", "write"], 0, "acme", 0, 0),
+    ("acme_one_turn", ["chat"], 0, "acme", 1, 0),
+    ("acme_capped", ["chat", "read"], 0, "acme", 0, 5),
+    ("globex", ALL_ROLES, 0, "globex", 0, 0),
+    ("vip", ["chat", "read"], 0, "vip", 0, 0),
 ]
 
 
@@ -107,8 +110,8 @@ def keyed(tmp_path_factory, fake_upstream):
         pytest.fail("STATEFOLD_BROKERS is not set: these tests need a real Kafka broker")
     keys = Keys()
     config = "[auth]\n"
-    for name, roles, rate, tenant, turns in KEYS:
-        key, lines = new_key(name, roles, rate, tenant, turns)
+    for name, roles, rate, tenant, turns, budget in KEYS:
+        key, lines = new_key(name, roles, rate, tenant, turns, budget)
         setattr(keys, name, key)
         config += lines
     config += upstream_tables(fake_upstream.port)
@@ -367,6 +370,61 @@ def test_concurrent_turns_over_the_keys_limit_get_429_and_recover(keyed, fake):
         except openai.RateLimitError:
             time.sleep(0.1)  # the turn's worker ends just after the last chunk is sent
     assert reply is not None and reply.choices[0].message.content == "after"
+
+
+def usage(keyed, key, query=""):
+    status, _, body = call(keyed, "GET", "/v1/usage" + query, key)
+    assert status == 200, body
+    return body
+
+
+def test_usage_by_key_model_and_day_comes_from_the_receipts_and_stays_in_the_tenant(keyed):
+    acme_session = "acme/usage-" + uuid.uuid4().hex[:6]
+    for text in ("one", "two"):
+        sdk(keyed, keyed.acme).chat.completions.create(model="echo", messages=[{"role": "user", "content": text}],
+                                                       extra_headers={"X-Session-Id": acme_session})
+    sdk(keyed, keyed.globex).chat.completions.create(model="echo", messages=[{"role": "user", "content": "three"}],
+                                                     extra_headers={"X-Session-Id": "globex/usage"})
+
+    def acme_rows():
+        return [r for r in usage(keyed, keyed.acme)["data"] if r["key"] == "acme" and r["model"] == "echo"]
+    assert wait_until(lambda: sum(r["calls"] for r in acme_rows()) >= 2, 10), usage(keyed, keyed.acme)
+    mine = usage(keyed, keyed.acme)
+    assert {r["tenant"] for r in mine["data"]} == {"acme"}, mine
+    row = acme_rows()[0]
+    assert row["input_tokens"] > 0 and row["output_tokens"] > 0 and row["failed"] == 0, row
+    assert len(row["day"]) == 10 and mine["from"] <= row["day"] <= mine["to"], (row, mine)
+    assert mine["totals"]["calls"] == sum(r["calls"] for r in mine["data"]), mine
+    assert wait_until(lambda: usage(keyed, keyed.globex)["data"], 10)
+    assert {r["tenant"] for r in usage(keyed, keyed.globex)["data"]} == {"globex"}
+    # An operator's key sees every tenant, or the one it names; a tenant's key cannot ask for another's.
+    assert {"acme", "globex"} <= {r["tenant"] for r in usage(keyed, keyed.all)["data"]}
+    assert {r["tenant"] for r in usage(keyed, keyed.all, "?tenant=globex")["data"]} == {"globex"}
+    status, _, body = call(keyed, "GET", "/v1/usage?tenant=globex", keyed.acme)
+    assert status == 403, body
+    assert call(keyed, "GET", "/v1/usage?from=yesterday", keyed.acme)[0] == 400
+    assert usage(keyed, keyed.acme, "?from=2000-01-01&to=2000-01-31")["data"] == []
+
+
+def test_a_token_budget_refuses_turns_once_the_receipts_reach_it(keyed):
+    capped = sdk(keyed, keyed.acme_capped)
+    session = "acme/capped-" + uuid.uuid4().hex[:6]
+    capped.chat.completions.create(model="echo", messages=[{"role": "user", "content": "spend more than five tokens"}],
+                                   extra_headers={"X-Session-Id": session})
+    assert wait_until(lambda: usage(keyed, keyed.acme_capped)["budget"]["used"] >= 5, 10)
+    budget = usage(keyed, keyed.acme_capped)["budget"]
+    assert budget["key"] == "acme_capped" and budget["token_budget"] == 5 and budget["period"] == "day", budget
+    with pytest.raises(openai.RateLimitError) as refused:
+        capped.chat.completions.create(model="echo", messages=[{"role": "user", "content": "again"}],
+                                       extra_headers={"X-Session-Id": session})
+    assert refused.value.code == "insufficient_quota" and "of its 5 tokens this day" in str(refused.value)
+    retry_after = int(refused.value.response.headers["Retry-After"])
+    assert 0 < retry_after <= 86400 and abs(retry_after - budget["renews_in_s"]) < 60
+    # Nothing of the refused turn was recorded, and the tenant's other keys go on.
+    status, _, state = call(keyed, "GET", "/v1/sessions/" + urllib.parse.quote(session, safe=""), keyed.acme)
+    assert status == 200 and state["version"] == 4, state  # opened, input, receipt, reply: the first turn only
+    sdk(keyed, keyed.acme).chat.completions.create(model="echo", messages=[{"role": "user", "content": "fine"}],
+                                                   extra_headers={"X-Session-Id": session})
 
 
 def serve_argv(tmp_path, address, *extra):

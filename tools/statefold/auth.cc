@@ -20,6 +20,8 @@ Runner add_auth(CLI::App& app) {
     std::vector<std::string> roles;
     double requests_per_second = 0;
     std::uint32_t max_concurrent_turns = 0;
+    std::uint64_t token_budget = 0;
+    std::string budget_period = "day";
   };
   auto a = std::make_shared<Args>();
   make->add_option("--name", a->name, "Who or what the key is for; logs and refusals name it")->required();
@@ -38,6 +40,12 @@ Runner add_auth(CLI::App& app) {
       ->capture_default_str();
   make->add_option("--max-concurrent-turns", a->max_concurrent_turns, "Gateway turns of the key at once (0: no limit)")
       ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  make->add_option("--token-budget", a->token_budget,
+                   "Input + output tokens per --budget-period, counted from the receipts (0: no budget)")
+      ->capture_default_str();
+  make->add_option("--budget-period", a->budget_period, "day or month (UTC)")
+      ->check(CLI::IsMember({"day", "month"}))
       ->capture_default_str();
   return [a, make]() {
     if (!make->parsed()) return static_cast<int>(kUsage);
@@ -58,6 +66,9 @@ Runner add_auth(CLI::App& app) {
     std::cout << "roles = [" << roles.str() << "]\n";
     if (a->requests_per_second > 0) std::cout << "requests_per_second = " << a->requests_per_second << "\n";
     if (a->max_concurrent_turns > 0) std::cout << "max_concurrent_turns = " << a->max_concurrent_turns << "\n";
+    if (a->token_budget > 0) {
+      std::cout << "token_budget = " << a->token_budget << "\nbudget_period = \"" << a->budget_period << "\"\n";
+    }
     return static_cast<int>(kOk);
   };
 }

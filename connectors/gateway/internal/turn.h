@@ -73,6 +73,7 @@ struct Call {
   bool timed_out = false;  // no answer in time (504 rather than 502)
   std::string error;
   bool store = true;  // false: Responses' store: false, recorded with the reply (see kUnstoredResponse)
+  std::string caller;  // the API key's name, for usage and budgets
 };
 
 // A request rendered for an endpoint, ready to send.
@@ -194,7 +195,7 @@ struct Core {
                                bool folded, std::shared_ptr<TurnLocks::Held> keep = nullptr);
   // The input is on the log but no request could be made of it: a failed receipt says so.
   void record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
-                         const upstream::Endpoint& endpoint, const http::Response& refusal);
+                         const upstream::Endpoint& endpoint, const http::Response& refusal, const std::string& caller);
 
   // Calls the upstream (or answers as echo) without streaming.
   std::optional<protocol::Reply> complete(const Prepared& p, Call& call);
@@ -224,6 +225,11 @@ void chat(Core& core, const http::Request& request, auth::Principal caller, Cloc
 void responses(Core& core, const http::Request& request, auth::Principal caller, Clock::time_point received,
                const http::Respond& respond);
 http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id);
+
+// 429 (insufficient_quota, Retry-After: when the period renews) when the caller's key has a token budget and the
+// receipts of its key in the current period have used it up; nullopt otherwise.
+std::optional<http::Response> refuse_over_budget(const Core& core, const auth::Principal& caller,
+                                                 const std::string& route);
 
 // The 404 for a session outside the caller's tenant, as for one that does not exist.
 http::Response not_in_namespace(const auth::Principal& caller, const std::string& session, const std::string& route);
