@@ -11,6 +11,7 @@ find_package(CLI11 CONFIG REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 find_package(prometheus-cpp CONFIG REQUIRED)  # prometheus-cpp::core, used inside engine/metrics only
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)  # connectors/tokenizer's split patterns only
+pkg_check_modules(LIBJWT REQUIRED IMPORTED_TARGET libjwt)  # JWT bearer tokens, in engine/auth only
 find_package(ZLIB REQUIRED)  # crc32 of AWS event-stream frames, in connectors/upstream only
 if(STATEFOLD_BUILD_TESTS)
   find_package(GTest REQUIRED)

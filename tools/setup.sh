@@ -24,7 +24,7 @@ PACKAGES=(
   # libraries the C++ code links against
   librdkafka-dev flatbuffers-compiler libflatbuffers-dev librocksdb-dev
   libboost1.81-dev libboost-json1.81-dev libcli11-dev libtomlplusplus-dev libxxhash-dev
-  libbenchmark-dev libgtest-dev libssl-dev prometheus-cpp-dev
+  libbenchmark-dev libgtest-dev libssl-dev prometheus-cpp-dev libjwt-dev
   # connectors: the tokenizer's split pattern
   libpcre2-dev
   # promtool checks the /metrics output in tests; the openssl command makes the TLS tests' certificates

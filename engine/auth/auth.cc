@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "engine/auth/internal/jwt.h"
 #include "engine/base/hex.h"
 
 namespace statefold::auth {
@@ -37,6 +38,52 @@ bool spans_tenants(std::string_view path) { return path.starts_with("/v1/snapsho
 
 bool is_turn(std::string_view method, std::string_view path) {
   return method == "POST" && (path == "/v1/chat/completions" || path == "/v1/responses");
+}
+
+// [auth.jwt]: issuer, audience and public_key_file are required.
+base::Result<JwtConfig> parse_jwt(std::string_view source, const toml::node& node) {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) return base::make_error(at(source, node) + ": auth.jwt: expected a table");
+  JwtConfig jwt;
+  for (const auto& [name, value] : *table) {
+    const std::string field(name.str());
+    const std::string where = at(source, value) + ": auth.jwt." + field;
+    auto text = value.value_exact<std::string>();
+    if (field == "issuer" || field == "audience" || field == "public_key_file" || field == "tenant_claim" ||
+        field == "roles_claim" || field == "name_claim") {
+      if (!text || text->empty()) return base::make_error(where + ": expected a non-empty string");
+      (field == "issuer"            ? jwt.issuer
+       : field == "audience"        ? jwt.audience
+       : field == "public_key_file" ? jwt.public_key_file
+       : field == "tenant_claim"    ? jwt.tenant_claim
+       : field == "roles_claim"     ? jwt.roles_claim
+                                    : jwt.name_claim) = *text;
+    } else if (field == "leeway_s") {
+      auto n = value.value_exact<std::int64_t>();
+      if (!n || *n < 0 || *n > 3600) return base::make_error(where + ": expected seconds, 0..3600");
+      jwt.leeway = std::chrono::seconds(*n);
+    } else if (field == "algorithms") {
+      const toml::array* list = value.as_array();
+      if (list == nullptr || list->empty()) return base::make_error(where + ": expected a list such as [\"RS256\"]");
+      jwt.algorithms.clear();
+      for (const toml::node& item : *list) {
+        auto alg = item.value_exact<std::string>();
+        static constexpr std::string_view kAccepted[] = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"};
+        if (!alg || std::find(std::begin(kAccepted), std::end(kAccepted), *alg) == std::end(kAccepted)) {
+          return base::make_error(where + ": accepted are RS256, RS384, RS512, ES256, ES384, ES512");
+        }
+        jwt.algorithms.push_back(*alg);
+      }
+    } else {
+      return base::make_error(where + ": unknown field (known: issuer, audience, public_key_file, algorithms, "
+                                      "tenant_claim, roles_claim, name_claim, leeway_s)");
+    }
+  }
+  for (auto [field, value] : {std::pair{"issuer", &jwt.issuer}, std::pair{"audience", &jwt.audience},
+                              std::pair{"public_key_file", &jwt.public_key_file}}) {
+    if (value->empty()) return base::make_error(at(source, node) + ": auth.jwt: '" + field + "' is required");
+  }
+  return jwt;
 }
 
 }  // namespace
@@ -136,8 +183,12 @@ base::Result<Config> parse_config(std::string_view toml_text, std::string_view s
       auto open = node.value_exact<bool>();
       if (!open) return base::make_error(at(source, node) + ": auth.metrics_open: expected true or false");
       config.metrics_open = *open;
+    } else if (key == "jwt") {
+      auto jwt = parse_jwt(source, node);
+      if (!jwt) return jwt.error();
+      config.jwt = std::move(*jwt);
     } else if (key != "keys") {
-      return base::make_error(at(source, node) + ": auth: unknown key '" + key + "' (known: keys, metrics_open)");
+      return base::make_error(at(source, node) + ": auth: unknown key '" + key + "' (known: keys, jwt, metrics_open)");
     }
   }
   const toml::node* keys_node = table->get("keys");
@@ -232,7 +283,8 @@ Gate::Gate(Config config)
 
 std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::string_view path,
                                              std::optional<std::string_view> authorization,
-                                             std::chrono::steady_clock::time_point now) {
+                                             std::chrono::steady_clock::time_point now,
+                                             std::chrono::system_clock::time_point wall) {
   if (!enabled()) return unrestricted();  // no keys configured: nothing to check per request
   const auto role = required_role(method, path, _config.metrics_open);
   if (!role) return unrestricted();  // the open routes touch no session
@@ -247,6 +299,21 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
   presented.remove_prefix(kBearer.size());
   // Looked up by digest: the map compares digests, never the key, so its timing tells nothing about a key's text.
   auto found = _keys.find(digest_of(presented));
+  if (found == _keys.end() && _config.jwt && internal::looks_like_jwt(presented)) {
+    auto verified = internal::verify_jwt(*_config.jwt, presented, wall);
+    if (auto* principal = std::get_if<Principal>(&verified); principal != nullptr && !principal->may(*role)) {
+      return Refusal{403,
+                     "token of \"" + principal->key_name + "\" lacks the " + std::string(role_name(*role)) +
+                         " role for " + std::string(method) + " " + std::string(path),
+                     "insufficient_role",
+                     {}};
+    }
+    if (auto* principal = std::get_if<Principal>(&verified); principal != nullptr && spans_tenants(path)) {
+      return Refusal{403, std::string(path) + " covers every tenant: tokens always belong to one", "insufficient_role",
+                     {}};
+    }
+    return verified;
+  }
   if (found == _keys.end()) return Refusal{401, "incorrect API key", "invalid_api_key", {}};
   const Key& key = _config.keys[found->second];
   if ((key.roles & static_cast<unsigned>(*role)) == 0) {

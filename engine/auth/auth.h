@@ -54,14 +54,35 @@ struct Key {
 // Whether `name` may name a tenant: 1..64 of [A-Za-z0-9._-] (it prefixes session ids, so no '/').
 bool valid_tenant(std::string_view name);
 
+// Bearer tokens from an identity provider, besides keys: JWTs (RFC 7519) signed with RS256/384/512 or ES256/384/512
+// by the key in public_key_file, of the configured issuer and audience, unexpired. Claims give the tenant (required),
+// the roles (a list, or a space-separated string; names other than statefold's roles are ignored) and the name
+// logs, refusals and receipts show ("jwt:" + the claim).
+struct JwtConfig {
+  std::string issuer;
+  std::string audience;
+  std::string public_key_file;
+  std::string public_key_pem;  // the file's text, read by the caller (auth does no I/O): load_jwt_key
+  std::vector<std::string> algorithms{"RS256", "ES256"};
+  std::string tenant_claim = "tenant";
+  std::string roles_claim = "roles";
+  std::string name_claim = "sub";
+  std::chrono::seconds leeway{30};  // clock skew allowed on exp and nbf
+};
+
 struct Config {
   std::vector<Key> keys;
   bool metrics_open = false;  // /metrics without a key (for a scraper on a private network)
+  std::optional<JwtConfig> jwt;
 };
+
+// Puts `pem` (the text of jwt.public_key_file) in the config, checked to be a public key; the error names the file.
+base::Result<void> load_jwt_key(JwtConfig& jwt, std::string pem);
 
 // The [auth] table of a TOML document:
 //   [auth]
 //   metrics_open = false
+//   [auth.jwt]   issuer, audience, public_key_file, algorithms, tenant_claim, roles_claim, name_claim, leeway_s
 //   [[auth.keys]]
 //   name = "app"  digest = "sha256:<64 hex>"  tenant = "acme"  roles = ["read", "write", "chat"]
 //   requests_per_second = 50  max_concurrent_turns = 4  token_budget = 1000000  budget_period = "day"
@@ -119,13 +140,15 @@ std::optional<Refusal> over_budget(const Principal& principal, std::uint64_t use
 class Gate {
  public:
   explicit Gate(Config config);
-  // True when keys are configured: every route but the open ones needs one.
-  bool enabled() const { return !_keys.empty(); }
+  // True when keys or tokens are configured: every route but the open ones needs one.
+  bool enabled() const { return !_keys.empty() || _config.jwt.has_value(); }
   // An open route, or no keys configured: an anonymous principal with every role and no tenant. A gateway turn
   // (POST /v1/chat/completions or /v1/responses) takes one of the key's concurrent-turn slots (Principal::turn_slot).
+  // `wall` is the time tokens' exp and nbf are checked against.
   std::variant<Principal, Refusal> admit(std::string_view method, std::string_view path,
                                          std::optional<std::string_view> authorization,
-                                         std::chrono::steady_clock::time_point now);
+                                         std::chrono::steady_clock::time_point now,
+                                         std::chrono::system_clock::time_point wall = std::chrono::system_clock::now());
 
  private:
   struct Bucket {

@@ -1,7 +1,11 @@
 #include "engine/auth/auth.h"
 
 #include <gtest/gtest.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
+#include <memory>
 #include <string>
 
 namespace statefold::auth {
@@ -250,6 +254,9 @@ TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\n", "needs at least one role"},
       {"[auth]\n[[auth.keys]]\ndigest = \"" + digest + "\"\nroles = [\"read\"]\n", "needs a name"},
       {"[auth]\nopen = true\n", "t.toml:2: auth: unknown key 'open'"},
+      {"[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\n", "auth.jwt: 'public_key_file' is required"},
+      {"[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\npublic_key_file = \"k\"\nalgorithms = [\"HS256\"]\n",
+       "t.toml:5: auth.jwt.algorithms: accepted are RS256"},
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\ntenant = \"a/b\"\nroles = [\"read\"]\n",
        "t.toml:5: auth.keys.tenant: expected 1..64"},
       {"[auth]\n[[auth.keys]]\nname = \"a\"\ndigest = \"" + digest + "\"\nroles = [\"chat\"]\nmax_concurrent_turns = -1\n",
@@ -265,6 +272,117 @@ TEST(Auth, ConfigErrorsNameTheFileLineAndField) {
     ASSERT_FALSE(parsed) << c.text;
     EXPECT_NE(parsed.error().message.find(c.wanted), std::string::npos) << parsed.error().message;
   }
+}
+
+// A key pair for signing test tokens, as PEM.
+struct SigningKey {
+  std::string private_pem;
+  std::string public_pem;
+};
+
+SigningKey make_signing_key() {
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
+  EXPECT_TRUE(key);
+  auto pem = [](auto write) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    write(bio.get());
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(size));
+  };
+  return {pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr); }),
+          pem([&](BIO* b) { PEM_write_bio_PUBKEY(b, key.get()); })};
+}
+
+// A token with `claims` (JSON), signed with `alg` and `key` (the private PEM, or an HMAC secret).
+std::string mint(const std::string& claims, jwt_alg_t alg, const std::string& key) {
+  jwt_t* raw = nullptr;
+  EXPECT_EQ(jwt_new(&raw), 0);
+  std::unique_ptr<jwt_t, decltype(&jwt_free)> jwt(raw, jwt_free);
+  EXPECT_EQ(jwt_add_grants_json(jwt.get(), claims.c_str()), 0) << claims;
+  EXPECT_EQ(jwt_set_alg(jwt.get(), alg, alg == JWT_ALG_NONE ? nullptr : reinterpret_cast<const unsigned char*>(key.data()),
+                        alg == JWT_ALG_NONE ? 0 : static_cast<int>(key.size())),
+            0);
+  char* token = jwt_encode_str(jwt.get());
+  EXPECT_NE(token, nullptr);
+  std::string out(token);
+  std::free(token);
+  return out;
+}
+
+TEST(Auth, JwtBearerTokensGiveTenantRolesAndNameAndAreCheckedInEveryOtherRespect) {
+  const SigningKey idp = make_signing_key();
+  const SigningKey stranger = make_signing_key();
+  auto config = parse_config(
+      "[auth.jwt]\nissuer = \"https://idp.test/\"\naudience = \"statefold\"\npublic_key_file = \"idp.pem\"\n"
+      "roles_claim = \"scope\"\n",
+      "t.toml");
+  ASSERT_TRUE(config) << config.error().message;
+  ASSERT_TRUE(config->jwt);
+  EXPECT_FALSE(load_jwt_key(*config->jwt, "not a key"));
+  ASSERT_TRUE(load_jwt_key(*config->jwt, idp.public_pem));
+  Gate gate(std::move(*config));
+  ASSERT_TRUE(gate.enabled()) << "tokens alone turn authentication on";
+
+  using namespace std::chrono;
+  const auto wall = sys_days(2026y / December / 4) + 12h;
+  const long now_s = duration_cast<seconds>(wall.time_since_epoch()).count();
+  auto claims = [&](std::string extra, long exp_offset = 600) {
+    return R"({"iss":"https://idp.test/","aud":["other","statefold"],"sub":"alice","tenant":"acme",)"
+           R"("scope":"read chat openid","exp":)" + std::to_string(now_s + exp_offset) + extra + "}";
+  };
+  auto admit = [&](const std::string& token, const char* method = "POST", const char* path = "/v1/chat/completions") {
+    return gate.admit(method, path, "Bearer " + token, kNow, wall);
+  };
+
+  auto good = admit(mint(claims(""), JWT_ALG_ES256, idp.private_pem));
+  ASSERT_TRUE(std::holds_alternative<Principal>(good)) << std::get<Refusal>(good).message;
+  const Principal& alice = std::get<Principal>(good);
+  EXPECT_EQ(alice.key_name, "jwt:alice");
+  EXPECT_EQ(alice.tenant, "acme");
+  EXPECT_TRUE(alice.may(Role::read) && alice.may(Role::chat));
+  EXPECT_FALSE(alice.may(Role::write) || alice.may(Role::admin)) << "openid is not a role; write was not given";
+
+  struct Case {
+    std::string token;
+    int status;
+    std::string says;
+  };
+  const Case cases[] = {
+      {mint(claims("", -120), JWT_ALG_ES256, idp.private_pem), 401, "expired"},
+      {mint(claims(R"(,"nbf":)" + std::to_string(now_s + 3600)), JWT_ALG_ES256, idp.private_pem), 401, "not valid yet"},
+      {mint(claims("", 600), JWT_ALG_ES256, stranger.private_pem), 401, "not a JWT signed by the configured key"},
+      // The classic confusion: HMAC keyed with the public key's text, which anyone may have.
+      {mint(claims(""), JWT_ALG_HS256, idp.public_pem), 401, "algorithm HS256 is not accepted"},
+      {mint(claims(""), JWT_ALG_NONE, ""), 401, ""},
+      {mint(R"({"iss":"https://evil.test/","aud":"statefold","tenant":"acme","exp":)" + std::to_string(now_s + 60) + "}",
+            JWT_ALG_ES256, idp.private_pem),
+       401, "not issued by https://idp.test/"},
+      {mint(R"({"iss":"https://idp.test/","aud":"other","tenant":"acme","exp":)" + std::to_string(now_s + 60) + "}",
+            JWT_ALG_ES256, idp.private_pem),
+       401, "not meant for audience statefold"},
+      {mint(R"({"iss":"https://idp.test/","aud":"statefold","tenant":"acme"})", JWT_ALG_ES256, idp.private_pem), 401,
+       "no exp claim"},
+      {mint(R"({"iss":"https://idp.test/","aud":"statefold","scope":"chat","exp":)" + std::to_string(now_s + 60) + "}",
+            JWT_ALG_ES256, idp.private_pem),
+       401, "must name the tenant"},
+      {"a.b.c", 401, ""},
+  };
+  for (const auto& c : cases) {
+    auto r = admit(c.token);
+    ASSERT_TRUE(std::holds_alternative<Refusal>(r)) << c.says;
+    EXPECT_EQ(std::get<Refusal>(r).status, c.status) << c.says;
+    EXPECT_NE(std::get<Refusal>(r).message.find(c.says), std::string::npos) << std::get<Refusal>(r).message;
+  }
+  // Roles and tenant-wide routes as for keys.
+  const std::string token = mint(claims(""), JWT_ALG_ES256, idp.private_pem);
+  auto write = admit(token, "POST", "/v1/sessions/acme%2Fx/events");
+  ASSERT_TRUE(std::holds_alternative<Refusal>(write));
+  EXPECT_EQ(std::get<Refusal>(write).status, 403);
+  EXPECT_NE(std::get<Refusal>(write).message.find("jwt:alice"), std::string::npos);
+  auto metrics = admit(token, "GET", "/metrics");
+  ASSERT_TRUE(std::holds_alternative<Refusal>(metrics));
+  EXPECT_EQ(std::get<Refusal>(metrics).status, 403);
 }
 
 }  // namespace

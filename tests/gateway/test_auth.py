@@ -1,17 +1,20 @@
-"""API keys, roles and tenants on `statefold serve` (spec section 9, docs/security.md), through the official OpenAI
+"""API keys, JWT bearer tokens, roles, tenants, limits and usage on `statefold serve` (spec section 9, docs/security.md), through the official OpenAI
 Python SDK.
 
 serve runs on the real broker of STATEFOLD_BROKERS with keys made by `statefold auth new-key`; its gateway routes to
 offline echo endpoints and, for the slow turns of the concurrency test, to the scripted fake upstream. Checked: a key
 admits its roles and only them (401 without or with a wrong key, 403 for a missing role, in OpenAI's error shape so
 the SDK raises the right exception with the message), the rate limit and the concurrent-turn limit answer 429 with
-Retry-After and recover, a tenant's key finds no other tenant's session on any route (read, list, append, fork,
+Retry-After and recover, a token budget refuses turns once the receipts reach it and GET /v1/usage shows each tenant
+its own use, JWTs minted here (openssl, RS256) admit their tenant and roles and are refused expired, forged, for
+another audience or tenantless, a tenant's key finds no other tenant's session on any route (read, list, append, fork,
 erase, context, chat, responses) and its turns take its tenant's routes whatever session id it picks, /healthz and
 /readyz stay open, keys never reach the log, and serve refuses to listen beyond loopback without keys unless told to.
 
 Run by run_sdk_tests.sh (ctest: gateway_sdk_test).
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -114,8 +117,11 @@ def keyed(tmp_path_factory, fake_upstream):
         key, lines = new_key(name, roles, rate, tenant, turns, budget)
         setattr(keys, name, key)
         config += lines
-    config += upstream_tables(fake_upstream.port)
     directory = tmp_path_factory.mktemp("auth")
+    keys.jwt_key = make_rsa_key(directory)
+    config += ('[auth.jwt]\nissuer = "https://idp.test/"\naudience = "statefold"\npublic_key_file = "%s"\n'
+               'algorithms = ["RS256"]\nroles_claim = "scope"\n' % (directory / "idp-public.pem"))
+    config += upstream_tables(fake_upstream.port)
     config_path = directory / "serve.toml"
     config_path.write_text(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
@@ -132,6 +138,31 @@ def keyed(tmp_path_factory, fake_upstream):
     log = instance.log()
     for name, *_ in KEYS:
         assert getattr(keys, name) not in log, "a key reached serve's log"
+
+
+def make_rsa_key(directory):
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                    str(directory / "idp.pem")], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(directory / "idp.pem"), "-pubout", "-out",
+                    str(directory / "idp-public.pem")], check=True, capture_output=True)
+    return directory / "idp.pem"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint(private_key, claims, alg="RS256"):
+    """A JWT signed RS256 by the `openssl` command (PKCS#1 v1.5 over SHA-256 is what RS256 is)."""
+    signing_input = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "." + b64url(json.dumps(claims).encode())
+    signed = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(private_key)], input=signing_input.encode(),
+                            capture_output=True, check=True)
+    return signing_input + "." + b64url(signed.stdout)
+
+
+def token_claims(tenant, scope, expires_in=600, **extra):
+    return dict({"iss": "https://idp.test/", "aud": "statefold", "sub": "bob", "tenant": tenant, "scope": scope,
+                 "exp": int(time.time()) + expires_in}, **extra)
 
 
 def sdk(keyed, key):
@@ -425,6 +456,35 @@ def test_a_token_budget_refuses_turns_once_the_receipts_reach_it(keyed):
     assert status == 200 and state["version"] == 4, state  # opened, input, receipt, reply: the first turn only
     sdk(keyed, keyed.acme).chat.completions.create(model="echo", messages=[{"role": "user", "content": "fine"}],
                                                    extra_headers={"X-Session-Id": session})
+
+
+def test_jwt_bearer_tokens_from_an_identity_provider(keyed):
+    token = mint(keyed.jwt_key, token_claims("acme", "read chat"))
+    session = "acme/jwt-" + uuid.uuid4().hex[:6]
+    reply = sdk(keyed, token).chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}],
+                                                      extra_headers={"X-Session-Id": session})
+    assert reply.choices[0].message.content
+    assert wait_until(lambda: any(r["key"] == "jwt:bob" for r in usage(keyed, token)["data"]), 10)
+    # The token's tenant is its namespace, its scope its roles.
+    globex = mint(keyed.jwt_key, token_claims("globex", "read"))
+    assert call(keyed, "GET", "/v1/sessions/" + urllib.parse.quote(session, safe=""), globex)[0] == 404
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk(keyed, globex).chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}],
+                                                   extra_headers={"X-Session-Id": "globex/x"})
+    # Expired, forged, malformed, for another audience: 401 in OpenAI's shape.
+    refused = {
+        "expired": mint(keyed.jwt_key, token_claims("acme", "chat", expires_in=-300)),
+        "not a JWT signed by the configured key": token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8),
+        "not meant for audience": mint(keyed.jwt_key, token_claims("acme", "chat", aud="someone-else")),
+        "must name the tenant": mint(keyed.jwt_key, token_claims(None, "chat")),
+    }
+    for says, bad in refused.items():
+        with pytest.raises(openai.AuthenticationError) as denied:
+            sdk(keyed, bad).chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}],
+                                                    extra_headers={"X-Session-Id": session})
+        assert says in str(denied.value), (says, str(denied.value))
+    assert call(keyed, "GET", "/v1/sessions", "a.b.c")[0] == 401
+    assert token not in keyed.serve.log()
 
 
 def serve_argv(tmp_path, address, *extra):

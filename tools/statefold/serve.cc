@@ -238,6 +238,19 @@ Runner add_serve(CLI::App& app) {
         return kUsage;
       }
       auth_config = std::move(*keys);
+      if (auth_config.jwt) {
+        std::ifstream key_file(auth_config.jwt->public_key_file);
+        std::string pem((std::istreambuf_iterator<char>(key_file)), std::istreambuf_iterator<char>());
+        if (!key_file) {
+          std::cerr << "statefold serve: auth.jwt.public_key_file " << auth_config.jwt->public_key_file
+                    << ": cannot read it\n";
+          return kUsage;
+        }
+        if (auto loaded = auth::load_jwt_key(*auth_config.jwt, std::move(pem)); !loaded) {
+          std::cerr << "statefold serve: " << loaded.error().message << "\n";
+          return kUsage;
+        }
+      }
       auto parsed = upstream::parse_routing_toml(text, *config);
       if (!parsed) {
         std::cerr << "statefold serve: " << parsed.error().message << "\n";
@@ -252,7 +265,7 @@ Runner add_serve(CLI::App& app) {
     }
     // Secure by default: beyond loopback, no keys means anyone who reaches the port may read every session and
     // spend on every endpoint, so that takes an explicit flag.
-    if (http_address && auth_config.keys.empty()) {
+    if (http_address && auth_config.keys.empty() && !auth_config.jwt) {
       if (!is_loopback(http_address->first) && !a->insecure_no_auth) {
         std::cerr << "statefold serve: refusing to listen on " << a->http_address
                   << " without authentication: add [[auth.keys]] to --config (statefold auth new-key makes one), "
@@ -352,8 +365,9 @@ Runner add_serve(CLI::App& app) {
       server_options.max_body_bytes = a->max_body_bytes;
       server_options.max_connections = a->max_connections;
       if (!a->tls_cert.empty()) server_options.tls = http::TlsOptions{a->tls_cert, a->tls_key, a->tls_client_ca};
-      if (!auth_config.keys.empty()) {
+      if (!auth_config.keys.empty() || auth_config.jwt) {
         base::log_info("API keys required", {{"keys", std::to_string(auth_config.keys.size())},
+                                             {"jwt_issuer", auth_config.jwt ? auth_config.jwt->issuer : "none"},
                                              {"metrics_open", auth_config.metrics_open ? "true" : "false"}});
       }
       auto keys = std::make_shared<auth::Gate>(std::move(auth_config));
