@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The gateway seen through the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py, test_bedrock.py for
 # AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS, test_kafka_security.py for Kafka
-# over SASL_SSL on a broker of its own), against the scripted fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real
-# Kafka broker in STATEFOLD_BROKERS.
+# over SASL_SSL on a broker of its own), against the scripted fake upstreams (tests/support/fake_upstream.py,
+# fake_bedrock.py) and the real Kafka broker in STATEFOLD_BROKERS.
 #
 #   tests/gateway/run_sdk_tests.sh [BUILD_DIR] [pytest args...]      e.g. ... build/dev -k streaming -x
 #

@@ -1,5 +1,5 @@
-"""API keys, JWT bearer tokens, roles, tenants, limits and usage on `statefold serve` (spec section 9, docs/security.md), through the official OpenAI
-Python SDK.
+"""API keys, JWT bearer tokens, roles, tenants, limits and usage on `statefold serve` (spec section 9,
+docs/security.md), through the official OpenAI Python SDK.
 
 serve runs on the real broker of STATEFOLD_BROKERS with keys made by `statefold auth new-key`; its gateway routes to
 offline echo endpoints and, for the slow turns of the concurrency test, to the scripted fake upstream. Checked: a key
