@@ -1637,3 +1637,27 @@ def test_api_key_only_in_the_auth_header(serve, fake, client):
     assert not any(session in metrics for session in serve.sessions)
     for session in serve.sessions[-3:]:
         assert UPSTREAM_KEY not in json.dumps(serve.events(session))
+
+
+def test_a_key_the_upstream_quotes_back_is_stored_and_shown_nowhere(serve, fake, client):
+    # A careless upstream quotes the Authorization header it got: in a 401's body and header, and in a streamed
+    # reply's text. The key must reach neither the client, nor the events, receipts, state, log or metrics.
+    fake.script({"status": 401, "echo_auth": True}, {"echo_auth": True})
+    failed = serve.new_session("echo-key-401")
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(failed),
+                                       messages=[{"role": "user", "content": "who am I?"}])
+    seen = str(refused.value) + json.dumps(refused.value.body) + json.dumps(dict(refused.value.response.headers))
+    assert UPSTREAM_KEY not in seen and "invalid credentials" in seen, seen
+    streamed = serve.new_session("echo-key-stream")
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
+        model="gpt-4o", stream=True, extra_headers=session_header(streamed),
+        messages=[{"role": "user", "content": "and now?"}]) if chunk.choices)
+    assert "invalid credentials" in text and "[redacted]" in text and UPSTREAM_KEY not in text, text
+    for session in (failed, streamed):
+        stored = json.dumps(serve.events(session)) + json.dumps(serve.session(session))
+        assert UPSTREAM_KEY not in stored, session
+        assert serve.receipts(session), session
+    assert "[redacted]" in json.dumps(serve.receipts(failed)) + json.dumps(serve.events(streamed))
+    assert UPSTREAM_KEY not in serve.log()
+    assert UPSTREAM_KEY not in serve.get("/metrics")[2]
