@@ -65,6 +65,22 @@ def free_port():
     return port
 
 
+def start_fake_upstream(source, work, actions):
+    """The scripted fake upstream (tests/support/fake_upstream.py) on a free port, given `actions`: (process, port)."""
+    port_file = os.path.join(work, "fake.port")
+    fake = subprocess.Popen([sys.executable, os.path.join(source, "tests/support/fake_upstream.py"), "--port", "0",
+                             "--port-file", port_file], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(port_file) and open(port_file).read().strip():
+            break
+        time.sleep(0.05)
+    port = int(open(port_file).read().strip())
+    ctl = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    ctl.request("POST", "/__script", json.dumps({"actions": actions}), {"content-type": "application/json"})
+    ctl.getresponse().read()
+    return fake, port
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     source = os.path.dirname(os.path.dirname(here))
@@ -82,22 +98,11 @@ def main():
         return 1
 
     work = tempfile.mkdtemp(prefix="gateway-bench-")
-    port_file = os.path.join(work, "fake.port")
-    fake = subprocess.Popen([sys.executable, os.path.join(source, "tests/support/fake_upstream.py"), "--port", "0",
-                             "--port-file", port_file], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total = args.turns + args.warmup
+    fake, fake_port = start_fake_upstream(
+        source, work, [{"reply": "Fine, thanks.", "delay_ms": args.upstream_delay_ms, "repeat": total + 10}])
     serve = None
     try:
-        for _ in range(100):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        fake_port = int(open(port_file).read().strip())
-        ctl = http.client.HTTPConnection("127.0.0.1", fake_port, timeout=10)
-        total = args.turns + args.warmup
-        ctl.request("POST", "/__script", json.dumps(
-            {"actions": [{"reply": "Fine, thanks.", "delay_ms": args.upstream_delay_ms, "repeat": total + 10}]}),
-            {"content-type": "application/json"})
-        ctl.getresponse().read()
 
         config = os.path.join(work, "serve.toml")
         with open(config, "w") as f:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from gateway_bench import free_port, quantile
+from gateway_bench import free_port, quantile, start_fake_upstream
 
 CONFIGS = ("plain", "keys", "keys+tls")
 
@@ -155,21 +155,10 @@ def main():
     made = subprocess.run([args.statefold, "auth", "new-key", "--name", "bench", "--tenant", "bench", "--roles",
                            "read,chat"], capture_output=True, text=True, check=True)
     key, _, key_lines = made.stdout.partition("\n")
-    port_file = os.path.join(work, "fake.port")
-    fake = subprocess.Popen([sys.executable, os.path.join(source, "tests/support/fake_upstream.py"), "--port", "0",
-                             "--port-file", port_file], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fake, fake_port = start_fake_upstream(
+        source, work, [{"reply": "Fine.", "delay_ms": args.upstream_delay_ms, "repeat": 3 * (args.turns + 40)}])
     instances = []
     try:
-        for _ in range(200):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        fake_port = int(open(port_file).read().strip())
-        ctl = http.client.HTTPConnection("127.0.0.1", fake_port, timeout=10)
-        ctl.request("POST", "/__script", json.dumps({"actions": [
-            {"reply": "Fine.", "delay_ms": args.upstream_delay_ms, "repeat": 3 * (args.turns + 40)}]}),
-            {"content-type": "application/json"})
-        ctl.getresponse().read()
 
         instances = [Instance(name, args, work, fake_port, key_lines) for name in CONFIGS]
         for instance in instances:

@@ -35,10 +35,7 @@ Runner add_append(CLI::App& app) {
   auto kafka_config = std::make_shared<std::string>();
   add_kafka_config_option(cmd, *kafka_config);
   return [a, kafka_config]() {
-    if (auto configured = use_kafka_config(*kafka_config); !configured) {
-      std::cerr << "statefold append: " << configured.error().message << "\n";
-      return kUsage;
-    }
+    if (!kafka_config_ok(*kafka_config, "append")) return kUsage;
     std::ifstream file;
     std::istream* in = &std::cin;
     if (a->input != "-") {

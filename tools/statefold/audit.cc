@@ -30,10 +30,7 @@ Runner add_audit(CLI::App& app) {
   auto kafka_config = std::make_shared<std::string>();
   add_kafka_config_option(cmd, *kafka_config);
   return [a, kafka_config]() {
-    if (auto configured = use_kafka_config(*kafka_config); !configured) {
-      std::cerr << "statefold audit: " << configured.error().message << "\n";
-      return kUsage;
-    }
+    if (!kafka_config_ok(*kafka_config, "audit")) return kUsage;
     store::Options options;
     options.path = a->data_dir + "/store";
     options.read_only = true;

@@ -3,12 +3,28 @@
 #include <toml++/toml.h>
 
 #include <cstdlib>
+#include <iostream>
 
 namespace statefold::cli {
 
 namespace {
 std::string where(const std::string& path, const toml::source_region& source) {
   return path + ":" + std::to_string(source.begin.line);
+}
+
+// "file:line: what", or "file: what" when the file could not be read at all.
+std::string parse_error_text(const std::string& path, const toml::parse_error& e) {
+  const auto line = e.source().begin.line;
+  return path + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " + std::string(e.description());
+}
+
+// A string, boolean or integer (and a float when `floats`) as the text a flag or a librdkafka property takes.
+std::optional<std::string> scalar_text(const toml::node& node, bool floats) {
+  if (auto s = node.value_exact<std::string>()) return *s;
+  if (auto b = node.value_exact<bool>()) return std::string(*b ? "true" : "false");
+  if (auto i = node.value_exact<std::int64_t>()) return std::to_string(*i);
+  if (auto d = node.value_exact<double>(); d && floats) return std::to_string(*d);
+  return std::nullopt;
 }
 }  // namespace
 
@@ -17,7 +33,7 @@ base::Result<void> apply_config_file(CLI::App& command, const std::string& path)
   try {
     table = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    return base::make_error(path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    return base::make_error(parse_error_text(path, e));
   }
   for (const auto& [key, node] : table) {
     const std::string name(key.str());
@@ -30,18 +46,9 @@ base::Result<void> apply_config_file(CLI::App& command, const std::string& path)
       return base::make_error(at + ": unknown key '" + name + "' (keys are the long flags of `statefold " +
                               command.get_name() + " --help`)");
     }
-    std::string value;
-    if (auto s = node.value<std::string>()) {
-      value = *s;
-    } else if (auto b = node.value_exact<bool>()) {
-      value = *b ? "true" : "false";
-    } else if (auto i = node.value_exact<std::int64_t>()) {
-      value = std::to_string(*i);
-    } else if (auto d = node.value_exact<double>()) {
-      value = std::to_string(*d);
-    } else {
-      return base::make_error(at + ": key '" + name + "' needs a string, number or boolean");
-    }
+    auto text = scalar_text(node, true);
+    if (!text) return base::make_error(at + ": key '" + name + "' needs a string, number or boolean");
+    const std::string& value = *text;
     if (option->count() > 0) continue;  // a flag or the environment wins over the file
     try {
       option->add_result(value);
@@ -58,7 +65,7 @@ base::Result<log::Properties> read_kafka_table(const std::string& path) {
   try {
     document = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    return base::make_error(path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    return base::make_error(parse_error_text(path, e));
   }
   log::Properties properties;
   const toml::node* table_node = document.get(kKafkaTable);
@@ -92,20 +99,12 @@ base::Result<log::Properties> read_kafka_table(const std::string& path) {
                               "[kafka.from_env] (\"" +
                               name + "\" = \"STATEFOLD_KAFKA_...\")");
     }
-    std::string value;
-    if (auto text = node.value_exact<std::string>()) {
-      value = *text;
-    } else if (auto flag = node.value_exact<bool>()) {
-      value = *flag ? "true" : "false";
-    } else if (auto number = node.value_exact<std::int64_t>()) {
-      value = std::to_string(*number);
-    } else {
-      return base::make_error(at + ": kafka." + name + ": expected a string, integer or boolean");
-    }
+    auto value = scalar_text(node, false);
+    if (!value) return base::make_error(at + ": kafka." + name + ": expected a string, integer or boolean");
     if (name == "bootstrap.servers" || name == "group.id" || name == "transactional.id") {
       return base::make_error(at + ": kafka." + name + ": set by statefold (use --brokers or --group)");
     }
-    properties.emplace_back(name, std::move(value));
+    properties.emplace_back(name, std::move(*value));
   }
   return properties;
 }
@@ -124,6 +123,12 @@ base::Result<void> use_kafka_config(const std::string& path) {
   if (!properties) return properties.error();
   log::set_client_properties(std::move(*properties));
   return {};
+}
+
+bool kafka_config_ok(const std::string& path, std::string_view command) {
+  auto configured = use_kafka_config(path);
+  if (!configured) std::cerr << "statefold " << command << ": " << configured.error().message << "\n";
+  return configured.ok();
 }
 
 }  // namespace statefold::cli

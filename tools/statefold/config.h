@@ -33,6 +33,8 @@ base::Result<log::Properties> read_kafka_table(const std::string& path);
 // left to serve. Call use_kafka_config in the command's callback, before it makes a client; "": nothing to do.
 CLI::Option* add_kafka_config_option(CLI::App* command, std::string& path);
 base::Result<void> use_kafka_config(const std::string& path);
+// use_kafka_config in a command's callback: false (the error on stderr, as "statefold <command>: ...") on a bad file.
+bool kafka_config_ok(const std::string& path, std::string_view command);
 
 // Applies the file's values to the options of `command` that neither a flag nor the environment set.
 // An unknown key, a key naming a flag that takes no value from files, or a value of the wrong type is an error

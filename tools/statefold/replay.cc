@@ -38,10 +38,7 @@ Runner add_replay(CLI::App& app) {
   auto kafka_config = std::make_shared<std::string>();
   add_kafka_config_option(cmd, *kafka_config);
   return [a, kafka_config]() {
-    if (auto configured = use_kafka_config(*kafka_config); !configured) {
-      std::cerr << "statefold replay: " << configured.error().message << "\n";
-      return kUsage;
-    }
+    if (!kafka_config_ok(*kafka_config, "replay")) return kUsage;
     auto& r = a->request;
     base::Result<std::map<std::int32_t, std::int64_t>> stop = base::make_error("unset");
     if (!a->until_offset.empty()) {

@@ -188,10 +188,7 @@ Runner add_serve(CLI::App& app) {
         return kUsage;
       }
       // Kafka's security settings, for the engine's consumer, the appender, the dead-letter producer and admin.
-      if (auto configured = use_kafka_config(*config); !configured) {
-        std::cerr << "statefold serve: " << configured.error().message << "\n";
-        return kUsage;
-      }
+      if (!kafka_config_ok(*config, "serve")) return kUsage;
     }
     base::set_log_format(a->log_format == "json" ? base::LogFormat::json : base::LogFormat::text);
     raise_file_limit();

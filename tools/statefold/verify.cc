@@ -36,10 +36,7 @@ Runner add_verify(CLI::App& app) {
   auto kafka_config = std::make_shared<std::string>();
   add_kafka_config_option(cmd, *kafka_config);
   return [a, kafka_config]() {
-    if (auto configured = use_kafka_config(*kafka_config); !configured) {
-      std::cerr << "statefold verify: " << configured.error().message << "\n";
-      return kUsage;
-    }
+    if (!kafka_config_ok(*kafka_config, "verify")) return kUsage;
     store::Options live_options;
     live_options.path = a->data_dir + "/store";
     live_options.read_only = true;
