@@ -22,6 +22,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <variant>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -267,6 +268,42 @@ bool valid_header(std::string_view name, std::string_view value) {
   return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
+// What the server answers itself when a request cannot be read: 413, 431 or 400 with the reason; 0 when there is
+// nobody to answer (the peer went away, or was too slow and the timeout closed the socket).
+std::pair<int, std::string> read_error_answer(const beast::error_code& ec, std::size_t max_body_bytes) {
+  if (ec == bhttp::error::body_limit) {
+    return {413, "request body larger than " + std::to_string(max_body_bytes) + " bytes"};
+  }
+  if (ec == bhttp::error::header_limit) {
+    return {431, "request header larger than " + std::to_string(kHeaderLimitBytes) + " bytes"};
+  }
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == beast::error::timeout ||
+      ec.category() != bhttp::make_error_code(bhttp::error::bad_target).category()) {
+    return {0, {}};
+  }
+  return {400, "malformed request: " + ec.message()};
+}
+
+// The handler's Request from a message read whole (target decoded, header names lower-cased, the body moved out),
+// or the 400 message for a target the server does not accept.
+std::variant<Request, std::string> to_request(bhttp::request<bhttp::string_body>& message) {
+  Request request;
+  request.method = std::string(message.method_string());
+  if (auto error = parse_target(message.target(), request)) return *error;
+  request.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
+  for (const auto& field : message) {
+    request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+  }
+  request.body = std::move(message.body());
+  return request;
+}
+
+// A request parser with the server's limits.
+void limit(bhttp::request_parser<bhttp::string_body>& parser, std::size_t max_body_bytes) {
+  parser.body_limit(max_body_bytes);
+  parser.header_limit(kHeaderLimitBytes);
+}
+
 // The queue between a producing thread and the connection that sends its pieces. The connection installs `wake`,
 // which posts "more to send" onto its strand; write() and close() call it outside the lock.
 class StreamQueue final : public BodyStream {
@@ -457,8 +494,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (_phase == Phase::closed) return;
     if (_state.stopping.load()) return close();
     _parser.emplace();
-    _parser->body_limit(_state.options.max_body_bytes);
-    _parser->header_limit(kHeaderLimitBytes);
+    limit(*_parser, _state.options.max_body_bytes);
     if (_buffer.capacity() > kKeptBufferBytes) _buffer.shrink_to_fit();  // a large body passed through it
     if (_buffer.size() > 0) return begin_request();
     // Wait for the first byte under the idle timeout; the read timeout starts once the request has begun.
@@ -513,18 +549,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void on_read_error(beast::error_code ec) {
-    if (ec == bhttp::error::body_limit) {
-      return answer_myself(413, "request body larger than " + std::to_string(_state.options.max_body_bytes) + " bytes");
-    }
-    if (ec == bhttp::error::header_limit) {
-      return answer_myself(431, "request header larger than " + std::to_string(kHeaderLimitBytes) + " bytes");
-    }
-    // The peer went away or was too slow (tcp_stream closed the socket on its timeout): nobody to answer.
-    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == beast::error::timeout ||
-        ec.category() != bhttp::make_error_code(bhttp::error::bad_target).category()) {
-      return close();
-    }
-    answer_myself(400, "malformed request: " + ec.message());
+    auto [status, message] = read_error_answer(ec, _state.options.max_body_bytes);
+    if (status == 0) return close();
+    answer_myself(status, std::move(message));
   }
 
   // A request the server answers without the handler; the connection closes afterwards.
@@ -551,27 +578,24 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     _version = message.version() == 10 ? 10 : 11;  // an HTTP/1.0 client gets an explicit "Connection: keep-alive"
     _head = message.method() == bhttp::verb::head;
 
-    Request request;
-    request.method = std::string(message.method_string());
-    if (auto error = parse_target(message.target(), request)) {
+    auto converted = to_request(message);
+    if (auto* error = std::get_if<std::string>(&converted)) {
       _observed = Request{};
-      _observed.method = request.method;
+      _observed.method = std::string(message.method_string());
       _observed.path = std::string(message.target());
       _keep_alive = false;
       return write_response(error_response(400, *error));
     }
-    request.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
-    for (const auto& field : message) {
-      request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
-    }
+    Request request = std::get<Request>(std::move(converted));
     if (_state.observer) {
-      _observed = request;  // before the body goes in: observers get no body
+      std::string body = std::move(request.body);
+      _observed = request;  // observers get no body
+      request.body = std::move(body);
     } else {
       _observed = Request{};  // method and path for the logs
       _observed.method = request.method;
       _observed.path = request.path;
     }
-    request.body = std::move(message.body());
 
     const std::uint64_t seq = ++_seq;
     _phase = Phase::handling;
@@ -1093,6 +1117,42 @@ class ServerImpl final : public Server {
 }  // namespace
 
 std::shared_ptr<BodyStream> BodyStream::make() { return std::make_shared<StreamQueue>(); }
+
+ParsedRequest parse_request(std::string_view bytes, std::size_t max_body_bytes) {
+  ParsedRequest out;
+  bhttp::request_parser<bhttp::string_body> parser;
+  limit(parser, max_body_bytes);
+  parser.eager(true);
+  beast::error_code ec;
+  std::size_t used = 0;
+  while (!parser.is_done()) {
+    const std::size_t n = parser.put(asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+    used += n;
+    if (ec == bhttp::error::need_more) ec = {};
+    if (ec || n == 0) break;
+  }
+  if (!ec && !parser.is_done()) {
+    // The bytes end before the request does: as a connection closed mid-request.
+    parser.put_eof(ec);
+    if (!ec && !parser.is_done()) ec = bhttp::error::partial_message;
+  }
+  if (ec && !parser.is_done()) {
+    auto [status, message] = read_error_answer(ec, max_body_bytes);
+    out.status = status;
+    out.error = std::move(message);
+    return out;
+  }
+  auto message = parser.release();
+  auto converted = to_request(message);
+  if (auto* error = std::get_if<std::string>(&converted)) {
+    out.status = 400;
+    out.error = std::move(*error);
+    return out;
+  }
+  out.request = std::get<Request>(std::move(converted));
+  out.consumed = used;
+  return out;
+}
 
 base::Result<void> check_tls(const TlsOptions& tls) {
   auto made = make_tls_context(tls);

@@ -120,6 +120,18 @@ base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, c
 // Helpers for handlers.
 Response json_response(int status, std::string body, std::string route = {});
 Response error_response(int status, std::string_view message, std::string route = {});  // {"error": message}
+// One request read from `bytes` by the server's own rules (its parser and limits, target decoding, header names): the
+// Request a handler would get, or the status the server would answer itself (400, 413, 431) with the reason, or
+// status 0 when the bytes end before the request does (a client gone mid-request: nobody to answer). A bytes-in
+// door to the reading code, for the fuzzer and tests; the server reads from its connections.
+struct ParsedRequest {
+  std::optional<Request> request;
+  int status = 0;
+  std::string error;
+  std::size_t consumed = 0;  // bytes of `bytes` the request took (a pipelined next request would follow)
+};
+ParsedRequest parse_request(std::string_view bytes, std::size_t max_body_bytes = 1 << 20);
+
 // A part of Request::raw_path, percent-decoded; nullopt when its encoding is malformed or it holds NUL.
 std::optional<std::string> decode_path_part(std::string_view part);
 

@@ -788,5 +788,43 @@ TEST(HttpHelpers, ErrorResponseEscapesJson) {
   EXPECT_EQ(json_response(201, "{}").status, 201);
 }
 
+// The bytes-in door to the server's reading rules (the HTTP request fuzzer's entry point) answers as the server does.
+TEST(ParseRequest, ReadsARequestOrGivesTheServersOwnAnswer) {
+  const std::string first =
+      "POST /v1/sessions/acme%2Fx/events?wait=true&a=%41 HTTP/1.1\r\nHost: h\r\nX-Session-Id: s\r\n"
+      "Content-Length: 2\r\n\r\n[]";
+  auto ok = parse_request(first + "GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(ok.request) << ok.status << " " << ok.error;
+  EXPECT_EQ(ok.request->method, "POST");
+  EXPECT_EQ(ok.request->raw_path, "/v1/sessions/acme%2Fx/events");
+  EXPECT_EQ(ok.request->path, "/v1/sessions/acme/x/events");
+  EXPECT_EQ(ok.request->query.at("a"), "A");
+  EXPECT_EQ(ok.request->header("x-session-id"), "s");
+  EXPECT_EQ(ok.request->body, "[]");
+  EXPECT_EQ(ok.consumed, first.size()) << "stops at the end of the first request";
+
+  struct Case {
+    std::string bytes;
+    int status;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"GET /%zz HTTP/1.1\r\n\r\n", 400, "percent-encoding"},
+      {"GET /a%00b HTTP/1.1\r\n\r\n", 400, "NUL"},
+      {"GET http://x/ HTTP/1.1\r\n\r\n", 400, "must start with '/'"},
+      {"BLAH\r\n\r\n", 400, "malformed request"},
+      {"POST / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413, "larger than 1024"},
+      {"GET / HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n", 431, "header larger"},
+      {"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 0, ""},  // the client went away mid-body
+      {"GET / HT", 0, ""},
+  };
+  for (const auto& c : cases) {
+    auto parsed = parse_request(c.bytes, 1024);
+    EXPECT_FALSE(parsed.request) << c.says;
+    EXPECT_EQ(parsed.status, c.status) << c.says << ": " << parsed.error;
+    EXPECT_NE(parsed.error.find(c.says), std::string::npos) << parsed.error;
+  }
+}
+
 }  // namespace
 }  // namespace statefold::http
