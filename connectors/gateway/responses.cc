@@ -112,11 +112,13 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
   turn.stream = parsed->stream;
   turn.instructions = parsed->instructions;
   turn.store = parsed->store;
+  turn.truncation_disabled = parsed->truncation == "disabled";
   protocol::ResponseMeta meta;
   meta.previous_response_id = parsed->previous_response_id;
   meta.conversation = parsed->conversation;
   meta.instructions = parsed->instructions;
   meta.store = parsed->store;
+  meta.truncation = parsed->truncation;
   meta.params = parsed->params;
   ResponsesFormat format(std::move(meta));
   run_turn(core, turn, format, respond);

@@ -91,6 +91,7 @@ std::optional<http::Response> render_into(Prepared& p, context::SessionState& st
   p.body = std::move(rendered->body);
   p.hash = std::move(rendered->hash);
   p.input_tokens = rendered->context.total_tokens;
+  p.cut = rendered->context.cut;
   p.echo_text = std::move(rendered->echo);
   return std::nullopt;
 }
@@ -560,6 +561,19 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     prepared = core.prepare(*core.state.snapshot(), session, version, **endpoint, spec, route);
   }
   snapshot.reset();
+  // truncation: "disabled": a context that leaves history out is refused, not sent (the input stays recorded, with
+  // a failed receipt saying why, as for any context that cannot be materialised).
+  if (const auto* p = std::get_if<Prepared>(&prepared); p != nullptr && turn.truncation_disabled && p->cut.messages > 0) {
+    const std::string why = "the session's context needs its " + std::to_string(p->cut.messages) +
+                            " oldest history messages left out to fit, and truncation is \"disabled\"; send "
+                            "truncation: \"auto\" to let statefold cut it";
+    if (in_flight) {
+      auto confirmed = core.confirm_input(session, *in_flight, route);
+      if (auto* refused = std::get_if<http::Response>(&confirmed)) return answer(std::move(*refused));
+      in_flight.reset();
+    }
+    prepared = openai_error(400, why, "invalid_request_error", route, "context_length_exceeded");
+  }
   if (auto* refused = std::get_if<http::Response>(&prepared)) {
     core.record_unrendered(session, version, spec, **endpoint, *refused, turn.caller.key_name);
     return answer(std::move(*refused));
@@ -598,10 +612,17 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
                         std::make_shared<TurnLocks::Held>(std::move(*std::exchange(lock, std::nullopt))));
     return 0;
   };
-  format.begin({session, version, model, now_us() / 1000000});
+  format.begin({session, version, model, now_us() / 1000000, p.cut.messages});
   std::vector<std::pair<std::string, std::string>> headers{{"x-session-id", session},
                                                            {"x-statefold-state-version", std::to_string(version)},
                                                            {"x-statefold-request-hash", p.hash}};
+  // Truncation is never silent: what the context left out of the history, on chat and Responses alike.
+  if (p.cut.messages > 0) {
+    headers.emplace_back("x-statefold-context-cut", "messages=" + std::to_string(p.cut.messages) +
+                                                        "; tokens=" + std::to_string(p.cut.tokens) +
+                                                        "; versions=" + std::to_string(p.cut.first_version) + "-" +
+                                                        std::to_string(p.cut.last_version));
+  }
 
   if (!turn.stream) {
     auto reply = core.complete(p, call);

@@ -265,7 +265,9 @@ void response_object(std::string& out, const Reply* reply, const ResponseMeta& m
   }
   out += ']';
   opt_number(out, "top_p", p.top_p);
-  out += R"(,"truncation":"disabled","usage":)";
+  out += R"(,"truncation":)";
+  str(out, meta.truncation);
+  out += R"(,"usage":)";
   if (reply != nullptr) {
     usage_json(out, reply->usage);
   } else {

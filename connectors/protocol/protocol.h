@@ -121,6 +121,9 @@ struct ResponsesRequest {
   std::string previous_response_id;
   std::string conversation;  // "conv_.." or {"id":"conv_.."}
   std::string session_id;    // metadata.session_id, may be empty
+  // "auto" (statefold's default: it manages the context) or "disabled" (a turn that would leave history out is
+  // refused). OpenAI's default is "disabled"; a gateway that keeps the conversation has to be able to cut it.
+  std::string truncation = "auto";
   Params params;
 };
 
@@ -185,6 +188,7 @@ struct ResponseMeta {
   std::string conversation;  // conversation id, "" = none
   std::string instructions;
   bool store = true;
+  std::string truncation = "auto";  // echoed: "auto", or "disabled" when the request said so
   Params params;  // echoed: tools, tool_choice, temperature, top_p, max_output_tokens, text.format, metadata
 };
 

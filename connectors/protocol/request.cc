@@ -509,8 +509,11 @@ ResponsesRequest responses_request(const object& body) {
       if (const value* e = detail::member(r, "effort")) req.params.reasoning_effort = as_string(*e, at(path, "effort"));
     } else if (name == "background") {
       if (as_bool(v, path)) fail(path, "background responses are not supported");
-    } else if (name == "truncation" || name == "include" || name == "stream_options") {
-      // Accepted and ignored: statefold cuts the context itself; no optional output is produced.
+    } else if (name == "truncation") {
+      req.truncation = as_string(v, path);
+      if (req.truncation != "auto" && req.truncation != "disabled") fail(path, "must be \"auto\" or \"disabled\"");
+    } else if (name == "include" || name == "stream_options") {
+      // Accepted and ignored: no optional output is produced.
     } else if (!parse_common(name, v, req.params)) {
       fail(path, "unsupported parameter");
     }

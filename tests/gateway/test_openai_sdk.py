@@ -1661,3 +1661,44 @@ def test_a_key_the_upstream_quotes_back_is_stored_and_shown_nowhere(serve, fake,
     assert "[redacted]" in json.dumps(serve.receipts(failed)) + json.dumps(serve.events(streamed))
     assert UPSTREAM_KEY not in serve.log()
     assert UPSTREAM_KEY not in serve.get("/metrics")[2]
+
+
+def test_truncation_is_never_silent(serve, fake, client):
+    # Issue 12, defect 8: a session whose context must leave history out says so on every turn (a header on chat
+    # and Responses, truncation "auto" on Responses), and truncation "disabled" refuses the turn instead of cutting.
+    session = serve.new_session("truncation")
+    opened = {"payload_type": "SessionOpened",
+              "payload": {"model": "gpt-4o", "policy": {"token_budget": 700, "output_reserve": 100}}}
+    status, _, body = http("POST", serve.url + "/v1/sessions/%s/events" % session, [opened])
+    assert status == 200, body
+    fake.script(*[{"reply": "noted " * 30} for _ in range(6)])
+    cut = None
+    for k in range(6):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", extra_headers=session_header(session),
+            messages=[{"role": "user", "content": ("question %d " % k) * 40}])
+        cut = raw.headers.get("x-statefold-context-cut")
+        if cut:
+            break
+    assert cut and cut.startswith("messages=") and "tokens=" in cut and "versions=" in cut, cut
+    assert int(cut.split(";")[0].split("=")[1]) > 0
+    # Responses on the same session: cut, and it says "auto".
+    fake.script({"reply": "fine"})
+    response = client.responses.with_raw_response.create(model="gpt-4o", input="and now? " * 40,
+                                                          extra_headers=session_header(session))
+    assert response.headers.get("x-statefold-context-cut"), dict(response.headers)
+    assert response.parse().truncation == "auto"
+    # "disabled": refused before any upstream call, the input recorded with a failed receipt that says why.
+    calls = len(fake.requests())
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="gpt-4o", input="one more " * 40, truncation="disabled",
+                                extra_headers=session_header(session))
+    assert refused.value.code == "context_length_exceeded" and "truncation" in str(refused.value)
+    assert len(fake.requests()) == calls
+    assert "truncation" in (serve.receipts(session)[-1].get("error") or "")
+    # A short session is not cut: no header, and "disabled" is honoured as asked.
+    short = serve.new_session("truncation-short")
+    fake.script({"reply": "ok"})
+    raw = client.responses.with_raw_response.create(model="gpt-4o", input="hi", truncation="disabled",
+                                                     extra_headers=session_header(short))
+    assert "x-statefold-context-cut" not in raw.headers and raw.parse().truncation == "disabled"

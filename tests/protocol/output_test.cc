@@ -201,7 +201,7 @@ TEST(ResponseJson, GoldenText) {
             R"("content":[{"type":"output_text",)"
             R"("text":"Hello \"you\"","annotations":[],"logprobs":[]}]}],"parallel_tool_calls":true,)"
             R"("previous_response_id":"resp_prev","conversation":{"id":"conv_1"},"store":true,"temperature":null,)"
-            R"("text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":null,"truncation":"disabled",)"
+            R"("text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":null,"truncation":"auto",)"
             R"("usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":8,"cache_write_tokens":0},)"
             R"("output_tokens":3,)"
             R"("output_tokens_details":{"reasoning_tokens":0},"total_tokens":15},"metadata":{}})");

@@ -85,6 +85,7 @@ struct Prepared {
   std::string hash;
   std::string echo_text;  // an offline provider's reply (echo)
   std::size_t input_tokens = 0;
+  context::Cut cut;  // what of the history the budget left out
 };
 
 // A turn as its endpoint parsed it.
@@ -107,6 +108,9 @@ struct TurnRequest {
   std::string previous_response_id;
   std::uint64_t previous_version = 0;
   bool store = true;  // Responses' `store`: false keeps the turn on the log but not retrievable by its response id
+  // Responses' `truncation`: "disabled" refuses a turn whose context would have to leave history out (400
+  // context_length_exceeded) instead of cutting it; chat turns always cut ("auto").
+  bool truncation_disabled = false;
 };
 
 // The facts of a turn an answer is written from, once its request is rendered.
@@ -115,6 +119,7 @@ struct TurnFacts {
   std::uint64_t version = 0;  // the state the request was rendered from (the input's last version)
   std::string model;
   std::int64_t created_s = 0;
+  std::size_t cut_messages = 0;  // history messages the context left out (Responses: truncation "auto")
 };
 
 // How an endpoint writes its answer. One per turn.
