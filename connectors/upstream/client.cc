@@ -44,6 +44,7 @@
 #include "connectors/upstream/sigv4.h"
 #include "connectors/upstream/upstream.h"
 #include "engine/base/logging.h"
+#include "engine/base/text.h"
 
 namespace statefold::upstream {
 
@@ -101,16 +102,6 @@ struct Exchange {
   std::size_t events = 0;
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) { return a.size() == b.size() && lower(a) == lower(b); }
-
 bool valid_header(std::string_view name, std::string_view value) {
   if (name.empty()) return false;
   for (char c : name) {
@@ -164,7 +155,7 @@ void sign_aws(bhttp::request<bhttp::string_body>& message, const AwsCredentials&
   request.target = message.target();
   request.body = message.body();
   for (const auto& field : message) {
-    const std::string name = lower(field.name_string());
+    const std::string name = base::ascii_lower(field.name_string());
     if (name == "user-agent" || name == "content-length" || name == "transfer-encoding" || name == "connection" ||
         name == "expect") {
       continue;
@@ -347,8 +338,10 @@ Exchange Client::Impl::exchange(Connection& c, bhttp::request<bhttp::string_body
   }
   const auto& head = parser.get();
   x.status = static_cast<int>(head.result_int());
-  for (const auto& field : head) x.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
-  const auto content_type = lower(head[bhttp::field::content_type]);
+  for (const auto& field : head) {
+    x.headers.emplace_back(base::ascii_lower(field.name_string()), std::string(field.value()));
+  }
+  const auto content_type = base::ascii_lower(head[bhttp::field::content_type]);
   const bool success = on_event != nullptr && x.status >= 200 && x.status < 300;
   const bool sse = success && content_type.starts_with("text/event-stream");
   const bool aws_events = success && content_type.starts_with("application/vnd.amazon.eventstream");
@@ -556,8 +549,8 @@ Response Client::Impl::run(const Endpoint& endpoint, const Request& request, con
         out.error = who + ": bad header '" + (valid_header(name, "") ? name : "?") + "'";
         return finish();
       }
-      if (iequals(name, "host") || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-          iequals(name, "connection")) {
+      if (base::iequals(name, "host") || base::iequals(name, "content-length") ||
+          base::iequals(name, "transfer-encoding") || base::iequals(name, "connection")) {
         continue;  // framing is ours
       }
       message.set(name, value);

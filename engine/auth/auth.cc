@@ -13,6 +13,7 @@
 
 #include "engine/auth/internal/jwt.h"
 #include "engine/base/hex.h"
+#include "engine/base/text.h"
 
 namespace statefold::auth {
 
@@ -24,13 +25,6 @@ base::Digest digest_of(std::string_view text) { return base::Sha256().update(tex
 
 std::string at(std::string_view source, const toml::node& node) {
   return std::string(source) + ":" + std::to_string(node.source().begin.line);
-}
-
-bool iequals_prefix(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() &&
-         std::equal(prefix.begin(), prefix.end(), text.begin(), [](char a, char b) {
-           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-         });
 }
 
 // Routes whose answer covers every tenant: the store's snapshots and the process's metrics.
@@ -293,7 +287,7 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
     return Refusal{401, "no API key: send Authorization: Bearer <key>", "invalid_api_key", {}};
   }
   std::string_view presented = *authorization;
-  if (!iequals_prefix(presented, kBearer)) {
+  if (!base::istarts_with(presented, kBearer)) {
     return Refusal{401, "Authorization: expected \"Bearer <key>\"", "invalid_api_key", {}};
   }
   presented.remove_prefix(kBearer.size());

@@ -47,6 +47,7 @@
 #include <openssl/ssl.h>
 
 #include "engine/base/logging.h"
+#include "engine/base/text.h"
 
 namespace statefold::http {
 
@@ -240,20 +241,6 @@ std::optional<std::string> parse_target(std::string_view target, Request& reques
   return std::nullopt;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x >= 'A' && x <= 'Z' ? x - 'A' + 'a' : x) == (y >= 'A' && y <= 'Z' ? y - 'A' + 'a' : y);
-         });
-}
-
 // A header a handler may set: a token name and a value without CR, LF or NUL (no response splitting).
 bool valid_header(std::string_view name, std::string_view value) {
   if (name.empty()) return false;
@@ -292,7 +279,7 @@ std::variant<Request, std::string> to_request(bhttp::request<bhttp::string_body>
   if (auto error = parse_target(message.target(), request)) return *error;
   request.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
   for (const auto& field : message) {
-    request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+    request.headers.emplace_back(base::ascii_lower(field.name_string()), std::string(field.value()));
   }
   request.body = std::move(message.body());
   return request;
@@ -524,7 +511,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (ec) return on_read_error(ec);
     if (_parser->is_done()) return on_request();
     const auto expect = _parser->get()[bhttp::field::expect];
-    if (iequals(expect, "100-continue")) {
+    if (base::iequals(expect, "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(_stream, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = this->shared_from_this()](beast::error_code write_ec, std::size_t) {
@@ -669,10 +656,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     for (const auto& [name, value] : _response.headers) {
       if (!valid_header(name, value)) {
         base::log_warn("http handler gave an invalid header; dropped", {{"name", name}});
-      } else if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) {
+      } else if (base::iequals(name, "content-length") || base::iequals(name, "transfer-encoding")) {
         continue;  // framing is ours
-      } else if (iequals(name, "connection")) {
-        if (iequals(value, "close")) keep_alive = false;
+      } else if (base::iequals(name, "connection")) {
+        if (base::iequals(value, "close")) keep_alive = false;
       } else {
         _message.insert(name, value);
       }
@@ -722,8 +709,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                        "\r\nServer: statefold\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n";
     if (!_response.content_type.empty()) head += "Content-Type: " + _response.content_type + "\r\n";
     for (const auto& [name, value] : _response.headers) {
-      if (!valid_header(name, value) || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-          iequals(name, "connection")) {
+      if (!valid_header(name, value) || base::iequals(name, "content-length") ||
+          base::iequals(name, "transfer-encoding") || base::iequals(name, "connection")) {
         continue;
       }
       head += name + ": " + value + "\r\n";
