@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <cstdio>
 #include <stdexcept>
 
 #include "engine/auth/internal/jwt.h"
 #include "engine/base/hex.h"
 #include "engine/base/text.h"
+#include "engine/base/time.h"
 
 namespace statefold::auth {
 
@@ -106,21 +106,15 @@ BudgetWindow budget_window(Period period, std::chrono::system_clock::time_point 
   using namespace std::chrono;
   const sys_days today = floor<days>(now);
   const year_month_day ymd(today);
-  auto text = [](const year_month_day& d) {
-    char out[16];
-    std::snprintf(out, sizeof out, "%04d-%02u-%02u", static_cast<int>(d.year()), static_cast<unsigned>(d.month()),
-                  static_cast<unsigned>(d.day()));
-    return std::string(out);
-  };
   BudgetWindow window;
+  window.through_day = base::utc_date(today);
   sys_days next;
   if (period == Period::day) {
-    window.from_day = window.through_day = text(ymd);
+    window.from_day = window.through_day;
     next = today + days(1);
   } else {
     const year_month_day first = ymd.year() / ymd.month() / 1;
-    window.from_day = text(first);
-    window.through_day = text(ymd);
+    window.from_day = base::utc_date(sys_days(first));
     next = sys_days(first + months(1));
   }
   window.until_reset = ceil<seconds>(next - now);

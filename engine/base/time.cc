@@ -42,4 +42,12 @@ Result<std::int64_t> parse_time_ms(const std::string& text) {
   return (static_cast<std::int64_t>(timegm(&tm)) - offset_s) * 1000 + fraction_ms;
 }
 
+std::string utc_date(std::chrono::sys_days day) {
+  const std::chrono::year_month_day ymd(day);
+  char text[32];
+  std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()));
+  return text;
+}
+
 }  // namespace statefold::base

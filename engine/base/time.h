@@ -2,6 +2,7 @@
 // the Unix epoch. Used wherever a command or a query takes a moment (replay --until-time, time travel).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -11,5 +12,8 @@ namespace statefold::base {
 
 // Milliseconds since the epoch; the error names what is wrong ("needs a zone (Z or +HH:MM)", ...).
 Result<std::int64_t> parse_time_ms(const std::string& text);
+
+// A UTC calendar day as "YYYY-MM-DD": how usage rows and token budgets name days.
+std::string utc_date(std::chrono::sys_days day);
 
 }  // namespace statefold::base

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <stdexcept>
 
 #include "engine/base/hex.h"
+#include "engine/base/time.h"
 #include "engine/fold/internal/stored.h"
 #include "statefold/schema/events_generated.h"
 
@@ -413,11 +413,7 @@ void Folder::count_usage(std::string_view session_id, const schema::Event& root)
 
 std::string utc_day(std::int64_t us) {
   using namespace std::chrono;
-  const year_month_day ymd(floor<days>(sys_time<microseconds>(microseconds(us))));
-  char text[32];
-  std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                static_cast<unsigned>(ymd.day()));
-  return text;
+  return base::utc_date(floor<days>(sys_time<microseconds>(microseconds(us))));
 }
 
 void Folder::record_dead_letter() {
