@@ -490,10 +490,7 @@ std::optional<http::Response> refuse_over_budget(const Core& core, const auth::P
 }
 
 http::Response not_in_namespace(const auth::Principal& caller, const std::string& session, const std::string& route) {
-  return openai_error(404,
-                      "no session " + session + " (the sessions of tenant " + caller.tenant + " are named " +
-                          caller.session_prefix() + "...)",
-                      "invalid_request_error", route, "session_not_found");
+  return openai_error(404, caller.no_such_session(session), "invalid_request_error", route, "session_not_found");
 }
 
 void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond) {

@@ -127,13 +127,6 @@ http::Response unavailable(const std::string& why, const std::string& route) {
   return response;
 }
 
-// The 404 for a session outside the caller's tenant: what a session that does not exist gets, plus where its own
-// sessions are (which says nothing about other tenants').
-std::string not_in_namespace(const auth::Principal& caller, const std::string& session_id) {
-  return "no session " + session_id + " (the sessions of tenant " + caller.tenant + " are named " +
-         caller.session_prefix() + "...)";
-}
-
 json::object outcome_json(const append::EventOutcome& e) {
   json::object o{{"event_id", e.event_id},
                  {"status", append::status_name(e.status)},
@@ -205,7 +198,7 @@ void Api::handle(http::Request request, const auth::Principal& caller, http::Res
       // Another tenant's session does not exist for the caller: 404, as for a session that never was.
       auto foreign = [&](const std::string& id, const std::string& route) {
         if (caller.owns(id)) return false;
-        respond(error_response(404, not_in_namespace(caller, id), route));
+        respond(error_response(404, caller.no_such_session(id), route));
         return true;
       };
       if (rest.ends_with(kEventsSuffix) && rest.size() > kEventsSuffix.size()) {
@@ -372,7 +365,7 @@ void Api::fork(const http::Request& request, const auth::Principal& caller, cons
     }
     fork_request.child = std::string(child->as_string());
     if (!caller.owns(fork_request.child)) {
-      return respond(error_response(404, "session_id: " + not_in_namespace(caller, fork_request.child), route));
+      return respond(error_response(404, "session_id: " + caller.no_such_session(fork_request.child), route));
     }
   }
   // The parent is read from this instance's store and the child is folded here: both must be this instance's.

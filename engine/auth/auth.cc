@@ -34,6 +34,28 @@ bool is_turn(std::string_view method, std::string_view path) {
   return method == "POST" && (path == "/v1/chat/completions" || path == "/v1/responses");
 }
 
+// 403 when the principal (of a key or a token: `what` says which) lacks the route's role, or belongs to a tenant
+// and asks for a route that covers every tenant.
+std::optional<Refusal> route_refusal(std::string_view what, const Principal& principal, Role role,
+                                     std::string_view method, std::string_view path) {
+  const std::string who = std::string(what) + " \"" + principal.key_name + "\"";
+  if (!principal.may(role)) {
+    return Refusal{403,
+                   who + " lacks the " + std::string(role_name(role)) + " role for " + std::string(method) + " " +
+                       std::string(path),
+                   "insufficient_role",
+                   {}};
+  }
+  if (!principal.tenant.empty() && spans_tenants(path)) {
+    return Refusal{403,
+                   std::string(path) + " covers every tenant: use a key without a tenant (" + who +
+                       " belongs to tenant \"" + principal.tenant + "\")",
+                   "insufficient_role",
+                   {}};
+  }
+  return std::nullopt;
+}
+
 // [auth.jwt]: issuer, audience and public_key_file are required.
 base::Result<JwtConfig> parse_jwt(std::string_view source, const toml::node& node) {
   const toml::table* table = node.as_table();
@@ -96,6 +118,11 @@ bool valid_tenant(std::string_view name) {
 bool Principal::owns(std::string_view session_id) const {
   if (tenant.empty()) return true;
   return session_id.size() > tenant.size() + 1 && session_id.starts_with(tenant) && session_id[tenant.size()] == '/';
+}
+
+std::string Principal::no_such_session(std::string_view session_id) const {
+  return "no session " + std::string(session_id) + " (the sessions of tenant " + tenant + " are named " +
+         session_prefix() + "...)";
 }
 
 Principal unrestricted() { return Principal{"", 0xF, "", 0, Period::day, nullptr}; }
@@ -289,35 +316,15 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
   auto found = _keys.find(digest_of(presented));
   if (found == _keys.end() && _config.jwt && internal::looks_like_jwt(presented)) {
     auto verified = internal::verify_jwt(*_config.jwt, presented, wall);
-    if (auto* principal = std::get_if<Principal>(&verified); principal != nullptr && !principal->may(*role)) {
-      return Refusal{403,
-                     "token of \"" + principal->key_name + "\" lacks the " + std::string(role_name(*role)) +
-                         " role for " + std::string(method) + " " + std::string(path),
-                     "insufficient_role",
-                     {}};
-    }
-    if (auto* principal = std::get_if<Principal>(&verified); principal != nullptr && spans_tenants(path)) {
-      return Refusal{403, std::string(path) + " covers every tenant: tokens always belong to one", "insufficient_role",
-                     {}};
+    if (const auto* principal = std::get_if<Principal>(&verified)) {
+      if (auto refused = route_refusal("token of", *principal, *role, method, path)) return *refused;
     }
     return verified;
   }
   if (found == _keys.end()) return Refusal{401, "incorrect API key", "invalid_api_key", {}};
   const Key& key = _config.keys[found->second];
-  if ((key.roles & static_cast<unsigned>(*role)) == 0) {
-    return Refusal{403,
-                   "key \"" + key.name + "\" lacks the " + std::string(role_name(*role)) + " role for " +
-                       std::string(method) + " " + std::string(path),
-                   "insufficient_role",
-                   {}};
-  }
-  if (!key.tenant.empty() && spans_tenants(path)) {
-    return Refusal{403,
-                   std::string(path) + " covers every tenant: use a key without a tenant (key \"" + key.name +
-                       "\" belongs to tenant \"" + key.tenant + "\")",
-                   "insufficient_role",
-                   {}};
-  }
+  Principal principal{key.name, key.roles, key.tenant, key.token_budget, key.budget_period, nullptr};
+  if (auto refused = route_refusal("key", principal, *role, method, path)) return *refused;
   if (key.requests_per_second > 0) {
     // Token bucket: refills at the key's rate, holds at most one second's worth (at least one request).
     const double capacity = std::max(1.0, key.requests_per_second);
@@ -340,7 +347,6 @@ std::variant<Principal, Refusal> Gate::admit(std::string_view method, std::strin
     }
     bucket.tokens -= 1.0;
   }
-  Principal principal{key.name, key.roles, key.tenant, key.token_budget, key.budget_period, nullptr};
   if (key.max_concurrent_turns > 0 && is_turn(method, path)) {
     std::lock_guard lock(_turns->mutex);
     std::uint32_t& in_progress = _turns->in_progress[found->second];

@@ -108,6 +108,9 @@ struct Principal {
   std::string session_prefix() const { return tenant.empty() ? std::string() : tenant + "/"; }
   // Whether `session_id` is in the principal's namespace. Any other session does not exist for it (404).
   bool owns(std::string_view session_id) const;
+  // The 404 message for a session outside the namespace: as for a session that does not exist, plus where the
+  // principal's own sessions are (which says nothing about other tenants').
+  std::string no_such_session(std::string_view session_id) const;
   // What upstream routes are chosen by for `session_id`: the tenant's namespace ("<tenant>/") for a tenant's key,
   // so that no id a client picks reaches another route; the session id itself otherwise.
   std::string routing_key(std::string_view session_id) const;
