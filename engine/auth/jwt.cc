@@ -91,7 +91,8 @@ std::variant<Principal, Refusal> verify_jwt(const JwtConfig& config, std::string
   JwtPtr jwt(raw);
   // Only the asymmetric algorithms configured: "none", and HS256 keyed with the public key's text, would let
   // anyone who has the public key sign.
-  const std::string alg = jwt_alg_str(jwt_get_alg(jwt.get())) ? jwt_alg_str(jwt_get_alg(jwt.get())) : "";
+  const char* alg_name = jwt_alg_str(jwt_get_alg(jwt.get()));
+  const std::string alg = alg_name != nullptr ? alg_name : "";
   if (std::find(config.algorithms.begin(), config.algorithms.end(), alg) == config.algorithms.end()) {
     return unauthorized("bearer token: algorithm " + (alg.empty() ? std::string("none") : alg) + " is not accepted");
   }
