@@ -16,7 +16,9 @@ class KafkaProducer final : public Producer {
   explicit KafkaProducer(ProducerOptions options) : _options(std::move(options)) {}
 
   ~KafkaProducer() override {
-    if (_rk) rd_kafka_flush(_rk.get(), 10000);
+    // A fatal producer is being replaced: what it still holds cannot be delivered, so waiting for it only delays
+    // the replacement.
+    if (_rk && !_fatal) rd_kafka_flush(_rk.get(), 10000);
   }
 
   base::Result<void> init() {
@@ -65,7 +67,7 @@ class KafkaProducer final : public Producer {
   base::Result<void> commit_transaction(std::chrono::milliseconds timeout) override {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-      rd_kafka_error_t* e = rd_kafka_commit_transaction(_rk.get(), remaining_ms(deadline));
+      rd_kafka_error_t* e = rd_kafka_commit_transaction(_rk.get(), call_ms(deadline));
       if (e == nullptr) {
         _txn = Txn::idle;
         std::string failure;
@@ -91,6 +93,7 @@ class KafkaProducer final : public Producer {
       }
       // Unknown outcome: the commit goes on in librdkafka, and the next begin_transaction() finishes it.
       _txn = retriable ? Txn::commit_unresolved : Txn::must_abort;
+      if (_txn == Txn::commit_unresolved) _unresolved_since = std::chrono::steady_clock::now();
       return error;
     }
   }
@@ -186,9 +189,14 @@ class KafkaProducer final : public Producer {
   // Where the producer's transaction stands, so a call librdkafka would refuse as conflicting is never made.
   enum class Txn { idle, open, commit_unresolved, must_abort };
 
-  static int remaining_ms(std::chrono::steady_clock::time_point deadline) {
+  // The timeout of a commit or abort call: what is left until `deadline`, but never under a second. librdkafka
+  // 2.0.2 forgets a resumed commit whose first step times out, and when the broker's answer to it arrives later it
+  // asserts ("Invalid transaction state transition: CommittingTransaction -> AbortedNotAcked") and ends the process.
+  // A chaos run met it when a broker kill left a commit retrying against a deadline already spent.
+  static int call_ms(std::chrono::steady_clock::time_point deadline) {
+    constexpr std::int64_t kShortestCallMs = 1000;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    return static_cast<int>(std::max<std::int64_t>(left.count(), 0));
+    return static_cast<int>(std::max<std::int64_t>(left.count(), kShortestCallMs));
   }
 
   // A transactional call's error as a base::Error (unavailable: the broker may come back; internal once fatal, when
@@ -211,8 +219,16 @@ class KafkaProducer final : public Producer {
                                          std::chrono::steady_clock::now() + std::chrono::seconds(2)) {
     while (_txn == Txn::commit_unresolved || _txn == Txn::must_abort) {
       const bool committing = _txn == Txn::commit_unresolved;
-      rd_kafka_error_t* e = committing ? rd_kafka_commit_transaction(_rk.get(), remaining_ms(deadline))
-                                       : rd_kafka_abort_transaction(_rk.get(), remaining_ms(deadline));
+      if (committing && std::chrono::steady_clock::now() - _unresolved_since > kUnresolvedCommitLimit) {
+        // librdkafka 2.0.2 does not send a commit again once its retries are spent, and waits for it forever. The
+        // broker has settled the transaction by now (its timeout is 10 s): a new producer fences this one and goes on.
+        _fatal = true;
+        return base::make_error(base::ErrorCode::internal,
+                                "Kafka: a transaction's commit stayed unresolved for " +
+                                    std::to_string(kUnresolvedCommitLimit.count()) + " s (the producer is replaced)");
+      }
+      rd_kafka_error_t* e = committing ? rd_kafka_commit_transaction(_rk.get(), call_ms(deadline))
+                                       : rd_kafka_abort_transaction(_rk.get(), call_ms(deadline));
       if (e == nullptr) {
         _txn = Txn::idle;
         std::lock_guard lock(_mutex);
@@ -271,7 +287,10 @@ class KafkaProducer final : public Producer {
   std::atomic<std::int64_t> _in_flight{0};
   std::mutex _mutex;
   std::string _first_failure;
+  static constexpr std::chrono::seconds kUnresolvedCommitLimit{15};  // the transaction timeout (10 s), and a margin
+
   Txn _txn = Txn::idle;  // used by the one thread that runs transactions
+  std::chrono::steady_clock::time_point _unresolved_since;
   std::atomic<bool> _fatal{false};
 };
 
