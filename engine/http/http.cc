@@ -348,14 +348,19 @@ class StreamQueue final : public BodyStream {
   std::function<void()> _wake;
 };
 
-// What stop() needs of a connection, plain or TLS.
+// What the server needs of a connection, plain or TLS.
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
-  // stop(), first pass: close the connection unless a request is under way.
+  // stop(), first pass, and eviction: close the connection unless a request is under way.
   virtual void post_drain() = 0;
   // stop(), last pass.
   virtual void post_close() = 0;
+
+  // Since when the connection waits for a request (steady clock, ns; 0 while a request is under way or once closed),
+  // and whether the server already chose to close it to make room.
+  std::atomic<std::int64_t> idle_since{0};
+  std::atomic<bool> evicted{false};
 };
 
 // Lets `respond` post onto a strand only while the io_context is alive and running.
@@ -393,6 +398,28 @@ struct ServerState {
   void forget(const SessionBase* session) {
     std::lock_guard lock(sessions_mutex);
     sessions.erase(session);
+  }
+  // At the connection limit: closes the connection that has waited longest for a request (as nginx reuses idle
+  // keep-alive connections), so a new client (a health check, say) is served rather than refused. False when every
+  // connection has a request under way.
+  bool evict_idle() {
+    std::shared_ptr<SessionBase> oldest;
+    {
+      std::lock_guard lock(sessions_mutex);
+      std::int64_t oldest_since = 0;
+      for (auto& [key, weak] : sessions) {
+        const std::int64_t since = key->idle_since.load();
+        if (since == 0 || key->evicted.load() || (oldest_since != 0 && since >= oldest_since)) continue;
+        if (auto session = weak.lock()) {
+          oldest = std::move(session);
+          oldest_since = since;
+        }
+      }
+      if (!oldest) return false;
+      oldest->evicted.store(true);
+    }
+    oldest->post_drain();
+    return true;
   }
   // Sets `stopping` when asked; after that no session is added, so the snapshot is complete.
   std::vector<std::shared_ptr<SessionBase>> snapshot(bool begin_stopping) {
@@ -450,7 +477,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
   void post_drain() override {
     asio::post(_strand, [self = this->shared_from_this()] {
-      if (self->_phase == Phase::idle || self->_phase == Phase::lingering) self->close();
+      if (self->_phase == Phase::idle || self->_phase == Phase::lingering) return self->close();
+      self->evicted.store(false);  // a request came in first: it may be chosen again once idle
     });
   }
   void post_close() override {
@@ -486,6 +514,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (_buffer.size() > 0) return begin_request();
     // Wait for the first byte under the idle timeout; the read timeout starts once the request has begun.
     _phase = Phase::idle;
+    idle_since.store(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
     tcp().expires_after(_state.options.idle_timeout);
     _stream.async_read_some(_buffer.prepare(kFirstReadBytes),
                             beast::bind_front_handler(&Session::on_first_bytes, this->shared_from_this()));
@@ -494,6 +523,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void on_first_bytes(beast::error_code ec, std::size_t bytes) {
     if (_phase != Phase::idle) return;  // closed meanwhile
     if (ec) return close();             // end of stream, idle timeout, reset
+    idle_since.store(0);
     _buffer.commit(bytes);
     begin_request();
   }
@@ -808,6 +838,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void close() {
     if (_phase == Phase::closed) return;
+    idle_since.store(0);
     if (_queue) {
       _queue->abandon();  // the producer learns the client is gone
       _queue.reset();
@@ -1052,8 +1083,8 @@ class ServerImpl final : public Server {
       _accept_backoff = std::chrono::milliseconds(0);
     }
     beast::error_code ignored;
-    if (_state.connections() >= _max_connections) {
-      // Full: a short answer on the caller's own socket, then close, so the descriptor is back at once.
+    if (_state.connections() >= _max_connections && !_state.evict_idle()) {
+      // Full of requests under way: a short answer on the caller's own socket, then close, so the descriptor is back at once.
       static const std::string kFull = [] {
         const std::string body = R"({"error":"too many connections; retry shortly"})";
         return "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"

@@ -626,16 +626,40 @@ TEST(HttpServer, IdleConnectionsAreClosed) {
   EXPECT_TRUE(client.closed_by_server());  // after about a second
 }
 
-// Issue 9, defect 5: clients cannot take every descriptor. Past max_connections a new connection gets 503 with
-// Retry-After and is closed at once; when a connection goes, the next one is served.
-TEST(HttpServer, ConnectionsBeyondTheLimitGet503AndAreClosed) {
+// Issue 9, defect 5: clients cannot take every descriptor. At max_connections a new client is still served when
+// some connection only waits for its next request: the one idle longest is closed to make room. When every
+// connection has a request under way, a new one gets 503 with Retry-After and is closed at once.
+TEST(HttpServer, AtTheLimitTheLongestIdleConnectionMakesRoomForANewClient) {
   ServerOptions options = test_options();
   options.max_connections = 2;
   auto server = start(options, [](Request, Respond respond) { respond(json_response(200, R"({"ok":true})")); });
+  Client oldest(server->port());
+  ASSERT_TRUE(oldest.request(get("/a")));
+  std::this_thread::sleep_for(20ms);
+  Client newer(server->port());
+  ASSERT_TRUE(newer.request(get("/b")));
+
+  Client third(server->port());
+  auto served = third.request(get("/c"));
+  ASSERT_TRUE(served) << "the third connection got no answer";
+  EXPECT_EQ(served->status, 200);
+  EXPECT_TRUE(oldest.closed_by_server()) << "the connection idle longest was kept";
+  auto still = newer.request(get("/d"));
+  ASSERT_TRUE(still) << "a connection idle for less time was closed instead";
+  EXPECT_EQ(still->status, 200);
+}
+
+TEST(HttpServer, ConnectionsBeyondTheLimitGet503WhenNoneIsIdle) {
+  ServerOptions options = test_options();
+  options.max_connections = 2;
+  Pending pending;
+  auto server = start(options, [&](Request, Respond respond) { pending.add(std::move(respond)); });
   auto first = std::make_unique<Client>(server->port());
   Client second(server->port());
-  ASSERT_TRUE(first->request(get("/a")));
-  ASSERT_TRUE(second.request(get("/b")));
+  ASSERT_TRUE(first->send(get("/a")));
+  ASSERT_TRUE(second.send(get("/b")));
+  Respond first_respond = pending.wait_one();
+  Respond second_respond = pending.wait_one();
   {
     Client third(server->port());
     auto refused = third.read();
@@ -644,13 +668,14 @@ TEST(HttpServer, ConnectionsBeyondTheLimitGet503AndAreClosed) {
     EXPECT_EQ(refused->headers["retry-after"], "1");
     EXPECT_TRUE(third.closed_by_server());
   }
+  first_respond(json_response(200, R"({"ok":true})"));
+  second_respond(json_response(200, R"({"ok":true})"));
+  ASSERT_TRUE(first->read());
   first.reset();  // one leaves: a new connection is served again
-  std::optional<Reply> served;
-  for (int attempt = 0; attempt < 50 && !(served && served->status == 200); ++attempt) {
-    Client again(server->port());
-    served = again.request(get("/c"));
-    if (!served || served->status != 200) std::this_thread::sleep_for(20ms);
-  }
+  std::thread answer([&] { pending.wait_one()(json_response(200, R"({"ok":true})")); });
+  Client again(server->port());
+  auto served = again.request(get("/c"));
+  answer.join();
   ASSERT_TRUE(served);
   EXPECT_EQ(served->status, 200);
 }

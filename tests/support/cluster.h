@@ -243,6 +243,8 @@ struct ServeOptions {
   // serve's HTTP API. Off unless a test needs it: a fixed port would collide between the serves of one test, and
   // with whatever else on the machine holds it. Empty: serve's default.
   std::string http_address = "off";
+  // Runs serve through another program, e.g. {"prlimit", "--nofile=1024:1024", "--"}.
+  std::vector<std::string> launcher;
 };
 
 // A running `statefold serve`: its stderr (the log) in a file, SIGKILLed if still running when destroyed.
@@ -268,7 +270,8 @@ class Serve {
 
  private:
   static Process spawn(const ServeOptions& o) {
-    std::vector<std::string> argv{statefold_bin(), "serve", "--data-dir", o.data_dir};
+    std::vector<std::string> argv = o.launcher;
+    argv.insert(argv.end(), {statefold_bin(), "serve", "--data-dir", o.data_dir});
     if (o.embedded_kafka) {
       argv.push_back("--embedded-kafka");
     } else {

@@ -145,7 +145,7 @@ Runner add_serve(CLI::App& app) {
           ->check(CLI::Range(1024, 1 << 30)),
       "STATEFOLD_MAX_BODY_BYTES");
   env(cmd->add_option("--max-connections", a->max_connections,
-                      "Open HTTP connections at most; one more gets 503 (0: the open-files limit less 512)"),
+                      "Open HTTP connections at most; at the limit the longest idle one is closed for a new client, and when none is idle the new one gets 503 (0: the open-files limit less 512)"),
       "STATEFOLD_MAX_CONNECTIONS");
   env(cmd->add_option("--ready-max-lag", a->ready_max_lag, "/readyz: most records a partition may be behind"),
       "STATEFOLD_READY_MAX_LAG");
