@@ -52,6 +52,10 @@ base::Result<void> set(rd_kafka_conf_t* conf, const std::string& name, const std
 
 base::Result<ConfPtr> make_conf(const Properties& properties) {
   ConfPtr conf(rd_kafka_conf_new());
+  // librdkafka's reconnect backoff doubles up to 10 s by default: after an outage of that long, a client found the
+  // broker back up to 10 s late. Capped at a second, every client is back within about a second of the broker
+  // (a connection attempt a second per broker during an outage costs nothing). The caller may still set it.
+  if (auto r = set(conf.get(), "reconnect.backoff.max.ms", "1000"); !r) return r.error();
   for (const auto& [name, value] : properties) {
     if (auto r = set(conf.get(), name, value); !r) return r.error();
   }

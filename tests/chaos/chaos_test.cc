@@ -232,13 +232,16 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
       ASSERT_TRUE(broker.kill());
       std::this_thread::sleep_for(milliseconds(pause_ms(random)));
       const auto restarted = Clock::now();
-      ASSERT_TRUE(broker.start());
+      ASSERT_TRUE(broker.start());  // returns once the broker answers: the JVM's and KRaft's start is its own
+      const double boot_s = seconds_since(restarted);
+      const auto up = Clock::now();
       HttpClient probe("127.0.0.1", _http_port);
       ASSERT_TRUE(wait_until([&] { return probe.post("/v1/sessions/chaos-probe/events", message("probe")).status == 200; },
                              std::chrono::minutes(2), milliseconds(100)))
           << tail(_serve->log_path());
-      std::printf("chaos: broker kill %d: writes acknowledged again %.1f s after the broker was started again\n",
-                  ++broker_kills_done, seconds_since(restarted));
+      std::printf("chaos: broker kill %d: the broker took %.1f s to start again; writes acknowledged %.1f s after it "
+                  "answered\n",
+                  ++broker_kills_done, boot_s, seconds_since(up));
     }
     ASSERT_TRUE(_serve->running()) << "serve stopped by itself: " << tail(_serve->log_path());
     _serve->kill();
