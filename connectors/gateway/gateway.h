@@ -55,6 +55,9 @@ struct Options {
   // Sessions' contexts kept between turns (messages and their token counts), so a long session is not read and
   // counted again each turn: about this many bytes, least recently used first out.
   std::size_t context_cache_bytes = 64 << 20;
+  // How long a turn's reply and receipt are sent again while the log does not take them (a broker's restart)
+  // before the client gets 503 rather than a reply its session would not have.
+  std::chrono::milliseconds record_patience{30000};
 };
 
 class Gateway {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "connectors/gateway/internal/events.h"
 #include "connectors/gateway/internal/turn.h"
@@ -331,12 +332,12 @@ std::variant<Prepared, http::Response> Core::prepare(const fold::Reader& snapsho
   return p;
 }
 
-std::uint64_t Core::record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
-                                   bool folded, std::shared_ptr<TurnLocks::Held> keep) {
+Core::Recorded Core::record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
+                                    bool folded, std::shared_ptr<TurnLocks::Held> keep) {
   auto batch = outcome_events(session, reply, call);
   if (!batch) {
     base::log_error("gateway: the receipt does not encode", {{"session", session}, {"error", batch.error().message}});
-    return 0;
+    return {false, 0, "the receipt does not encode: " + batch.error().message};
   }
   struct Wait {
     std::mutex mutex;
@@ -344,37 +345,54 @@ std::uint64_t Core::record_outcome(const std::string& session, const protocol::R
     bool acknowledged = false;
     std::optional<append::Outcome> result;
   };
-  auto wait = std::make_shared<Wait>();
-  append::Options send;
-  send.all_or_nothing = false;
-  send.settle_reads = true;
-  send.on_acknowledged = [wait] {
-    {
-      std::lock_guard lock(wait->mutex);
-      wait->acknowledged = true;
+  const auto give_up = Clock::now() + options.record_patience;
+  for (int attempt = 1;; ++attempt) {
+    auto wait = std::make_shared<Wait>();
+    append::Options send;
+    send.all_or_nothing = false;
+    send.settle_reads = true;
+    send.on_acknowledged = [wait] {
+      {
+        std::lock_guard lock(wait->mutex);
+        wait->acknowledged = true;
+      }
+      wait->cv.notify_all();
+    };
+    // Each attempt holds the turn until it is answered: the one Kafka took keeps it until its events are folded.
+    events.append(session, *batch, std::move(send), [wait, keep, session](append::Outcome result) mutable {
+      if (result.kind == append::Outcome::Kind::timed_out) {
+        base::log_error("gateway: the reply and receipt were not folded in time",
+                        {{"session", session}, {"error", result.error}});
+      }
+      keep.reset();
+      {
+        std::lock_guard lock(wait->mutex);
+        wait->result = std::move(result);
+      }
+      wait->cv.notify_all();
+    });
+    std::unique_lock lock(wait->mutex);
+    wait->cv.wait(lock, [&] { return wait->result.has_value() || (!folded && wait->acknowledged); });
+    if (!folded && wait->acknowledged) return {true, 0, {}};
+    const append::Outcome& result = *wait->result;
+    if (result.kind == append::Outcome::Kind::folded) {
+      // The reply follows the receipt (a kUnstoredResponse marker may follow the reply).
+      const bool has_reply = reply != nullptr && result.events.size() >= 2;
+      return {true, has_reply ? result.events[1].version : 0, {}};
     }
-    wait->cv.notify_all();
-  };
-  events.append(session, std::move(*batch), std::move(send),
-                [wait, keep = std::move(keep), session](append::Outcome result) mutable {
-                  if (result.kind != append::Outcome::Kind::folded) {
-                    base::log_error("gateway: the reply and receipt were not folded",
-                                    {{"session", session}, {"error", result.error}});
-                  }
-                  keep.reset();  // the session is free for its next turn
-                  {
-                    std::lock_guard lock(wait->mutex);
-                    wait->result = std::move(result);
-                  }
-                  wait->cv.notify_all();
-                });
-  std::unique_lock lock(wait->mutex);
-  wait->cv.wait(lock, [&] { return wait->result.has_value() || (!folded && wait->acknowledged); });
-  if (!folded || !wait->result || wait->result->kind != append::Outcome::Kind::folded || wait->result->events.empty()) {
-    return 0;
+    if (result.kind != append::Outcome::Kind::unavailable) return {true, 0, {}};  // on the log, folded later
+    if (Clock::now() >= give_up) {
+      base::log_error("gateway: the reply and receipt could not be recorded",
+                      {{"session", session}, {"attempts", std::to_string(attempt)}, {"error", result.error}});
+      return {false, 0, result.error};
+    }
+    if (attempt == 1) {
+      base::log_warn("gateway: recording the reply and receipt failed; sending them again",
+                     {{"session", session}, {"error", result.error}});
+    }
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  // The reply follows the receipt (a kUnstoredResponse marker may follow the reply).
-  return reply != nullptr && wait->result->events.size() >= 2 ? wait->result->events[1].version : 0;
 }
 
 void Core::record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
@@ -603,11 +621,19 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   };
   // Records the reply and receipt: before the answer when it needs the reply's version, else while it goes out
   // (the turn's lock is then held until they are folded).
-  auto record = [&](const protocol::Reply* reply) -> std::uint64_t {
+  auto record = [&](const protocol::Reply* reply) -> Core::Recorded {
     if (format.needs_reply_version()) return core.record_outcome(session, reply, call, true);
-    core.record_outcome(session, reply, call, false,
-                        std::make_shared<TurnLocks::Held>(std::move(*std::exchange(lock, std::nullopt))));
-    return 0;
+    return core.record_outcome(session, reply, call, false,
+                               std::make_shared<TurnLocks::Held>(std::move(*std::exchange(lock, std::nullopt))));
+  };
+  // A reply the model gave but the log did not take is not shown as an answer: the session would not have it.
+  auto not_recorded = [&](const Core::Recorded& recorded) {
+    auto response = openai_error(503,
+                                 "the model answered, but its reply could not be recorded (" + recorded.error +
+                                     "); the session has your input but not the reply: retry",
+                                 "server_error", route);
+    response.headers.emplace_back("retry-after", "1");
+    return response;
   };
   format.begin({session, version, model, now_us() / 1000000, p.cut.messages});
   std::vector<std::pair<std::string, std::string>> headers{{"x-session-id", session},
@@ -625,14 +651,19 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     auto reply = core.complete(p, call);
     timing.mark("upstream");
     if (auto refused = input_refused()) return answer(std::move(*refused));
-    const std::uint64_t reply_version = record(reply ? &*reply : nullptr);
+    const auto recorded = record(reply ? &*reply : nullptr);
     timing.mark("record");
     if (!reply) {
       auto failure = upstream_failure(call, route);
       core.report(call, failure.status, timing);
       return answer(std::move(failure));
     }
-    auto response = http::json_response(200, format.body(*reply, reply_version), route);
+    if (!recorded.on_log) {
+      auto failure = not_recorded(recorded);
+      core.report(call, failure.status, timing);
+      return answer(std::move(failure));
+    }
+    auto response = http::json_response(200, format.body(*reply, recorded.reply_version), route);
     response.headers = std::move(headers);
     response.headers.emplace_back("server-timing", timing.header());
     core.report(call, 200, timing);
@@ -660,8 +691,16 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     stream->close();
     return;
   }
-  record(reply ? &*reply : nullptr);
+  const auto recorded = record(reply ? &*reply : nullptr);
   lock.reset();  // the turn's events are on their way: the session is free before the stream's last frames go out
+  if (reply && !recorded.on_log) {
+    auto failure = not_recorded(recorded);
+    core.report(call, failure.status, timing);
+    if (!started) return respond(std::move(failure));
+    stream->write(format.stream_error(failure.body));  // the text went out, but the turn did not complete
+    stream->close();
+    return;
+  }
   core.report(call, reply || started ? 200 : upstream_failure(call, route).status, timing);
   if (!reply && !started) return respond(upstream_failure(call, route));
   start();

@@ -2,8 +2,10 @@
 // at the end every acknowledged event is in its session's history exactly once and `statefold verify` passes.
 //
 // Writers, each keeping a ledger of what was acknowledged to it: HTTP single appends, HTTP array appends (one Kafka
-// transaction each), and a producer writing straight to Kafka with statefold's murmur2 partitioner. Every event
-// carries a text of its own, so a doubled event shows as a text seen twice. Faults: kill -9 of serve at random
+// transaction each), gateway turns (POST /v1/chat/completions against the scripted fake model endpoint,
+// tests/support/fake_upstream.py: the question and the model's answer, one transaction), and a producer writing
+// straight to Kafka with statefold's murmur2 partitioner. Every event carries a text of its own, so a doubled event
+// shows as a text seen twice. Faults: kill -9 of serve at random
 // moments (restarted on the same data dir at once), kill -9 of the broker (started again on its data), and poison
 // records on the topic (an incompressible record near the broker's size limit, and garbage bytes), which must go to
 // the dead-letter topic without stopping serve. Each fault's recovery time is printed.
@@ -51,6 +53,27 @@ std::string message(const std::string& text) {
   return R"({"payload_type":"Message","payload":{"role":"user","content":[{"text":")" + text + R"("}]}})";
 }
 
+// The scripted fake model endpoint as a child process: with nothing scripted it answers "echo: <the question>".
+class FakeModel {
+ public:
+  explicit FakeModel(const std::string& dir) {
+    const std::string script = std::string(STATEFOLD_SOURCE_DIR) + "/tests/support/fake_upstream.py";
+    _process.emplace(Process::spawn({"python3", script, "--port", "0", "--port-file", dir + "/fake.port"},
+                                    dir + "/fake.out", dir + "/fake.err"));
+    wait_until(
+        [&] {
+          const std::string text = read_file(dir + "/fake.port");
+          if (!text.empty()) port = static_cast<std::uint16_t>(std::stoi(text));
+          return port != 0 || !_process->running();
+        },
+        std::chrono::seconds(30), milliseconds(20));
+  }
+  std::uint16_t port = 0;
+
+ private:
+  std::optional<Process> _process;
+};
+
 // What was acknowledged to the writers: per session, the texts of its events.
 class Ledger {
  public:
@@ -86,7 +109,23 @@ class ChaosTest : public ProcessTest {
     o.data_dir = data_dir("store");
     o.http_address = "127.0.0.1:" + std::to_string(_http_port);
     o.extra = {"--partitions", "2", "--append-timeout-ms", "5000", "--memory-budget-mb", "128"};
+    if (!_config_path.empty()) o.extra.insert(o.extra.end(), {"--config", _config_path});
     return o;
+  }
+
+  // serve's [upstream]: every model to the fake endpoint, one try (a turn that fails is the client's to retry).
+  void use_model_endpoint(std::uint16_t port) {
+    ::setenv("STATEFOLD_CHAOS_UPSTREAM_KEY", "sk-chaos", 1);
+    _config_path = path("serve.toml");
+    std::FILE* f = std::fopen(_config_path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f,
+                 "[upstream]\ndefault_endpoint = \"fake\"\n\n[[upstream.endpoints]]\nname = \"fake\"\n"
+                 "provider = \"openai_chat\"\nbase_url = \"http://127.0.0.1:%u/v1\"\n"
+                 "api_key_env = \"STATEFOLD_CHAOS_UPSTREAM_KEY\"\nmodel = \"gpt-4o\"\nmodels = [\"*\"]\n"
+                 "read_timeout_ms = 5000\nmax_retries = 0\n",
+                 static_cast<unsigned>(port));
+    std::fclose(f);
   }
 
   // Starts serve and waits until it is ready; the seconds that took, or a negative number if it did not get there.
@@ -115,8 +154,9 @@ class ChaosTest : public ProcessTest {
         return texts;
       }
       for (const auto& e : page.json().at("events").as_array()) {
-        const auto& content = e.at("event").at("payload").at("content").as_array();
-        if (!content.empty()) texts.emplace_back(content.at(0).at("text").as_string());
+        const auto* content = e.at("event").at("payload").as_object().if_contains("content");
+        if (content == nullptr) continue;  // a gateway turn's receipt, a session's opening
+        if (!content->as_array().empty()) texts.emplace_back(content->as_array().at(0).at("text").as_string());
       }
       const auto& next = page.json().at("next_from_version");
       if (next.is_null()) return texts;
@@ -126,6 +166,7 @@ class ChaosTest : public ProcessTest {
 
   std::uint16_t _http_port = free_port();
   Serve* _serve = nullptr;
+  std::string _config_path;
 };
 
 TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce) {
@@ -139,12 +180,16 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
 
   OwnBroker broker(path("kafka"));
   ASSERT_TRUE(broker.start());
+  FakeModel model(dir());
+  ASSERT_NE(model.port, 0) << "the fake model endpoint did not start: " << read_file(path("fake.err"));
+  use_model_endpoint(model.port);
   ASSERT_GE(start_ready(broker.brokers()), 0);
 
   Ledger ledger;
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> attempts{0};  // writes tried (an array append is one)
   std::atomic<std::uint64_t> acknowledged{0};
+  std::atomic<std::uint64_t> turns_acknowledged{0};  // gateway turns among them
   std::vector<std::thread> writers;
   // HTTP single appends and array appends: only a 200 is an acknowledgement.
   for (const bool arrays : {false, true}) {
@@ -171,6 +216,25 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
       }
     });
   }
+  // Gateway turns: a 200 means the question and the model's answer are both in the session.
+  writers.emplace_back([&] {
+    HttpClient http("127.0.0.1", _http_port);
+    for (std::uint64_t n = 0; !stop.load(); ++n) {
+      const std::string session = "chaos-gateway-" + std::to_string(n % kSessionsPerWriter);
+      const std::string question = "turn-" + std::to_string(n);
+      ++attempts;
+      HttpReply r = http.post("/v1/chat/completions",
+                              R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + question + R"("}]})",
+                              {{"X-Session-Id", session}});
+      if (r.status == 200) {
+        ++acknowledged;
+        ++turns_acknowledged;
+        ledger.acknowledged(session, {question, "echo: " + question});
+      } else {
+        std::this_thread::sleep_for(milliseconds(100));
+      }
+    }
+  });
   // A producer outside statefold, straight to Kafka with the murmur2 partitioner: acknowledged once delivered.
   writers.emplace_back([&] {
     log::ProducerOptions options;
@@ -255,6 +319,7 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
   for (auto& w : writers) w.join();
   ASSERT_FALSE(HasFatalFailure());
   ASSERT_GT(ledger.size(), 100u) << "too few writes were acknowledged for the test to mean anything";
+  ASSERT_GT(turns_acknowledged.load(), 10u) << "too few gateway turns were answered: " << tail(_serve->log_path());
 
   // Every acknowledged event is in its session's history exactly once (the direct producer's ones may still be
   // on their way into the store), and no event is in it twice.
@@ -282,9 +347,10 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
       std::chrono::minutes(2), milliseconds(500));
   EXPECT_TRUE(complete && missing == 0 && doubled == 0)
       << missing << " acknowledged events missing, " << doubled << " doubled; first: " << first_problem;
-  std::printf("chaos: %llu of %llu writes acknowledged (%zu events): %zu missing, %zu doubled; %d poison records\n",
+  std::printf("chaos: %llu of %llu writes acknowledged (%llu of them gateway turns; %zu events): %zu missing, %zu "
+              "doubled; %d poison records\n",
               static_cast<unsigned long long>(acknowledged.load()), static_cast<unsigned long long>(attempts.load()),
-              ledger.size(), missing, doubled, poisoned);
+              static_cast<unsigned long long>(turns_acknowledged.load()), ledger.size(), missing, doubled, poisoned);
 
   ASSERT_TRUE(_serve->stop().exited_with(0)) << tail(_serve->log_path());
   auto summary = inspect_summary(data_dir("store"));

@@ -75,7 +75,7 @@ class GatewayTest : public ::testing::Test {
                       std::lock_guard lock(turns_mutex);
                       turns.emplace_back(std::string(endpoint), status);
                     },
-                    1 << 20};
+                    1 << 20, 1500ms};
     gateway = std::make_unique<Gateway>(std::move(options), state, sink);
   }
 
@@ -478,6 +478,40 @@ TEST_F(GatewayTest, NoPartitionsYetIs503) {
 }
 
 // --- The write path failing ---
+
+// A chaos run found a chat turn answered 200 whose reply was not in the session: the log refused the reply and
+// receipt, and the client was shown the answer anyway. They are sent again until the log takes them.
+TEST_F(GatewayTest, AReplyTheLogRefusedIsSentAgainUntilItIsRecorded) {
+  std::thread recovery;
+  sink.before_next_append([&](testing::MemorySink& s, const std::string&, const append::Events&) {
+    s.fail_appends("broker down");  // from the reply and receipt on, until the broker is back
+    recovery = std::thread([&s] {
+      std::this_thread::sleep_for(600ms);
+      s.fail_appends(std::nullopt);
+    });
+  });
+  auto answer = chat("flaky-1", R"([{"role":"user","content":"hi"}])");
+  recovery.join();
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  auto entries = history("flaky-1");
+  ASSERT_FALSE(entries.empty());
+  EXPECT_EQ(entries.back().type, "Message");
+  EXPECT_EQ(entries.back().role, "assistant") << "the reply the client was shown is not in its session";
+  EXPECT_GT(sink.calls().size(), 3u) << "the reply and receipt were not sent again";
+}
+
+TEST_F(GatewayTest, AReplyTheLogNeverTookIs503NotAnAnswer) {
+  sink.before_next_append([](testing::MemorySink& s, const std::string&, const append::Events&) { s.fail_appends("broker down"); });
+  auto answer = chat("lost-1", R"([{"role":"user","content":"hi"}])");
+  const std::string message = expect_openai_error(answer, 503, "");
+  EXPECT_TRUE(contains(message, "its reply could not be recorded (broker down)")) << message;
+  EXPECT_EQ(header_value(answer, "retry-after"), "1");
+  sink.fail_appends(std::nullopt);
+  for (const auto& e : history("lost-1")) EXPECT_NE(e.role, "assistant") << "a reply was recorded after all";
+  std::lock_guard lock(turns_mutex);
+  ASSERT_FALSE(turns.empty());
+  EXPECT_EQ(turns.back().second, 503) << "the turn was counted as answered";
+}
 
 TEST_F(GatewayTest, AnUnavailableLogIs503) {
   sink.fail_appends("broker down");

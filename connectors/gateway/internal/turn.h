@@ -192,12 +192,20 @@ struct Core {
                                                  std::uint64_t version, const upstream::Endpoint& endpoint,
                                                  const materialise::RenderSpec& spec, const std::string& route);
 
+  // What record_outcome() achieved.
+  struct Recorded {
+    bool on_log = false;             // Kafka has the receipt and the reply
+    std::uint64_t reply_version = 0;  // when waited for and folded
+    std::string error;               // why they are not on the log
+  };
   // Appends the receipt, then the reply (if any), in order on the idempotent producer: should this process die
-  // between the two sends, the call still has its receipt. With `folded`, waits until both are folded and returns
-  // the reply's version; otherwise returns (0) once Kafka has them, and `keep` (the session's turn) is held until
-  // they are folded, so the session's next turn sees them. Reads of the session settle on them either way.
-  std::uint64_t record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
-                               bool folded, std::shared_ptr<TurnLocks::Held> keep = nullptr);
+  // between the two sends, the call still has its receipt. With `folded`, waits until both are folded (for the
+  // reply's version); otherwise returns once Kafka has them, and `keep` (the session's turn) is held until they are
+  // folded, so the session's next turn sees them. Reads of the session settle on them either way. While Kafka is
+  // unavailable the same events are sent again (the fold drops what already arrived) for up to
+  // options.record_patience: a reply the client is shown must be in its session.
+  Recorded record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call, bool folded,
+                          std::shared_ptr<TurnLocks::Held> keep = nullptr);
   // The input is on the log but no request could be made of it: a failed receipt says so.
   void record_unrendered(const std::string& session, std::uint64_t version, const materialise::RenderSpec& spec,
                          const upstream::Endpoint& endpoint, const http::Response& refusal, const std::string& caller);
