@@ -1,5 +1,6 @@
-// POST /v1/chat/completions: the client sends only its new messages; the session comes from X-Session-Id or
-// metadata.session_id.
+// POST /v1/chat/completions: the session comes from X-Session-Id or metadata.session_id. The client sends its new
+// messages, or the whole conversation as most clients do: what the session already has is recognised, not recorded
+// again (reconcile.h).
 #include "connectors/gateway/internal/turn.h"
 
 namespace statefold::gateway::internal {
@@ -56,6 +57,7 @@ void chat(Core& core, const http::Request& request, auth::Principal caller, Cloc
   }
   turn.input = std::move(parsed->messages);
   turn.input_field = "messages";
+  turn.reconcile_history = true;
   turn.model = std::move(parsed->model);
   turn.params = std::move(parsed->params);
   turn.stream = parsed->stream;

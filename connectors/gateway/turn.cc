@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "connectors/gateway/internal/events.h"
+#include "connectors/gateway/internal/reconcile.h"
 #include "connectors/gateway/internal/turn.h"
 
 #include "engine/fold/read.h"
@@ -43,8 +44,10 @@ http::Response append_failure(const append::Outcome& result, const std::string& 
 
 // A tool result must answer a call the session (`pending`: its open calls) or this input made and nothing answered
 // yet: anything else would be recorded and then left out of every context as an orphan.
-std::optional<http::Response> check_tool_results(std::set<std::string, std::less<>> pending, const TurnRequest& turn) {
-  for (std::size_t i = 0; i < turn.input.size(); ++i) {
+// `first`: where the messages checked start in turn.input (those before are already in the session).
+std::optional<http::Response> check_tool_results(std::set<std::string, std::less<>> pending, const TurnRequest& turn,
+                                                 std::size_t first = 0) {
+  for (std::size_t i = first; i < turn.input.size(); ++i) {
     const auto& m = turn.input[i];
     if (m.role == context::Role::assistant) {
       for (const auto& c : m.tool_calls) pending.insert(c.id);
@@ -283,10 +286,29 @@ std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader
         return;
       }
     }
-    if (std::any_of(turn.input.begin(), turn.input.end(), [](const auto& m) { return m.role == context::Role::tool; })) {
-      if ((refused = check_tool_results(open_tool_calls(session), turn))) return;
+    // A client that resends the conversation: what the session has is recognised, only the rest is new.
+    std::size_t known = 0;
+    if (turn.reconcile_history) {
+      const auto reconciled = reconcile(turn.input, session.system_prompt, session.history);
+      if (reconciled.diverged) {
+        refused = openai_error(409, turn.input_field + ": " + reconciled.why, "conflict", turn.route,
+                               "history_diverged");
+        return;
+      }
+      known = reconciled.known;
     }
-    auto batch = input_events(turn.session, header.version, turn.input, "", "");
+    const std::vector<protocol::ClientMessage> fresh(turn.input.begin() + static_cast<std::ptrdiff_t>(known),
+                                                     turn.input.end());
+    if (std::any_of(fresh.begin(), fresh.end(), [](const auto& m) { return m.role == context::Role::tool; })) {
+      if ((refused = check_tool_results(open_tool_calls(session), turn, known))) return;
+    }
+    if (fresh.empty()) {
+      // Nothing new (a retry of a turn whose input is stored, or the same conversation again): the session as it is.
+      sent = InFlight{{}, header.version, header.version};
+      refused = render_into(p, session, counted, turn.route);
+      return;
+    }
+    auto batch = input_events(turn.session, header.version, fresh, "", "");
     if (!batch) {
       refused = openai_error(400, batch.error().message, "invalid_request_error", turn.route);
       return;
@@ -296,7 +318,7 @@ std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader
     sent = InFlight{promise->get_future(), header.version, header.version + batch->size()};
     events.append(turn.session, std::move(*batch), {},
                   [promise](append::Outcome result) { promise->set_value(std::move(result)); });
-    for (const auto& m : turn.input) {
+    for (const auto& m : fresh) {
       auto message = protocol::to_message(m);
       message.version = ++session.version;
       session.history.push_back(std::move(message));
@@ -310,6 +332,7 @@ std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader
 
 std::variant<std::uint64_t, http::Response> Core::confirm_input(const std::string& session, InFlight& sent,
                                                                 const std::string& route) {
+  if (sent.version == sent.base_version) return sent.version;  // nothing was sent: the session was taken as it was
   auto result = sent.result.get();
   if (result.all_accepted() && result.events.back().version == sent.version) return sent.version;
   cache.forget(session);  // it holds the input as predicted

@@ -191,6 +191,18 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
   std::atomic<std::uint64_t> acknowledged{0};
   std::atomic<std::uint64_t> turns_acknowledged{0};  // gateway turns among them
   std::vector<std::thread> writers;
+  // However the driver ends (an assertion, an exception), the writers are stopped and joined, so the failure is
+  // reported rather than lost in std::terminate.
+  struct StopWriters {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& writers;
+    ~StopWriters() {
+      stop = true;
+      for (auto& w : writers) {
+        if (w.joinable()) w.join();
+      }
+    }
+  } stop_writers{stop, writers};
   // HTTP single appends and array appends: only a 200 is an acknowledgement.
   for (const bool arrays : {false, true}) {
     writers.emplace_back([&, arrays] {
@@ -317,6 +329,7 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
   std::this_thread::sleep_for(seconds(1));
   stop = true;
   for (auto& w : writers) w.join();
+  writers.clear();
   ASSERT_FALSE(HasFatalFailure());
   ASSERT_GT(ledger.size(), 100u) << "too few writes were acknowledged for the test to mean anything";
   ASSERT_GT(turns_acknowledged.load(), 10u) << "too few gateway turns were answered: " << tail(_serve->log_path());

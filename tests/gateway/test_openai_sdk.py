@@ -455,6 +455,81 @@ def test_chat_two_turns_send_only_the_new_message(serve, fake, client):
     assert chat_turns(overview["body"]) == chat_turns(requests[1]["json"]) + [("assistant", reply2)]
 
 
+def test_a_client_that_resends_the_conversation_gets_it_recorded_once(serve, fake, client):
+    """Issue 12, defect 1: LangChain, the SDKs' tool loops and the cookbooks append to `messages` and send the whole
+    list each turn. A 21-message conversation became 119 stored messages and 119 went upstream; now what the session
+    has is recognised and only the new tail is recorded and sent."""
+    session = serve.new_session("resend")
+    messages = [{"role": "system", "content": "You are terse."}]
+    for turn in range(10):
+        messages.append({"role": "user", "content": "Question %d?" % turn})
+        answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                                messages=messages)
+        messages.append({"role": "assistant", "content": answer.choices[0].message.content})
+    assert len(messages) == 21
+
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 20, state["counts"]
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant"] * 10
+    # The upstream got each message once, the system prompt as the session's prompt.
+    last = fake.requests()[-1]["json"]
+    assert chat_turns(last) == [("system", "You are terse.")] + [
+        (m["role"], m["content"]) for m in messages[1:-1]]
+
+    # A tool loop, resent the same way, arguments re-serialised as LangChain does.
+    call_id = "call_" + uuid.uuid4().hex[:16]
+    fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Paris"}}]},
+                {"reply": "Sunny."})
+    messages.append({"role": "user", "content": "Weather in Paris?"})
+    first = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                           tools=[WEATHER_TOOL], messages=messages)
+    call = first.choices[0].message.tool_calls[0]
+    messages.append({"role": "assistant", "content": "", "tool_calls": [
+        {"id": call.id, "type": "function",
+         "function": {"name": call.function.name, "arguments": json.dumps(json.loads(call.function.arguments),
+                                                                          indent=1)}}]})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny"})
+    second = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                            tools=[WEATHER_TOOL], messages=messages)
+    assert second.choices[0].message.content == "Sunny."
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 24, state["counts"]
+    assert [m["role"] for m in state["messages"]][-4:] == ["user", "assistant", "tool", "assistant"]
+
+
+def test_a_resent_conversation_that_differs_from_the_session_is_a_409(serve, fake, client):
+    session = serve.new_session("resend-diverged")
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), messages=messages)
+    edited = [{"role": "user", "content": "What is the capital of Spain?"},
+              {"role": "assistant", "content": answer.choices[0].message.content},
+              {"role": "user", "content": "And its population?"}]
+    with pytest.raises(openai.ConflictError) as refused:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session), messages=edited)
+    assert refused.value.code == "history_diverged"
+    assert "fork the session" in refused.value.message
+    assert serve.session(session)["counts"]["messages"] == 2
+
+
+def test_a_retried_turn_whose_reply_failed_does_not_record_its_question_twice(serve, fake, client):
+    """Issue 12, defect 3: a turn that failed after its question was recorded, retried with the same question."""
+    session = serve.new_session("retry")
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   messages=[{"role": "user", "content": "Hello"}])
+    fake.script({"status": 500, "repeat": MAX_RETRIES + 1}, {"reply": "Now is fine."})
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                       messages=[{"role": "user", "content": "And now?"}])
+    assert failed.value.status_code >= 500
+    retried = client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                             messages=[{"role": "user", "content": "And now?"}])
+    assert retried.choices[0].message.content == "Now is fine."
+    state = serve.session(session)
+    assert [(m["role"]) for m in state["messages"]] == ["user", "assistant", "user", "assistant"], state["messages"]
+    assert chat_turns(fake.requests()[-1]["json"])[-1] == ("user", "And now?")
+    assert [t for t in chat_turns(fake.requests()[-1]["json"]) if t == ("user", "And now?")] == [("user", "And now?")]
+
+
 def test_chat_session_from_metadata(serve, fake, client):
     session = serve.new_session("meta")
     fake.script({"reply": "first"}, {"reply": "second"})

@@ -98,6 +98,8 @@ struct TurnRequest {
   std::string session;
   std::vector<protocol::ClientMessage> input;
   std::string input_field;          // names the input in errors: "messages", "input"
+  // Chat: the client may resend the conversation; what the session already has is not recorded again.
+  bool reconcile_history = false;
   std::string model;                // as requested; "" with model_from_session: the session's own
   bool model_from_session = false;  // Responses: without a model, the session keeps the one it has
   protocol::Params params;
