@@ -8,12 +8,19 @@
 // shows as a text seen twice. Faults: kill -9 of serve at random
 // moments (restarted on the same data dir at once), kill -9 of the broker (started again on its data), and poison
 // records on the topic (an incompressible record near the broker's size limit, and garbage bytes), which must go to
-// the dead-letter topic without stopping serve. Each fault's recovery time is printed.
+// the dead-letter topic without stopping serve; and floods of idle connections past serve's connection limit,
+// during which a fresh client must be answered at once. Each fault's recovery time is printed.
 //
 // The bounded pass (CI) makes 6 serve kills and 1 broker kill; the full campaign is `tools/chaos.sh` (50 and 5).
 // Knobs: STATEFOLD_CHAOS_SERVE_KILLS, STATEFOLD_CHAOS_BROKER_KILLS, STATEFOLD_CHAOS_SEED.
-// The full disk and file-descriptor exhaustion have their own tests (tests/api/disk_full_test.cc, tests/http).
+// The full disk has its own test (tests/api/disk_full_test.cc: it mounts a small tmpfs, as root); so has serve under
+// `ulimit -n 1024` (tests/api/connections_test.cc).
 #include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -108,7 +115,8 @@ class ChaosTest : public ProcessTest {
     o.group = "chaos";
     o.data_dir = data_dir("store");
     o.http_address = "127.0.0.1:" + std::to_string(_http_port);
-    o.extra = {"--partitions", "2", "--append-timeout-ms", "5000", "--memory-budget-mb", "128"};
+    o.extra = {"--partitions", "2", "--append-timeout-ms", "5000", "--memory-budget-mb", "128",
+               "--max-connections", "200"};
     if (!_config_path.empty()) o.extra.insert(o.extra.end(), {"--config", _config_path});
     return o;
   }
@@ -296,6 +304,33 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
             {{"message.max.bytes", "2000000"}});
     poisoned += 2;
   };
+  // Descriptor exhaustion: more idle connections than serve may hold (--max-connections 200), held while the writers
+  // go on. A fresh client must still be answered at once.
+  int floods = 0;
+  auto flood = [&] {
+    std::vector<int> idle;
+    for (int i = 0; i < 600; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(_http_port);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        idle.push_back(fd);
+      } else if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+    const auto asked = Clock::now();
+    HttpClient fresh("127.0.0.1", _http_port, seconds(5));
+    const HttpReply health = fresh.get("/healthz");
+    const double answered_ms = seconds_since(asked) * 1000;
+    std::this_thread::sleep_for(seconds(2));
+    for (int fd : idle) ::close(fd);
+    EXPECT_EQ(health.status, 200) << "with " << idle.size() << " idle connections held: " << health.describe();
+    std::printf("chaos: flood %d: %zu idle connections held for 2 s; a fresh /healthz answered %d in %.1f ms\n",
+                ++floods, idle.size(), health.status, answered_ms);
+  };
   std::uniform_int_distribution<int> pause_ms(300, 2500);
   int broker_kills_done = 0;
   for (int kill = 1; kill <= serve_kills && !HasFatalFailure(); ++kill) {
@@ -304,6 +339,7 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
       poison();
       std::this_thread::sleep_for(seconds(1));  // serve reads them before it is killed: they must not stop it
     }
+    if (kill == 2 || kill == serve_kills - 1) flood();
     if (broker_kills_done < broker_kills && kill * broker_kills >= (broker_kills_done + 1) * serve_kills / 2) {
       ASSERT_TRUE(broker.kill());
       std::this_thread::sleep_for(milliseconds(pause_ms(random)));
