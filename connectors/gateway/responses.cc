@@ -66,6 +66,9 @@ class ResponsesFormat final : public Format {
   std::string stream_error(std::string_view error_json) override {
     return "event: error\ndata: " + std::string(error_json) + "\n\n";
   }
+  std::string stream_failed(const protocol::Reply& partial, std::string_view code, std::string_view message) override {
+    return _writer->fail(partial, code, message);
+  }
 
  private:
   protocol::ResponseMeta _meta;

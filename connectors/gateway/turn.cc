@@ -21,6 +21,8 @@ namespace {
 
 // How long a turn waits for the session's previous one (see TurnLocks::take) before it is refused with 409.
 constexpr std::chrono::milliseconds kTurnPatience{250};
+// A receipt's status when the client left a stream before its end (nginx's convention; no HTTP answer has it).
+constexpr int kClientClosedRequest = 499;
 
 // A failed append, as the client sees it.
 http::Response append_failure(const append::Outcome& result, const std::string& route) {
@@ -491,13 +493,23 @@ std::optional<protocol::Reply> Core::complete_streaming(const Prepared& p, Call&
       return false;
     }
     for (const auto& d : *deltas) {
-      if (!on_delta(d)) return false;
+      if (!on_delta(d)) {
+        call.client_gone = true;
+        return false;
+      }
     }
     return true;
   });
   call.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
   call.status = response.status;
   call.timed_out = response.timed_out;
+  if (call.client_gone) {
+    // Not the upstream's failure: the receipt says what happened, with what the upstream had reported so far.
+    call.status = kClientClosedRequest;
+    call.error = "the client closed the stream before the reply was complete";
+    call.usage = parser.reply().usage;
+    return std::nullopt;
+  }
   if (!parse_error.empty()) {
     call.error = "the upstream's stream does not parse: " + parse_error;
     return std::nullopt;
@@ -703,8 +715,10 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     respond(std::move(head));
     stream->write(format.stream_start());
   };
+  protocol::Reply partial;  // what was streamed, for the end of a stream that fails
   auto reply = core.complete_streaming(p, call, [&](const protocol::Delta& d) {
     start();
+    if (d.tool_index < 0) partial.text += d.text;
     return stream->write(format.stream_delta(d));
   });
   timing.mark("upstream");
@@ -724,14 +738,16 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     stream->close();
     return;
   }
-  core.report(call, reply || started ? 200 : upstream_failure(call, route).status, timing);
+  // A stream that started and then failed is counted by its failure, not by the 200 its head carried.
+  core.report(call, reply ? 200 : upstream_failure(call, route).status, timing);
   if (!reply && !started) return respond(upstream_failure(call, route));
   start();
   if (reply) {
     stream->write(format.stream_finish(*reply));
   } else {
-    stream->write(format.stream_error(
-        protocol::openai_error_json("upstream " + call.endpoint + " failed: " + call.error, "upstream_error")));
+    const bool throttled = call.status == 429;
+    stream->write(format.stream_failed(partial, throttled ? "rate_limit_exceeded" : "server_error",
+                                       "upstream " + call.endpoint + " failed: " + call.error));
   }
   stream->close();
 }

@@ -803,6 +803,10 @@ def test_client_disconnects_mid_stream(serve, fake, client):
             time.sleep(0.2)
     assert answer is not None, "the session stayed busy after the client went away"
     assert answer.choices[0].message.content == "after the disconnect"
+    # Issue 12, defect 5: the receipt says the client left; it is not the upstream's failure.
+    receipt = serve.receipts(session)[0]
+    assert receipt["status"] == 499, receipt
+    assert "the client closed the stream" in receipt["error"], receipt
 
 
 # ------------------------------------------------------------------------------------------------ 3. tool calls
@@ -1075,6 +1079,46 @@ def test_responses_function_call_turn(serve, fake, client):
     assert (items[-2]["call_id"], items[-2]["name"], json.loads(items[-2]["arguments"])) == \
         (call_id, "get_weather", {"city": "Lima"})
     assert (items[-1]["call_id"], items[-1]["output"]) == (call_id, "19 C")
+
+
+def test_a_responses_stream_that_fails_midway_ends_with_response_failed(serve, fake, client):
+    """Issue 12, defect 5: a Responses stream whose upstream breaks after it started ends as the API ends a failed
+    response (response.failed with the error), not with a chat-style error frame, and counts as a failure."""
+    session = serve.new_session("resp-stream-cut")
+    before = turns_counted(serve, "fake-responses")
+    fake.script({"reply": "one two three four five six", "cut_after": 7})
+    events, failure = [], None
+    try:
+        for e in client.responses.create(model="gpt-4.1", input="Count.", stream=True,
+                                         extra_headers=session_header(session)):
+            events.append(e)
+    except openai.APIError as e:
+        failure = e
+    assert failure is None, "the SDK raised instead of delivering response.failed: %s" % failure
+    types = [e.type for e in events]
+    assert types[0] == "response.created", types
+    assert types[-1] == "response.failed", types
+    failed = events[-1].response
+    assert failed.status == "failed"
+    assert failed.error.code == "server_error" and "failed" in failed.error.message, failed.error
+    assert failed.id == events[0].response.id
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    after = turns_counted(serve, "fake-responses")
+    assert after.get("502", 0) == before.get("502", 0) + 1, (before, after)
+    assert after.get("200", 0) == before.get("200", 0), "the failed stream was counted as answered: %s" % after
+
+
+def turns_counted(serve, endpoint):
+    """{code: count} of statefold_gateway_turns_total for the endpoint."""
+    status, _, metrics = serve.get("/metrics")
+    assert status == 200, metrics
+    counts = {}
+    for line in metrics.splitlines():
+        match = re.match(r'statefold_gateway_turns_total\{(.*)\} ([0-9.e+]+)$', line)
+        if match and 'endpoint="%s"' % endpoint in match.group(1):
+            code = re.search(r'code="([0-9]+)"', match.group(1)).group(1)
+            counts[code] = counts.get(code, 0) + int(float(match.group(2)))
+    return counts
 
 
 def test_responses_function_call_streamed_and_retrieved(serve, fake, client):

@@ -71,6 +71,7 @@ struct Call {
   std::int64_t latency_ms = 0;
   int status = 0;
   bool timed_out = false;  // no answer in time (504 rather than 502)
+  bool client_gone = false;  // the client closed the stream before the reply was complete
   std::string error;
   bool store = true;  // false: Responses' store: false, recorded with the reply (see kUnstoredResponse)
   std::string caller;  // the API key's name, for usage and budgets
@@ -138,6 +139,13 @@ class Format {
   virtual std::string stream_finish(const protocol::Reply& reply) = 0;
   // A frame carrying an error after the stream started (`error_json` is an OpenAI error object).
   virtual std::string stream_error(std::string_view error_json) = 0;
+  // The upstream failed after the stream started, `partial` being what was streamed: the API's own end of a failed
+  // stream (Responses: response.failed with the error; chat: an error frame). `code`: server_error or
+  // rate_limit_exceeded.
+  virtual std::string stream_failed(const protocol::Reply& partial, std::string_view code, std::string_view message) {
+    (void)partial;
+    return stream_error(protocol::openai_error_json(message, "server_error", code));
+  }
 };
 
 // The input of a turn on an existing session, sent and not yet folded: the turn renders and calls the upstream
