@@ -58,6 +58,7 @@ void chat(Core& core, const http::Request& request, auth::Principal caller, Cloc
   turn.input = std::move(parsed->messages);
   turn.input_field = "messages";
   turn.reconcile_history = true;
+  turn.idempotency_key = std::string(request.header("idempotency-key").value_or(""));
   turn.model = std::move(parsed->model);
   turn.params = std::move(parsed->params);
   turn.stream = parsed->stream;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/base/sha256.h"
+
 #include "connectors/gateway/internal/turn.h"
 
 namespace statefold::gateway::internal {
@@ -75,11 +77,27 @@ codec::InferenceReceipt receipt_of(const Call& call) {
 
 constexpr std::string_view kSource = "gateway";
 
+std::string id_text(std::string_view key, std::string_view what, std::uint64_t index) {
+  return key.empty() ? std::string() : codec::event_id_to_string(turn_event_id(key, what, index));
+}
+
 }  // namespace
+
+codec::EventId turn_event_id(std::string_view idempotency_key, std::string_view what, std::uint64_t index) {
+  base::Sha256 h;
+  h.update_framed("statefold.gateway.turn");
+  h.update_framed(idempotency_key);
+  h.update_framed(what);
+  h.update_u64(index);
+  const auto digest = h.finish();
+  codec::EventId id{};
+  std::copy_n(digest.begin(), id.size(), id.begin());
+  return id;
+}
 
 base::Result<append::Events> input_events(const std::string& session, std::optional<std::uint64_t> version,
                                           const std::vector<protocol::ClientMessage>& input, const std::string& model,
-                                          const std::string& instructions) {
+                                          const std::string& instructions, std::string_view idempotency_key) {
   append::Batch batch(session, std::string(kSource), version.value_or(0));
   std::size_t first = 0;
   if (!version) {
@@ -97,19 +115,22 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
     if (auto added = batch.add(opened); !added) return added.error();
   }
   for (std::size_t i = first; i < input.size(); ++i) {
-    if (auto added = batch.add(message_of(input[i])); !added) return added.error();
+    if (auto added = batch.add(message_of(input[i]), id_text(idempotency_key, "input", i - first)); !added) {
+      return added.error();
+    }
   }
   if (batch.size() == 0) return base::make_error(base::ErrorCode::invalid_argument, "no new input");
   return batch.take();
 }
 
 base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply,
-                                            const Call& call) {
+                                            const Call& call, std::string_view idempotency_key,
+                                            std::uint64_t attempt) {
   append::Batch batch(session, std::string(kSource), std::nullopt);
-  if (auto added = batch.add(receipt_of(call)); !added)
+  if (auto added = batch.add(receipt_of(call), id_text(idempotency_key, "receipt", attempt)); !added)
     return base::make_error(base::ErrorCode::internal, added.error().message);
   if (reply != nullptr) {
-    if (auto added = batch.add(reply_message(*reply)); !added) {
+    if (auto added = batch.add(reply_message(*reply), id_text(idempotency_key, "reply", 0)); !added) {
       return base::make_error(base::ErrorCode::internal, added.error().message);
     }
     if (!call.store) {

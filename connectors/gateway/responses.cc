@@ -116,6 +116,7 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
   turn.instructions = parsed->instructions;
   turn.store = parsed->store;
   turn.truncation_disabled = parsed->truncation == "disabled";
+  turn.idempotency_key = std::string(request.header("idempotency-key").value_or(""));
   protocol::ResponseMeta meta;
   meta.previous_response_id = parsed->previous_response_id;
   meta.conversation = parsed->conversation;
@@ -139,27 +140,19 @@ bool unstored_response(const fold::Reader& reader, const std::string& session, s
   return read && unstored;
 }
 
-http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id) {
-  const std::string& route = kRouteGetResponse;
-  auto at = parse_response_id(id);
-  // Another tenant's response does not exist for the caller.
-  if (!at || at->second == 0 || !caller.owns(at->first)) {
-    return openai_error(404, "no response " + id, "invalid_request_error", route);
-  }
-  const auto& [session, version] = *at;
-  protocol::Reply reply;
-  protocol::ResponseMeta meta;
-  meta.id = id;
+base::Result<std::optional<StoredReply>> read_reply(const fold::Reader& reader, const std::string& session,
+                                                    std::uint64_t version) {
+  if (version == 0) return std::optional<StoredReply>();
+  StoredReply stored;
   bool found = false;
-  const auto snapshot = core.state.snapshot();
   // The receipt recorded right before the reply has the model and usage.
   auto read = fold::visit_history(
-      *snapshot, session, {.from = version - 1, .through = version}, [&](const fold::HistoryRecord& r) {
+      reader, session, {.from = version - 1, .through = version}, [&](const fold::HistoryRecord& r) {
         if (r.version() == version - 1) {
           if (const auto* receipt = r.event.payload_as_InferenceReceipt()) {
-            if (receipt->model() != nullptr) meta.model = receipt->model()->str();
+            if (receipt->model() != nullptr) stored.model = receipt->model()->str();
             if (const auto* usage = receipt->usage()) {
-              reply.usage = {usage->input_tokens(), usage->output_tokens(), usage->cached_tokens()};
+              stored.reply.usage = {usage->input_tokens(), usage->output_tokens(), usage->cached_tokens()};
             }
           }
           return true;
@@ -169,27 +162,47 @@ http::Response get_response(Core& core, const auth::Principal& caller, const std
         found = true;
         if (message->content() != nullptr) {
           for (const auto* part : *message->content()) {
-            if (part->text() != nullptr) reply.text += part->text()->str();
+            if (part->text() != nullptr) stored.reply.text += part->text()->str();
           }
         }
         if (message->tool_calls() != nullptr) {
           for (const auto* c : *message->tool_calls()) {
-            reply.tool_calls.push_back({c->id()->str(), c->name()->str(), c->arguments() ? c->arguments()->str() : ""});
+            stored.reply.tool_calls.push_back(
+                {c->id()->str(), c->name()->str(), c->arguments() ? c->arguments()->str() : ""});
           }
         }
-        meta.created_at = r.event.occurred_at_us() / 1000000;
+        stored.created_s = r.event.occurred_at_us() / 1000000;
         return false;
       });
-  if (!read) return openai_error(500, read.error().message, "server_error", route);
-  if (!found) return openai_error(404, "no response " + id, "invalid_request_error", route);
+  if (!read) return read.error();
+  if (!found) return std::optional<StoredReply>();
+  stored.reply.finish_reason = stored.reply.tool_calls.empty() ? "stop" : "tool_calls";
+  stored.reply.model = stored.model;
+  return std::optional<StoredReply>(std::move(stored));
+}
+
+http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id) {
+  const std::string& route = kRouteGetResponse;
+  auto at = parse_response_id(id);
+  // Another tenant's response does not exist for the caller.
+  if (!at || at->second == 0 || !caller.owns(at->first)) {
+    return openai_error(404, "no response " + id, "invalid_request_error", route);
+  }
+  const auto& [session, version] = *at;
+  const auto snapshot = core.state.snapshot();
+  auto stored = read_reply(*snapshot, session, version);
+  if (!stored) return openai_error(500, stored.error().message, "server_error", route);
+  if (!*stored) return openai_error(404, "no response " + id, "invalid_request_error", route);
   // store: false: the turn is on the log, but not a response to read back.
   if (unstored_response(*snapshot, session, version)) {
     return openai_error(404, "no response " + id + " (it was created with store: false)", "invalid_request_error",
                         route);
   }
-  reply.finish_reason = reply.tool_calls.empty() ? "stop" : "tool_calls";
-  reply.model = meta.model;
-  return http::json_response(200, protocol::response_json(reply, meta), route);
+  protocol::ResponseMeta meta;
+  meta.id = id;
+  meta.model = (*stored)->model;
+  meta.created_at = (*stored)->created_s;
+  return http::json_response(200, protocol::response_json((*stored)->reply, meta), route);
 }
 
 }  // namespace statefold::gateway::internal

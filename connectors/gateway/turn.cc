@@ -21,6 +21,9 @@ namespace {
 
 // How long a turn waits for the session's previous one (see TurnLocks::take) before it is refused with 409.
 constexpr std::chrono::milliseconds kTurnPatience{250};
+// How long a turn with an Idempotency-Key waits for the session's turn in progress (likely the same turn, retried
+// by a client that timed out) before it is refused with 409.
+constexpr std::chrono::seconds kIdempotentPatience{120};
 // A receipt's status when the client left a stream before its end (nginx's convention; no HTTP answer has it).
 constexpr int kClientClosedRequest = 499;
 
@@ -251,7 +254,7 @@ append::Outcome append_and_wait(append::Sink& sink, const std::string& session, 
 
 std::variant<std::uint64_t, http::Response> Core::record_new_session(const TurnRequest& turn, const std::string& model) {
   if (auto refused = check_tool_results({}, turn)) return std::move(*refused);
-  auto batch = input_events(turn.session, std::nullopt, turn.input, model, turn.instructions);
+  auto batch = input_events(turn.session, std::nullopt, turn.input, model, turn.instructions, turn.idempotency_key);
   if (!batch) return openai_error(400, batch.error().message, "invalid_request_error", turn.route);
   auto result = append_and_wait(events, turn.session, std::move(*batch));
   if (!result.all_accepted()) return append_failure(result, turn.route);
@@ -299,8 +302,14 @@ std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader
       }
       known = reconciled.known;
     }
-    const std::vector<protocol::ClientMessage> fresh(turn.input.begin() + static_cast<std::ptrdiff_t>(known),
-                                                     turn.input.end());
+    std::vector<protocol::ClientMessage> fresh(turn.input.begin() + static_cast<std::ptrdiff_t>(known),
+                                               turn.input.end());
+    // The same Idempotency-Key again after an attempt whose input was recorded (and whose reply was not): that
+    // input is the turn's, not new.
+    if (!turn.idempotency_key.empty() && !fresh.empty() &&
+        fold::version_of_event(snapshot, turn.session, turn_event_id(turn.idempotency_key, "input", 0))) {
+      fresh.clear();
+    }
     if (std::any_of(fresh.begin(), fresh.end(), [](const auto& m) { return m.role == context::Role::tool; })) {
       if ((refused = check_tool_results(open_tool_calls(session), turn, known))) return;
     }
@@ -310,7 +319,7 @@ std::variant<Prepared, http::Response> Core::send_and_prepare(const fold::Reader
       refused = render_into(p, session, counted, turn.route);
       return;
     }
-    auto batch = input_events(turn.session, header.version, fresh, "", "");
+    auto batch = input_events(turn.session, header.version, fresh, "", "", turn.idempotency_key);
     if (!batch) {
       refused = openai_error(400, batch.error().message, "invalid_request_error", turn.route);
       return;
@@ -359,7 +368,7 @@ std::variant<Prepared, http::Response> Core::prepare(const fold::Reader& snapsho
 
 Core::Recorded Core::record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
                                     bool folded, std::shared_ptr<TurnLocks::Held> keep) {
-  auto batch = outcome_events(session, reply, call);
+  auto batch = outcome_events(session, reply, call, call.idempotency_key, call.attempt);
   if (!batch) {
     base::log_error("gateway: the receipt does not encode", {{"session", session}, {"error", batch.error().message}});
     return {false, 0, "the receipt does not encode: " + batch.error().message};
@@ -546,12 +555,39 @@ http::Response not_in_namespace(const auth::Principal& caller, const std::string
   return openai_error(404, caller.no_such_session(session), "invalid_request_error", route, "session_not_found");
 }
 
+namespace {
+
+// The answer of a turn recorded earlier under the same Idempotency-Key, as it was given (the reply at
+// `reply_version`), marked as a replay.
+void replay(Format& format, const TurnRequest& turn, const StoredReply& stored, std::uint64_t reply_version,
+            const http::Respond& respond) {
+  // The reply followed its receipt, which followed the input: the version the request was rendered from.
+  format.begin({turn.session, reply_version >= 2 ? reply_version - 2 : 0, stored.model, stored.created_s, 0});
+  std::vector<std::pair<std::string, std::string>> headers{{"x-session-id", turn.session},
+                                                           {"x-statefold-idempotent-replay", "true"}};
+  if (!turn.stream) {
+    auto response = http::json_response(200, format.body(stored.reply, reply_version), turn.route);
+    response.headers = std::move(headers);
+    return respond(std::move(response));
+  }
+  auto stream = http::BodyStream::make();
+  http::Response head{200, "", "text/event-stream", std::move(headers), turn.route, stream};
+  head.headers.emplace_back("cache-control", "no-cache");
+  respond(std::move(head));
+  stream->write(format.stream_start());
+  stream->write(format.stream_finish(stored.reply));
+  stream->close();
+}
+
+}  // namespace
+
 void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond) {
   const std::string& route = turn.route;
   const std::string& session = turn.session;
   if (!turn.caller.owns(session)) return respond(not_in_namespace(turn.caller, session, route));
   if (auto refused = core.refuse_elsewhere(session, route)) return respond(std::move(*refused));
-  auto lock = core.turns.take(session, kTurnPatience);
+  const bool keyed = !turn.idempotency_key.empty();
+  auto lock = core.turns.take(session, keyed ? std::chrono::milliseconds(kIdempotentPatience) : kTurnPatience);
   if (!lock) {
     return respond(openai_error(409, "session " + session + " has a turn in progress; send the next one when it has "
                                 "answered", "conflict", route, "turn_in_progress"));
@@ -565,6 +601,23 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   // The session is read once for the whole turn (a new one is read again after its opening is folded).
   auto snapshot = core.state.snapshot();
   const auto header = fold::load_header(*snapshot, session);
+  // A turn already answered under this Idempotency-Key is answered again from the log: no upstream call, nothing
+  // recorded. A key whose attempts failed goes on, its receipt numbered after theirs.
+  std::uint64_t attempt = 0;
+  if (keyed && header) {
+    if (auto replied = fold::version_of_event(*snapshot, session, turn_event_id(turn.idempotency_key, "reply"))) {
+      auto stored = read_reply(*snapshot, session, *replied);
+      if (!stored) return answer(openai_error(500, stored.error().message, "server_error", route));
+      if (*stored) {
+        snapshot.reset();
+        lock.reset();
+        return replay(format, turn, **stored, *replied, respond);
+      }
+    }
+    while (fold::version_of_event(*snapshot, session, turn_event_id(turn.idempotency_key, "receipt", attempt))) {
+      ++attempt;
+    }
+  }
   if (!turn.previous_response_id.empty() &&
       (!header || turn.previous_version == 0 || turn.previous_version > header->version)) {
     return answer(openai_error(404, "previous_response_id: no response " + turn.previous_response_id,
@@ -631,6 +684,8 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   timing.mark("render");
   const Prepared& p = std::get<Prepared>(prepared);
   Call call;
+  call.idempotency_key = turn.idempotency_key;
+  call.attempt = attempt;
   call.request_hash = p.hash;
   call.state_version = version;
   call.provider = std::string(context::provider_name(p.provider));

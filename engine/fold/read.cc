@@ -118,6 +118,13 @@ base::Result<std::optional<std::uint64_t>> visit_history(const Reader& reader, s
   return next;
 }
 
+std::optional<std::uint64_t> version_of_event(const Reader& reader, std::string_view session_id,
+                                             std::span<const std::uint8_t> event_id) {
+  auto bytes = reader.get(key::event_id(session_id, event_id));
+  if (!bytes || bytes->size() < 8) return std::nullopt;
+  return key::read_be64(*bytes);
+}
+
 base::Result<std::optional<state::HistoryEntryT>> read_history_entry(const Reader& reader,
                                                                    std::string_view session_id,
                                                                    std::uint64_t version) {

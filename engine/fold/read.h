@@ -68,6 +68,10 @@ struct HistoryBounds {
     const Reader& reader, std::string_view session_id, const HistoryBounds& bounds,
     const std::function<bool(const HistoryRecord&)>& visit);
 
+// The version that accepted the event with this id in the session (the dedupe index); nullopt when none did.
+[[nodiscard]] std::optional<std::uint64_t> version_of_event(const Reader& reader, std::string_view session_id,
+                                                            std::span<const std::uint8_t> event_id);
+
 // The history entry at `version`; nullopt when there is none.
 [[nodiscard]] base::Result<std::optional<state::HistoryEntryT>> read_history_entry(const Reader& reader,
                                                                                  std::string_view session_id,

@@ -530,6 +530,61 @@ def test_a_retried_turn_whose_reply_failed_does_not_record_its_question_twice(se
     assert [t for t in chat_turns(fake.requests()[-1]["json"]) if t == ("user", "And now?")] == [("user", "And now?")]
 
 
+def test_idempotency_key_answers_a_retried_turn_from_the_log(serve, fake, client):
+    """Issue 12, defect 4: the same Idempotency-Key again gets the stored answer of that turn, with no second upstream
+    call, on chat and Responses, streamed or not; a retry that arrives while the first attempt is still running
+    waits for it instead of getting 409 turn_in_progress."""
+    session = serve.new_session("idem")
+    fake.script({"reply": "The first and only answer.", "delay_ms": 1500})
+    key = {"Idempotency-Key": "turn-" + uuid.uuid4().hex, **session_header(session)}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Answer once."}]}
+    answers = {}
+
+    def first():
+        answers["first"] = client.chat.completions.create(extra_headers=key, **body)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert wait_until(lambda: len(fake.requests()) == 1, 30)
+    raw = client.chat.completions.with_raw_response.create(extra_headers=key, **body)  # while the first runs
+    thread.join(60)
+    retried = raw.parse()
+    assert raw.headers["x-statefold-idempotent-replay"] == "true"
+    assert retried.choices[0].message.content == answers["first"].choices[0].message.content == \
+        "The first and only answer."
+    again = client.chat.completions.create(extra_headers=key, **body)
+    assert again.choices[0].message.content == "The first and only answer."
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        extra_headers=key, stream=True, **body) if c.choices)
+    assert streamed == "The first and only answer."
+    assert len(fake.requests()) == 1, "the upstream was called again"
+    state = serve.session(session)
+    assert state["counts"]["messages"] == 2 and state["counts"]["receipts"] == 1, state["counts"]
+
+    # Responses: the same response (id included) again.
+    fake.script({"reply": "Responses once."})
+    rkey = {"Idempotency-Key": "resp-" + uuid.uuid4().hex, **session_header(session)}
+    one = client.responses.create(model="gpt-4.1", input="Once?", extra_headers=rkey)
+    two = client.responses.create(model="gpt-4.1", input="Once?", extra_headers=rkey)
+    assert (two.id, two.output_text) == (one.id, one.output_text) == (one.id, "Responses once.")
+    assert len(fake.requests()) == 2
+
+
+def test_idempotency_key_after_a_failed_attempt_calls_again_without_recording_the_input_twice(serve, fake, client):
+    session = serve.new_session("idem-failed")
+    key = {"Idempotency-Key": "turn-" + uuid.uuid4().hex, **session_header(session)}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Second time lucky?"}]}
+    fake.script({"status": 500, "repeat": MAX_RETRIES + 1}, {"reply": "Yes."})
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(extra_headers=key, **body)
+    answer = client.chat.completions.create(extra_headers=key, **body)
+    assert answer.choices[0].message.content == "Yes."
+    state = serve.session(session)
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant"], state["messages"]
+    # Each attempt has its receipt: the failed one and the one that answered.
+    assert [r["status"] for r in serve.receipts(session)] == [500, 200]
+
+
 def test_chat_session_from_metadata(serve, fake, client):
     session = serve.new_session("meta")
     fake.script({"reply": "first"}, {"reply": "second"})

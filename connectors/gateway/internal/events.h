@@ -10,19 +10,27 @@
 #include "connectors/protocol/protocol.h"
 #include "engine/append/append.h"
 #include "engine/base/result.h"
+#include "engine/codec/codec.h"
 
 namespace statefold::gateway::internal {
 
 struct Call;
 
+// The id of a turn's event named by the client's Idempotency-Key: `what` is "input" (index: the message),
+// "receipt" (index: the attempt) or "reply"; the same key always names the same events, so a retried turn is
+// recognised by the fold's dedupe index.
+codec::EventId turn_event_id(std::string_view idempotency_key, std::string_view what, std::uint64_t index = 0);
+
 // A turn's input, conditional on the session being at `version` (nullopt: a new session, opened first with its
 // leading system/developer messages, or the instructions, as its system prompt, and `model`).
 base::Result<append::Events> input_events(const std::string& session, std::optional<std::uint64_t> version,
                                           const std::vector<protocol::ClientMessage>& input, const std::string& model,
-                                          const std::string& instructions);
+                                          const std::string& instructions, std::string_view idempotency_key = {});
 
 // A call's receipt, then its reply (if any) and, for a reply not to be stored, the kUnstoredResponse marker; not
 // conditional (they follow the turn's input, whatever came since).
-base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply, const Call& call);
+// With an Idempotency-Key, the reply's id comes from it, and the receipt's from it and `attempt`.
+base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply, const Call& call,
+                                            std::string_view idempotency_key = {}, std::uint64_t attempt = 0);
 
 }  // namespace statefold::gateway::internal

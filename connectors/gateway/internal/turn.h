@@ -75,6 +75,10 @@ struct Call {
   std::string error;
   bool store = true;  // false: Responses' store: false, recorded with the reply (see kUnstoredResponse)
   std::string caller;  // the API key's name, for usage and budgets
+  // The client's Idempotency-Key: the reply's event id comes from it, and the receipt's from it and the attempt
+  // (a retry after a failed attempt records a receipt of its own).
+  std::string idempotency_key;
+  std::uint64_t attempt = 0;
 };
 
 // A request rendered for an endpoint, ready to send.
@@ -101,6 +105,9 @@ struct TurnRequest {
   std::string input_field;          // names the input in errors: "messages", "input"
   // Chat: the client may resend the conversation; what the session already has is not recorded again.
   bool reconcile_history = false;
+  // The Idempotency-Key header: a turn already answered under it is answered again from the log, without calling
+  // the upstream; one in progress is waited for.
+  std::string idempotency_key;
   std::string model;                // as requested; "" with model_from_session: the session's own
   bool model_from_session = false;  // Responses: without a model, the session keeps the one it has
   protocol::Params params;
@@ -235,6 +242,16 @@ inline constexpr std::string_view kUnstoredResponse = "statefold.gateway.respons
 
 // Whether the reply at `version` of `session` was recorded with store: false (the event after it says so).
 bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version);
+
+// An assistant reply as recorded: its text and tool calls at `version`, the model and usage from the receipt right
+// before it. nullopt when `version` is not an assistant message.
+struct StoredReply {
+  protocol::Reply reply;
+  std::string model;
+  std::int64_t created_s = 0;
+};
+base::Result<std::optional<StoredReply>> read_reply(const fold::Reader& reader, const std::string& session,
+                                                    std::uint64_t version);
 
 // The upstream's failure as the client sees it (its status, or 502/504 without one).
 http::Response upstream_failure(const Call& call, const std::string& route);
