@@ -5,10 +5,7 @@
 // with 503; a new client is served at once, writes and reads work, and nothing starves the store.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,18 +41,7 @@ std::string message(const std::string& text) {
 // A TCP connection to serve that sends nothing: what a slow or abandoned client, or a scanner, leaves open.
 class IdleConnection {
  public:
-  explicit IdleConnection(std::uint16_t port) {
-    _fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (_fd < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(_fd);
-      _fd = -1;
-    }
-  }
+  explicit IdleConnection(std::uint16_t port) : _fd(connect_loopback(port)) {}
   IdleConnection(IdleConnection&& other) noexcept : _fd(std::exchange(other._fd, -1)) {}
   IdleConnection(const IdleConnection&) = delete;
   ~IdleConnection() {
@@ -82,14 +68,8 @@ TEST_F(ConnectionsTest, ElevenHundredIdleConnectionsUnderUlimit1024NeitherStopNo
 
   const std::string topic = unique_name("fds");
   const std::uint16_t http_port = free_port();
-  ServeOptions options;
-  options.brokers = brokers();
-  options.topic = topic;
-  options.dead_letter_topic = topic + ".dlq";
-  options.group = topic;
-  options.data_dir = path("store");
+  ServeOptions options = serve_options(topic, path("store"), {"--partitions", "2", "--memory-budget-mb", "128"});
   options.http_address = "127.0.0.1:" + std::to_string(http_port);
-  options.extra = {"--partitions", "2", "--memory-budget-mb", "128"};
   // Soft and hard at 1,024, as `ulimit -n 1024` leaves them: serve cannot raise its own.
   options.launcher = {"prlimit", "--nofile=" + std::to_string(kServeFileLimit) + ":" + std::to_string(kServeFileLimit),
                       "--"};

@@ -17,9 +17,6 @@
 // `ulimit -n 1024` (tests/api/connections_test.cc).
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -310,16 +307,7 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
   auto flood = [&] {
     std::vector<int> idle;
     for (int i = 0; i < 600; ++i) {
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(_http_port);
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-        idle.push_back(fd);
-      } else if (fd >= 0) {
-        ::close(fd);
-      }
+      if (const int fd = connect_loopback(_http_port); fd >= 0) idle.push_back(fd);
     }
     const auto asked = Clock::now();
     HttpClient fresh("127.0.0.1", _http_port, seconds(5));

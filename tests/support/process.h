@@ -86,4 +86,7 @@ std::string read_file(const std::string& path);
 // this check and a server's bind, nor while a killed server is down and restarting on the same port.
 std::uint16_t free_port(int count = 1);
 
+// A TCP connection to 127.0.0.1:`port` that the caller owns (and closes): its descriptor, or -1 with errno set.
+int connect_loopback(std::uint16_t port);
+
 }  // namespace statefold::testing
