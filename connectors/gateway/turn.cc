@@ -12,6 +12,7 @@
 #include "connectors/gateway/internal/turn.h"
 
 #include "engine/fold/read.h"
+#include "engine/fork/fork.h"
 #include "engine/base/logging.h"
 #include "statefold/schema/state_generated.h"
 
@@ -579,13 +580,50 @@ void replay(Format& format, const TurnRequest& turn, const StoredReply& stored, 
   stream->close();
 }
 
+// Whether an assistant reply follows `version` in the session: previous_response_id then names an older response.
+bool reply_after(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
+  bool later = false;
+  auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
+    const auto* message = r.event.payload_as_Message();
+    later = message != nullptr && message->role() == schema::Role::assistant;
+    return !later;
+  });
+  return read && later;
+}
+
 }  // namespace
+
+std::variant<std::string, http::Response> Core::branch(const TurnRequest& turn) {
+  // The child keeps the parent's namespace (its tenant prefix comes first) and is named after it.
+  const std::string child = turn.session + "~" + random_hex(4);
+  if (auto refused = refuse_elsewhere(child, turn.route)) return std::move(*refused);
+  auto plan = fork::plan(*state.snapshot(), {turn.session, turn.previous_version, child, append::now_us()});
+  if (!plan) return openai_error(409, "previous_response_id: " + plan.error().message, "conflict", turn.route);
+  auto result = append_and_wait(events, child, std::move(plan->events));
+  if (!result.all_accepted()) return append_failure(result, turn.route);
+  base::log_info("gateway: branched a conversation from an older response",
+                 {{"session", turn.session}, {"version", std::to_string(turn.previous_version)}, {"branch", child}});
+  return child;
+}
 
 void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::Respond& respond) {
   const std::string& route = turn.route;
   const std::string& session = turn.session;
   if (!turn.caller.owns(session)) return respond(not_in_namespace(turn.caller, session, route));
   if (auto refused = core.refuse_elsewhere(session, route)) return respond(std::move(*refused));
+  // previous_response_id of a response that later replies followed: OpenAI branches the conversation there, and so
+  // does statefold, by forking the session at that response (the fork is a session of its own on the log) and
+  // running the turn on the fork.
+  if (!turn.previous_response_id.empty() && turn.previous_version > 0 &&
+      reply_after(*core.state.snapshot(), session, turn.previous_version)) {
+    auto branched = core.branch(turn);
+    if (auto* refused = std::get_if<http::Response>(&branched)) return respond(std::move(*refused));
+    TurnRequest on_branch = turn;
+    on_branch.session = std::get<std::string>(std::move(branched));
+    on_branch.previous_response_id.clear();  // the fork ends with that response: the turn continues from its end
+    on_branch.previous_version = 0;
+    return run_turn(core, on_branch, format, respond);
+  }
   const bool keyed = !turn.idempotency_key.empty();
   auto lock = core.turns.take(session, keyed ? std::chrono::milliseconds(kIdempotentPatience) : kTurnPatience);
   if (!lock) {

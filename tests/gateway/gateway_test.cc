@@ -375,14 +375,32 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
   expect_openai_error(call("GET", "/v1/responses/resp_" + hex + "_70"), 404, "");
   expect_openai_error(call("GET", "/v1/responses/bogus"), 404, "");
 
-  // Continuing from the first reply again would drop the second exchange: refused, nothing recorded.
-  const auto appends = sink.calls().size();
-  auto stale = responses(R"({"previous_response_id":")" + id1 + R"(","input":"branch"})");
-  const std::string message = expect_openai_error(stale, 409, "not_latest_response");
-  EXPECT_TRUE(contains(message, id1)) << message;
-  EXPECT_TRUE(contains(message, "fork the session at version 4")) << message;
-  EXPECT_EQ(version(session), 7u);
-  EXPECT_EQ(sink.calls().size(), appends);
+  // Continuing from the first reply again branches there (issue 12, defect 9): the turn runs on a fork of the
+  // session at that reply, whose context has the first exchange and not the second; the session is untouched.
+  auto branched = responses(R"({"previous_response_id":")" + id1 + R"(","input":"branch"})");
+  ASSERT_EQ(branched.status, 200) << branched.body;
+  const auto b = parse(branched);
+  const std::string branch_text = output_text(b);
+  EXPECT_TRUE(contains(branch_text, R"(Last user message: "branch")")) << branch_text;
+  EXPECT_EQ(version(session), 7u) << "the branch was recorded in the original session";
+  const std::string branch_id(b.at("id").as_string());
+  EXPECT_NE(branch_id.find(base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()),
+                                                  session.size()))),
+            std::string::npos)
+      << "the branch's session should be named after the original: " << branch_id;
+  const std::string child(header_value(branched, "x-session-id"));
+  ASSERT_TRUE(child.starts_with(session + "~")) << child;
+  const auto child_history = history(child);
+  std::vector<std::string> user_texts;
+  for (const auto& e : child_history) {
+    if (e.role == "user") user_texts.push_back(e.text);
+  }
+  EXPECT_EQ(user_texts, (std::vector<std::string>{"first question", "branch"}));
+  // The branch goes on from its own latest response; the original from its own.
+  auto on_branch = responses(R"({"previous_response_id":")" + branch_id + R"(","input":"more"})");
+  EXPECT_EQ(on_branch.status, 200) << on_branch.body;
+  auto on_original = responses(R"({"previous_response_id":")" + id2 + R"(","input":"third question"})");
+  EXPECT_EQ(on_original.status, 200) << on_original.body;
 }
 
 TEST_F(GatewayTest, ResponsesUnknownPreviousResponseIdIs404) {

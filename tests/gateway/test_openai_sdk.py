@@ -1022,9 +1022,9 @@ def test_responses_previous_response_id(serve, fake, client):
     assert client.responses.retrieve(second.id).output_text == reply2
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_%s_%d" % (session.encode().hex(), 9999))
-    # Continuing from a response that is not the latest would drop the turn after it: refused.
-    with pytest.raises(openai.ConflictError):
-        client.responses.create(model="gpt-4.1", input="branch", previous_response_id=first.id)
+    # Continuing from a response that is not the latest branches on a fork (see the test below): this session is
+    # left as it was.
+    client.responses.create(model="gpt-4.1", input="branch", previous_response_id=first.id)
 
     state = serve.session(session)
     assert state["system_prompt"] == "Answer in one short sentence."
@@ -1174,6 +1174,26 @@ def turns_counted(serve, endpoint):
             code = re.search(r'code="([0-9]+)"', match.group(1)).group(1)
             counts[code] = counts.get(code, 0) + int(float(match.group(2)))
     return counts
+
+
+def test_responses_previous_response_id_of_an_older_response_branches(serve, fake, client):
+    """Issue 12, defect 9: OpenAI branches from any stored response. The turn runs on a fork of the session at that
+    response: the upstream sees the conversation up to it, not the replies that followed."""
+    session = serve.new_session("resp-branch")
+    fake.script({"reply": "Paris."}, {"reply": "About 2.1 million."}, {"reply": "About 105 km2."})
+    first = client.responses.create(model="gpt-4.1", input="Capital of France?",
+                                    extra_headers=session_header(session))
+    second = client.responses.create(model="gpt-4.1", input="Its population?", previous_response_id=first.id)
+    branch = client.responses.create(model="gpt-4.1", input="Its area?", previous_response_id=first.id)
+    assert branch.output_text == "About 105 km2."
+    turns = [t for t in responses_turns(fake.requests()[-1]["json"]) if t[0] in ("user", "assistant")]
+    assert turns == [("user", "Capital of France?"), ("assistant", "Paris."), ("user", "Its area?")], turns
+    assert branch.id not in (first.id, second.id)
+    assert client.responses.retrieve(branch.id).output_text == "About 105 km2."
+    # The original conversation is untouched and still goes on from its own latest response.
+    assert serve.session(session)["counts"]["messages"] == 4
+    fake.script({"reply": "Yes."})
+    assert client.responses.create(model="gpt-4.1", input="Big?", previous_response_id=second.id).output_text == "Yes."
 
 
 def test_responses_function_call_streamed_and_retrieved(serve, fake, client):

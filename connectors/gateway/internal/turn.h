@@ -201,6 +201,9 @@ struct Core {
                                                           const upstream::Endpoint& endpoint,
                                                           const materialise::RenderSpec& spec,
                                                           std::optional<InFlight>& sent);
+  // A fork of the turn's session at its previous_version, folded: the new session's id, or the answer that refuses
+  // the turn (its partition is elsewhere, the fork cannot be planned or appended).
+  std::variant<std::string, http::Response> branch(const TurnRequest& turn);
   // The pipelined input's outcome: the version predicted, or the answer that refuses the turn.
   std::variant<std::uint64_t, http::Response> confirm_input(const std::string& session, InFlight& sent,
                                                             const std::string& route);
