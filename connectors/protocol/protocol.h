@@ -89,6 +89,9 @@ struct Params {
   std::string reasoning_effort;  // chat reasoning_effort, responses reasoning.effort
   std::string user;              // user / safety_identifier; Anthropic metadata.user_id
   std::map<std::string, std::string> metadata;  // the client's metadata (session_id included); not sent upstream
+  // Parameters the gateway does not know (a provider's own, as top_k, or newer ones): name and JSON text, in the
+  // client's order. Each provider passes them on or refuses them (Provider::extra).
+  std::vector<std::pair<std::string, std::string>> passthrough;
 };
 
 // One input message. Responses' function_call items become assistant messages with tool_calls (consecutive ones

@@ -361,7 +361,7 @@ ChatRequest chat_request(const object& body) {
         if (as_string(list[i], idx(path, i)) != "text") fail(idx(path, i), "only \"text\" is supported");
       }
     } else if (!parse_common(name, v, req.params)) {
-      fail(path, "unsupported parameter");
+      req.params.passthrough.emplace_back(path, boost::json::serialize(v));
     }
   }
   if (!have_model) fail("model", "required");
@@ -515,7 +515,7 @@ ResponsesRequest responses_request(const object& body) {
     } else if (name == "include" || name == "stream_options") {
       // Accepted and ignored: no optional output is produced.
     } else if (!parse_common(name, v, req.params)) {
-      fail(path, "unsupported parameter");
+      req.params.passthrough.emplace_back(path, boost::json::serialize(v));
     }
   }
   if (!have_input) fail("input", "required");

@@ -654,6 +654,35 @@ def test_generation_parameters_pass_through(serve, fake, client):
     assert "seed" not in body and "max_completion_tokens" not in body
 
 
+def test_provider_specific_parameters_pass_through_by_a_documented_rule(serve, fake, client):
+    """Issue 12, defect 11: `top_k` and `verbosity` were refused with 400. Parameters statefold does not know go as
+    given to OpenAI-compatible endpoints; Anthropic's takes the one it documents (top_k) and refuses the rest,
+    naming them, before anything is recorded."""
+    session = serve.new_session("passthrough")
+    fake.script({"reply": "x1"}, {"reply": "x2"})
+    client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
+                                   extra_body={"top_k": 5, "verbosity": "low", "repetition_penalty": 1.1},
+                                   messages=[{"role": "user", "content": "passthrough"}])
+    body = fake.requests()[0]["json"]
+    assert (body.get("top_k"), body.get("verbosity"), body.get("repetition_penalty")) == (5, "low", 1.1), body
+    client.responses.create(model="gpt-4.1", input="again", extra_headers=session_header(session),
+                            extra_body={"top_k": 3})
+    assert fake.requests()[1]["json"].get("top_k") == 3
+    fake.script({"reply": "x3"})
+    client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                   extra_body={"top_k": 7}, messages=[{"role": "user", "content": "anthropic"}])
+    assert fake.requests()[2]["json"].get("top_k") == 7
+    messages_before = serve.session(session)["counts"]["messages"]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="claude-sonnet-4", extra_headers=session_header(session),
+                                       extra_body={"verbosity": "low"},
+                                       messages=[{"role": "user", "content": "refused"}])
+    assert "verbosity" in refused.value.message and "anthropic" in refused.value.message
+    assert serve.session(session)["counts"]["messages"] == messages_before
+    # The receipts record what was sent, so audit renders the same bytes.
+    assert all(r["status"] == 200 for r in serve.receipts(session))
+
+
 def test_output_limits_above_the_default_reserve_reach_the_upstream(serve, fake, client):
     # The client's limit is the limit (issue 12, defect 2): not cut to the 4096 default reserve. Within the model's
     # maximum when its endpoint has one (fake-anthropic: max_output_tokens = 32000).

@@ -124,8 +124,6 @@ TEST(ChatRequest, ErrorsNameTheField) {
   EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"})"),
             "temperature: must be a number");
   EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":2})"), "n: only 1 is supported");
-  EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":2}})"),
-            "logit_bias: unsupported parameter");
   EXPECT_EQ(error_of(R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"custom",)"
                      R"("custom":{}}]})"),
             "tools[0].type: only function tools are supported");
@@ -213,10 +211,24 @@ TEST(ResponsesRequest, ErrorsNameTheField) {
             "previous_response_id: cannot be used together with conversation");
   EXPECT_EQ(responses_error_of(R"({"model":"m","input":"x","background":true})"),
             "background: background responses are not supported");
-  EXPECT_EQ(responses_error_of(R"({"model":"m","input":"x","prompt":{"id":"p"}})"), "prompt: unsupported parameter");
   EXPECT_EQ(responses_error_of(R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file",)"
                                R"("file_id":"f"}]}]})"),
             "input[0].content[0].type: content part type \"input_file\" is not supported here");
+}
+
+// Issue 12, defect 11: parameters the gateway does not know are kept, as given, for the provider to pass on or
+// refuse (providers_test has the rule per provider).
+TEST(ParseRequest, UnknownParametersAreKeptAsGiven) {
+  auto chat = parse_chat_request(
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_k":5,"logit_bias":{"1":2},"verbosity":"low"})");
+  ASSERT_TRUE(chat) << chat.error().message;
+  EXPECT_EQ(chat->params.passthrough,
+            (std::vector<std::pair<std::string, std::string>>{{"top_k", "5"}, {"logit_bias", R"({"1":2})"},
+                                                              {"verbosity", R"("low")"}}));
+  auto responses = parse_responses_request(R"({"model":"m","input":"x","prompt":{"id":"p"}})");
+  ASSERT_TRUE(responses) << responses.error().message;
+  ASSERT_EQ(responses->params.passthrough.size(), 1u);
+  EXPECT_EQ(responses->params.passthrough[0].first, "prompt");
 }
 
 }  // namespace

@@ -34,6 +34,25 @@ std::string extra(const Params& p, Provider provider, bool stream) {
   return r.ok() ? *r : "error: " + r.error().message;
 }
 
+// Issue 12, defect 11: parameters statefold does not know go as given to OpenAI-compatible endpoints (vLLM's top_k,
+// OpenAI's verbosity); a provider with its own API takes only those it documents (Anthropic: top_k) and refuses the
+// rest naming them.
+TEST(UpstreamExtra, UnknownParametersPassToOpenAICompatibleEndpointsOnly) {
+  Params p;
+  p.temperature = 0.5;
+  p.passthrough = {{"top_k", "5"}, {"verbosity", R"("low")"}, {"temperature", "2"}};
+  EXPECT_EQ(extra(p, Provider::openai_chat, false), R"({"temperature":0.5,"top_k":5,"verbosity":"low"})")
+      << "a known parameter the gateway writes is not overridden";
+  EXPECT_EQ(extra(p, Provider::openai_responses, false), R"({"temperature":0.5,"top_k":5,"verbosity":"low"})");
+  EXPECT_EQ(extra(p, Provider::anthropic, false),
+            "error: verbosity: not a parameter statefold knows or the anthropic endpoint takes (parameters statefold "
+            "does not know pass through only to openai_chat and openai_responses endpoints)");
+  p.passthrough = {{"top_k", "5"}};
+  EXPECT_EQ(extra(p, Provider::anthropic, false), R"({"temperature":0.5,"top_k":5})");
+  const std::string bedrock = extra(p, Provider::bedrock_converse, false);
+  EXPECT_TRUE(bedrock.starts_with("error: top_k: not a parameter")) << bedrock;
+}
+
 TEST(UpstreamExtra, ToolsForOpenAIChat) {
   EXPECT_EQ(extra(weather_params(), Provider::openai_chat, true),
             R"({"parallel_tool_calls":false,"stream":true,"stream_options":{"include_usage":true},"temperature":1.5,)"

@@ -57,6 +57,8 @@ base::Result<std::string> Anthropic::extra(const protocol::Params& params, bool 
     o["metadata"] = std::move(m);
   }
   if (stream) o["stream"] = true;
+  // Messages API parameters Chat Completions does not have.
+  if (auto passed = pass_through_only(params, {"top_k"}, name(), o); !passed) return passed.error();
   return canonical_text(o);
 }
 

@@ -62,6 +62,7 @@ base::Result<std::string> BedrockConverse::extra(const protocol::Params& params,
     return base::make_error("response_format: JSON output (" + params.format.type + ") is not supported by the " +
                             std::string(name()) + " upstream");
   }
+  if (auto passed = pass_through_only(params, {}, name(), o); !passed) return passed.error();
   return canonical_text(o);
 }
 

@@ -1,5 +1,7 @@
 #include "connectors/providers/internal/params.h"
 
+#include <algorithm>
+
 namespace statefold::providers::internal {
 
 value parsed(const std::string& text) {
@@ -36,6 +38,25 @@ base::Result<std::string> canonical_text(const object& o) {
   std::string out;
   if (auto r = base::json::canonical(out, value(o)); !r) return base::make_error("parameters: " + r.error().message);
   return out;
+}
+
+void pass_through(const protocol::Params& params, object& o) {
+  for (const auto& [name, text] : params.passthrough) {
+    if (!o.contains(name)) o[name] = parsed(text);
+  }
+}
+
+base::Result<void> pass_through_only(const protocol::Params& params, std::initializer_list<std::string_view> allowed,
+                                     std::string_view provider, object& o) {
+  for (const auto& [name, text] : params.passthrough) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      return base::make_error(name + ": not a parameter statefold knows or the " + std::string(provider) +
+                              " endpoint takes (parameters statefold does not know pass through only to "
+                              "openai_chat and openai_responses endpoints)");
+    }
+    if (!o.contains(name)) o[name] = parsed(text);
+  }
+  return {};
 }
 
 }  // namespace statefold::providers::internal

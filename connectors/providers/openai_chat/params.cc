@@ -61,6 +61,7 @@ base::Result<std::string> OpenAIChat::extra(const protocol::Params& params, bool
     so["include_usage"] = true;
     o["stream_options"] = std::move(so);
   }
+  pass_through(params, o);
   return canonical_text(o);
 }
 

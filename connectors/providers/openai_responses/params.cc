@@ -53,6 +53,7 @@ base::Result<std::string> OpenAIResponses::extra(const protocol::Params& params,
   }
   if (!params.user.empty()) o["user"] = params.user;
   if (stream) o["stream"] = true;
+  pass_through(params, o);
   return canonical_text(o);
 }
 
