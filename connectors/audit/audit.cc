@@ -22,6 +22,14 @@ std::vector<std::uint8_t> copy_of(const flatbuffers::Vector<std::uint8_t>* v) {
 }
 
 // What audit needs of a stored history entry, copied out of the verified table.
+// What an entry that is an InferenceReceipt recorded. At namespace scope: clang cannot default-construct a class
+// with member initializers nested in the class being defined (the fuzz preset builds with clang).
+struct ReceiptFacts {
+  std::uint64_t state_version = 0;
+  std::string request_hash;
+  std::optional<std::string> render;  // nullopt: not recorded
+};
+
 struct Entry {
   std::uint64_t version;
   std::int32_t partition;
@@ -31,12 +39,7 @@ struct Entry {
   std::vector<std::uint8_t> chain;
   bool redacted;
   std::vector<std::uint8_t> event_digest;  // of the original event, once an erasure redacted `event`
-  struct Receipt {
-    std::uint64_t state_version = 0;
-    std::string request_hash;
-    std::optional<std::string> render;  // nullopt: not recorded
-  };
-  std::optional<Receipt> receipt;  // for an InferenceReceipt
+  std::optional<ReceiptFacts> receipt;  // for an InferenceReceipt
 };
 
 // Each entry against the record at its offset, and the chain recomputed from the records.
