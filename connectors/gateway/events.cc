@@ -124,13 +124,12 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
 }
 
 base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply,
-                                            const Call& call, std::string_view idempotency_key,
-                                            std::uint64_t attempt) {
+                                            const Call& call) {
   append::Batch batch(session, std::string(kSource), std::nullopt);
-  if (auto added = batch.add(receipt_of(call), id_text(idempotency_key, "receipt", attempt)); !added)
+  if (auto added = batch.add(receipt_of(call), id_text(call.idempotency_key, "receipt", call.attempt)); !added)
     return base::make_error(base::ErrorCode::internal, added.error().message);
   if (reply != nullptr) {
-    if (auto added = batch.add(reply_message(*reply), id_text(idempotency_key, "reply", 0)); !added) {
+    if (auto added = batch.add(reply_message(*reply), id_text(call.idempotency_key, "reply", 0)); !added) {
       return base::make_error(base::ErrorCode::internal, added.error().message);
     }
     if (!call.store) {

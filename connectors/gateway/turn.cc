@@ -369,7 +369,7 @@ std::variant<Prepared, http::Response> Core::prepare(const fold::Reader& snapsho
 
 Core::Recorded Core::record_outcome(const std::string& session, const protocol::Reply* reply, const Call& call,
                                     bool folded, std::shared_ptr<TurnLocks::Held> keep) {
-  auto batch = outcome_events(session, reply, call, call.idempotency_key, call.attempt);
+  auto batch = outcome_events(session, reply, call);
   if (!batch) {
     base::log_error("gateway: the receipt does not encode", {{"session", session}, {"error", batch.error().message}});
     return {false, 0, "the receipt does not encode: " + batch.error().message};
@@ -558,6 +558,14 @@ http::Response not_in_namespace(const auth::Principal& caller, const std::string
 
 namespace {
 
+// The head of a streamed answer (Server-Sent Events); its body is `stream`.
+http::Response stream_head(std::vector<std::pair<std::string, std::string>> headers, const std::string& route,
+                           std::shared_ptr<http::BodyStream> stream) {
+  http::Response head{200, "", "text/event-stream", std::move(headers), route, std::move(stream)};
+  head.headers.emplace_back("cache-control", "no-cache");
+  return head;
+}
+
 // The answer of a turn recorded earlier under the same Idempotency-Key, as it was given (the reply at
 // `reply_version`), marked as a replay.
 void replay(Format& format, const TurnRequest& turn, const StoredReply& stored, std::uint64_t reply_version,
@@ -572,9 +580,7 @@ void replay(Format& format, const TurnRequest& turn, const StoredReply& stored, 
     return respond(std::move(response));
   }
   auto stream = http::BodyStream::make();
-  http::Response head{200, "", "text/event-stream", std::move(headers), turn.route, stream};
-  head.headers.emplace_back("cache-control", "no-cache");
-  respond(std::move(head));
+  respond(stream_head(std::move(headers), turn.route, stream));
   stream->write(format.stream_start());
   stream->write(format.stream_finish(stored.reply));
   stream->close();
@@ -803,9 +809,7 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   auto start = [&] {
     if (started) return;
     started = true;
-    http::Response head{200, "", "text/event-stream", headers, route, stream};
-    head.headers.emplace_back("cache-control", "no-cache");
-    respond(std::move(head));
+    respond(stream_head(headers, route, stream));
     stream->write(format.stream_start());
   };
   protocol::Reply partial;  // what was streamed, for the end of a stream that fails

@@ -29,8 +29,7 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
 
 // A call's receipt, then its reply (if any) and, for a reply not to be stored, the kUnstoredResponse marker; not
 // conditional (they follow the turn's input, whatever came since).
-// With an Idempotency-Key, the reply's id comes from it, and the receipt's from it and `attempt`.
-base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply, const Call& call,
-                                            std::string_view idempotency_key = {}, std::uint64_t attempt = 0);
+// With the call's Idempotency-Key, the reply's id comes from it, and the receipt's from it and the call's attempt.
+base::Result<append::Events> outcome_events(const std::string& session, const protocol::Reply* reply, const Call& call);
 
 }  // namespace statefold::gateway::internal
