@@ -220,8 +220,9 @@ class KafkaProducer final : public Producer {
     while (_txn == Txn::commit_unresolved || _txn == Txn::must_abort) {
       const bool committing = _txn == Txn::commit_unresolved;
       if (committing && std::chrono::steady_clock::now() - _unresolved_since > kUnresolvedCommitLimit) {
-        // librdkafka 2.0.2 does not send a commit again once its retries are spent, and waits for it forever. The
-        // broker has settled the transaction by now (its timeout is 10 s): a new producer fences this one and goes on.
+        // A coordinator that does not answer keeps the commit unresolved for good (librdkafka resends it every
+        // request timeout). The broker has settled the transaction by now (its timeout is 10 s): a new producer
+        // fences this one and goes on.
         _fatal = true;
         return base::make_error(base::ErrorCode::internal,
                                 "Kafka: a transaction's commit stayed unresolved for " +
