@@ -32,6 +32,7 @@
 
 #include "api/http_client.h"
 #include "support/cluster.h"
+#include "support/fake_upstream.h"
 #include "support/own_broker.h"
 
 namespace statefold::testing {
@@ -56,27 +57,6 @@ double seconds_since(Clock::time_point start) {
 std::string message(const std::string& text) {
   return R"({"payload_type":"Message","payload":{"role":"user","content":[{"text":")" + text + R"("}]}})";
 }
-
-// The scripted fake model endpoint as a child process: with nothing scripted it answers "echo: <the question>".
-class FakeModel {
- public:
-  explicit FakeModel(const std::string& dir) {
-    const std::string script = std::string(STATEFOLD_SOURCE_DIR) + "/tests/support/fake_upstream.py";
-    _process.emplace(Process::spawn({"python3", script, "--port", "0", "--port-file", dir + "/fake.port"},
-                                    dir + "/fake.out", dir + "/fake.err"));
-    wait_until(
-        [&] {
-          const std::string text = read_file(dir + "/fake.port");
-          if (!text.empty()) port = static_cast<std::uint16_t>(std::stoi(text));
-          return port != 0 || !_process->running();
-        },
-        std::chrono::seconds(30), milliseconds(20));
-  }
-  std::uint16_t port = 0;
-
- private:
-  std::optional<Process> _process;
-};
 
 // What was acknowledged to the writers: per session, the texts of its events.
 class Ledger {
@@ -185,9 +165,8 @@ TEST_F(ChaosTest, EveryAcknowledgedEventSurvivesKillsOutagesAndPoisonExactlyOnce
 
   OwnBroker broker(path("kafka"));
   ASSERT_TRUE(broker.start());
-  FakeModel model(dir());
-  ASSERT_NE(model.port, 0) << "the fake model endpoint did not start: " << read_file(path("fake.err"));
-  use_model_endpoint(model.port);
+  FakeUpstreamProcess model(dir());  // with nothing scripted it answers "echo: <the question>"
+  use_model_endpoint(model.port());
   ASSERT_GE(start_ready(broker.brokers()), 0);
 
   Ledger ledger;

@@ -72,6 +72,13 @@ base::Result<void> one_record_transaction(Producer& producer, std::chrono::milli
   return producer.commit_transaction(timeout);
 }
 
+// What a caller that got 503 does: tries again (begin_transaction() gives an earlier commit 2 s each time).
+base::Result<void> commits_within_attempts(Producer& producer, int attempts) {
+  base::Result<void> committed = base::make_error("not tried");
+  for (int attempt = 0; attempt < attempts && !committed; ++attempt) committed = one_record_transaction(producer, 10s);
+  return committed;
+}
+
 TEST(TransactionalProducerTest, ACommitSlowerThanItsTimeoutIsFinishedByTheNextTransaction) {
   MockCluster cluster;
   auto producer = transactional(cluster);
@@ -82,9 +89,7 @@ TEST(TransactionalProducerTest, ACommitSlowerThanItsTimeoutIsFinishedByTheNextTr
   ASSERT_FALSE(slow) << "the commit took 1.5 s and its timeout was 0.3 s";
   EXPECT_EQ(slow.error().code, base::ErrorCode::unavailable) << slow.error().message;
 
-  // begin_transaction() gives the previous commit 2 s; a caller that got 503 retries.
-  base::Result<void> next = base::make_error("not tried");
-  for (int attempt = 0; attempt < 5 && !next; ++attempt) next = one_record_transaction(*producer, 10s);
+  auto next = commits_within_attempts(*producer, 5);
   EXPECT_TRUE(next) << next.error().message;
   EXPECT_FALSE(producer->fatal());
 }
@@ -97,8 +102,7 @@ TEST(TransactionalProducerTest, ShortCommitTimeoutsAgainstASlowBrokerNeverWedgeT
 
   // Which of these commit in time depends on timing; that none of them leaves the producer stuck does not.
   for (int i = 0; i < 6; ++i) (void)one_record_transaction(*producer, std::chrono::milliseconds(50 * i));
-  base::Result<void> last = base::make_error("not tried");
-  for (int attempt = 0; attempt < 5 && !last; ++attempt) last = one_record_transaction(*producer, 10s);
+  auto last = commits_within_attempts(*producer, 5);
   EXPECT_TRUE(last) << last.error().message;
   EXPECT_FALSE(producer->fatal());
 }

@@ -24,6 +24,7 @@
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
 #include "engine/http/http.h"
+#include "support/fake_upstream.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -37,7 +38,6 @@ namespace json = boost::json;
 constexpr const char* kKeyEnv = "STATEFOLD_UPSTREAM_TEST_KEY";
 constexpr const char* kKey = "sk-test-4f9c2b7e1d8a6035";
 
-std::string fake_script() { return std::string(STATEFOLD_SOURCE_DIR) + "/tests/support/fake_upstream.py"; }
 
 std::int64_t ms_since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
@@ -46,21 +46,9 @@ std::int64_t ms_since(Clock::time_point start) {
 // The fake upstream as a child process, and its control endpoints (plain HTTP only).
 class Fake {
  public:
-  explicit Fake(const std::string& dir, std::vector<std::string> extra = {}) : _dir(dir) {
-    std::vector<std::string> argv = {"python3", fake_script(), "--port", "0", "--port-file", dir + "/port"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    _process.emplace(testing::Process::spawn(argv, dir + "/fake.out", dir + "/fake.err"));
-    const auto deadline = Clock::now() + 20s;
-    while (Clock::now() < deadline) {
-      const std::string text = testing::read_file(dir + "/port");
-      if (!text.empty()) {
-        port = static_cast<std::uint16_t>(std::stoi(text));
-        return;
-      }
-      if (!_process->running()) break;
-      std::this_thread::sleep_for(20ms);
-    }
-    throw std::runtime_error("the fake upstream did not start: " + testing::read_file(dir + "/fake.err"));
+  explicit Fake(const std::string& dir, std::vector<std::string> extra = {})
+      : _process(dir, std::move(extra)) {
+    port = _process.port();
   }
 
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
@@ -85,8 +73,7 @@ class Fake {
   std::uint16_t port = 0;
 
  private:
-  std::string _dir;
-  std::optional<testing::Process> _process;
+  testing::FakeUpstreamProcess _process;
 };
 
 class ClientTest : public ::testing::Test {
