@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# The gateway seen through the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py, test_bedrock.py for
-# AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS, test_kafka_security.py for Kafka
-# over SASL_SSL on a broker of its own), against the scripted fake upstreams (tests/support/fake_upstream.py,
-# fake_bedrock.py) and the real Kafka broker in STATEFOLD_BROKERS.
+# The gateway seen through its clients: the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py,
+# test_bedrock.py for AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS,
+# test_kafka_security.py for Kafka over SASL_SSL on a broker of its own), the official OpenAI Node SDK
+# (test_node_sdk.py running node/scenarios.mjs) and LangChain's ChatOpenAI (test_langchain.py), against the scripted
+# fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real Kafka broker in STATEFOLD_BROKERS.
+# conftest.py and gateway_harness.py hold what they share (one serve, one fake upstream for the whole run).
 #
 #   tests/gateway/run_sdk_tests.sh [BUILD_DIR] [pytest args...]      e.g. ... build/dev -k streaming -x
 #
 # BUILD_DIR (or STATEFOLD_BUILD_DIR; default build/dev) holds the venv (gateway-sdk-venv/, made once and reused while
-# requirements.txt is unchanged), pytest's temp dirs with every serve and fake upstream log (gateway-sdk-tmp/) and
-# a JUnit report (gateway-sdk-results.xml). pip installs requirements.txt from PyPI: the only network this uses.
+# requirements.txt is unchanged), the Node SDK (gateway-node/: `npm ci` of node/package-lock.json, redone only when
+# the lock changes), pytest's temp dirs with every serve and fake upstream log (gateway-sdk-tmp/) and a JUnit report
+# (gateway-sdk-results.xml). pip installs requirements.txt from PyPI and npm the openai package from the npm
+# registry: the only network this uses.
 #
 # Environment: STATEFOLD_BROKERS (required), STATEFOLD_BIN (default BUILD_DIR/tools/statefold/statefold),
-# STATEFOLD_SOURCE_DIR (default: this repository), PYTHON (default python3), STATEFOLD_KAFKA_DIR (optional: the
-# serve logs are then checked with tools/kafka.sh check-logs, as the C++ integration tests do).
+# STATEFOLD_SOURCE_DIR (default: this repository), PYTHON (default python3), NODE and NPM (default node and npm;
+# Node.js 18 or newer), STATEFOLD_KAFKA_DIR (optional: the serve logs are then checked with tools/kafka.sh
+# check-logs, as the C++ integration tests do).
 # Exit status: pytest's (0 = every test passed); 2 for a setup problem.
 set -euo pipefail
 
@@ -63,7 +68,31 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" >"$stamp"
 fi
 
-export STATEFOLD_BIN=$bin STATEFOLD_SOURCE_DIR=$source_dir STATEFOLD_BROKERS
+# The Node SDK, installed exactly as node/package-lock.json pins it. Scripts are run from this directory (Node finds
+# `openai` next to the script), so test_node_sdk.py copies node/scenarios.mjs there.
+node=${NODE:-node}
+npm=${NPM:-npm}
+command -v "$node" >/dev/null ||
+  fail "$node not found: test_node_sdk.py needs Node.js 18 or newer and npm (Debian: apt-get install nodejs npm)"
+command -v "$npm" >/dev/null || fail "$npm not found: test_node_sdk.py needs npm to install the openai package"
+node_major=$("$node" -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 18 ] || fail "$node is Node.js $("$node" --version); test_node_sdk.py needs 18 or newer (global fetch)"
+node_dir=$build_dir/gateway-node
+node_stamp=$node_dir/.statefold-lock
+node_want="$(cat "$here/node/package.json" "$here/node/package-lock.json" | sha256sum | cut -d' ' -f1) $node_major"
+if [ ! -f "$node_dir/node_modules/openai/package.json" ] || [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+  rm -rf "$node_dir"
+  mkdir -p "$node_dir"
+  cp "$here/node/package.json" "$here/node/package-lock.json" "$node_dir/"
+  echo "run_sdk_tests.sh: installing the Node SDK ($(grep -o '"openai": *"[^"]*"' "$here/node/package.json")) into $node_dir"
+  if ! (cd "$node_dir" && "$npm" ci --no-audit --no-fund --loglevel=error); then
+    rm -rf "$node_dir"
+    fail "npm ci in $node_dir failed (it needs the npm registry)"
+  fi
+  echo "$node_want" >"$node_stamp"
+fi
+
+export STATEFOLD_BIN=$bin STATEFOLD_SOURCE_DIR=$source_dir STATEFOLD_BROKERS STATEFOLD_NODE_DIR=$node_dir NODE=$node
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 cd "$build_dir"
 # The protocol module's writers against the same SDK's types (tests/protocol/sdk_parse_check.py, which ctest's
@@ -73,5 +102,6 @@ if [ -x "$samples" ]; then
   "$venv/bin/python" "$source_dir/tests/protocol/sdk_parse_check.py" "$samples" ||
     { echo "run_sdk_tests.sh: the protocol writers' output does not parse with the openai SDK" >&2; exit 1; }
 fi
-exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" "$here/test_kafka_security.py" -p no:cacheprovider -ra \
+exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_node_sdk.py" "$here/test_langchain.py" \
+  "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" "$here/test_kafka_security.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

@@ -27,8 +27,7 @@ import uuid
 import openai
 import pytest
 
-from test_openai_sdk import (KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, Serve, fake, fake_upstream, free_port, http, tail,
-                             wait_until)  # noqa: F401 (fixtures)
+from gateway_harness import KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, Serve, free_port, http, tail, wait_until
 
 
 def binary():

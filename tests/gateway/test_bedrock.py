@@ -33,7 +33,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer
 
-from test_openai_sdk import (CLIENT_KEY, FAKE_UPSTREAM, SOURCE_DIR, FakeUpstream, Serve, contains_key, http,
+from gateway_harness import (CLIENT_KEY, FAKE_UPSTREAM, SOURCE_DIR, FakeUpstream, Serve, contains_key, http,
                              session_header, sha256_hex, tail, wait_until)
 
 FAKE_BEDROCK = SOURCE_DIR / "tests" / "support" / "fake_bedrock.py"

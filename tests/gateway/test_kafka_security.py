@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from test_auth import binary
-from test_openai_sdk import SOURCE_DIR, http, tail, wait_until
+from gateway_harness import SOURCE_DIR, http, tail, wait_until
 
 PASSWORD_ENV = "SF_TEST_KAFKA_PASSWORD"
 

@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from test_auth import binary, new_key
-from test_openai_sdk import free_port, tail, wait_until
+from gateway_harness import free_port, tail, wait_until
 
 
 def openssl(*args, cwd):
