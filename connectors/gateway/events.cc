@@ -31,32 +31,13 @@ codec::ContentKind kind_of(context::PartKind kind) {
   return codec::ContentKind::text;
 }
 
-codec::Message message_of(const protocol::ClientMessage& m) {
-  codec::Message out;
-  out.role = role_of(m.role);
-  auto& content = out.content.emplace();
-  for (const auto& part : m.content) {
-    codec::ContentPart p;
-    p.kind = kind_of(part.kind);
-    p.text = part.text;
-    if (!part.media_type.empty()) p.media_type = part.media_type;
-    content.push_back(std::move(p));
-  }
-  if (!m.tool_calls.empty()) {
-    auto& calls = out.tool_calls.emplace();
-    for (const auto& c : m.tool_calls) calls.push_back({c.id, c.name, c.arguments});
-  }
-  if (!m.tool_call_id.empty()) out.tool_call_id = m.tool_call_id;
-  if (!m.name.empty()) out.name = m.name;
-  return out;
-}
 
 codec::Message reply_message(const protocol::Reply& reply) {
   protocol::ClientMessage m;
   m.role = context::Role::assistant;
   if (!reply.text.empty()) m.content.push_back({context::PartKind::text, reply.text, {}});
   m.tool_calls = reply.tool_calls;
-  return message_of(m);
+  return message_event(m);
 }
 
 codec::InferenceReceipt receipt_of(const Call& call) {
@@ -82,6 +63,26 @@ std::string id_text(std::string_view key, std::string_view what, std::uint64_t i
 }
 
 }  // namespace
+
+codec::Message message_event(const protocol::ClientMessage& m) {
+  codec::Message out;
+  out.role = role_of(m.role);
+  auto& content = out.content.emplace();
+  for (const auto& part : m.content) {
+    codec::ContentPart p;
+    p.kind = kind_of(part.kind);
+    p.text = part.text;
+    if (!part.media_type.empty()) p.media_type = part.media_type;
+    content.push_back(std::move(p));
+  }
+  if (!m.tool_calls.empty()) {
+    auto& calls = out.tool_calls.emplace();
+    for (const auto& c : m.tool_calls) calls.push_back({c.id, c.name, c.arguments});
+  }
+  if (!m.tool_call_id.empty()) out.tool_call_id = m.tool_call_id;
+  if (!m.name.empty()) out.name = m.name;
+  return out;
+}
 
 codec::EventId turn_event_id(std::string_view idempotency_key, std::string_view what, std::uint64_t index) {
   base::Sha256 h;
@@ -115,7 +116,7 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
     if (auto added = batch.add(opened); !added) return added.error();
   }
   for (std::size_t i = first; i < input.size(); ++i) {
-    if (auto added = batch.add(message_of(input[i]), id_text(idempotency_key, "input", i - first)); !added) {
+    if (auto added = batch.add(message_event(input[i]), id_text(idempotency_key, "input", i - first)); !added) {
       return added.error();
     }
   }

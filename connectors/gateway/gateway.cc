@@ -15,6 +15,7 @@ const std::string kRouteGetResponse = "GET /v1/responses/{id}";
 constexpr std::string_view kSessionsPrefix = "/v1/sessions/";
 constexpr std::string_view kContextSuffix = "/context";
 constexpr std::string_view kResponsesPrefix = "/v1/responses/";
+constexpr std::string_view kInputItemsSuffix = "/input_items";
 constexpr std::string_view kModels = "/v1/models";
 // How long a read waits for the session's turn that has answered to have its reply folded.
 constexpr std::chrono::seconds kSettlePatience{2};
@@ -94,7 +95,8 @@ void Gateway::stop() { _impl->core.workers.stop(); }
 bool Gateway::handles(const http::Request& request) {
   // The path as sent: GET /v1/sessions/y%2Fcontext reads session "y/context", it is not this route.
   const std::string& p = request.raw_path.empty() ? request.path : request.raw_path;
-  return p == "/v1/chat/completions" || p == "/v1/responses" || p.starts_with(kResponsesPrefix) || p == kModels ||
+  return p == "/v1/chat/completions" || p == "/v1/responses" || p.starts_with(kResponsesPrefix) ||
+         internal::conversations_route(p) || p == kModels ||
          (p.starts_with(kModels) && p[kModels.size()] == '/') ||
          (p.starts_with(kSessionsPrefix) && p.ends_with(kContextSuffix) &&
           p.size() > kSessionsPrefix.size() + kContextSuffix.size());
@@ -119,18 +121,36 @@ void Gateway::handle(http::Request request, auth::Principal caller, http::Respon
     const auto model = http::decode_path_part(std::string_view(raw).substr(kModels.size() + 1));
     return respond(internal::get_model(core, request, caller, model.value_or("")));
   }
-  if (path.starts_with(kResponsesPrefix)) {
-    if (request.method != "GET") {
-      return respond(internal::openai_error(405, "use GET", "invalid_request_error", kRouteGetResponse));
+  const bool conversation = internal::conversations_route(raw);
+  const bool response_lifecycle = raw.starts_with(kResponsesPrefix);  // /v1/responses/{id}[/input_items]
+  std::string response_id;
+  bool input_items = false;
+  if (response_lifecycle) {
+    std::string_view rest = std::string_view(raw).substr(kResponsesPrefix.size());
+    input_items = rest.ends_with(kInputItemsSuffix) && rest.size() > kInputItemsSuffix.size();
+    if (input_items) rest.remove_suffix(kInputItemsSuffix.size());
+    response_id = http::decode_path_part(rest).value_or("");
+    const bool get = request.method == "GET";
+    if (get && !input_items) return respond(internal::get_response(core, caller, response_id));
+    if (!(get && input_items) && !(request.method == "DELETE" && !input_items)) {
+      return respond(internal::openai_error(405, input_items ? "use GET" : "use GET or DELETE",
+                                            "invalid_request_error", kRouteGetResponse));
     }
-    return respond(internal::get_response(core, caller, path.substr(kResponsesPrefix.size())));
+  } else if (!conversation && request.method != "POST") {
+    // OpenAI's routes answer in OpenAI's error shape, which its SDKs parse, even for a wrong method.
+    return respond(internal::openai_error(405, "use POST", "invalid_request_error", path));
   }
-  // OpenAI's routes answer in OpenAI's error shape, which its SDKs parse, even for a wrong method.
-  if (request.method != "POST") return respond(internal::openai_error(405, "use POST", "invalid_request_error", path));
-  // The turn blocks (folding, the upstream): a worker runs it, not the HTTP server's I/O thread.
+  // Turns and changes block (folding, the upstream): a worker runs them, not the HTTP server's I/O thread.
   auto shared = std::make_shared<std::pair<http::Request, http::Respond>>(std::move(request), std::move(respond));
-  const bool queued = core.workers.submit([&core, shared, caller = std::move(caller), received = internal::Clock::now()] {
+  const bool queued = core.workers.submit([&core, shared, caller = std::move(caller), conversation, response_lifecycle,
+                                           input_items, response_id, received = internal::Clock::now()] {
     try {
+      if (conversation) return internal::conversations(core, shared->first, caller, shared->second);
+      if (response_lifecycle) {
+        return shared->second(input_items
+                                  ? internal::response_input_items(core, shared->first, caller, response_id)
+                                  : internal::delete_response(core, caller, response_id));
+      }
       // A key's token budget: checked before the turn records anything.
       if (auto refused = internal::refuse_over_budget(core, caller, shared->first.path)) {
         return shared->second(std::move(*refused));

@@ -58,6 +58,10 @@ struct Options {
   // How long a turn's reply and receipt are sent again while the log does not take them (a broker's restart)
   // before the client gets 503 rather than a reply its session would not have.
   std::chrono::milliseconds record_patience{30000};
+  // Seals the session ids inside response, conversation and item ids (AES-256-SIV): instances that share it read
+  // each other's ids, and ids outlive restarts and store rebuilds as long as it stays. At least 16 bytes; empty:
+  // a random one for this process only.
+  std::string id_secret;
 };
 
 class Gateway {

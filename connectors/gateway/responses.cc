@@ -1,8 +1,12 @@
 // POST /v1/responses and GET /v1/responses/{id}: the session comes from previous_response_id, conversation,
-// X-Session-Id or metadata.session_id (else a new one). Response ids carry their session and the reply's version.
+// X-Session-Id or metadata.session_id (else a new one). Response ids seal their session and the reply's version
+// (internal/ids.h).
 #include "connectors/gateway/internal/turn.h"
-#include "engine/base/hex.h"
+#include "engine/base/json_writer.h"
 #include "engine/fold/read.h"
+
+#include <algorithm>
+#include <variant>
 
 namespace statefold::gateway::internal {
 
@@ -11,53 +15,20 @@ namespace {
 const std::string kRouteResponses = "POST /v1/responses";
 const std::string kRouteGetResponse = "GET /v1/responses/{id}";
 
-// "resp_" + hex(session id) + "_" + version: no lookup table is needed.
-std::string response_id(std::string_view session, std::uint64_t version) {
-  return "resp_" + base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()), session.size())) +
-         "_" + std::to_string(version);
-}
-
-std::optional<std::pair<std::string, std::uint64_t>> parse_response_id(std::string_view id) {
-  if (!id.starts_with("resp_")) return std::nullopt;
-  id.remove_prefix(5);
-  const auto sep = id.rfind('_');
-  if (sep == std::string_view::npos || sep % 2 != 0 || sep == 0) return std::nullopt;
-  std::string session;
-  for (std::size_t i = 0; i < sep; i += 2) {
-    auto nibble = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    const int hi = nibble(id[i]);
-    const int lo = nibble(id[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    session.push_back(static_cast<char>(hi << 4 | lo));
-  }
-  std::uint64_t version = 0;
-  const std::string_view digits = id.substr(sep + 1);
-  if (digits.empty()) return std::nullopt;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
-    version = version * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return std::make_pair(std::move(session), version);
-}
-
 class ResponsesFormat final : public Format {
  public:
-  explicit ResponsesFormat(protocol::ResponseMeta meta) : _meta(std::move(meta)) {}
+  ResponsesFormat(const IdSeal& ids, protocol::ResponseMeta meta) : _ids(ids), _meta(std::move(meta)) {}
   void begin(const TurnFacts& facts) override {
     // The reply will follow the input and the receipt: a stream announces its id before the upstream answers.
     _session = facts.session;
-    _meta.id = response_id(facts.session, facts.version + 2);
+    _meta.id = _ids.response_id(facts.session, facts.version + 2);
     _meta.model = facts.model;
     _meta.created_at = facts.created_s;
     _writer.emplace(_meta);
   }
   bool needs_reply_version() const override { return true; }
   std::string body(const protocol::Reply& reply, std::uint64_t reply_version) override {
-    if (reply_version != 0) _meta.id = response_id(_session, reply_version);
+    if (reply_version != 0) _meta.id = _ids.response_id(_session, reply_version);
     return protocol::response_json(reply, _meta);
   }
   std::string stream_start() override { return _writer->start(); }
@@ -71,6 +42,7 @@ class ResponsesFormat final : public Format {
   }
 
  private:
+  const IdSeal& _ids;
   protocol::ResponseMeta _meta;
   std::string _session;
   std::optional<protocol::ResponseEventWriter> _writer;
@@ -89,15 +61,21 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
   turn.caller = std::move(caller);
   turn.previous_response_id = parsed->previous_response_id;
   if (!turn.previous_response_id.empty()) {
-    auto at = parse_response_id(turn.previous_response_id);
-    if (!at || !turn.caller.owns(at->first)) {
+    auto at = core.ids.open_response(turn.previous_response_id);
+    if (!at || !turn.caller.owns(at->session)) {
       return respond(openai_error(404, "previous_response_id: no response " + turn.previous_response_id,
                                   "invalid_request_error", route));
     }
-    turn.session = std::move(at->first);
-    turn.previous_version = at->second;
+    turn.session = std::move(at->session);
+    turn.previous_version = at->version;
   } else if (!parsed->conversation.empty()) {
-    turn.session = parsed->conversation;
+    // A conversation made with POST /v1/conversations, or an existing session named by its id: either must exist.
+    turn.session = conversation_session(core, turn.caller, parsed->conversation).value_or(parsed->conversation);
+    if (!turn.caller.owns(turn.session)) {
+      return respond(openai_error(404, "conversation: no conversation " + parsed->conversation,
+                                  "invalid_request_error", route));
+    }
+    turn.missing_session = "conversation: no conversation " + parsed->conversation;
   } else if (auto header = request.header("x-session-id")) {
     turn.session = std::string(*header);
   } else if (!parsed->session_id.empty()) {
@@ -124,8 +102,21 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
   meta.store = parsed->store;
   meta.truncation = parsed->truncation;
   meta.params = parsed->params;
-  ResponsesFormat format(std::move(meta));
+  ResponsesFormat format(core.ids, std::move(meta));
   run_turn(core, turn, format, respond);
+}
+
+bool withdrawn_message(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
+  bool withdrawn = false;
+  auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
+    const auto* amended = r.event.payload_as_SessionAmended();
+    if (amended != nullptr && amended->withdraw_versions() != nullptr) {
+      const auto* versions = amended->withdraw_versions();
+      withdrawn = std::find(versions->begin(), versions->end(), version) != versions->end();
+    }
+    return !withdrawn;
+  });
+  return read && withdrawn;
 }
 
 bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
@@ -181,14 +172,103 @@ base::Result<std::optional<StoredReply>> read_reply(const fold::Reader& reader, 
   return std::optional<StoredReply>(std::move(stored));
 }
 
-http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id) {
-  const std::string& route = kRouteGetResponse;
-  auto at = parse_response_id(id);
-  // Another tenant's response does not exist for the caller.
-  if (!at || at->second == 0 || !caller.owns(at->first)) {
+base::Result<TurnInputs> turn_inputs(const fold::Reader& reader, const std::string& session,
+                                     std::uint64_t reply_version) {
+  TurnInputs out;
+  auto reply = fold::visit_history(reader, session, {.from = reply_version, .through = reply_version},
+                                   [&](const fold::HistoryRecord& r) {
+                                     const auto* m = r.event.payload_as_Message();
+                                     out.reply = m != nullptr && m->role() == schema::Role::assistant;
+                                     return false;
+                                   });
+  if (!reply) return reply.error();
+  if (!out.reply) return out;
+  // Back from the reply, a page at a time: past its own receipt, the turn's input messages, up to the previous
+  // turn's end (a reply, or the receipt of a turn that failed) or the session's opening.
+  constexpr std::uint64_t kPage = 256;
+  std::vector<context::Message> backwards;
+  std::uint64_t through = reply_version - 1;
+  bool done = false;
+  while (!done && through >= 1) {
+    const std::uint64_t from = through > kPage ? through - kPage + 1 : 1;
+    std::vector<std::pair<std::uint64_t, std::variant<std::monostate, context::Message, bool>>> page;
+    auto read = fold::visit_history(reader, session, {.from = from, .through = through},
+                                    [&](const fold::HistoryRecord& r) {
+                                      const auto type = r.event.payload_type();
+                                      if (const auto* m = r.event.payload_as_Message()) {
+                                        page.emplace_back(r.version(), materialise::stored_message(r.version(), *m));
+                                      } else if (type == schema::Payload::InferenceReceipt ||
+                                                 type == schema::Payload::SessionOpened) {
+                                        page.emplace_back(r.version(), true);  // a boundary
+                                      }
+                                      return true;
+                                    });
+    if (!read) return read.error();
+    for (auto it = page.rbegin(); it != page.rend() && !done; ++it) {
+      if (std::holds_alternative<bool>(it->second)) {
+        // The reply's own receipt comes right before it; any other ends the input.
+        done = it->first != reply_version - 1;
+      } else if (auto& m = std::get<context::Message>(it->second); m.role == context::Role::assistant) {
+        done = true;
+      } else {
+        backwards.push_back(std::move(m));
+      }
+    }
+    through = from - 1;
+  }
+  out.messages.assign(std::make_move_iterator(backwards.rbegin()), std::make_move_iterator(backwards.rend()));
+  return out;
+}
+
+http::Response delete_response(Core& core, const auth::Principal& caller, const std::string& id) {
+  const std::string route = "DELETE /v1/responses/{id}";
+  auto at = core.ids.open_response(id);
+  if (!at || at->version == 0 || !caller.owns(at->session)) {
     return openai_error(404, "no response " + id, "invalid_request_error", route);
   }
-  const auto& [session, version] = *at;
+  const auto& session = at->session;
+  if (auto refused = core.refuse_elsewhere(session, route)) return std::move(*refused);
+  // Not inside a turn of the session: the withdrawal lands between turns.
+  auto lock = core.turns.take(session, std::chrono::milliseconds(2000));
+  if (!lock) {
+    return openai_error(409, "session " + session + " has a turn in progress; retry when it has answered", "conflict",
+                        route, "turn_in_progress");
+  }
+  core.events.settle(session, std::chrono::seconds(2));
+  std::vector<std::uint64_t> versions;
+  {
+    const auto snapshot = core.state.snapshot();
+    auto inputs = turn_inputs(*snapshot, session, at->version);
+    if (!inputs) return openai_error(500, inputs.error().message, "server_error", route);
+    if (!inputs->reply || unstored_response(*snapshot, session, at->version) ||
+        withdrawn_message(*snapshot, session, at->version)) {
+      return openai_error(404, "no response " + id, "invalid_request_error", route);
+    }
+    for (const auto& m : inputs->messages) versions.push_back(m.version);
+    versions.push_back(at->version);
+  }
+  append::Batch batch(session, "gateway", std::nullopt);
+  codec::SessionAmended amended;
+  amended.withdraw_versions = std::move(versions);
+  amended.reason = "response deleted";
+  if (auto added = batch.add(amended); !added) return openai_error(500, added.error().message, "server_error", route);
+  auto result = append_and_wait(core.events, session, batch.take());
+  if (!result.all_accepted()) return append_failure(result, route);
+  std::string body = R"({"id":)";
+  base::append_json_string(body, id);
+  body += R"(,"object":"response","deleted":true})";
+  return http::json_response(200, std::move(body), route);
+}
+
+http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id) {
+  const std::string& route = kRouteGetResponse;
+  auto at = core.ids.open_response(id);
+  // Another tenant's response does not exist for the caller.
+  if (!at || at->version == 0 || !caller.owns(at->session)) {
+    return openai_error(404, "no response " + id, "invalid_request_error", route);
+  }
+  const auto& session = at->session;
+  const auto version = at->version;
   const auto snapshot = core.state.snapshot();
   auto stored = read_reply(*snapshot, session, version);
   if (!stored) return openai_error(500, stored.error().message, "server_error", route);
@@ -197,6 +277,9 @@ http::Response get_response(Core& core, const auth::Principal& caller, const std
   if (unstored_response(*snapshot, session, version)) {
     return openai_error(404, "no response " + id + " (it was created with store: false)", "invalid_request_error",
                         route);
+  }
+  if (withdrawn_message(*snapshot, session, version)) {
+    return openai_error(404, "no response " + id + " (it was deleted)", "invalid_request_error", route);
   }
   protocol::ResponseMeta meta;
   meta.id = id;

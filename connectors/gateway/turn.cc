@@ -28,26 +28,6 @@ constexpr std::chrono::seconds kIdempotentPatience{120};
 // A receipt's status when the client left a stream before its end (nginx's convention; no HTTP answer has it).
 constexpr int kClientClosedRequest = 499;
 
-// A failed append, as the client sees it.
-http::Response append_failure(const append::Outcome& result, const std::string& route) {
-  switch (result.kind) {
-    case append::Outcome::Kind::unavailable: {
-      auto response = openai_error(503, "the event log is unavailable: " + result.error, "server_error", route);
-      response.headers.emplace_back("retry-after", "1");
-      return response;
-    }
-    case append::Outcome::Kind::timed_out:
-      return openai_error(504, "the new input was not folded in time: " + result.error, "server_error", route);
-    default:
-      break;
-  }
-  if (const auto* rejected = result.first_rejected()) {
-    return openai_error(409, "the session changed while this turn was being recorded (" + rejected->reason + "); retry",
-                        "conflict", route, "session_conflict");
-  }
-  return openai_error(500, "the input was not recorded", "server_error", route);
-}
-
 // A tool result must answer a call the session (`pending`: its open calls) or this input made and nothing answered
 // yet: anything else would be recorded and then left out of every context as an orphan.
 // `first`: where the messages checked start in turn.input (those before are already in the session).
@@ -171,6 +151,8 @@ Core::Core(Options o, const StateSource& s, append::Sink& e)
       state(s),
       events(e),
       cache(256, std::max<std::size_t>(options.context_cache_bytes, 1 << 20)),
+      // Without a secret (tests, a gateway of its own): one of this process, so its ids last as long as it does.
+      ids(options.id_secret.empty() ? random_hex(32) : options.id_secret),
       workers(options.workers) {}
 
 std::optional<http::Response> Core::refuse_elsewhere(const std::string& session, const std::string& route) const {
@@ -240,7 +222,25 @@ std::variant<materialise::RenderSpec, http::Response> Core::plan(const upstream:
   return spec;
 }
 
-namespace {
+// A failed append, as the client sees it.
+http::Response append_failure(const append::Outcome& result, const std::string& route) {
+  switch (result.kind) {
+    case append::Outcome::Kind::unavailable: {
+      auto response = openai_error(503, "the event log is unavailable: " + result.error, "server_error", route);
+      response.headers.emplace_back("retry-after", "1");
+      return response;
+    }
+    case append::Outcome::Kind::timed_out:
+      return openai_error(504, "the new input was not folded in time: " + result.error, "server_error", route);
+    default:
+      break;
+  }
+  if (const auto* rejected = result.first_rejected()) {
+    return openai_error(409, "the session changed while this turn was being recorded (" + rejected->reason + "); retry",
+                        "conflict", route, "session_conflict");
+  }
+  return openai_error(500, "the input was not recorded", "server_error", route);
+}
 
 // Sends events and waits until they are folded.
 append::Outcome append_and_wait(append::Sink& sink, const std::string& session, append::Events events) {
@@ -250,8 +250,6 @@ append::Outcome append_and_wait(append::Sink& sink, const std::string& session, 
               [promise](append::Outcome result) { promise->set_value(std::move(result)); });
   return future.get();
 }
-
-}  // namespace
 
 std::variant<std::uint64_t, http::Response> Core::record_new_session(const TurnRequest& turn, const std::string& model) {
   if (auto refused = check_tool_results({}, turn)) return std::move(*refused);
@@ -586,15 +584,19 @@ void replay(Format& format, const TurnRequest& turn, const StoredReply& stored, 
   stream->close();
 }
 
-// Whether an assistant reply follows `version` in the session: previous_response_id then names an older response.
+// Whether an assistant reply follows `version` in the session (and was not deleted since): previous_response_id
+// then names an older response.
 bool reply_after(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
-  bool later = false;
+  std::vector<std::uint64_t> replies;
   auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
-    const auto* message = r.event.payload_as_Message();
-    later = message != nullptr && message->role() == schema::Role::assistant;
-    return !later;
+    if (const auto* message = r.event.payload_as_Message(); message && message->role() == schema::Role::assistant) {
+      replies.push_back(r.version());
+    } else if (const auto* amended = r.event.payload_as_SessionAmended(); amended && amended->withdraw_versions()) {
+      for (const std::uint64_t v : *amended->withdraw_versions()) std::erase(replies, v);
+    }
+    return true;
   });
-  return read && later;
+  return read && !replies.empty();
 }
 
 }  // namespace
@@ -620,6 +622,13 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   // previous_response_id of a response that later replies followed: OpenAI branches the conversation there, and so
   // does statefold, by forking the session at that response (the fork is a session of its own on the log) and
   // running the turn on the fork.
+  if (!turn.previous_response_id.empty() && turn.previous_version > 0) {
+    const auto snapshot = core.state.snapshot();
+    if (withdrawn_message(*snapshot, session, turn.previous_version)) {
+      return respond(openai_error(404, "previous_response_id: response " + turn.previous_response_id + " was deleted",
+                                  "invalid_request_error", route, "previous_response_not_found"));
+    }
+  }
   if (!turn.previous_response_id.empty() && turn.previous_version > 0 &&
       reply_after(*core.state.snapshot(), session, turn.previous_version)) {
     auto branched = core.branch(turn);
@@ -666,6 +675,9 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
       (!header || turn.previous_version == 0 || turn.previous_version > header->version)) {
     return answer(openai_error(404, "previous_response_id: no response " + turn.previous_response_id,
                                "invalid_request_error", route));
+  }
+  if (!turn.missing_session.empty() && (!header || !fold::begun(*header) || header->closed || header->erased)) {
+    return answer(openai_error(404, turn.missing_session, "invalid_request_error", route));
   }
   if (!turn.previous_response_id.empty() && unstored_response(*snapshot, session, turn.previous_version)) {
     return answer(openai_error(404,

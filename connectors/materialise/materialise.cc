@@ -25,7 +25,9 @@ constexpr std::uint32_t kDefaultReserve = 4096;
 
 std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
 
-context::Message to_message(std::uint64_t version, const schema::Message& m) {
+}  // namespace
+
+context::Message stored_message(std::uint64_t version, const schema::Message& m) {
   context::Message out;
   out.version = version;
   out.role = static_cast<context::Role>(static_cast<std::uint8_t>(m.role()));
@@ -44,6 +46,8 @@ context::Message to_message(std::uint64_t version, const schema::Message& m) {
   out.name = sv(m.name());
   return out;
 }
+
+namespace {
 
 // Configuration, memory and summary of the session at `version`, over `state` (history left alone).
 base::Result<void> load_fixed(const fold::Reader& at, std::string_view session_id, context::SessionState& state) {
@@ -67,15 +71,25 @@ base::Result<void> load_fixed(const fold::Reader& at, std::string_view session_i
   return {};
 }
 
-// Appends the session's messages with versions in (after, through].
+// Withdrawn messages leave the context from the version that withdrew them on (a SessionAmended): a context
+// rendered at an earlier version, as a receipt's audit renders it, still has them.
+void withdraw(context::SessionState& state, const flatbuffers::Vector<std::uint64_t>* versions) {
+  if (versions == nullptr || versions->size() == 0) return;
+  std::erase_if(state.history, [&](const context::Message& m) {
+    return std::find(versions->begin(), versions->end(), m.version) != versions->end();
+  });
+}
+
+// Appends the session's messages with versions in (after, through], less those withdrawn on the way.
 base::Result<void> append_history(const fold::Reader& reader, std::string_view session_id, std::uint64_t after,
                                   std::uint64_t through, context::SessionState& state) {
   auto read = fold::visit_history(reader, session_id, {.from = after + 1, .through = through},
                                   [&](const fold::HistoryRecord& r) {
-                                    if (r.entry.payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) {
-                                      return true;
+                                    if (const auto* message = r.event.payload_as_Message()) {
+                                      state.history.push_back(stored_message(r.version(), *message));
+                                    } else if (const auto* amended = r.event.payload_as_SessionAmended()) {
+                                      withdraw(state, amended->withdraw_versions());
                                     }
-                                    state.history.push_back(to_message(r.version(), *r.event.payload_as_Message()));
                                     return true;
                                   });
   if (!read) return read.error();

@@ -24,6 +24,7 @@
 #include "connectors/context/render.h"
 #include "engine/base/result.h"
 #include "engine/fold/kv.h"
+#include "statefold/schema/events_generated.h"
 
 namespace statefold::materialise {
 
@@ -44,6 +45,9 @@ struct RenderSpec {
   std::string to_json() const;
   static base::Result<RenderSpec> from_json(std::string_view text);
 };
+
+// A stored Message event as the context library takes it.
+context::Message stored_message(std::uint64_t version, const schema::Message& message);
 
 // The session at `version` as the context library takes it: configuration, memory and summary as they were then,
 // and its messages up to that version. Errors: no such session, version out of range.

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -134,6 +135,15 @@ struct ResponsesRequest {
 // meant for a 400 invalid_request_error. Unknown top-level parameters are refused; see docs for the list.
 base::Result<ChatRequest> parse_chat_request(std::string_view body);
 base::Result<ResponsesRequest> parse_responses_request(std::string_view body);
+
+// The Conversations API's bodies: POST /v1/conversations {metadata?, items?}, POST /v1/conversations/{id}
+// {metadata}, POST /v1/conversations/{id}/items {items}. Items are Responses input items (messages, function calls
+// and their outputs). OpenAI's limits: 16 metadata pairs, keys up to 64 characters, values up to 512; 20 items.
+struct ConversationRequest {
+  std::optional<std::vector<std::pair<std::string, std::string>>> metadata;  // sent (null counts as not sent)
+  std::optional<std::vector<ClientMessage>> items;
+};
+base::Result<ConversationRequest> parse_conversation_request(std::string_view body);
 
 // --- 2. Upstream replies, in a neutral form (each provider parses its own: connectors/providers) ---
 

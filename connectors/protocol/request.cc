@@ -561,4 +561,55 @@ base::Result<ResponsesRequest> parse_responses_request(std::string_view body) {
   return parse_body<ResponsesRequest>(body, responses_request);
 }
 
+namespace {
+
+constexpr std::size_t kMaxMetadataPairs = 16;
+constexpr std::size_t kMaxMetadataKey = 64;
+constexpr std::size_t kMaxMetadataValue = 512;
+constexpr std::size_t kMaxItems = 20;
+
+ConversationRequest conversation_request(const object& body) {
+  ConversationRequest req;
+  for (const auto& kv : body) {
+    const std::string_view name = kv.key();
+    const value& v = kv.value();
+    const std::string path(name);
+    if (v.is_null()) continue;
+    if (name == "metadata") {
+      const object& pairs = as_object(v, path);
+      if (pairs.size() > kMaxMetadataPairs) {
+        fail(path, "at most " + std::to_string(kMaxMetadataPairs) + " pairs, got " + std::to_string(pairs.size()));
+      }
+      auto& out = req.metadata.emplace();
+      for (const auto& pair : pairs) {
+        const std::string key(pair.key());
+        if (key.empty() || key.size() > kMaxMetadataKey) {
+          fail(path, "keys must have 1 to " + std::to_string(kMaxMetadataKey) + " characters");
+        }
+        std::string text = as_string(pair.value(), at(path, key));
+        if (text.size() > kMaxMetadataValue) {
+          fail(at(path, key), "at most " + std::to_string(kMaxMetadataValue) + " characters");
+        }
+        out.emplace_back(key, std::move(text));
+      }
+    } else if (name == "items") {
+      auto& items = req.items.emplace();
+      if (v.is_array() && v.get_array().size() > kMaxItems) {
+        fail(path, "at most " + std::to_string(kMaxItems) + " items per request, got " +
+                       std::to_string(v.get_array().size()));
+      }
+      responses_input(v, path, items);
+    } else {
+      fail(path, "unknown parameter");
+    }
+  }
+  return req;
+}
+
+}  // namespace
+
+base::Result<ConversationRequest> parse_conversation_request(std::string_view body) {
+  return parse_body<ConversationRequest>(body, conversation_request);
+}
+
 }  // namespace statefold::protocol

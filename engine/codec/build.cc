@@ -27,6 +27,19 @@ fb::Offset<fb::String> string(fb::FlatBufferBuilder& b, const std::optional<std:
   return s ? b.CreateString(*s) : fb::Offset<fb::String>();
 }
 
+fb::Offset<fb::Vector<fb::Offset<sch::KeyValue>>> key_values(fb::FlatBufferBuilder& b,
+                                                              const std::optional<std::vector<KeyValue>>& kvs) {
+  if (!kvs) return {};
+  std::vector<fb::Offset<sch::KeyValue>> pairs;
+  pairs.reserve(kvs->size());
+  for (const auto& kv : *kvs) {
+    const auto key = b.CreateString(kv.key);
+    const auto value = string(b, kv.value);
+    pairs.push_back(sch::CreateKeyValue(b, key, value));
+  }
+  return b.CreateVector(pairs);
+}
+
 fb::Offset<void> write(fb::FlatBufferBuilder& b, const SessionOpened& p) {
   const auto model = string(b, p.model);
   const auto system_prompt = string(b, p.system_prompt);
@@ -36,17 +49,7 @@ fb::Offset<void> write(fb::FlatBufferBuilder& b, const SessionOpened& p) {
     const auto provider = string(b, p.policy->provider);
     policy = sch::CreateContextPolicy(b, p.policy->token_budget, p.policy->output_reserve, tokenizer, provider);
   }
-  fb::Offset<fb::Vector<fb::Offset<sch::KeyValue>>> metadata;
-  if (p.metadata) {
-    std::vector<fb::Offset<sch::KeyValue>> pairs;
-    pairs.reserve(p.metadata->size());
-    for (const auto& kv : *p.metadata) {
-      const auto key = b.CreateString(kv.key);
-      const auto value = string(b, kv.value);
-      pairs.push_back(sch::CreateKeyValue(b, key, value));
-    }
-    metadata = b.CreateVector(pairs);
-  }
+  const auto metadata = key_values(b, p.metadata);
   const auto parent = string(b, p.parent_session_id);
   return sch::CreateSessionOpened(b, model, system_prompt, policy, metadata, parent, p.parent_version).Union();
 }
@@ -126,6 +129,14 @@ fb::Offset<void> write(fb::FlatBufferBuilder& b, const Custom& p) {
   return sch::CreateCustom(b, type_name, data).Union();
 }
 
+fb::Offset<void> write(fb::FlatBufferBuilder& b, const SessionAmended& p) {
+  const auto metadata = key_values(b, p.metadata);
+  fb::Offset<fb::Vector<std::uint64_t>> withdraw;
+  if (p.withdraw_versions) withdraw = b.CreateVector(*p.withdraw_versions);
+  const auto reason = string(b, p.reason);
+  return sch::CreateSessionAmended(b, metadata, withdraw, reason).Union();
+}
+
 template <typename T, std::size_t I = 0>
 constexpr std::size_t index_of() {
   if constexpr (std::is_same_v<T, std::variant_alternative_t<I, Payload>>) {
@@ -145,6 +156,7 @@ static_assert(index_of<InferenceReceipt>() + 1 == static_cast<std::size_t>(sch::
 static_assert(index_of<SessionClosed>() + 1 == static_cast<std::size_t>(sch::Payload::SessionClosed));
 static_assert(index_of<ErasureRequest>() + 1 == static_cast<std::size_t>(sch::Payload::ErasureRequest));
 static_assert(index_of<Custom>() + 1 == static_cast<std::size_t>(sch::Payload::Custom));
+static_assert(index_of<SessionAmended>() + 1 == static_cast<std::size_t>(sch::Payload::SessionAmended));
 static_assert(std::variant_size_v<Payload> == static_cast<std::size_t>(sch::Payload::MAX));
 static_assert(static_cast<int>(Role::tool) == static_cast<int>(sch::Role::tool));
 static_assert(static_cast<int>(ContentKind::json) == static_cast<int>(sch::ContentKind::json));

@@ -128,9 +128,15 @@ struct Custom {
   std::optional<std::vector<std::uint8_t>> data{};
 };
 
+struct SessionAmended {
+  std::optional<std::vector<KeyValue>> metadata{};  // present (even empty): replaces the session's metadata
+  std::optional<std::vector<std::uint64_t>> withdraw_versions{};
+  std::optional<std::string> reason{};
+};
+
 // The alternatives follow the schema's union order, so index() + 1 is the schema::Payload value.
 using Payload = std::variant<SessionOpened, Message, MemorySet, MemoryDelete, Summary, InferenceReceipt,
-                             SessionClosed, ErasureRequest, Custom>;
+                             SessionClosed, ErasureRequest, Custom, SessionAmended>;
 
 // The event's canonical FlatBuffers bytes, validated as decode() validates (the error names the field, e.g.
 // "payload.tool_call_id: required when role is tool"); a string that is not UTF-8 is refused, as the JSON path does.

@@ -25,6 +25,10 @@ std::vector<std::uint8_t> redact(std::span<const std::uint8_t> canonical) {
     case schema::Payload::Custom:
       payload.AsCustom()->data.clear();
       break;
+    case schema::Payload::SessionAmended:
+      // Metadata values are the application's text; keys and withdrawn versions are structure.
+      for (auto& kv : payload.AsSessionAmended()->metadata) kv->value.clear();
+      break;
     case schema::Payload::SessionOpened:
     case schema::Payload::MemoryDelete:
     case schema::Payload::InferenceReceipt:

@@ -159,9 +159,34 @@ class Validator {
         SF_TRY(non_empty(p->type_name(), "payload.type_name"));
         return p->data() != nullptr ? spend(p->data()->size()) : std::nullopt;
       }
+      case sch::Payload::SessionAmended:
+        return session_amended(static_cast<const sch::SessionAmended*>(raw));
     }
     // A payload type appended to the schema after this build: kept as it is (spec section 2), never interpreted.
     return std::nullopt;
+  }
+
+  Problem key_values(const fb::Vector<fb::Offset<sch::KeyValue>>* pairs) {
+    if (pairs == nullptr) return std::nullopt;
+    for (fb::uoffset_t i = 0; i < pairs->size(); ++i) {
+      const auto* kv = pairs->Get(i);
+      auto at = [i](std::string_view field) {
+        return [i, field] { return join(indexed("payload.metadata", i), field); };
+      };
+      SF_TRY(text(kv->key(), at("key")));
+      SF_TRY(text(kv->value(), at("value")));
+    }
+    return std::nullopt;
+  }
+
+  Problem session_amended(const sch::SessionAmended* p) {
+    SF_TRY(key_values(p->metadata()));
+    if (const auto* versions = p->withdraw_versions()) {
+      for (fb::uoffset_t i = 0; i < versions->size(); ++i) {
+        if (versions->Get(i) == 0) return indexed("payload.withdraw_versions", i) + ": must be >= 1, got 0";
+      }
+    }
+    return text(p->reason(), "payload.reason");
   }
 
   Problem session_opened(const sch::SessionOpened* p) {
@@ -171,16 +196,7 @@ class Validator {
       SF_TRY(text(policy->tokenizer(), "payload.policy.tokenizer"));
       SF_TRY(text(policy->provider(), "payload.policy.provider"));
     }
-    if (const auto* metadata = p->metadata()) {
-      for (fb::uoffset_t i = 0; i < metadata->size(); ++i) {
-        const auto* kv = metadata->Get(i);
-        auto at = [i](std::string_view field) {
-          return [i, field] { return join(indexed("payload.metadata", i), field); };
-        };
-        SF_TRY(text(kv->key(), at("key")));
-        SF_TRY(text(kv->value(), at("value")));
-      }
-    }
+    SF_TRY(key_values(p->metadata()));
     if (p->parent_session_id() != nullptr) {
       SF_TRY(session("payload.parent_session_id", p->parent_session_id()->string_view()));
     } else if (p->parent_version() != 0) {

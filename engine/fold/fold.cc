@@ -48,6 +48,18 @@ Digest memory_term(std::string_view label, std::string_view value, bool pinned) 
 
 std::string_view sv(const flatbuffers::String* s) { return s == nullptr ? std::string_view() : s->string_view(); }
 
+// A session's metadata as the header keeps it: canonical key\0value\0 pairs in the order given; rendering to
+// JSON happens in views.
+std::string stored_metadata(const flatbuffers::Vector<flatbuffers::Offset<schema::KeyValue>>* pairs) {
+  std::string metadata;
+  if (pairs == nullptr) return metadata;
+  for (const auto* kv : *pairs) {
+    metadata.append(sv(kv->key())).push_back('\0');
+    metadata.append(sv(kv->value())).push_back('\0');
+  }
+  return metadata;
+}
+
 std::optional<codec::EventId> previous_event_id(const state::SessionHeaderT& h) {
   if (h.last_event_id.size() != 16) return std::nullopt;
   codec::EventId id{};
@@ -118,6 +130,25 @@ void Folder::refuse(Session& s, const codec::Event& event, const Position& posit
   _summary_dirty = true;
 }
 
+std::string Folder::unwithdrawable(const Session& s, const schema::SessionAmended& amended) const {
+  const auto* versions = amended.withdraw_versions();
+  if (versions == nullptr) return {};
+  for (const std::uint64_t v : *versions) {
+    if (v > s.header.version) {
+      return "withdraw_versions: version " + std::to_string(v) + " is beyond the session's version " +
+             std::to_string(s.header.version);
+    }
+    auto stored = read(key::history(s.id, v));
+    if (!stored) return "withdraw_versions: version " + std::to_string(v) + " has no history entry";
+    const auto* entry = verified_root<state::HistoryEntry>(*stored, "history entry");
+    if (entry->payload_type() != static_cast<std::uint8_t>(schema::Payload::Message)) {
+      return "withdraw_versions: version " + std::to_string(v) + " is a " +
+             std::string(codec::payload_type_name(entry->payload_type())) + ", not a Message";
+    }
+  }
+  return {};
+}
+
 Applied Folder::apply(const codec::Event& event, const Position& position) {
   if (!_summary_loaded) {
     _summary = load_summary(_base);
@@ -154,6 +185,8 @@ Applied Folder::apply(const codec::Event& event, const Position& position) {
       reason = "summary.through_version " + std::to_string(summary->through_version()) +
                " is beyond the session's version " + std::to_string(h.version);
     }
+  } else if (event.payload_type() == static_cast<std::uint8_t>(schema::Payload::SessionAmended)) {
+    reason = unwithdrawable(s, *event.root().payload_as_SessionAmended());
   }
   if (!reason.empty()) {
     refuse(s, event, position, Outcome::rejected, 0, reason);
@@ -219,15 +252,7 @@ void Folder::apply_payload(Session& s, const codec::Event& event, std::uint64_t 
       }
       h.parent_session_id = sv(p->parent_session_id());
       h.parent_version = p->parent_version();
-      std::string metadata;
-      if (const auto* pairs = p->metadata()) {
-        // Stored as canonical key\0value\0 pairs in the order given; rendering to JSON happens in views.
-        for (const auto* kv : *pairs) {
-          metadata.append(sv(kv->key())).push_back('\0');
-          metadata.append(sv(kv->value())).push_back('\0');
-        }
-      }
-      h.metadata_json = std::move(metadata);
+      h.metadata_json = stored_metadata(p->metadata());
       break;
     }
     case schema::Payload::Message: {
@@ -292,6 +317,13 @@ void Folder::apply_payload(Session& s, const codec::Event& event, std::uint64_t 
     case schema::Payload::Custom:
       ++h.custom_events;
       break;
+    case schema::Payload::SessionAmended: {
+      // The withdrawn messages need nothing here: their history entries stay, and context readers apply the
+      // withdrawal when they reach this event (so a context rendered at an earlier version still has them).
+      const auto* p = root.payload_as_SessionAmended();
+      if (p->metadata() != nullptr) h.metadata_json = stored_metadata(p->metadata());
+      break;
+    }
     case schema::Payload::NONE:
       break;  // the codec refuses events without a payload
   }

@@ -21,6 +21,7 @@
 #include "engine/codec/codec.h"
 #include "engine/fold/kv.h"
 #include "engine/fold/layout.h"
+#include "statefold/schema/events_generated.h"
 #include "statefold/schema/state_generated.h"
 
 namespace statefold::fold {
@@ -68,6 +69,9 @@ class Folder {
   void refuse(Session& s, const codec::Event& event, const Position& position, Outcome kind,
               std::uint64_t duplicate_of, const std::string& reason);
   void apply_payload(Session& s, const codec::Event& event, std::uint64_t version);
+  // Why a SessionAmended cannot be accepted (a version it withdraws is beyond the session or not a Message); empty
+  // when it can.
+  std::string unwithdrawable(const Session& s, const schema::SessionAmended& amended) const;
   // The keys under `prefix` as this batch sees them (the base overlaid with pending writes). For the rare
   // whole-session passes only: checkpoints and erasure.
   std::map<std::string, std::string, std::less<>> merged_scan(std::string_view prefix) const;

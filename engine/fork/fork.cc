@@ -97,6 +97,9 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
     copy.expected_previous_event_id = previous;
     copy.causation_id = parent_id;
     if (auto* summary = copy.payload.AsSummary()) summary->through_version += shift;
+    if (auto* amended = copy.payload.AsSessionAmended()) {
+      for (auto& withdrawn : amended->withdraw_versions) withdrawn += shift;
+    }
     previous = copy.event_id;
     out.events.emplace_back(copy.event_id, finish(copy));
     return true;

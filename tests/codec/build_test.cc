@@ -165,9 +165,24 @@ void payload_json(Json& j, const Custom& p) {
   }
 }
 
+void payload_json(Json& j, const SessionAmended& p) {
+  if (p.metadata) {
+    j.key("metadata").open('[');
+    for (const auto& kv : *p.metadata) j.element().open('{').s("key", kv.key).s("value", kv.value).close('}');
+    j.close(']');
+  }
+  if (p.withdraw_versions) {
+    j.key("withdraw_versions").open('[');
+    for (auto v : *p.withdraw_versions) j.number(v);
+    j.close(']');
+  }
+  j.s("reason", p.reason);
+}
+
 const char* type_name(const Payload& p) {
-  static const char* names[] = {"SessionOpened", "Message",       "MemorySet",      "MemoryDelete", "Summary",
-                                "InferenceReceipt", "SessionClosed", "ErasureRequest", "Custom"};
+  static const char* names[] = {"SessionOpened",  "Message",       "MemorySet",      "MemoryDelete",
+                                "Summary",        "InferenceReceipt", "SessionClosed", "ErasureRequest",
+                                "Custom",         "SessionAmended"};
   return names[p.index()];
 }
 
@@ -346,6 +361,10 @@ TEST(CodecBuild, OtherPayloads) {
   expect_same_bytes(envelope(), Custom{.type_name = "acme.rating", .data = std::vector<std::uint8_t>{5, 0, 255}});
   expect_same_bytes(envelope(), Custom{.type_name = "acme.empty", .data = std::vector<std::uint8_t>{}});
   expect_same_bytes(envelope(), Custom{.type_name = "acme.none"});
+  expect_same_bytes(envelope(), SessionAmended{.metadata = std::vector<KeyValue>{{"topic", "billing"}, {"k", {}}},
+                                               .withdraw_versions = std::vector<std::uint64_t>{3, 4},
+                                               .reason = "conversation item deleted"});
+  expect_same_bytes(envelope(), SessionAmended{.metadata = std::vector<KeyValue>{}});
 }
 
 // Many random events, every optional field set or not: the two paths never disagree.
@@ -468,6 +487,8 @@ TEST(CodecBuild, ValidatesAsDecodeDoes) {
   expect_same_error(envelope(), SessionOpened{.parent_session_id = ""},
                     "payload.parent_session_id: must be 1..256 bytes of UTF-8, got 0 bytes");
   expect_same_error(envelope(), Custom{}, "payload.type_name: must not be empty");
+  expect_same_error(envelope(), SessionAmended{.withdraw_versions = std::vector<std::uint64_t>{2, 0}},
+                    "payload.withdraw_versions[1]: must be >= 1, got 0");
 }
 
 TEST(CodecBuild, RefusesInvalidUtf8) {

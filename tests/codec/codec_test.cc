@@ -88,6 +88,10 @@ std::vector<Sample> samples() {
       {sch::Payload::Custom,
        R"({"event_id":"b0112233445566778899aabbccddeeff","session_id":"chat-42","payload_type":"Custom",)"
        R"("payload":{"type_name":"acme.rating","data":[5,0,255]}})"},
+      {sch::Payload::SessionAmended,
+       R"({"event_id":"b1112233445566778899aabbccddeeff","session_id":"chat-42","payload_type":"SessionAmended",)"
+       R"("payload":{"metadata":[{"key":"topic","value":"billing"}],"withdraw_versions":[3,4],)"
+       R"("reason":"conversation item deleted"}})"},
       // Escapes, every control character and characters outside the BMP survive the round trip.
       {sch::Payload::Message,
        R"({"event_id":"c0112233445566778899aabbccddeeff","session_id":"chat-42😀","expected_version":18446744073709551615,)"
@@ -229,6 +233,11 @@ TEST(CodecDecode, EveryPayloadTypeFromFlatBuffers) {
        [](fb::FlatBufferBuilder& b) {
          std::vector<std::uint8_t> data{1, 2, 3};
          return sch::CreateCustomDirect(b, "acme.x", &data).Union();
+       }},
+      {sch::Payload::SessionAmended,
+       [](fb::FlatBufferBuilder& b) {
+         std::vector<std::uint64_t> versions{2};
+         return sch::CreateSessionAmendedDirect(b, nullptr, &versions, "response deleted").Union();
        }},
   };
   std::set<sch::Payload> seen;
@@ -796,7 +805,9 @@ TEST(CodecNames, PayloadTypeNames) {
   EXPECT_EQ(payload_type_name(0), "NONE");
   EXPECT_EQ(payload_type_name(static_cast<std::uint8_t>(sch::Payload::Message)), "Message");
   EXPECT_EQ(payload_type_name(static_cast<std::uint8_t>(sch::Payload::Custom)), "Custom");
-  EXPECT_EQ(payload_type_name(static_cast<std::uint8_t>(sch::Payload::MAX) + 1), "unknown(10)");
+  EXPECT_EQ(payload_type_name(static_cast<std::uint8_t>(sch::Payload::SessionAmended)), "SessionAmended");
+  EXPECT_EQ(payload_type_name(static_cast<std::uint8_t>(sch::Payload::MAX) + 1),
+            "unknown(" + std::to_string(static_cast<int>(sch::Payload::MAX) + 1) + ")");
 }
 
 TEST(CodecNames, ContentType) {

@@ -220,6 +220,33 @@ TEST(Fold, SummaryBeyondTheVersionIsRejected) {
   EXPECT_EQ(out[1].outcome, Outcome::rejected);
 }
 
+// SessionAmended: metadata replaced; withdrawals of Messages accepted (in the same batch as the message too),
+// anything else refused with a reason naming the version.
+TEST(Fold, AmendmentsReplaceMetadataAndWithdrawOnlyMessages) {
+  Harness h;
+  auto out = h.fold({envelope(1, "s", "SessionOpened", R"({"metadata":[{"key":"topic","value":"a"}]})"),
+                     user_message(2, "s", "hello"),
+                     envelope(3, "s", "SessionAmended", R"({"metadata":[{"key":"topic","value":"b"}],)"
+                                                        R"("withdraw_versions":[2],"reason":"item deleted"})"),
+                     envelope(4, "s", "SessionAmended", R"({"withdraw_versions":[1]})"),
+                     envelope(5, "s", "SessionAmended", R"({"withdraw_versions":[9]})"),
+                     user_message(6, "s", "again"),
+                     envelope(7, "s", "SessionAmended", R"({"withdraw_versions":[4]})")},
+                    7);  // one batch: each withdrawal reads a history entry still pending in it
+  ASSERT_EQ(out.size(), 7u);
+  EXPECT_EQ(out[2].outcome, Outcome::accepted) << out[2].reason;
+  EXPECT_EQ(out[3].outcome, Outcome::rejected);
+  EXPECT_EQ(out[3].reason, "withdraw_versions: version 1 is a SessionOpened, not a Message");
+  EXPECT_EQ(out[4].outcome, Outcome::rejected);
+  EXPECT_EQ(out[4].reason, "withdraw_versions: version 9 is beyond the session's version 3");
+  EXPECT_EQ(out[6].outcome, Outcome::accepted) << out[6].reason;
+  auto header = load_header(h.kv, "s");
+  ASSERT_TRUE(header);
+  EXPECT_EQ(metadata_pairs(*header), (std::vector<std::pair<std::string, std::string>>{{"topic", "b"}}));
+  EXPECT_EQ(header->version, 5u);
+  EXPECT_EQ(header->messages, 2u) << "a withdrawn message is still in the history";
+}
+
 // An event whose payload type a newer schema added: kept in history, hashed, counted.
 codec::Event unknown_event(const std::string& session, std::uint64_t id) {
   flatbuffers::FlatBufferBuilder b;

@@ -2,6 +2,7 @@
 // provider, driven through Gateway::handle with http::Requests. No broker, no network (the streaming tests use a
 // loopback http::Server, since a BodyStream is read only by the server that sends it).
 #include "connectors/gateway/gateway.h"
+#include "connectors/gateway/internal/ids.h"
 
 #include <gtest/gtest.h>
 
@@ -75,7 +76,7 @@ class GatewayTest : public ::testing::Test {
                       std::lock_guard lock(turns_mutex);
                       turns.emplace_back(std::string(endpoint), status);
                     },
-                    1 << 20, 1500ms};
+                    1 << 20, 1500ms, "gateway-test-id-secret"};
     gateway = std::make_unique<Gateway>(std::move(options), state, sink);
   }
 
@@ -83,6 +84,18 @@ class GatewayTest : public ::testing::Test {
                       std::vector<std::pair<std::string, std::string>> headers = {}) {
     http::Request request;
     request.method = std::move(method);
+    // The query, as the HTTP server splits it off (k=v&k=v, no escapes in these tests).
+    if (const auto q = path.find('?'); q != std::string::npos) {
+      std::string_view query = std::string_view(path).substr(q + 1);
+      while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto pair = query.substr(0, amp);
+        const auto eq = pair.find('=');
+        request.query[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      }
+      path.resize(q);
+    }
     request.path = std::move(path);
     request.headers = std::move(headers);
     request.body = std::move(body);
@@ -150,6 +163,7 @@ class GatewayTest : public ::testing::Test {
 
   testing::MemorySink sink;
   MemoryState state{sink};
+  const internal::IdSeal ids{"gateway-test-id-secret"};  // the gateway's, to name and open its ids
   std::mutex turns_mutex;
   std::vector<std::pair<std::string, int>> turns;  // Options::on_turn: (endpoint, status)
   std::unique_ptr<Gateway> gateway;  // last: stops before the state it reads goes
@@ -336,9 +350,13 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
   EXPECT_EQ(r1.at("object"), "response");
   EXPECT_EQ(r1.at("status"), "completed");
   const std::string id1(r1.at("id").as_string());
-  // The id names the session and the reply's version: opened 1, input 2, receipt 3, reply 4.
+  // The id seals the session and the reply's version (opened 1, input 2, receipt 3, reply 4): opaque, the same
+  // under the same secret, and it opens to nothing under another (issue 12, defect 10).
   const auto hex = base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()), session.size()));
-  EXPECT_EQ(id1, "resp_" + hex + "_4");
+  EXPECT_EQ(id1, ids.response_id(session, 4));
+  EXPECT_EQ(id1.find(hex), std::string::npos) << id1;
+  EXPECT_EQ(id1.find(session), std::string::npos) << id1;
+  EXPECT_FALSE(internal::IdSeal("another deployment's secret").open_response(id1));
   const std::string text1 = output_text(r1);
   EXPECT_TRUE(contains(text1, R"(Last user message: "first question")")) << text1;
   EXPECT_EQ(header(session)->system_prompt, "Be terse.");
@@ -352,7 +370,7 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
   EXPECT_EQ(header_value(second, "x-session-id"), session);
   auto r2 = parse(second);
   const std::string id2(r2.at("id").as_string());
-  EXPECT_EQ(id2, "resp_" + hex + "_7");
+  EXPECT_EQ(id2, ids.response_id(session, 7));
   EXPECT_EQ(r2.at("previous_response_id"), json::value(id1));
   EXPECT_EQ(r2.at("model"), "echo") << "the session keeps its model";
   const std::string text2 = output_text(r2);
@@ -371,9 +389,15 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
   ASSERT_EQ(got_first.status, 200) << got_first.body;
   EXPECT_EQ(output_text(parse(got_first)), text1);
   // A version that is not a reply (the receipt), or past the end, is no response.
-  expect_openai_error(call("GET", "/v1/responses/resp_" + hex + "_6"), 404, "");
-  expect_openai_error(call("GET", "/v1/responses/resp_" + hex + "_70"), 404, "");
+  expect_openai_error(call("GET", "/v1/responses/" + ids.response_id(session, 6)), 404, "");
+  expect_openai_error(call("GET", "/v1/responses/" + ids.response_id(session, 70)), 404, "");
   expect_openai_error(call("GET", "/v1/responses/bogus"), 404, "");
+  expect_openai_error(call("GET", "/v1/responses/resp_" + hex + "_4"), 404, "");  // the old, readable form
+  // A forged id (one character changed), and a conversation id of the same session, are no response.
+  std::string forged = id2;
+  forged[10] = forged[10] == 'A' ? 'B' : 'A';
+  expect_openai_error(call("GET", "/v1/responses/" + forged), 404, "");
+  expect_openai_error(call("GET", "/v1/responses/" + ids.conversation_id(session)), 404, "");
 
   // Continuing from the first reply again branches there (issue 12, defect 9): the turn runs on a fork of the
   // session at that reply, whose context has the first exchange and not the second; the session is untouched.
@@ -384,12 +408,11 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
   EXPECT_TRUE(contains(branch_text, R"(Last user message: "branch")")) << branch_text;
   EXPECT_EQ(version(session), 7u) << "the branch was recorded in the original session";
   const std::string branch_id(b.at("id").as_string());
-  EXPECT_NE(branch_id.find(base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()),
-                                                  session.size()))),
-            std::string::npos)
-      << "the branch's session should be named after the original: " << branch_id;
   const std::string child(header_value(branched, "x-session-id"));
   ASSERT_TRUE(child.starts_with(session + "~")) << child;
+  const auto branch_at = ids.open_response(branch_id);
+  ASSERT_TRUE(branch_at) << branch_id;
+  EXPECT_EQ(branch_at->session, child) << "the branch's response is in the branch";
   const auto child_history = history(child);
   std::vector<std::string> user_texts;
   for (const auto& e : child_history) {
@@ -405,8 +428,7 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
 
 TEST_F(GatewayTest, ResponsesUnknownPreviousResponseIdIs404) {
   const std::string missing = "nosuch";
-  const auto hex = base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(missing.data()), missing.size()));
-  for (const std::string& id : std::vector<std::string>{"resp_zz_1", "resp_" + hex + "_4", "not-a-response"}) {
+  for (const std::string& id : std::vector<std::string>{"resp_zz_1", ids.response_id(missing, 4), "not-a-response"}) {
     auto answer = responses(R"({"model":"echo","previous_response_id":")" + id + R"(","input":"x"})");
     const std::string message = expect_openai_error(answer, 404, "");
     EXPECT_TRUE(contains(message, "previous_response_id")) << message;
@@ -418,20 +440,166 @@ TEST_F(GatewayTest, ResponsesUnknownPreviousResponseIdIs404) {
   auto first = responses(R"({"model":"echo","input":"x"})");
   ASSERT_EQ(first.status, 200) << first.body;
   const std::string session = header_value(first, "x-session-id");
-  const auto session_hex =
-      base::to_hex(std::span(reinterpret_cast<const std::uint8_t*>(session.data()), session.size()));
-  auto ahead = responses(R"({"previous_response_id":"resp_)" + session_hex + R"(_40","input":"x"})");
+  auto ahead = responses(R"({"previous_response_id":")" + ids.response_id(session, 40) + R"(","input":"x"})");
   expect_openai_error(ahead, 404, "");
   EXPECT_EQ(version(session), 4u);
 }
 
 TEST_F(GatewayTest, ResponsesTakeTheSessionFromConversation) {
-  auto first = responses(R"({"model":"echo","conversation":"conv-1","input":"one"})");
+  // `conversation` must name an existing conversation (issue 12): an unknown one records nothing.
+  auto unknown = responses(R"({"model":"echo","conversation":"conv-1","input":"one"})");
+  expect_openai_error(unknown, 404, "");
+  EXPECT_FALSE(header("conv-1"));
+  EXPECT_TRUE(sink.calls().empty());
+
+  auto created = call("POST", "/v1/conversations", R"({"metadata":{"topic":"demo"}})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  const std::string conversation(parse(created).at("id").as_string());
+  const auto session = ids.open_conversation(conversation);
+  ASSERT_TRUE(session) << conversation;
+  auto first = responses(R"({"model":"echo","conversation":")" + conversation + R"(","input":"one"})");
   ASSERT_EQ(first.status, 200) << first.body;
-  auto second = responses(R"({"conversation":"conv-1","input":"two"})");
+  auto second = responses(R"({"conversation":{"id":")" + conversation + R"("},"input":"two"})");
   ASSERT_EQ(second.status, 200) << second.body;
-  EXPECT_EQ(version("conv-1"), 7u);
+  EXPECT_EQ(version(*session), 7u);
   EXPECT_TRUE(contains(output_text(parse(second)), "- history: 3 messages")) << second.body;
+  EXPECT_EQ(parse(second).at("conversation").at("id"), json::value(conversation)) << second.body;
+  // A session made another way is a conversation too, named by its id.
+  ASSERT_EQ(chat("plain-1", R"([{"role":"user","content":"hi"}])").status, 200);
+  auto on_plain = responses(R"({"conversation":"plain-1","input":"and now?"})");
+  ASSERT_EQ(on_plain.status, 200) << on_plain.body;
+  EXPECT_EQ(version("plain-1"), 7u);
+  // A deleted conversation takes no more turns.
+  ASSERT_EQ(call("DELETE", "/v1/conversations/" + conversation).status, 200);
+  expect_openai_error(responses(R"({"conversation":")" + conversation + R"(","input":"three"})"), 404, "");
+}
+
+TEST_F(GatewayTest, ConversationsLifecycle) {
+  // Create with metadata and items: leading system items become the system prompt, the rest messages.
+  auto created = call("POST", "/v1/conversations",
+                      R"({"metadata":{"topic":"billing","user":"ada"},"items":[)"
+                      R"({"type":"message","role":"system","content":"Be terse."},)"
+                      R"({"type":"message","role":"user","content":[{"type":"input_text","text":"hello"}]}]})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  const auto c = parse(created);
+  EXPECT_EQ(c.at("object"), "conversation");
+  EXPECT_EQ(c.at("metadata"), json::parse(R"({"topic":"billing","user":"ada"})"));
+  EXPECT_GT(c.at("created_at").as_int64(), 1700000000);
+  const std::string id(c.at("id").as_string());
+  ASSERT_TRUE(id.starts_with("conv_")) << id;
+  const auto session = ids.open_conversation(id);
+  ASSERT_TRUE(session);
+  EXPECT_EQ(id.find(*session), std::string::npos) << "opaque: " << id;
+  EXPECT_EQ(header(*session)->system_prompt, "Be terse.");
+  EXPECT_EQ(version(*session), 2u);
+
+  auto got = call("GET", "/v1/conversations/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(parse(got), c);
+
+  // Metadata replaced: a SessionAmended on the log.
+  auto updated = call("POST", "/v1/conversations/" + id, R"({"metadata":{"topic":"refunds"}})");
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(parse(updated).at("metadata"), json::parse(R"({"topic":"refunds"})"));
+  EXPECT_EQ(history(*session).back().type, "SessionAmended");
+  expect_openai_error(call("POST", "/v1/conversations/" + id, R"({"metadata":{"k":1}})"), 400, "");
+
+  // Items appended, then a turn on the conversation sees them.
+  auto added = call("POST", "/v1/conversations/" + id + "/items",
+                    R"({"items":[{"type":"message","role":"assistant","content":"Hi."},)"
+                    R"({"type":"message","role":"user","content":"What is 2+2?"}]})");
+  ASSERT_EQ(added.status, 200) << added.body;
+  const auto a = parse(added);
+  ASSERT_EQ(a.at("data").as_array().size(), 2u) << added.body;
+  const std::string assistant_item(a.at("data").at(0).at("id").as_string());
+  EXPECT_EQ(a.at("data").at(0).at("content").at(0).at("type"), "output_text");
+  EXPECT_EQ(a.at("data").at(1).at("content").at(0).at("text"), "What is 2+2?");
+
+  // Listed newest first by default; asc, limit and after page through them.
+  auto listed = call("GET", "/v1/conversations/" + id + "/items");
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  const auto l = parse(listed);
+  ASSERT_EQ(l.at("data").as_array().size(), 3u) << listed.body;
+  EXPECT_EQ(l.at("data").at(0).at("content").at(0).at("text"), "What is 2+2?");
+  EXPECT_EQ(l.at("data").at(2).at("content").at(0).at("text"), "hello");
+  EXPECT_EQ(l.at("has_more"), false);
+  auto page = call("GET", "/v1/conversations/" + id + "/items?order=asc&limit=1");
+  const auto p1 = parse(page);
+  ASSERT_EQ(p1.at("data").as_array().size(), 1u) << page.body;
+  EXPECT_EQ(p1.at("has_more"), true);
+  auto page2 = call("GET", "/v1/conversations/" + id + "/items?order=asc&limit=5&after=" +
+                               std::string(p1.at("last_id").as_string()));
+  const auto p2 = parse(page2);
+  ASSERT_EQ(p2.at("data").as_array().size(), 2u) << page2.body;
+  EXPECT_EQ(p2.at("data").at(0).at("id"), json::value(assistant_item));
+  expect_openai_error(call("GET", "/v1/conversations/" + id + "/items?limit=0"), 400, "");
+  auto item = call("GET", "/v1/conversations/" + id + "/items/" + assistant_item);
+  ASSERT_EQ(item.status, 200) << item.body;
+  EXPECT_EQ(parse(item).at("role"), "assistant");
+
+  // A deleted item leaves the context of the next turn, and the listing; its message stays in the history.
+  auto deleted = call("DELETE", "/v1/conversations/" + id + "/items/" + assistant_item);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(parse(deleted).at("object"), "conversation");
+  expect_openai_error(call("GET", "/v1/conversations/" + id + "/items/" + assistant_item), 404, "");
+  EXPECT_EQ(parse(call("GET", "/v1/conversations/" + id + "/items")).at("data").as_array().size(), 2u);
+  auto turn = responses(R"({"model":"echo","conversation":")" + id + R"(","input":"and?"})");
+  ASSERT_EQ(turn.status, 200) << turn.body;
+  const std::string text = output_text(parse(turn));
+  EXPECT_TRUE(contains(text, "- history: 3 messages")) << text;  // hello, What is 2+2?, and?
+  bool kept = false;
+  for (const auto& e : history(*session)) kept = kept || e.text == "Hi.";
+  EXPECT_TRUE(kept) << "withdrawn, not erased: " << outline(*session);
+
+  // Another tenant's or a made-up id, and an item of another conversation, are 404.
+  expect_openai_error(call("GET", "/v1/conversations/conv_nothing"), 404, "");
+  expect_openai_error(call("GET", "/v1/conversations/" + ids.conversation_id("never-made")), 404, "");
+  expect_openai_error(call("DELETE", "/v1/conversations/" + id + "/items/" + ids.item_id("other", 2)), 404, "");
+
+  // Deleted: gone for the API, its events kept.
+  auto removed = call("DELETE", "/v1/conversations/" + id);
+  ASSERT_EQ(removed.status, 200) << removed.body;
+  EXPECT_EQ(parse(removed), json::parse(R"({"id":")" + id + R"(","object":"conversation.deleted","deleted":true})"));
+  expect_openai_error(call("GET", "/v1/conversations/" + id), 404, "");
+  expect_openai_error(call("GET", "/v1/conversations/" + id + "/items"), 404, "");
+  EXPECT_TRUE(header(*session)->closed);
+}
+
+TEST_F(GatewayTest, ResponsesDeleteAndInputItems) {
+  auto first = responses(R"({"model":"echo","input":[{"role":"user","content":"one"},{"role":"user","content":"two"}]})");
+  ASSERT_EQ(first.status, 200) << first.body;
+  const std::string session = header_value(first, "x-session-id");
+  const std::string id1(parse(first).at("id").as_string());
+  auto second = responses(R"({"previous_response_id":")" + id1 + R"(","input":"three"})");
+  ASSERT_EQ(second.status, 200) << second.body;
+  const std::string id2(parse(second).at("id").as_string());
+
+  // input_items: what each turn sent, newest first by default.
+  auto items1 = call("GET", "/v1/responses/" + id1 + "/input_items?order=asc");
+  ASSERT_EQ(items1.status, 200) << items1.body;
+  const auto i1 = parse(items1);
+  ASSERT_EQ(i1.at("data").as_array().size(), 2u) << items1.body;
+  EXPECT_EQ(i1.at("data").at(0).at("content").at(0).at("text"), "one");
+  EXPECT_EQ(i1.at("data").at(1).at("content").at(0).at("text"), "two");
+  auto items2 = call("GET", "/v1/responses/" + id2 + "/input_items");
+  const auto i2 = parse(items2);
+  ASSERT_EQ(i2.at("data").as_array().size(), 1u) << items2.body;
+  EXPECT_EQ(i2.at("data").at(0).at("content").at(0).at("text"), "three");
+  expect_openai_error(call("GET", "/v1/responses/" + ids.response_id(session, 3) + "/input_items"), 404, "");
+
+  // Deleting the first response withdraws its turn (input and reply) from the session's context.
+  auto deleted = call("DELETE", "/v1/responses/" + id1);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(parse(deleted), json::parse(R"({"id":")" + id1 + R"(","object":"response","deleted":true})"));
+  expect_openai_error(call("GET", "/v1/responses/" + id1), 404, "");
+  expect_openai_error(call("DELETE", "/v1/responses/" + id1), 404, "");
+  expect_openai_error(responses(R"({"previous_response_id":")" + id1 + R"(","input":"x"})"), 404,
+                      "previous_response_not_found");
+  EXPECT_EQ(call("GET", "/v1/responses/" + id2).status, 200);
+  auto third = responses(R"({"previous_response_id":")" + id2 + R"(","input":"four"})");
+  ASSERT_EQ(third.status, 200) << third.body;
+  const std::string text = output_text(parse(third));
+  EXPECT_TRUE(contains(text, "- history: 3 messages")) << text;  // three, its reply, four
 }
 
 // --- Input checked against the state ---
@@ -617,7 +785,9 @@ TEST_F(GatewayTest, ErrorsAreOpenAIShaped) {
   expect_openai_error(call("POST", "/v1/responses", R"({"model":"echo"})"), 400, "");
   expect_openai_error(call("POST", "/v1/responses", R"({"model":"echo","input":"x","temperature":"hot"})"), 400, "");
   expect_openai_error(call("GET", "/v1/chat/completions"), 405, "");
-  expect_openai_error(call("DELETE", "/v1/responses/resp_00_1"), 405, "");
+  expect_openai_error(call("PUT", "/v1/responses/resp_00_1"), 405, "");
+  expect_openai_error(call("DELETE", "/v1/responses/resp_00_1"), 404, "");
+  expect_openai_error(call("PUT", "/v1/conversations"), 405, "");
   EXPECT_TRUE(sink.calls().empty());
 }
 
@@ -730,7 +900,8 @@ TEST_F(GatewayStreamTest, ChatStreamsTheReplyItRecords) {
 }
 
 TEST_F(GatewayStreamTest, ResponsesStreamAnnouncesTheIdItRecordsUnder) {
-  auto first = post("/v1/responses", R"({"model":"echo","stream":true,"conversation":"stream-2","input":"one"})");
+  auto first = post("/v1/responses", R"({"model":"echo","stream":true,"metadata":{"session_id":"stream-2"},)"
+                                     R"("input":"one"})");
   ASSERT_EQ(first.status, 200) << first.body;
   auto fs = frames(first.body);
   ASSERT_FALSE(fs.empty()) << first.body;
@@ -779,10 +950,22 @@ TEST(GatewayModels, ListTheModelsTheSessionsRoutesReach) {
   ASSERT_TRUE(router.ok()) << router.error().message;
   testing::MemorySink sink;
   MemoryState state(sink);
-  Gateway gateway(Options{std::move(*router), 1, {}, 1 << 20}, state, sink);
+  Gateway gateway(Options{std::move(*router), 1, {}, 1 << 20, {}, {}}, state, sink);
   auto call = [&](std::string method, std::string path, std::string session) {
     http::Request request;
     request.method = std::move(method);
+    // The query, as the HTTP server splits it off (k=v&k=v, no escapes in these tests).
+    if (const auto q = path.find('?'); q != std::string::npos) {
+      std::string_view query = std::string_view(path).substr(q + 1);
+      while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto pair = query.substr(0, amp);
+        const auto eq = pair.find('=');
+        request.query[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      }
+      path.resize(q);
+    }
     request.path = std::move(path);
     if (!session.empty()) request.headers.emplace_back("x-session-id", session);
     EXPECT_TRUE(gateway.handles(request)) << request.path;

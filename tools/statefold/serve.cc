@@ -22,6 +22,9 @@
 #include "engine/snapshot/snapshot.h"
 
 #include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <random>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -79,6 +82,41 @@ http::Response refusal_response(const auth::Refusal& refusal) {
   return response;
 }
 
+// The gateway's id secret: the named file's content (without trailing whitespace), or the data dir's own,
+// made of 32 random bytes on first start (owner-only). Ids outlive a rebuild of the store only with a secret kept
+// elsewhere, so an operator who rebuilds or runs several instances names one.
+base::Result<std::string> load_id_secret(const std::string& named, const std::string& data_dir) {
+  const bool made_here = named.empty();
+  const std::filesystem::path path = made_here ? std::filesystem::path(data_dir) / "gateway-id.secret"
+                                                 : std::filesystem::path(named);
+  if (made_here && !std::filesystem::exists(path)) {
+    std::random_device random("/dev/urandom");
+    std::string secret;
+    for (int i = 0; i < 8; ++i) {
+      char word[9];
+      std::snprintf(word, sizeof word, "%08x", random());
+      secret += word;
+    }
+    {
+      std::ofstream out(path, std::ios::trunc);
+      out << secret << "\n";
+      if (!out) return base::make_error("cannot write the gateway's id secret to " + path.string());
+    }
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    base::log_info("gateway: made an id secret (name it with --id-secret-file to share it between instances)",
+                   {{"path", path.string()}});
+  }
+  std::ifstream in(path);
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) return base::make_error("--id-secret-file " + path.string() + ": cannot be read");
+  while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) secret.pop_back();
+  if (secret.size() < 16) {
+    return base::make_error("--id-secret-file " + path.string() + ": the secret has " +
+                            std::to_string(secret.size()) + " bytes; at least 16 are needed");
+  }
+  return secret;
+}
+
 }  // namespace
 
 Runner add_serve(CLI::App& app) {
@@ -106,6 +144,7 @@ Runner add_serve(CLI::App& app) {
     std::string tls_cert;
     std::string tls_key;
     std::string tls_client_ca;
+    std::string id_secret_file;
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
@@ -175,6 +214,11 @@ Runner add_serve(CLI::App& app) {
                       "SIGHUP reads it again"),
       "STATEFOLD_TLS_CERT");
   env(cmd->add_option("--tls-key", a->tls_key, "PEM private key of --tls-cert"), "STATEFOLD_TLS_KEY");
+  env(cmd->add_option("--id-secret-file", a->id_secret_file,
+                      "File whose content (16 bytes or more) seals the gateway's response, conversation and item "
+                      "ids; every instance on the topic must have the same. Default: DATA_DIR/gateway-id.secret, "
+                      "made on first start"),
+      "STATEFOLD_ID_SECRET_FILE");
   env(cmd->add_option("--tls-client-ca", a->tls_client_ca,
                       "PEM CA: clients must present a certificate it signed (mutual TLS)"),
       "STATEFOLD_TLS_CLIENT_CA");
@@ -352,7 +396,13 @@ Runner add_serve(CLI::App& app) {
                      std::chrono::nanoseconds overhead) {
             metrics.observe_gateway_turn(endpoint, status, upstream, overhead);
           },
-          context_cache_bytes};
+          context_cache_bytes, {}, {}};
+      auto id_secret = load_id_secret(a->id_secret_file, a->engine.data_dir);
+      if (!id_secret) {
+        std::cerr << "statefold serve: " << id_secret.error().message << "\n";
+        return kFailure;
+      }
+      gateway_options.id_secret = std::move(*id_secret);
       engine_state = std::make_unique<EngineState>(**engine);
       gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), *engine_state, *appender);
       http::ServerOptions server_options;

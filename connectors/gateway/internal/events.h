@@ -21,6 +21,9 @@ struct Call;
 // recognised by the fold's dedupe index.
 codec::EventId turn_event_id(std::string_view idempotency_key, std::string_view what, std::uint64_t index = 0);
 
+// A client's message as the event that records it.
+codec::Message message_event(const protocol::ClientMessage& message);
+
 // A turn's input, conditional on the session being at `version` (nullopt: a new session, opened first with its
 // leading system/developer messages, or the instructions, as its system prompt, and `model`).
 base::Result<append::Events> input_events(const std::string& session, std::optional<std::uint64_t> version,

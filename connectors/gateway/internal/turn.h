@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "connectors/gateway/gateway.h"
+#include "connectors/gateway/internal/ids.h"
 #include "connectors/gateway/internal/turn_locks.h"
 #include "connectors/gateway/internal/workers.h"
 #include "connectors/materialise/materialise.h"
@@ -118,6 +119,9 @@ struct TurnRequest {
   std::string previous_response_id;
   std::uint64_t previous_version = 0;
   bool store = true;  // Responses' `store`: false keeps the turn on the log but not retrievable by its response id
+  // When set, the session must exist (and not be closed): else the turn is refused with 404 and this message
+  // (Responses' `conversation` names an existing conversation).
+  std::string missing_session;
   // Responses' `truncation`: "disabled" refuses a turn whose context would have to leave history out (400
   // context_length_exceeded) instead of cutting it; chat turns always cut ("auto").
   bool truncation_disabled = false;
@@ -173,6 +177,7 @@ struct Core {
   append::Sink& events;
   upstream::Client client;
   materialise::StateCache cache;
+  IdSeal ids;  // response, conversation and item ids
   TurnLocks turns;
   // Per endpoint of a provider without a public tokenizer: the margin on o200k counts, corrected by the input tokens
   // each receipt reports. A request is rendered with the margin of its time, which its receipt records.
@@ -245,6 +250,9 @@ inline constexpr std::string_view kUnstoredResponse = "statefold.gateway.respons
 
 // Whether the reply at `version` of `session` was recorded with store: false (the event after it says so).
 bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version);
+// Whether the message at `version` was withdrawn (a deleted response or conversation item) by a later
+// SessionAmended. Reads the history after it.
+bool withdrawn_message(const fold::Reader& reader, const std::string& session, std::uint64_t version);
 
 // An assistant reply as recorded: its text and tool calls at `version`, the model and usage from the receipt right
 // before it. nullopt when `version` is not an assistant message.
@@ -255,6 +263,11 @@ struct StoredReply {
 };
 base::Result<std::optional<StoredReply>> read_reply(const fold::Reader& reader, const std::string& session,
                                                     std::uint64_t version);
+
+// Sends events and waits until they are folded.
+append::Outcome append_and_wait(append::Sink& sink, const std::string& session, append::Events events);
+// A failed append (unavailable, timed out, rejected), as the client sees it.
+http::Response append_failure(const append::Outcome& result, const std::string& route);
 
 // The upstream's failure as the client sees it (its status, or 502/504 without one).
 http::Response upstream_failure(const Call& call, const std::string& route);
@@ -268,6 +281,28 @@ void chat(Core& core, const http::Request& request, auth::Principal caller, Cloc
 void responses(Core& core, const http::Request& request, auth::Principal caller, Clock::time_point received,
                const http::Respond& respond);
 http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id);
+// The input of the turn whose reply is at `reply_version`: the messages between the previous turn's end (a reply,
+// a failed turn's receipt, the opening) and the reply's receipt. `reply` is false when `reply_version` is not an
+// assistant reply.
+struct TurnInputs {
+  bool reply = false;
+  std::vector<context::Message> messages;
+};
+base::Result<TurnInputs> turn_inputs(const fold::Reader& reader, const std::string& session,
+                                     std::uint64_t reply_version);
+// DELETE /v1/responses/{id}: the response's turn (its input and its output) leaves the session's context.
+http::Response delete_response(Core& core, const auth::Principal& caller, const std::string& id);
+// GET /v1/responses/{id}/input_items: the items the response's turn sent.
+http::Response response_input_items(Core& core, const http::Request& request, const auth::Principal& caller,
+                                    const std::string& id);
+
+// The Conversations API (conversations.cc). conversations_route: whether a path is one of its routes.
+bool conversations_route(std::string_view raw_path);
+void conversations(Core& core, const http::Request& request, const auth::Principal& caller,
+                   const http::Respond& respond);
+// The session of a conversation id the caller may use; nullopt when `conversation` is not one.
+std::optional<std::string> conversation_session(const Core& core, const auth::Principal& caller,
+                                                std::string_view conversation);
 
 // 429 (insufficient_quota, Retry-After: when the period renews) when the caller's key has a token budget and the
 // receipts of its key in the current period have used it up; nullopt otherwise.
