@@ -48,7 +48,10 @@ http::Response conversation_response(const Core& core, const std::string& sessio
                                  {"object", "conversation"},
                                  {"created_at", header.first_occurred_at_us / 1000000},
                                  {"metadata", metadata_object(fold::metadata_pairs(header))}};
-  return http::json_response(200, boost::json::serialize(body), route);
+  auto response = http::json_response(200, boost::json::serialize(body), route);
+  // The caller's own session, as a turn's answer names it: for the session routes (history, audit, fork).
+  response.headers.emplace_back("x-session-id", session);
+  return response;
 }
 
 // A message as Conversations items: a message item for its text (none for an assistant message that only calls

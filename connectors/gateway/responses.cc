@@ -78,8 +78,12 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
     turn.missing_session = "conversation: no conversation " + parsed->conversation;
   } else if (auto header = request.header("x-session-id")) {
     turn.session = std::string(*header);
+    // A client of the stateless Responses loop resends everything each turn (input += response.output): as for
+    // chat, what the session already has is recognised, not recorded again.
+    turn.reconcile_history = true;
   } else if (!parsed->session_id.empty()) {
     turn.session = parsed->session_id;
+    turn.reconcile_history = true;
   } else {
     turn.session = turn.caller.session_prefix() + "resp-" + random_hex(12);
   }
@@ -260,6 +264,44 @@ http::Response delete_response(Core& core, const auth::Principal& caller, const 
   return http::json_response(200, std::move(body), route);
 }
 
+namespace {
+
+struct FailedTurn {
+  std::string model;
+  std::int64_t created_s = 0;
+  std::string code;
+  std::string message;
+};
+
+// The failed turn whose reply would have had `version`: a receipt at version - 1, rendered from version - 2, that
+// reports a failure (the version itself then holds nothing, or a later turn's input).
+std::optional<FailedTurn> failed_response(const fold::Reader& reader, const std::string& session,
+                                          std::uint64_t version) {
+  if (version < 3) return std::nullopt;
+  std::optional<FailedTurn> failed;
+  auto read = fold::visit_history(reader, session, {.from = version - 1, .through = version - 1},
+                                  [&](const fold::HistoryRecord& r) {
+                                    const auto* receipt = r.event.payload_as_InferenceReceipt();
+                                    if (receipt == nullptr || receipt->state_version() != version - 2) return false;
+                                    const bool ok = receipt->status() >= 200 && receipt->status() < 300 &&
+                                                    (receipt->error() == nullptr || receipt->error()->size() == 0);
+                                    if (ok) return false;
+                                    FailedTurn f;
+                                    if (receipt->model() != nullptr) f.model = receipt->model()->str();
+                                    f.created_s = r.event.occurred_at_us() / 1000000;
+                                    f.code = receipt->status() == 429 ? "rate_limit_exceeded" : "server_error";
+                                    f.message = receipt->error() != nullptr && receipt->error()->size() > 0
+                                                    ? receipt->error()->str()
+                                                    : "the upstream answered " + std::to_string(receipt->status());
+                                    failed = std::move(f);
+                                    return false;
+                                  });
+  if (!read) return std::nullopt;
+  return failed;
+}
+
+}  // namespace
+
 http::Response get_response(Core& core, const auth::Principal& caller, const std::string& id) {
   const std::string& route = kRouteGetResponse;
   auto at = core.ids.open_response(id);
@@ -272,7 +314,23 @@ http::Response get_response(Core& core, const auth::Principal& caller, const std
   const auto snapshot = core.state.snapshot();
   auto stored = read_reply(*snapshot, session, version);
   if (!stored) return openai_error(500, stored.error().message, "server_error", route);
-  if (!*stored) return openai_error(404, "no response " + id, "invalid_request_error", route);
+  if (!*stored) {
+    // A turn that failed after its stream announced this id: its receipt is right before where the reply would
+    // have been. OpenAI keeps a failed response retrievable, with status "failed" and the error.
+    if (auto failed = failed_response(*snapshot, session, version)) {
+      protocol::ResponseMeta meta;
+      meta.id = id;
+      meta.model = failed->model;
+      meta.created_at = failed->created_s;
+      meta.status = "failed";
+      meta.error_code = failed->code;
+      meta.error_message = failed->message;
+      auto response = http::json_response(200, protocol::response_json(protocol::Reply{}, meta), route);
+      response.headers.emplace_back("x-session-id", session);
+      return response;
+    }
+    return openai_error(404, "no response " + id, "invalid_request_error", route);
+  }
   // store: false: the turn is on the log, but not a response to read back.
   if (unstored_response(*snapshot, session, version)) {
     return openai_error(404, "no response " + id + " (it was created with store: false)", "invalid_request_error",
@@ -285,7 +343,10 @@ http::Response get_response(Core& core, const auth::Principal& caller, const std
   meta.id = id;
   meta.model = (*stored)->model;
   meta.created_at = (*stored)->created_s;
-  return http::json_response(200, protocol::response_json((*stored)->reply, meta), route);
+  auto response = http::json_response(200, protocol::response_json((*stored)->reply, meta), route);
+  // The caller's own session, as the turn's answer named it (response ids do not show it).
+  response.headers.emplace_back("x-session-id", session);
+  return response;
 }
 
 }  // namespace statefold::gateway::internal

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The gateway seen through its clients: the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py,
+# The gateway seen through its clients: the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py, the
+# Conversations API and the Responses lifecycle in test_conversations.py,
 # test_bedrock.py for AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS,
 # test_kafka_security.py for Kafka over SASL_SSL on a broker of its own), the official OpenAI Node SDK
 # (test_node_sdk.py running node/scenarios.mjs) and LangChain's ChatOpenAI (test_langchain.py), against the scripted
@@ -102,6 +103,7 @@ if [ -x "$samples" ]; then
   "$venv/bin/python" "$source_dir/tests/protocol/sdk_parse_check.py" "$samples" ||
     { echo "run_sdk_tests.sh: the protocol writers' output does not parse with the openai SDK" >&2; exit 1; }
 fi
-exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_node_sdk.py" "$here/test_langchain.py" \
+exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_conversations.py" "$here/test_node_sdk.py" \
+  "$here/test_langchain.py" \
   "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" "$here/test_kafka_security.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

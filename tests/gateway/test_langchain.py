@@ -370,12 +370,6 @@ def test_responses_with_previous_response_id(serve, fake, chat_model):
     assert state["counts"]["receipts"] == 5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway: /v1/responses does not reconcile resent input with the session named by X-Session-Id: "
-    "ChatOpenAI(use_responses_api=True) without use_previous_response_id sends the whole list each turn (as it must "
-    "for a stateless endpoint), and it is recorded again every turn: 3 turns store 14 messages instead of 6, the "
-    "resent SystemMessage among them as a `system` history message, and the third request upstream has the first "
-    "question three times"))
 def test_responses_api_resending_the_list_into_a_session_is_recorded_once(serve, fake, chat_model):
     session = serve.new_session("lc-resp-resend")
     llm = chat_model(session, model="gpt-4.1", use_responses_api=True)

@@ -441,10 +441,6 @@ def test_responses_stream_failing_midway_ends_with_response_failed(serve, fake, 
     assert [m["role"] for m in serve.session(session)["messages"]] == ["user"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway: the id a failed Responses stream announced (response.created, then response.failed) is 404 on "
-    "GET /v1/responses/{id}; OpenAI keeps a failed response retrievable with status \"failed\" (issue 12, "
-    "defect 5: 'the announced response id is then 404')"))
 def test_the_id_a_failed_responses_stream_announced_can_be_retrieved(serve, fake, run_node):
     session = serve.new_session("node-resp-fail-get")
     fake.script({"reply": "one two three four five six", "cut_after": 7})
@@ -470,11 +466,6 @@ def test_a_stream_the_client_stops_reading_is_the_clients_499(serve, fake, run_n
     assert len(fake.requests()) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway: /v1/responses does not reconcile resent input with the session named by X-Session-Id: OpenAI's "
-    "stateless Responses loop (input.push(...response.output), the whole array sent each turn) records the "
-    "conversation again every turn (3 turns: 12 stored messages instead of 6; the third request upstream has "
-    "Question 0 three times)"))
 def test_openais_stateless_responses_loop_into_a_session_is_recorded_once(serve, fake, run_node):
     session = serve.new_session("node-resp-loop")
     turns = 3

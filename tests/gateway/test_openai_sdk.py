@@ -307,7 +307,7 @@ def test_session_id_with_slash_and_space(serve, fake, client):
     assert serve.session(session)["counts"]["messages"] == 4
     # Responses ids carry the session in hex, whatever its characters.
     first = client.responses.create(model="gpt-4o", input="three", extra_headers=session_header(session))
-    assert session_of_response(first.id)[0] == session
+    assert session_of_response(serve, first.id) == session
 
 
 def test_generation_parameters_pass_through(serve, fake, client):
@@ -677,13 +677,12 @@ def test_orphan_tool_result_is_refused(serve, fake, client):
 
 # ------------------------------------------------------------------------------------------------ 4. Responses API
 
-RESPONSE_ID = re.compile(r"resp_([0-9a-f]+)_(\d+)")
-
-
-def session_of_response(response_id):
-    match = RESPONSE_ID.fullmatch(response_id)
-    assert match, "response id %r is not resp_<hex session>_<version>" % response_id
-    return bytes.fromhex(match.group(1)).decode("utf-8"), int(match.group(2))
+def session_of_response(serve, response_id):
+    """The session a response belongs to. Response ids are opaque (sealed: issue 12, defect 10); GET names the
+    session in X-Session-Id, as every answer of a turn does."""
+    status, headers, _ = serve.get("/v1/responses/" + response_id)
+    assert status == 200, "GET /v1/responses/%s: %s" % (response_id, status)
+    return headers["x-session-id"]
 
 
 def test_responses_previous_response_id(serve, fake, client):
@@ -696,15 +695,16 @@ def test_responses_previous_response_id(serve, fake, client):
     assert first.object == "response" and first.status == "completed"
     assert first.output_text == reply1
     assert first.usage.input_tokens == 9 and first.usage.output_tokens == 3
-    session, version = session_of_response(first.id)
+    session = raw.headers["x-session-id"]
     serve.sessions.append(session)
-    assert raw.headers["x-session-id"] == session
+    assert session_of_response(serve, first.id) == session
+    assert session not in first.id and session.encode().hex() not in first.id, "response ids are opaque"
 
     second = client.responses.create(model="gpt-4.1", input="And another one?", previous_response_id=first.id)
     assert second.output_text == reply2
     assert second.previous_response_id == first.id
-    assert session_of_response(second.id)[0] == session
-    assert session_of_response(second.id)[1] > version
+    assert session_of_response(serve, second.id) == session
+    assert second.id != first.id
 
     requests = fake.requests()
     assert len(requests) == 2
@@ -743,7 +743,7 @@ def test_responses_over_a_chat_endpoint(serve, fake, client):
     first = client.responses.create(model="gpt-4o", input="What colour is the sky?",
                                     extra_headers=session_header(session))
     assert first.output_text == "Blue."
-    assert session_of_response(first.id)[0] == session
+    assert session_of_response(serve, first.id) == session
     second = client.responses.create(model="gpt-4o", input="Why?", previous_response_id=first.id)
     assert second.output_text == "Because of Rayleigh scattering."
     requests = fake.requests()
@@ -753,8 +753,9 @@ def test_responses_over_a_chat_endpoint(serve, fake, client):
 
 
 def test_responses_conversation(serve, fake, client):
-    conversation = "conv_" + uuid.uuid4().hex
-    serve.sessions.append(conversation)
+    raw = client.conversations.with_raw_response.create()
+    conversation, session = raw.parse().id, raw.headers["x-session-id"]
+    serve.sessions.append(session)
     fake.script({"reply": "Noted: your name is Ada."}, {"reply": "Your name is Ada."})
     first = client.responses.create(model="gpt-4.1", input="My name is Ada.", conversation=conversation)
     assert first.output_text == "Noted: your name is Ada."
@@ -765,7 +766,7 @@ def test_responses_conversation(serve, fake, client):
     assert turns == [("user", "My name is Ada."), ("assistant", "Noted: your name is Ada."),
                      ("user", "What is my name?")]
     assert "conversation" not in requests[1]["json"]
-    state = serve.session(conversation)
+    state = serve.session(session)
     assert state["counts"]["messages"] == 4 and state["counts"]["receipts"] == 2
 
 
@@ -785,7 +786,7 @@ def test_responses_streaming(serve, fake, client):
     assert done == [reply]
     completed = events[-1].response
     assert completed.status == "completed" and completed.output_text == reply
-    assert session_of_response(completed.id)[0] == session
+    assert session_of_response(serve, completed.id) == session
     assert events[0].response.id == completed.id
     assert client.responses.retrieve(completed.id).output_text == reply
     requests = fake.requests()
@@ -801,16 +802,19 @@ def test_responses_input_items_open_a_session(serve, fake, client):
         {"role": "developer", "content": "Talk like a pirate."},
         {"role": "user", "content": [{"type": "input_text", "text": "Hello there."}]}])
     assert first.output_text == "Aye."
-    session, version = session_of_response(first.id)
+    session = session_of_response(serve, first.id)
     serve.sessions.append(session)
     state = serve.session(session)
     assert state["system_prompt"] == "Talk like a pirate."
     assert [(m["role"], m["content"]) for m in state["messages"]] == [("user", "Hello there."), ("assistant", "Aye.")]
     body = fake.requests()[0]["body"]
     assert "Talk like a pirate." in body and "Hello there." in body
-    # Only assistant replies are responses: the user message before it is not one.
+    # Ids cannot be made up: the readable form of earlier builds, or an id with one character changed, is no response.
     with pytest.raises(openai.NotFoundError):
-        client.responses.retrieve("resp_%s_%d" % (session.encode().hex(), version - 1))
+        client.responses.retrieve("resp_%s_%d" % (session.encode().hex(), state["version"]))
+    forged = first.id[:-1] + ("A" if first.id[-1] != "A" else "B")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(forged)
 
 
 def test_responses_function_call_turn(serve, fake, client):
@@ -820,7 +824,7 @@ def test_responses_function_call_turn(serve, fake, client):
     fake.script({"tool_calls": [{"id": call_id, "name": "get_weather", "arguments": {"city": "Lima"}}]},
                 {"reply": "Mild in Lima."})
     first = client.responses.create(model="gpt-4.1", input="Weather in Lima?", tools=[tool])
-    serve.sessions.append(session_of_response(first.id)[0])
+    serve.sessions.append(session_of_response(serve, first.id))
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].call_id == call_id and calls[0].name == "get_weather"
     assert json.loads(calls[0].arguments) == {"city": "Lima"}
@@ -904,7 +908,7 @@ def test_responses_function_call_streamed_and_retrieved(serve, fake, client):
     events = list(client.responses.create(model="gpt-4.1", input="Weather in Kyiv?", tools=[tool], stream=True))
     assert events[-1].type == "response.completed"
     done = events[-1].response
-    serve.sessions.append(session_of_response(done.id)[0])
+    serve.sessions.append(session_of_response(serve, done.id))
     calls = [i for i in done.output if i.type == "function_call"]
     assert [(c.call_id, c.name, json.loads(c.arguments)) for c in calls] == [(call_id, "get_weather", {"city": "Kyiv"})]
     args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
@@ -959,7 +963,7 @@ def test_responses_without_model_keeps_the_sessions_model(serve, fake, client):
     # The Responses API makes model optional: the gateway then uses the session's (protocol.h, ResponsesRequest).
     fake.script({"reply": "r1"}, {"reply": "r2"})
     first = client.responses.create(model="gpt-4.1", input="first")
-    serve.sessions.append(session_of_response(first.id)[0])
+    serve.sessions.append(session_of_response(serve, first.id))
     second = client.responses.create(input="second", previous_response_id=first.id)
     assert second.output_text == "r2"
     requests = fake.requests()
@@ -974,7 +978,7 @@ def test_responses_instructions_apply_to_their_turn(serve, fake, client):
     # turn's instructions must reach the upstream.
     fake.script({"reply": "Hello."}, {"reply": "Bonjour."})
     first = client.responses.create(model="gpt-4.1", input="Greet me.", instructions="Be brief.")
-    serve.sessions.append(session_of_response(first.id)[0])
+    serve.sessions.append(session_of_response(serve, first.id))
     client.responses.create(model="gpt-4.1", input="Again.", previous_response_id=first.id,
                             instructions="Reply in French.")
     assert "Reply in French." in fake.requests()[1]["body"], fake.requests()[1]["body"]
@@ -985,7 +989,7 @@ def test_responses_retry_after_a_failed_turn(serve, fake, client):
     # response, so that id is still the conversation's latest answer and the retry must be taken.
     fake.script({"reply": "first answer"}, {"status": 500, "repeat": MAX_RETRIES + 1}, {"reply": "second answer"})
     first = client.responses.create(model="gpt-4.1", input="question one")
-    serve.sessions.append(session_of_response(first.id)[0])
+    serve.sessions.append(session_of_response(serve, first.id))
     with pytest.raises(openai.InternalServerError):
         client.responses.create(model="gpt-4.1", input="question two", previous_response_id=first.id)
     retried = client.responses.create(model="gpt-4.1", input="question two", previous_response_id=first.id)
