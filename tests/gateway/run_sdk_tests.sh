@@ -95,6 +95,7 @@ fi
 
 export STATEFOLD_BIN=$bin STATEFOLD_SOURCE_DIR=$source_dir STATEFOLD_BROKERS STATEFOLD_NODE_DIR=$node_dir NODE=$node
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
+export LANGSMITH_TRACING=false LANGCHAIN_TRACING_V2=false  # LangChain sends no traces anywhere
 cd "$build_dir"
 # The protocol module's writers against the same SDK's types (tests/protocol/sdk_parse_check.py, which ctest's
 # protocol_sdk_check skips where no openai package is installed): with the venv, it always runs here.
