@@ -66,6 +66,26 @@ std::string header_value(const http::Response& response, std::string_view name) 
   return "";
 }
 
+// A request as the HTTP server hands it over: the query split off the path (k=v&k=v, no escapes in these tests).
+http::Request request_for(std::string method, std::string path) {
+  http::Request request;
+  request.method = std::move(method);
+  if (const auto q = path.find('?'); q != std::string::npos) {
+    std::string_view query = std::string_view(path).substr(q + 1);
+    while (!query.empty()) {
+      const auto amp = query.find('&');
+      const auto pair = query.substr(0, amp);
+      const auto eq = pair.find('=');
+      request.query[std::string(pair.substr(0, eq))] =
+          eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    path.resize(q);
+  }
+  request.path = std::move(path);
+  return request;
+}
+
 class GatewayTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -82,21 +102,7 @@ class GatewayTest : public ::testing::Test {
 
   http::Response call(std::string method, std::string path, std::string body = {},
                       std::vector<std::pair<std::string, std::string>> headers = {}) {
-    http::Request request;
-    request.method = std::move(method);
-    // The query, as the HTTP server splits it off (k=v&k=v, no escapes in these tests).
-    if (const auto q = path.find('?'); q != std::string::npos) {
-      std::string_view query = std::string_view(path).substr(q + 1);
-      while (!query.empty()) {
-        const auto amp = query.find('&');
-        const auto pair = query.substr(0, amp);
-        const auto eq = pair.find('=');
-        request.query[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      }
-      path.resize(q);
-    }
-    request.path = std::move(path);
+    http::Request request = request_for(std::move(method), std::move(path));
     request.headers = std::move(headers);
     request.body = std::move(body);
     auto answered = std::make_shared<std::promise<http::Response>>();
@@ -952,21 +958,7 @@ TEST(GatewayModels, ListTheModelsTheSessionsRoutesReach) {
   MemoryState state(sink);
   Gateway gateway(Options{std::move(*router), 1, {}, 1 << 20, {}, {}}, state, sink);
   auto call = [&](std::string method, std::string path, std::string session) {
-    http::Request request;
-    request.method = std::move(method);
-    // The query, as the HTTP server splits it off (k=v&k=v, no escapes in these tests).
-    if (const auto q = path.find('?'); q != std::string::npos) {
-      std::string_view query = std::string_view(path).substr(q + 1);
-      while (!query.empty()) {
-        const auto amp = query.find('&');
-        const auto pair = query.substr(0, amp);
-        const auto eq = pair.find('=');
-        request.query[std::string(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      }
-      path.resize(q);
-    }
-    request.path = std::move(path);
+    http::Request request = request_for(std::move(method), std::move(path));
     if (!session.empty()) request.headers.emplace_back("x-session-id", session);
     EXPECT_TRUE(gateway.handles(request)) << request.path;
     std::promise<http::Response> answered;
