@@ -125,6 +125,7 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   store_options.path = options.data_dir + "/store";
   store_options.memory_budget_bytes = options.memory_budget_bytes * 3 / 4;
   store_options.sync_writes = options.sync_writes;
+  store_options.batch_tap = options.store_batch_tap;
   // RocksDB aborts on some write paths when the disk is full, opening included: refuse with a message instead.
   // Between this floor and the reserve, the store opens and serves reads while folding waits for space.
   if (options.disk_reserve_bytes > 0) {

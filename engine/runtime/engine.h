@@ -51,6 +51,8 @@ struct EngineOptions {
   // Replay mode: fold each listed partition up to (not including) its offset, fold nothing of unlisted
   // partitions, and return from run() once every listed partition got there.
   std::optional<std::map<std::int32_t, std::int64_t>> stop_at;
+  // Benchmarks: told each committed batch's WriteBatch bytes, on the commit thread (store::Options::batch_tap).
+  std::function<void(std::string_view write_batch)> store_batch_tap;
 };
 
 // Monotonic counters since start; read with relaxed loads for metrics and progress lines.

@@ -196,6 +196,17 @@ base::Result<void> Store::commit(const fold::WriteSet& writes,
     fold::key::append_be64(v, static_cast<std::uint64_t>(offset));
     batch.Put(slice(fold::key::offset(partition)), v);
   }
+  auto written = write(batch);
+  if (written && _impl->options.batch_tap) _impl->options.batch_tap(view(batch.Data()));
+  return written;
+}
+
+base::Result<void> Store::write_serialised(std::string write_batch) {
+  rocksdb::WriteBatch batch(std::move(write_batch));
+  return write(batch);
+}
+
+base::Result<void> Store::write(rocksdb::WriteBatch& batch) {
   rocksdb::Status status = _impl->db->Write(_impl->write_options, &batch);
   if (status.IsNoSpace()) {
     return base::make_error(base::ErrorCode::resource_exhausted,

@@ -6,12 +6,18 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "engine/base/result.h"
 #include "engine/fold/kv.h"
+
+namespace rocksdb {
+class WriteBatch;
+}
 
 namespace statefold::store {
 
@@ -22,6 +28,9 @@ struct Options {
   std::uint64_t memory_budget_bytes = 256ull << 20;  // block cache, with write buffers charged to it
   bool sync_writes = false;        // fsync each batch; without it a kill -9 loses nothing, a power cut may lose
                                    // the last batches, which are re-read from Kafka (offsets move with state)
+  // Benchmarks: told the bytes of every WriteBatch commit() writes (RocksDB's serialised form), on the committing
+  // thread, once it is in; write_serialised() writes such bytes again, into another store.
+  std::function<void(std::string_view write_batch)> batch_tap;
 };
 
 // Figures for metrics and the summary.
@@ -46,6 +55,9 @@ class Store final : public fold::Reader {
   // Writes `writes` and the partitions' next offsets in one WriteBatch. Out of disk space: a resource_exhausted
   // error, nothing of the batch written; resume() once space is back, then commit it again.
   base::Result<void> commit(const fold::WriteSet& writes, const std::map<std::int32_t, std::int64_t>& next_offsets);
+  // Writes a WriteBatch as Options::batch_tap was told it, unchanged: the storage floor of fold_throughput_bench
+  // (the engine's writes without decode or fold).
+  base::Result<void> write_serialised(std::string write_batch);
   // Clears the error a failed write left RocksDB in (it refuses every write until then).
   base::Result<void> resume();
 
@@ -72,6 +84,7 @@ class Store final : public fold::Reader {
  private:
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
+  base::Result<void> write(rocksdb::WriteBatch& batch);
   std::unique_ptr<Impl> _impl;
 };
 

@@ -8,7 +8,12 @@
 // 2. Alternates, --rounds times: (a) a bare librdkafka consumer with the engine's consumer settings
 //    (engine/log/consumer.cc) reading every record and touching every payload byte; (b) runtime::Engine on a
 //    fresh store and a fresh group folding the same topic until every record is committed to the store.
-// 3. Prints each round, the ratio engine/raw per round and the median ratio against the target.
+// 3. (c) The storage floor, each round: the WriteBatches the engine wrote in (b), captured as RocksDB serialised
+//    them, written again in the same order into a fresh store opened with the engine's store options, without
+//    decode or fold. It is what the engine's writes cost RocksDB alone; issue 14 wants the engine within 1.5x of it.
+//    Both stores must end with the same store hash.
+// 4. Prints each round, the ratio engine/raw per round and the median ratio against the target, and the engine
+//    against its storage floor.
 //
 // Rates are taken from the first record seen to the last one consumed (raw) or committed (engine), so the group
 // join, which is the broker's work and the same for both, is left out; the wall times including it are printed too.
@@ -30,9 +35,13 @@
 #include <vector>
 
 #include "bench_kafka.h"
+#include "engine/base/hex.h"
+#include "engine/base/sha256.h"
 #include "engine/codec/codec.h"
+#include "engine/fold/fold.h"
 #include "engine/log/log.h"
 #include "engine/runtime/engine.h"
+#include "engine/store/store.h"
 #include "engine/workload/workload.h"
 
 using namespace statefold;  // NOLINT: a main file, not a header
@@ -42,6 +51,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr double kTargetRatio = 0.8;
+constexpr double kTargetFloor = 1.5;  // issue 14: the engine's time within 1.5x of its storage floor's
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -57,6 +67,9 @@ struct Args {
   bool keep_topic = false;
   std::string work_dir;
   std::uint64_t memory_budget_mb = 512;  // EngineOptions default
+  bool floor = true;         // (c) the storage floor after each engine round
+  bool digest = false;       // a SHA-256 over every key and value of each store, besides its store hash
+  std::string digest_store;  // only print the store hash and digest of this data directory
 };
 
 struct Rate {
@@ -67,6 +80,12 @@ struct Rate {
   double per_s() const { return steady_s > 0 ? static_cast<double>(records) / steady_s : 0; }
 };
 
+
+double this_thread_cpu_s() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 // CPU seconds used so far by one thread.
 double thread_cpu_s(pthread_t thread) {
@@ -109,6 +128,40 @@ base::Result<Rate> raw_consume(const Args& a, const std::string& topic, const st
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// What a store holds: its store hash (the summary's, what `statefold inspect --summary` prints) and, when asked, a
+// SHA-256 over every key and value in key order, so that two folds of one topic can be compared byte for byte.
+
+struct StoreFacts {
+  std::string store_hash;
+  std::string digest;  // empty unless asked
+  std::uint64_t keys = 0;
+};
+
+base::Result<StoreFacts> store_facts(const std::string& data_dir, bool full) {
+  store::Options options;
+  options.path = data_dir + "/store";
+  options.read_only = true;
+  options.create_if_missing = false;
+  options.memory_budget_bytes = 64ull << 20;
+  auto opened = store::Store::open(options);
+  if (!opened) return opened.error();
+  const store::Store& s = **opened;
+  StoreFacts facts;
+  facts.store_hash = base::to_hex(fold::load_summary(s).store_hash);
+  if (full) {
+    base::Sha256 digest;
+    s.scan("", [&](std::string_view k, std::string_view v) {
+      digest.update_framed(k).update_framed(v);
+      ++facts.keys;
+      return true;
+    });
+    const base::Digest d = digest.finish();
+    facts.digest = base::to_hex(std::span<const std::uint8_t>(d));
+  }
+  return facts;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // (b) The engine, in-process, on a fresh store and group.
 
 struct EngineRun {
@@ -119,10 +172,14 @@ struct EngineRun {
   std::uint64_t rejected = 0;
   std::uint64_t dead_letters = 0;
   std::uint64_t batches = 0;
+  StoreFacts store;
 };
 
+// `captured`, when given, receives the serialised WriteBatch of every commit (on the engine's commit thread; the
+// copy costs it about one memcpy of the batch).
 base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, const std::string& group,
-                                    const std::string& data_dir, std::uint64_t total) {
+                                    const std::string& data_dir, std::uint64_t total,
+                                    std::vector<std::string>* captured) {
   runtime::EngineOptions options;
   options.brokers = a.brokers;
   options.topic = topic;
@@ -131,6 +188,9 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   options.data_dir = data_dir;
   options.memory_budget_bytes = a.memory_budget_mb << 20;
   options.progress_interval = std::chrono::hours(1);
+  if (captured != nullptr) {
+    options.store_batch_tap = [captured](std::string_view batch) { captured->emplace_back(batch); };
+  }
   const auto t_created = Clock::now();
   const double cpu_created = bench::process_cpu_s();
   auto engine = runtime::Engine::open(options);
@@ -191,6 +251,43 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// (c) The storage floor: the engine's WriteBatches, as captured, into a fresh store with the engine's store options.
+
+struct FloorRun {
+  Rate rate;
+  double writer_cpu_s = 0;  // the thread calling Write
+  std::uint64_t batches = 0;
+  std::uint64_t bytes = 0;
+};
+
+base::Result<FloorRun> storage_floor(const Args& a, std::vector<std::string> batches, const std::string& data_dir,
+                                     std::uint64_t total) {
+  FloorRun out;
+  out.batches = batches.size();
+  for (const auto& b : batches) out.bytes += b.size();
+  std::filesystem::create_directories(data_dir);
+  const auto t_created = Clock::now();
+  const double cpu_created = bench::process_cpu_s();
+  store::Options options;  // as runtime::Engine::open sets them
+  options.path = data_dir + "/store";
+  options.memory_budget_bytes = (a.memory_budget_mb << 20) * 3 / 4;
+  options.sync_writes = runtime::EngineOptions().sync_writes;
+  auto opened = store::Store::open(options);
+  if (!opened) return opened.error();
+  const auto t_first = Clock::now();
+  const double writer_cpu = this_thread_cpu_s();
+  for (std::string& batch : batches) {
+    if (auto written = (*opened)->write_serialised(std::move(batch)); !written) {
+      return base::make_error("storage floor: " + written.error().message);
+    }
+  }
+  const auto t_end = Clock::now();
+  out.writer_cpu_s = this_thread_cpu_s() - writer_cpu;
+  out.rate = Rate{total, seconds(t_end - t_first), seconds(t_end - t_created), bench::process_cpu_s() - cpu_created};
+  return out;
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -208,7 +305,7 @@ int main(int argc, char** argv) {
   Args a;
   CLI::App app{"statefold fold throughput benchmark: engine vs raw librdkafka consume of the same topic "
                "(spec section 8). Prints figures."};
-  app.add_option("--brokers", a.brokers, "Kafka bootstrap servers (tools/kafka.sh start prints them)")->required();
+  app.add_option("--brokers", a.brokers, "Kafka bootstrap servers (tools/kafka.sh start prints them)");
   app.add_option("--events", a.events, "Events in the workload")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--sessions", a.sessions, "Sessions in the workload")->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -223,7 +320,27 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", a.work_dir, "Directory for the engine's stores (default: a temporary directory)");
   app.add_option("--memory-budget-mb", a.memory_budget_mb, "Engine memory budget (its consumer gets a quarter)")
       ->capture_default_str();
+  app.add_flag("--floor,!--no-floor", a.floor, "Run (c), the storage floor (the engine's WriteBatches written "
+                                                 "again into a fresh store), after each engine round")
+      ->capture_default_str();
+  app.add_flag("--digest", a.digest, "Print a SHA-256 over every key and value of each store besides its store hash");
+  app.add_option("--digest-store", a.digest_store, "Only print the store hash and digest of this data directory "
+                                                   "(e.g. one `statefold replay` wrote), then exit");
   CLI11_PARSE(app, argc, argv);
+  if (!a.digest_store.empty()) {
+    auto facts = store_facts(a.digest_store, true);
+    if (!facts) {
+      std::fprintf(stderr, "fold_throughput_bench: %s\n", facts.error().message.c_str());
+      return 1;
+    }
+    std::printf("%s: store hash %s, digest of %llu keys and values %s\n", a.digest_store.c_str(),
+                facts->store_hash.c_str(), static_cast<unsigned long long>(facts->keys), facts->digest.c_str());
+    return 0;
+  }
+  if (a.brokers.empty()) {
+    std::fprintf(stderr, "fold_throughput_bench: --brokers is required\n");
+    return 2;
+  }
 
   const bool fresh = a.topic.empty();
   const std::string topic =
@@ -265,6 +382,8 @@ int main(int argc, char** argv) {
 
   std::vector<Rate> raw;
   std::vector<EngineRun> folded;
+  std::vector<FloorRun> floors;
+  std::vector<StoreFacts> floor_stores;
   std::vector<std::string> errors;
   std::uint64_t checksum = 0;
   for (int round = 1; round <= a.rounds && errors.empty(); ++round) {
@@ -283,13 +402,40 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       const std::filesystem::path dir = work / ("engine-" + std::to_string(round));
       std::filesystem::remove_all(dir);
-      auto r = engine_fold(a, topic, group_name(topic, "engine", round), dir.string(), *total);
+      std::vector<std::string> captured;
+      auto r = engine_fold(a, topic, group_name(topic, "engine", round), dir.string(), *total,
+                           a.floor ? &captured : nullptr);
+      if (r) {
+        auto facts = store_facts(dir.string(), a.digest);
+        if (facts) {
+          r->store = std::move(*facts);
+        } else {
+          r = facts.error();
+        }
+      }
       std::filesystem::remove_all(dir);
       if (!r) {
         errors.push_back(r.error().message);
         break;
       }
       folded.push_back(*r);
+      if (a.floor) {
+        std::printf("round %d: storage floor (%zu WriteBatches of the engine into a fresh store)...\n", round,
+                    captured.size());
+        std::fflush(stdout);
+        const std::filesystem::path floor_dir = work / ("floor-" + std::to_string(round));
+        std::filesystem::remove_all(floor_dir);
+        auto f = storage_floor(a, std::move(captured), floor_dir.string(), *total);
+        base::Result<StoreFacts> facts = base::make_error("not run");
+        if (f) facts = store_facts(floor_dir.string(), a.digest);
+        std::filesystem::remove_all(floor_dir);
+        if (!f || !facts) {
+          errors.push_back(!f ? f.error().message : facts.error().message);
+          break;
+        }
+        floors.push_back(*f);
+        floor_stores.push_back(std::move(*facts));
+      }
     }
   }
   if (a.work_dir.empty()) std::filesystem::remove_all(work);
@@ -357,12 +503,45 @@ int main(int argc, char** argv) {
       if (!ok) errors.push_back("the engine's counts differ from the generator's");
     }
   }
+  for (std::size_t i = 0; i < folded.size(); ++i) {
+    std::printf("round %zu store hash %s%s%s\n", i + 1, folded[i].store.store_hash.c_str(),
+                folded[i].store.digest.empty() ? "" : ", digest of every key and value ",
+                folded[i].store.digest.c_str());
+  }
+  std::vector<double> floor_ratios;
+  if (!floors.empty()) {
+    std::printf("\nstorage floor: the engine's own WriteBatches written again into a fresh store (same options), "
+                "no decode, no fold\n");
+    std::printf("%-6s %8s %9s %16s %9s %9s %10s %14s %12s\n", "round", "batches", "MB", "floor events/s",
+                "CPU", "writer", "same state", "engine/floor t", "CPU eng/fl");
+    for (std::size_t i = 0; i < floors.size() && i < folded.size(); ++i) {
+      const FloorRun& f = floors[i];
+      const bool same = floor_stores[i].store_hash == folded[i].store.store_hash &&
+                        floor_stores[i].digest == folded[i].store.digest;
+      if (!same) errors.push_back("round " + std::to_string(i + 1) + ": the storage floor's store differs from the engine's");
+      floor_ratios.push_back(f.rate.per_s() / folded[i].rate.per_s());
+      std::printf("%-6zu %8llu %9.1f %16.0f %6.2f us %6.2f us %10s %14.2f %12.2f\n", i + 1,
+                  static_cast<unsigned long long>(f.batches), static_cast<double>(f.bytes) / 1e6, f.rate.per_s(),
+                  us_per(f.rate.cpu_s), us_per(f.writer_cpu_s), same ? "yes" : "NO", floor_ratios.back(),
+                  folded[i].rate.cpu_s / f.rate.cpu_s);
+    }
+    std::printf("engine/floor t: the engine's time per event over the floor's (floor events/s / engine events/s); "
+                "CPU eng/fl: process CPU\nper event, engine over floor. same state: the floor's store hash%s equals "
+                "the engine's.\n",
+                a.digest ? " and digest" : "");
+  }
   if (!raw.empty()) std::printf("raw payload checksum: %llu\n", static_cast<unsigned long long>(checksum));
   if (!ratios.empty()) {
     const double m = median(ratios);
     std::printf("\n%-44s %10s %10s %6s\n", "figure", "measured", "target", "");
     std::printf("%-44s %10.3f %10s %6s\n", "engine events/s / raw records/s (median)", m, ">= 0.80",
                 m >= kTargetRatio ? "PASS" : "MISS");
+  }
+  if (!floor_ratios.empty()) {
+    const double m = median(floor_ratios);
+    if (ratios.empty()) std::printf("\n%-44s %10s %10s %6s\n", "figure", "measured", "target", "");
+    std::printf("%-44s %10.2f %10s %6s\n", "engine time / storage floor time (median)", m, "<= 1.50",
+                m <= kTargetFloor ? "PASS" : "MISS");
   }
   for (const std::string& e : errors) std::fprintf(stderr, "fold_throughput_bench: %s\n", e.c_str());
   return errors.empty() ? 0 : 1;
