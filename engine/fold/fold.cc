@@ -90,7 +90,10 @@ Folder::Folder(const Reader& base) : _base(base) {}
 Folder::~Folder() = default;
 
 std::optional<std::string> Folder::read(std::string_view key) const {
-  if (const auto* pending = _writes.find(key)) return *pending;
+  if (const auto* pending = _writes.find(key)) {
+    if (!*pending) return std::nullopt;
+    return std::string(**pending);
+  }
   return _base.get(key);
 }
 
@@ -348,14 +351,14 @@ std::map<std::string, std::string, std::less<>> Folder::merged_scan(std::string_
     merged.emplace(std::string(k), std::string(v));
     return true;
   });
-  const auto& pending = _writes.entries();
-  for (auto it = pending.lower_bound(prefix); it != pending.end() && it->first.starts_with(prefix); ++it) {
-    if (it->second) {
-      merged[it->first] = *it->second;
-    } else {
-      merged.erase(it->first);
+  _writes.scan(prefix, prefix, [&](std::string_view k, const std::optional<std::string_view>& v) {
+    if (v) {
+      merged.insert_or_assign(std::string(k), std::string(*v));
+    } else if (auto it = merged.find(k); it != merged.end()) {
+      merged.erase(it);
     }
-  }
+    return true;
+  });
   return merged;
 }
 
