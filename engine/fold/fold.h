@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -83,7 +84,12 @@ class Folder {
   const Reader& _base;
   flatbuffers::FlatBufferBuilder _builder{1024};
   WriteSet _writes;
-  std::map<std::string, std::unique_ptr<Session>, std::less<>> _sessions;
+  // Hashed, not ordered: a lookup per event; finish() writes the headers in any order (the WriteSet orders them).
+  struct IdHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+  };
+  std::unordered_map<std::string, std::unique_ptr<Session>, IdHash, std::equal_to<>> _sessions;
   std::map<std::string, state::UsageT, std::less<>> _usage;  // rows this batch adds to, by key
   state::StoreSummaryT _summary;
   bool _summary_loaded = false;
