@@ -1,35 +1,33 @@
 #include "engine/base/sha256.h"
 
-#include <openssl/evp.h>
+// OpenSSL's SHA-256 functions rather than EVP: they are deprecated in OpenSSL 3 but kept, and EVP allocates a
+// context and dispatches through its provider on every hash, about 5 % of the fold thread's time (three or four
+// hashes per event; docs/performance.md). The digests are the same bytes either way.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 #include <stdexcept>
 
 namespace statefold::base {
 
 namespace {
-// Fetched once: OpenSSL 3 otherwise looks the algorithm up in its provider tables on every hash.
-const EVP_MD* sha256_md() {
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
-}
+SHA256_CTX* state(unsigned char* ctx) { return reinterpret_cast<SHA256_CTX*>(ctx); }
 }  // namespace
 
-Sha256::Sha256() : _ctx(EVP_MD_CTX_new()) {
-  if (_ctx == nullptr || sha256_md() == nullptr ||
-      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(_ctx), sha256_md(), nullptr) != 1) {
-    throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
-  }
+Sha256::Sha256() {
+  static_assert(sizeof(SHA256_CTX) <= sizeof(_ctx) && alignof(SHA256_CTX) <= 8, "Sha256::_ctx holds a SHA256_CTX");
+  if (SHA256_Init(state(_ctx)) != 1) throw std::runtime_error("OpenSSL: cannot initialise SHA-256");
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(_ctx)); }
+Sha256::~Sha256() = default;
 
 Sha256& Sha256::update(std::span<const std::uint8_t> bytes) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(_ctx), bytes.data(), bytes.size());
+  SHA256_Update(state(_ctx), bytes.data(), bytes.size());
   return *this;
 }
 
 Sha256& Sha256::update(std::string_view text) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(_ctx), text.data(), text.size());
+  SHA256_Update(state(_ctx), text.data(), text.size());
   return *this;
 }
 
@@ -49,8 +47,7 @@ Sha256& Sha256::update_framed(std::string_view text) {
 
 Digest Sha256::finish() {
   Digest out{};
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(_ctx), out.data(), &len);
+  SHA256_Final(out.data(), state(_ctx));
   return out;
 }
 

@@ -1,4 +1,5 @@
-// SHA-256 for hash chains and state hashes. Pure computation (OpenSSL's libcrypto), safe from any thread.
+// SHA-256 for hash chains and state hashes. Pure computation (OpenSSL's libcrypto), safe from any thread. The state
+// lives in the object: a hash allocates nothing (the fold computes several per event).
 #pragma once
 
 #include <array>
@@ -25,7 +26,7 @@ class Sha256 {
   Digest finish();
 
  private:
-  void* _ctx;
+  alignas(8) unsigned char _ctx[112];  // OpenSSL's SHA256_CTX (sha256.cc checks the size)
 };
 
 Digest sha256(std::span<const std::uint8_t> bytes);
