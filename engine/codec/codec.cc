@@ -1,5 +1,6 @@
 #include "engine/codec/codec.h"
 
+#include <array>
 #include <stdexcept>
 #include <utility>
 
@@ -99,27 +100,38 @@ std::string flatbuffers_to_json(std::span<const std::uint8_t> canonical) {
   return internal::render_json(canonical, known);
 }
 
+namespace {
+// Hex digit values by byte, 0xff for anything else: one load per character on a path every record takes.
+constexpr std::array<std::uint8_t, 256> kNibble = [] {
+  std::array<std::uint8_t, 256> t{};
+  t.fill(0xff);
+  for (int c = 0; c < 10; ++c) t['0' + c] = static_cast<std::uint8_t>(c);
+  for (int c = 0; c < 6; ++c) {
+    t['a' + c] = static_cast<std::uint8_t>(10 + c);
+    t['A' + c] = static_cast<std::uint8_t>(10 + c);
+  }
+  return t;
+}();
+}  // namespace
+
 std::optional<EventId> parse_event_id(std::string_view text) {
   // Straight into the 16 bytes: this runs for every record the engine folds.
   if (text.size() != 32 && text.size() != 36) return std::nullopt;
-  const bool uuid = text.size() == 36;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  EventId id{};
-  std::size_t digit = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const bool dash_here = uuid && (i == 8 || i == 13 || i == 18 || i == 23);
-    if (dash_here != (text[i] == '-')) return std::nullopt;
-    if (dash_here) continue;
-    const int v = nibble(text[i]);
-    if (v < 0) return std::nullopt;
-    id[digit / 2] = static_cast<std::uint8_t>(digit % 2 == 0 ? v << 4 : id[digit / 2] | v);
-    ++digit;
+  if (text.size() == 36 && (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')) {
+    return std::nullopt;
   }
+  EventId id{};
+  std::uint8_t bad = 0;
+  std::size_t i = 0;
+  for (std::size_t byte = 0; byte < id.size(); ++byte) {
+    if (text.size() == 36 && (i == 8 || i == 13 || i == 18 || i == 23)) ++i;
+    const std::uint8_t hi = kNibble[static_cast<std::uint8_t>(text[i])];
+    const std::uint8_t lo = kNibble[static_cast<std::uint8_t>(text[i + 1])];
+    bad |= hi | lo;
+    id[byte] = static_cast<std::uint8_t>(hi << 4 | (lo & 0x0f));
+    i += 2;
+  }
+  if (bad & 0xf0) return std::nullopt;  // a byte that is no hex digit (dashes included, in the plain form)
   return id;
 }
 
