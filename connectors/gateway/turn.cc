@@ -599,6 +599,33 @@ bool reply_after(const fold::Reader& reader, const std::string& session, std::ui
   return read && !replies.empty();
 }
 
+// An Idempotency-Key names one request: a retry resends the same input, so the input recorded under the key must
+// be what this request's input ends with (compared as resent history is). Another request under a used key is
+// refused (422, as the IETF Idempotency-Key draft and Stripe do) rather than answered with the other's reply.
+std::optional<http::Response> refuse_reused_key(const fold::Reader& snapshot, const state::SessionHeaderT& header,
+                                                const TurnRequest& turn) {
+  std::vector<context::Message> recorded;
+  for (std::uint64_t i = 0;; ++i) {
+    const auto version = fold::version_of_event(snapshot, turn.session, turn_event_id(turn.idempotency_key, "input", i));
+    if (!version) break;
+    auto read = fold::visit_history(snapshot, turn.session, {.from = *version, .through = *version},
+                                    [&](const fold::HistoryRecord& r) {
+                                      if (const auto* m = r.event.payload_as_Message()) {
+                                        recorded.push_back(materialise::stored_message(r.version(), *m));
+                                      }
+                                      return false;
+                                    });
+    if (!read) return openai_error(500, read.error().message, "server_error", turn.route);
+  }
+  if (recorded.empty()) return std::nullopt;  // the key's earlier attempt recorded no input of its own
+  const auto same = reconcile(turn.input, header.system_prompt, recorded);
+  if (!same.diverged && same.known == turn.input.size()) return std::nullopt;
+  return openai_error(422,
+                      "Idempotency-Key " + turn.idempotency_key + " was used for another request on session " +
+                          turn.session + "; a retry must resend the same input, a new request needs a new key",
+                      "invalid_request_error", turn.route, "idempotency_key_reused");
+}
+
 }  // namespace
 
 std::variant<std::string, http::Response> Core::branch(const TurnRequest& turn) {
@@ -658,6 +685,7 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   // recorded. A key whose attempts failed goes on, its receipt numbered after theirs.
   std::uint64_t attempt = 0;
   if (keyed && header) {
+    if (auto refused = refuse_reused_key(*snapshot, *header, turn)) return answer(std::move(*refused));
     if (auto replied = fold::version_of_event(*snapshot, session, turn_event_id(turn.idempotency_key, "reply"))) {
       auto stored = read_reply(*snapshot, session, *replied);
       if (!stored) return answer(openai_error(500, stored.error().message, "server_error", route));

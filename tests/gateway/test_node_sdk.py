@@ -290,10 +290,6 @@ def test_idempotency_key_replays_the_stored_answer(serve, fake, run_node):
     assert (state["counts"]["messages"], state["counts"]["receipts"]) == (4, 2), state["counts"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway: an Idempotency-Key reused on a different request (another question) is answered with the first "
-    "request's stored reply (200 'Paris.' to 'What is the capital of Peru?', no upstream call); "
-    "the Idempotency-Key draft (IETF httpapi) and Stripe refuse a key reused with another payload (422)"))
 def test_an_idempotency_key_reused_on_another_request_is_refused(serve, fake, run_node):
     session = serve.new_session("node-idem-reused")
     fake.script({"reply": "Paris."}, {"reply": "Lima."})
@@ -302,7 +298,9 @@ def test_an_idempotency_key_reused_on_another_request_is_refused(serve, fake, ru
     assert len(fake.requests()) == 1
     assert stored_turns(serve.session(session)) == [("user", "What is the capital of France?"),
                                                     ("assistant", "Paris.")]
-    assert out["second"].get("status") in (400, 409, 422), out["second"]["value"]["choices"][0]["message"]
+    assert out["second"].get("status") == 422, out["second"]
+    assert len(fake.requests()) == 1, "the other request reached the upstream"
+    assert len(serve.session(session)["messages"]) == 2, "the other request was recorded"
 
 
 def test_the_sdks_own_retry_after_a_timeout_is_the_same_turn(serve, fake, run_node):
