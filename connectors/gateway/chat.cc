@@ -1,6 +1,7 @@
 // POST /v1/chat/completions: the session comes from X-Session-Id or metadata.session_id. The client sends its new
 // messages, or the whole conversation as most clients do: what the session already has is recognised, not recorded
 // again (reconcile.h).
+#include "connectors/gateway/internal/events.h"
 #include "connectors/gateway/internal/turn.h"
 
 namespace statefold::gateway::internal {
@@ -11,7 +12,8 @@ const std::string kRouteChat = "POST /v1/chat/completions";
 
 class ChatFormat final : public Format {
  public:
-  explicit ChatFormat(bool include_usage) : _include_usage(include_usage) {}
+  ChatFormat(bool include_usage, std::string_view idempotency_key)
+      : _id(completion_id(idempotency_key)), _include_usage(include_usage) {}
   void begin(const TurnFacts& facts) override {
     _model = facts.model;
     _created = facts.created_s;
@@ -26,7 +28,12 @@ class ChatFormat final : public Format {
   std::string stream_error(std::string_view error_json) override { return "data: " + std::string(error_json) + "\n\n"; }
 
  private:
-  const std::string _id = "chatcmpl-" + random_hex(12);
+  // A keyed turn's id comes from its key, so a replay answers with the same id, as Responses' does.
+  static std::string completion_id(std::string_view idempotency_key) {
+    if (idempotency_key.empty()) return "chatcmpl-" + random_hex(12);
+    return "chatcmpl-" + codec::event_id_to_string(turn_event_id(idempotency_key, "reply")).substr(0, 24);
+  }
+  const std::string _id;
   bool _include_usage;
   std::string _model;
   std::int64_t _created = 0;
@@ -62,7 +69,7 @@ void chat(Core& core, const http::Request& request, auth::Principal caller, Cloc
   turn.model = std::move(parsed->model);
   turn.params = std::move(parsed->params);
   turn.stream = parsed->stream;
-  ChatFormat format(parsed->include_usage);
+  ChatFormat format(parsed->include_usage, turn.idempotency_key);
   run_turn(core, turn, format, respond);
 }
 

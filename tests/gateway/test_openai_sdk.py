@@ -226,6 +226,7 @@ def test_idempotency_key_answers_a_retried_turn_from_the_log(serve, fake, client
         "The first and only answer."
     again = client.chat.completions.create(extra_headers=key, **body)
     assert again.choices[0].message.content == "The first and only answer."
+    assert retried.id == again.id == answers["first"].id, "a replay answers with the turn's own completion id"
     streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
         extra_headers=key, stream=True, **body) if c.choices)
     assert streamed == "The first and only answer."
