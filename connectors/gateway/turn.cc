@@ -801,11 +801,12 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
                                std::make_shared<TurnLocks::Held>(std::move(*std::exchange(lock, std::nullopt))));
   };
   // A reply the model gave but the log did not take is not shown as an answer: the session would not have it.
+  auto not_recorded_message = [](const Core::Recorded& recorded) {
+    return "the model answered, but its reply could not be recorded (" + recorded.error +
+           "); the session has your input but not the reply: retry";
+  };
   auto not_recorded = [&](const Core::Recorded& recorded) {
-    auto response = openai_error(503,
-                                 "the model answered, but its reply could not be recorded (" + recorded.error +
-                                     "); the session has your input but not the reply: retry",
-                                 "server_error", route);
+    auto response = openai_error(503, not_recorded_message(recorded), "server_error", route);
     response.headers.emplace_back("retry-after", "1");
     return response;
   };
@@ -871,7 +872,9 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
     auto failure = not_recorded(recorded);
     core.report(call, failure.status, timing);
     if (!started) return respond(std::move(failure));
-    stream->write(format.stream_error(failure.body));  // the text went out, but the turn did not complete
+    // The text went out, but the turn did not complete: the API's own end of a failed stream (Responses:
+    // response.failed), as when the upstream fails midway.
+    stream->write(format.stream_failed(*reply, "server_error", not_recorded_message(recorded)));
     stream->close();
     return;
   }

@@ -931,6 +931,25 @@ TEST_F(GatewayStreamTest, ResponsesStreamAnnouncesTheIdItRecordsUnder) {
   EXPECT_EQ(version("stream-2"), 7u);
 }
 
+TEST_F(GatewayStreamTest, AResponsesStreamWhoseReplyTheLogNeverTookEndsFailed) {
+  // The text went out, then the reply could not be recorded: the stream ends as a failed response, in the
+  // Responses API's own terms (response.failed), not with a chat-style error frame.
+  sink.before_next_append([](testing::MemorySink& s, const std::string&, const append::Events&) {
+    s.fail_appends("broker down");
+  });
+  auto answer = post("/v1/responses", R"({"model":"echo","stream":true,"input":"hi"})");
+  sink.fail_appends(std::nullopt);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  auto fs = frames(answer.body);
+  ASSERT_FALSE(fs.empty()) << answer.body;
+  EXPECT_EQ(fs.front().event, "response.created") << answer.body;
+  EXPECT_EQ(fs.back().event, "response.failed") << answer.body;
+  const auto failed = json::parse(fs.back().data).at("response");
+  EXPECT_EQ(failed.at("status"), "failed");
+  EXPECT_TRUE(contains(std::string(failed.at("error").at("message").as_string()), "could not be recorded"))
+      << fs.back().data;
+}
+
 TEST_F(GatewayStreamTest, ARefusalBeforeTheStreamStartsIsAPlainError) {
   ASSERT_EQ(chat("stream-3", R"([{"role":"user","content":"hi"}])").status, 200);
   auto answer = post("/v1/chat/completions",
