@@ -68,7 +68,10 @@ class TlsServe:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
         with open(self.log_path, "wb") as err:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        assert wait_until(lambda: self.process.poll() is not None or "HTTP API listening" in self.log(), 120), \
+        # Listening, and its partitions assigned: a turn before that is 503 "no partitions are assigned to this
+        # instance yet" (seen on a loaded machine, where the group's first rebalance takes a while).
+        assert wait_until(lambda: self.process.poll() is not None or
+                          ("HTTP API listening" in self.log() and "partitions assigned" in self.log()), 120), \
             tail(self.log_path)
         assert self.process.poll() is None, tail(self.log_path)
 
