@@ -125,6 +125,7 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   store_options.path = options.data_dir + "/store";
   store_options.memory_budget_bytes = options.memory_budget_bytes * 3 / 4;
   store_options.sync_writes = options.sync_writes;
+  store_options.wal = options.wal;
   store_options.batch_tap = options.store_batch_tap;
   // RocksDB aborts on some write paths when the disk is full, opening included: refuse with a message instead.
   // Between this floor and the reserve, the store opens and serves reads while folding waits for space.
@@ -507,7 +508,8 @@ bool Engine::reached_stop() {
 
 base::Result<void> Engine::run() {
   base::log_info("engine started", {{"brokers", _options.brokers}, {"topic", _options.topic},
-                                    {"group", _options.group}, {"data_dir", _options.data_dir}});
+                                    {"group", _options.group}, {"data_dir", _options.data_dir},
+                                    {"wal", _options.wal ? "on" : "off"}});
   _last_progress = std::chrono::steady_clock::now();
   std::vector<log::Record> batch;
   batch.reserve(_options.max_batch);
@@ -534,9 +536,14 @@ base::Result<void> Engine::run() {
     if (_commit_error) return *std::exchange(_commit_error, std::nullopt);
     if (batch.empty()) {
       if (auto committed = finish_commit(); !committed) return committed.error();
-    } else if (auto folded = fold_batch(batch); !folded) {
-      (void)finish_commit();
-      return folded.error();
+      // WAL off: idle, flush the memtable, so that a crash now rereads nothing (a no-op with the WAL on).
+      if (std::chrono::steady_clock::now() - _last_records >= _options.idle_flush_after) _store->flush_unflushed();
+    } else {
+      _last_records = std::chrono::steady_clock::now();
+      if (auto folded = fold_batch(batch); !folded) {
+        (void)finish_commit();
+        return folded.error();
+      }
     }
     commit_lag_offsets();
     maybe_log_progress();

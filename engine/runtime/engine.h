@@ -43,6 +43,11 @@ struct EngineOptions {
   // out of space mid-write (it aborts on some of those paths); it resumes by itself once space is back. 0: never.
   std::uint64_t disk_reserve_bytes = 256ull << 20;
   bool sync_writes = false;
+  // RocksDB's WAL (store::Options::wal). Off: cheaper commits; after a crash the engine rereads from Kafka what the
+  // memtables held (exactly once still: offsets commit with the state). The memtable is flushed on a clean stop
+  // and once the engine has been idle for idle_flush_after.
+  bool wal = true;
+  std::chrono::milliseconds idle_flush_after{1000};
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
   // Partitions of the topic: a session's home partition is murmur2(session id) over them, and a record found on
@@ -163,6 +168,7 @@ class Engine final : private log::AssignmentListener {
   std::map<std::int32_t, std::int64_t> _lag_offsets;  // not yet committed to the group
   std::chrono::steady_clock::time_point _last_lag_commit;
   std::uint64_t _records_at_last_progress = 0;
+  std::chrono::steady_clock::time_point _last_records;  // when a poll last brought records
 };
 
 }  // namespace statefold::runtime

@@ -10,8 +10,10 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include "engine/base/logging.h"
 #include "engine/fold/layout.h"
 
+#include <atomic>
 #include <cstring>
 
 namespace statefold::store {
@@ -55,12 +57,28 @@ struct Store::Impl {
   std::shared_ptr<rocksdb::Cache> cache;
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::WriteOptions write_options;
+  std::atomic<bool> unflushed{false};  // WAL off: batches committed since the last flush was started
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : _impl(std::move(impl)) {}
-Store::~Store() = default;
+Store::~Store() {
+  if (!_impl || !_impl->db || _impl->options.read_only || _impl->options.wal) return;
+  // WAL off: what is only in the memtable would be lost on close; flushed, a clean restart rereads nothing.
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  flush.allow_write_stall = true;
+  if (rocksdb::Status status = _impl->db->Flush(flush); !status.ok()) {
+    base::log_error("store: flushing the memtable on close failed; the next start rereads its batches from Kafka",
+                    {{"path", _impl->options.path}, {"error", status.ToString()}});
+  }
+}
 
 base::Result<std::unique_ptr<Store>> Store::open(const Options& options) {
+  if (options.sync_writes && !options.wal) {
+    return base::make_error(base::ErrorCode::invalid_argument,
+                            "sync writes need the WAL: with the WAL off there is no log to fsync (a batch is durable "
+                            "once its memtable is flushed); use one or the other");
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   // One budget: the block cache, with memtables charged to it through the write buffer manager.
@@ -99,7 +117,7 @@ base::Result<std::unique_ptr<Store>> Store::open(const Options& options) {
   }
   impl->db.reset(raw);
   impl->write_options.sync = options.sync_writes;
-  impl->write_options.disableWAL = false;
+  impl->write_options.disableWAL = !options.wal;
 
   std::string version;
   status = impl->db->Get(rocksdb::ReadOptions(), slice(fold::key::kSchemaVersion), &version);
@@ -200,6 +218,7 @@ base::Result<void> Store::commit(const fold::WriteSet& writes,
     batch.Put(slice(fold::key::offset(partition)), v);
   }
   auto written = write(batch);
+  if (written && !_impl->options.wal) _impl->unflushed.store(true, std::memory_order_relaxed);
   if (written && _impl->options.batch_tap) _impl->options.batch_tap(view(batch.Data()));
   return written;
 }
@@ -240,6 +259,17 @@ base::Result<void> Store::compact_session(std::string_view session_id) {
     if (!status.ok()) return base::make_error("compacting session " + std::string(session_id) + ": " + status.ToString());
   }
   return {};
+}
+
+void Store::flush_unflushed() {
+  if (_impl->options.wal || !_impl->unflushed.exchange(false, std::memory_order_relaxed)) return;
+  rocksdb::FlushOptions flush;
+  flush.wait = false;  // the flush thread writes it; the engine goes on
+  flush.allow_write_stall = true;
+  if (rocksdb::Status status = _impl->db->Flush(flush); !status.ok()) {
+    _impl->unflushed.store(true, std::memory_order_relaxed);
+    base::log_warn("store: flushing the memtable failed; will try again", {{"error", status.ToString()}});
+  }
 }
 
 std::map<std::int32_t, std::int64_t> Store::offsets() const {

@@ -1,6 +1,6 @@
-// store: session state in RocksDB (WAL on). A batch of folded events commits as one WriteBatch holding the state
-// changes and the next offset of every partition it consumed, so state and position never disagree, whatever
-// instant the process dies at (spec section 3.1).
+// store: session state in RocksDB (WAL on by default). A batch of folded events commits as one WriteBatch holding
+// the state changes and the next offset of every partition it consumed, so state and position never disagree,
+// whatever instant the process dies at (spec section 3.1).
 //
 // Thread-safety: get/scan/offsets may be called from any thread; commit from one thread at a time.
 #pragma once
@@ -28,6 +28,12 @@ struct Options {
   std::uint64_t memory_budget_bytes = 256ull << 20;  // block cache, with write buffers charged to it
   bool sync_writes = false;        // fsync each batch; without it a kill -9 loses nothing, a power cut may lose
                                    // the last batches, which are re-read from Kafka (offsets move with state)
+  // RocksDB's write-ahead log. Off, batches go to the memtable only: a kill -9 or a power cut loses what was not
+  // flushed yet, and since every batch holds its offsets and the store is one column family (memtables flush in
+  // order), what survives is a prefix of the batches with its own offsets, from which the engine rereads Kafka.
+  // Still exactly once; costs a reread of up to the unflushed memtables after a crash. Not with sync_writes.
+  // Closing the store flushes the memtable, so a clean stop rereads nothing.
+  bool wal = true;
   // Benchmarks: told the bytes of every WriteBatch commit() writes (RocksDB's serialised form), on the committing
   // thread, once it is in; write_serialised() writes such bytes again, into another store.
   std::function<void(std::string_view write_batch)> batch_tap;
@@ -73,6 +79,11 @@ class Store final : public fold::Reader {
   // (RocksDB otherwise keeps old versions in older files until compaction reaches them). Blocks while it runs;
   // the memtable is flushed first, so the write-ahead log that held them is retired too.
   base::Result<void> compact_session(std::string_view session_id);
+
+  // WAL off: starts a flush of the memtable in the background if batches were committed since the last one, so
+  // an idle engine leaves nothing to reread and read-only openers (inspect) see its state. With the WAL on (its
+  // batches are durable already), nothing.
+  void flush_unflushed();
 
   // The stored next offset of every partition that has one.
   std::map<std::int32_t, std::int64_t> offsets() const;

@@ -2,6 +2,9 @@
 #include "engine/store/store.h"
 
 #include <gtest/gtest.h>
+#include <cstdlib>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/fold/layout.h"
 #include "support/temp_dir.h"
@@ -9,10 +12,11 @@
 namespace statefold::store {
 namespace {
 
-std::unique_ptr<Store> open_store(const std::string& path, bool read_only = false) {
+std::unique_ptr<Store> open_store(const std::string& path, bool read_only = false, bool wal = true) {
   Options options;
   options.path = path;
   options.read_only = read_only;
+  options.wal = wal;
   options.memory_budget_bytes = 16 << 20;
   auto store = Store::open(options);
   EXPECT_TRUE(store.ok()) << (store.ok() ? "" : store.error().message);
@@ -107,6 +111,87 @@ TEST(Store, RefusesAStoreOfAnotherSchemaVersion) {
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.error().message.find("state schema version"), std::string::npos);
   EXPECT_NE(store.error().message.find("replay"), std::string::npos);
+}
+
+TEST(Store, WalOffIsRefusedWithSyncWrites) {
+  testing::TempDir dir;
+  Options options;
+  options.path = dir.path();
+  options.wal = false;
+  options.sync_writes = true;
+  auto store = Store::open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().code, base::ErrorCode::invalid_argument);
+  EXPECT_NE(store.error().message.find("WAL"), std::string::npos);
+}
+
+TEST(Store, WalOffKeepsEverythingAcrossACleanClose) {
+  testing::TempDir dir;
+  {
+    auto store = open_store(dir.path(), false, false);
+    fold::WriteSet writes;
+    writes.put("hsession", "header");
+    ASSERT_TRUE(store->commit(writes, {{0, 10}}).ok());
+  }  // closing flushes the memtable
+  auto store = open_store(dir.path(), true);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->get("hsession"), "header");
+  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{0, 10}}));
+}
+
+// The writer of the test below, run as a process of its own (a forked child would have none of RocksDB's
+// background threads, which the parent's earlier tests started): commits, flushes, commits again, then dies
+// without closing the store, as after a kill -9.
+TEST(StoreChild, WalOffWriterDiesAfterAFlushAndOneMoreBatch) {
+  const char* dir = std::getenv("STATEFOLD_STORE_CHILD_DIR");
+  if (dir == nullptr) GTEST_SKIP() << "run by WalOffAfterACrashComesBackAtTheLastFlushWithItsOffsets";
+  Options options;
+  options.path = dir;
+  options.memory_budget_bytes = 16 << 20;
+  options.wal = false;
+  auto store = Store::open(options);
+  if (!store) ::_exit(2);
+  fold::WriteSet first;
+  first.put("hsession", "v1");
+  if (!(*store)->commit(first, {{0, 10}})) ::_exit(3);
+  (*store)->flush_unflushed();
+  // The flush runs in the background; wait until it is in the files (a read-only open sees it).
+  bool flushed = false;
+  for (int i = 0; i < 3000 && !flushed; ++i) {
+    Options ro = options;
+    ro.read_only = true;
+    ro.wal = true;
+    auto seen = Store::open(ro);
+    flushed = seen && (*seen)->get("hsession") == "v1";
+    if (!flushed) ::usleep(10000);
+  }
+  if (!flushed) ::_exit(5);
+  fold::WriteSet second;
+  second.put("hsession", "v2");
+  second.put("hother", "x");
+  if (!(*store)->commit(second, {{0, 20}, {1, 5}})) ::_exit(4);
+  ::_exit(0);  // no destructor: what a kill -9 leaves
+}
+
+// A process killed with the WAL off: the store comes back at its last flush, state and offsets of the same batches
+// (a prefix), never a batch's state without its offsets.
+TEST(Store, WalOffAfterACrashComesBackAtTheLastFlushWithItsOffsets) {
+  testing::TempDir dir;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::setenv("STATEFOLD_STORE_CHILD_DIR", dir.path().c_str(), 1);
+    ::execl("/proc/self/exe", "store_test", "--gtest_filter=StoreChild.*", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the writer ended with status " << status;
+  auto store = open_store(dir.path(), false, false);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->get("hsession"), "v1");
+  EXPECT_FALSE(store->get("hother"));
+  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{0, 10}}));
 }
 
 TEST(Store, ReadOnlyOpenOfAMissingStoreFailsClearly) {

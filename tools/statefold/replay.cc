@@ -19,6 +19,7 @@ Runner add_replay(CLI::App& app) {
     std::string until_offset;
     std::string until_time;
     std::string format = "text";
+    std::string wal = "on";
   };
   auto a = std::make_shared<Args>();
   a->request.brokers = "127.0.0.1:9092";
@@ -33,6 +34,12 @@ Runner add_replay(CLI::App& app) {
                                "Stop before the first record at or after this time (RFC 3339 or epoch ms)");
   offset->excludes(time);
   cmd->add_option("--memory-budget-mb", a->request.memory_budget_mb, "Memory budget")->capture_default_str();
+  cmd->add_option("--wal", a->wal,
+                  "RocksDB's write-ahead log, on or off. Off: faster; an interrupted replay resumes from the last "
+                  "flushed memtable instead of the last batch (the store is flushed when the replay ends)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str()
+      ->envname("STATEFOLD_WAL");
   cmd->add_option("--format", a->format, "text or json (the result)")->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   auto kafka_config = std::make_shared<std::string>();
@@ -40,6 +47,7 @@ Runner add_replay(CLI::App& app) {
   return [a, kafka_config]() {
     if (!kafka_config_ok(*kafka_config, "replay")) return kUsage;
     auto& r = a->request;
+    r.wal = a->wal == "on";
     base::Result<std::map<std::int32_t, std::int64_t>> stop = base::make_error("unset");
     if (!a->until_offset.empty()) {
       stop = parse_offsets(a->until_offset);

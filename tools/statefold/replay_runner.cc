@@ -54,6 +54,7 @@ base::Result<ReplayOutcome> run_replay(const ReplayRequest& request) {
   options.data_dir = request.data_dir;
   options.memory_budget_bytes = request.memory_budget_mb << 20;
   options.stop_at = request.stop_at;
+  options.wal = request.wal;
   options.progress_interval = std::chrono::hours(24);  // the display below reports progress instead
   // A group of its own per target directory: a replay never takes partitions from the live engines, and a
   // resumed replay is the same member again.

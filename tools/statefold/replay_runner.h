@@ -17,6 +17,7 @@ struct ReplayRequest {
   std::string data_dir;
   std::map<std::int32_t, std::int64_t> stop_at;  // fold each partition up to (not including) this offset
   std::uint64_t memory_budget_mb = 512;
+  bool wal = true;  // RocksDB's WAL; off, an interrupted replay resumes from the last flushed memtable
   bool quiet = false;
 };
 

@@ -145,6 +145,7 @@ Runner add_serve(CLI::App& app) {
     std::string tls_key;
     std::string tls_client_ca;
     std::string id_secret_file;
+    std::string wal = "on";
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
@@ -176,6 +177,11 @@ Runner add_serve(CLI::App& app) {
       "STATEFOLD_DISK_RESERVE_MB");
   env(cmd->add_flag("--sync", a->engine.sync_writes, "fsync every batch (survives power loss without re-reading Kafka)"),
       "STATEFOLD_SYNC");
+  env(cmd->add_option("--wal", a->wal,
+                      "RocksDB's write-ahead log, on or off. Off: cheaper commits, and after a crash the batches not "
+                      "yet flushed are read again from Kafka (still exactly once; slower to be ready). Not with --sync")
+          ->check(CLI::IsMember({"on", "off"})),
+      "STATEFOLD_WAL");
   env(cmd->add_option("--http-address", a->http_address, "HTTP API address HOST:PORT, or off"),
       "STATEFOLD_HTTP_ADDRESS");
   env(cmd->add_option("--http-threads", a->http_threads, "HTTP I/O threads")->check(CLI::Range(1, 64)),
@@ -240,6 +246,13 @@ Runner add_serve(CLI::App& app) {
                         : a->log_level == "warn" ? base::LogLevel::warn
                         : a->log_level == "error" ? base::LogLevel::error
                                                   : base::LogLevel::info);
+    a->engine.wal = a->wal == "on";
+    if (a->engine.sync_writes && !a->engine.wal) {
+      std::cerr << "statefold serve: --sync needs the WAL: with --wal off there is no log to fsync, a batch is durable "
+                   "only once its memtable is flushed. Use --sync (power-loss safe) or --wal off (rereads Kafka "
+                   "after a crash), not both\n";
+      return kUsage;
+    }
     if (a->engine.data_dir.empty()) {
       std::cerr << "statefold serve: --data-dir is required (or data-dir in --config, or STATEFOLD_DATA_DIR)\n";
       return kUsage;
