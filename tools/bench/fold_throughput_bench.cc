@@ -70,6 +70,7 @@ struct Args {
   bool floor = true;         // (c) the storage floor after each engine round
   bool digest = false;       // a SHA-256 over every key and value of each store, besides its store hash
   std::string digest_store;  // only print the store hash and digest of this data directory
+  std::string wal = "on";    // RocksDB's WAL for the engine and the floor (serve --wal)
 };
 
 struct Rate {
@@ -187,6 +188,7 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   options.group = group;
   options.data_dir = data_dir;
   options.memory_budget_bytes = a.memory_budget_mb << 20;
+  options.wal = a.wal == "on";
   options.progress_interval = std::chrono::hours(1);
   if (captured != nullptr) {
     options.store_batch_tap = [captured](std::string_view batch) { captured->emplace_back(batch); };
@@ -273,6 +275,7 @@ base::Result<FloorRun> storage_floor(const Args& a, std::vector<std::string> bat
   options.path = data_dir + "/store";
   options.memory_budget_bytes = (a.memory_budget_mb << 20) * 3 / 4;
   options.sync_writes = runtime::EngineOptions().sync_writes;
+  options.wal = a.wal == "on";
   auto opened = store::Store::open(options);
   if (!opened) return opened.error();
   const auto t_first = Clock::now();
@@ -323,6 +326,9 @@ int main(int argc, char** argv) {
   app.add_flag("--floor,!--no-floor", a.floor, "Run (c), the storage floor (the engine's WriteBatches written "
                                                  "again into a fresh store), after each engine round")
       ->capture_default_str();
+  app.add_option("--wal", a.wal, "RocksDB's write-ahead log for the engine and the floor: on or off (serve --wal)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_flag("--digest", a.digest, "Print a SHA-256 over every key and value of each store besides its store hash");
   app.add_option("--digest-store", a.digest_store, "Only print the store hash and digest of this data directory "
                                                    "(e.g. one `statefold replay` wrote), then exit");
@@ -354,8 +360,8 @@ int main(int argc, char** argv) {
                                          ("statefold-bench-" + std::to_string(::getpid()))
                                    : std::filesystem::path(a.work_dir);
 
-  std::printf("fold_throughput_bench  librdkafka %s  %u hardware threads\n", log::librdkafka_version().c_str(),
-              std::thread::hardware_concurrency());
+  std::printf("fold_throughput_bench  librdkafka %s  %u hardware threads  WAL %s\n",
+              log::librdkafka_version().c_str(), std::thread::hardware_concurrency(), a.wal.c_str());
   bench::Produced produced;
   if (fresh) {
     std::printf("producing %llu events over %llu sessions (seed %llu) to %s (%d partitions)...\n",
