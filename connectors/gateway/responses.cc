@@ -114,9 +114,9 @@ bool withdrawn_message(const fold::Reader& reader, const std::string& session, s
   bool withdrawn = false;
   auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
     const auto* amended = r.event.payload_as_SessionAmended();
-    if (amended != nullptr && amended->withdraw_versions() != nullptr) {
-      const auto* versions = amended->withdraw_versions();
-      withdrawn = std::find(versions->begin(), versions->end(), version) != versions->end();
+    if (amended != nullptr) {
+      const auto versions = codec::withdraw_versions(*amended);
+      withdrawn = std::find(versions.begin(), versions.end(), version) != versions.end();
     }
     return !withdrawn;
   });

@@ -591,8 +591,8 @@ bool reply_after(const fold::Reader& reader, const std::string& session, std::ui
   auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
     if (const auto* message = r.event.payload_as_Message(); message && message->role() == schema::Role::assistant) {
       replies.push_back(r.version());
-    } else if (const auto* amended = r.event.payload_as_SessionAmended(); amended && amended->withdraw_versions()) {
-      for (const std::uint64_t v : *amended->withdraw_versions()) std::erase(replies, v);
+    } else if (const auto* amended = r.event.payload_as_SessionAmended()) {
+      for (const std::uint64_t v : codec::withdraw_versions(*amended)) std::erase(replies, v);
     }
     return true;
   });

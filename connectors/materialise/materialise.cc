@@ -10,6 +10,7 @@
 #include "connectors/providers/provider.h"
 #include "connectors/tokenizer/tokenizer.h"
 #include "engine/base/json_text.h"
+#include "engine/codec/codec.h"
 #include "engine/fold/as_of.h"
 #include "engine/fold/read.h"
 #include "statefold/schema/events_generated.h"
@@ -73,10 +74,10 @@ base::Result<void> load_fixed(const fold::Reader& at, std::string_view session_i
 
 // Withdrawn messages leave the context from the version that withdrew them on (a SessionAmended): a context
 // rendered at an earlier version, as a receipt's audit renders it, still has them.
-void withdraw(context::SessionState& state, const flatbuffers::Vector<std::uint64_t>* versions) {
-  if (versions == nullptr || versions->size() == 0) return;
+void withdraw(context::SessionState& state, const std::vector<std::uint64_t>& versions) {
+  if (versions.empty()) return;
   std::erase_if(state.history, [&](const context::Message& m) {
-    return std::find(versions->begin(), versions->end(), m.version) != versions->end();
+    return std::find(versions.begin(), versions.end(), m.version) != versions.end();
   });
 }
 
@@ -88,7 +89,7 @@ base::Result<void> append_history(const fold::Reader& reader, std::string_view s
                                     if (const auto* message = r.event.payload_as_Message()) {
                                       state.history.push_back(stored_message(r.version(), *message));
                                     } else if (const auto* amended = r.event.payload_as_SessionAmended()) {
-                                      withdraw(state, amended->withdraw_versions());
+                                      withdraw(state, codec::withdraw_versions(*amended));
                                     }
                                     return true;
                                   });

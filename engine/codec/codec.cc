@@ -137,6 +137,19 @@ std::optional<EventId> parse_event_id(std::string_view text) {
 
 std::string event_id_to_string(const EventId& id) { return base::to_hex(std::span<const std::uint8_t>(id)); }
 
+std::vector<std::uint64_t> withdraw_versions(const schema::SessionAmended& amended) {
+  std::vector<std::uint64_t> out;
+  const auto* versions = amended.withdraw_versions();
+  if (versions == nullptr) return out;
+  out.reserve(versions->size());
+  const std::uint8_t* data = versions->Data();
+  // ReadScalar copes with any alignment (and byte order); the vector's own iterator does not.
+  for (flatbuffers::uoffset_t i = 0; i < versions->size(); ++i) {
+    out.push_back(flatbuffers::ReadScalar<std::uint64_t>(data + i * sizeof(std::uint64_t)));
+  }
+  return out;
+}
+
 std::string payload_type_name(std::uint8_t type) {
   if (type <= static_cast<std::uint8_t>(schema::Payload::MAX)) {
     return schema::EnumNamePayload(static_cast<schema::Payload>(type));

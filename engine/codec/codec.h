@@ -19,6 +19,7 @@
 
 namespace statefold::schema {
 struct Event;
+struct SessionAmended;
 }
 
 namespace statefold::codec {
@@ -76,5 +77,10 @@ std::string event_id_to_string(const EventId& id);  // 32 lower-case hex digits
 
 // Name of a payload type for display ("Message", "MemorySet", ... or "unknown(12)").
 std::string payload_type_name(std::uint8_t type);
+
+// The versions a SessionAmended withdraws, read one by one without assuming alignment: an event read back from its
+// history entry (nested there) or straight from a Kafka record need not sit on an 8-byte boundary in memory, and
+// FlatBuffers' vector accessors load 8-byte elements as if it did.
+std::vector<std::uint64_t> withdraw_versions(const schema::SessionAmended& amended);
 
 }  // namespace statefold::codec

@@ -181,10 +181,9 @@ class Validator {
 
   Problem session_amended(const sch::SessionAmended* p) {
     SF_TRY(key_values(p->metadata()));
-    if (const auto* versions = p->withdraw_versions()) {
-      for (fb::uoffset_t i = 0; i < versions->size(); ++i) {
-        if (versions->Get(i) == 0) return indexed("payload.withdraw_versions", i) + ": must be >= 1, got 0";
-      }
+    const auto versions = withdraw_versions(*p);
+    for (std::size_t i = 0; i < versions.size(); ++i) {
+      if (versions[i] == 0) return indexed("payload.withdraw_versions", i) + ": must be >= 1, got 0";
     }
     return text(p->reason(), "payload.reason");
   }

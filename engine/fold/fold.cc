@@ -134,9 +134,7 @@ void Folder::refuse(Session& s, const codec::Event& event, const Position& posit
 }
 
 std::string Folder::unwithdrawable(const Session& s, const schema::SessionAmended& amended) const {
-  const auto* versions = amended.withdraw_versions();
-  if (versions == nullptr) return {};
-  for (const std::uint64_t v : *versions) {
+  for (const std::uint64_t v : codec::withdraw_versions(amended)) {
     if (v > s.header.version) {
       return "withdraw_versions: version " + std::to_string(v) + " is beyond the session's version " +
              std::to_string(s.header.version);

@@ -88,8 +88,11 @@ base::Result<Plan> plan(const fold::Reader& reader, const Request& request) {
               ", which this build does not know and cannot copy";
       return false;
     }
+    // Unpacked from an aligned copy: the event is nested in its history entry, where its 8-byte fields need not
+    // sit on an 8-byte boundary (FlatBuffers' vector accessors assume they do).
+    const std::vector<std::uint8_t> aligned(r.event_bytes.begin(), r.event_bytes.end());
     schema::EventT copy;
-    event->UnPackTo(&copy);
+    schema::GetEvent(aligned.data())->UnPackTo(&copy);
     const std::string parent_id = copy.event_id;
     copy.event_id = child_event_id(request.child, parent_id);
     copy.session_id = request.child;
