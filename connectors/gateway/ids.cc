@@ -62,6 +62,8 @@ std::optional<std::string> from_base64url(std::string_view text) {
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes(padded), length(padded));
   if (n < 0) return std::nullopt;
   out.resize(static_cast<std::size_t>(n) - pad);  // EVP_DecodeBlock counts the padding as zero bytes
+  // One spelling per id: a last character that differs only in bits the bytes do not use is not the same id.
+  if (to_base64url(out) != text) return std::nullopt;
   return out;
 }
 

@@ -403,6 +403,12 @@ TEST_F(GatewayTest, ResponsesOpenAndContinueBypreviousResponseId) {
   std::string forged = id2;
   forged[10] = forged[10] == 'A' ? 'B' : 'A';
   expect_openai_error(call("GET", "/v1/responses/" + forged), 404, "");
+  // Nor is the same id spelled otherwise: every other last character (most differ in bytes, some only in the bits
+  // base64 leaves unused).
+  for (const char c : std::string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")) {
+    if (c == id2.back()) continue;
+    expect_openai_error(call("GET", "/v1/responses/" + id2.substr(0, id2.size() - 1) + c), 404, "");
+  }
   expect_openai_error(call("GET", "/v1/responses/" + ids.conversation_id(session)), 404, "");
 
   // Continuing from the first reply again branches there (issue 12, defect 9): the turn runs on a fork of the
