@@ -27,10 +27,6 @@ const std::string kRouteConversations = "POST /v1/conversations";
 const std::string kRouteConversation = "/v1/conversations/{id}";
 const std::string kRouteItems = "/v1/conversations/{id}/items";
 constexpr std::string_view kPrefix = "/v1/conversations";
-// How long a read waits for a turn of the session that has answered to have its reply folded.
-constexpr std::chrono::seconds kSettlePatience{2};
-// How long a change waits for a turn in progress on the conversation to finish.
-constexpr std::chrono::milliseconds kLockPatience{2000};
 constexpr std::size_t kDefaultListLimit = 20;
 constexpr std::size_t kMaxListLimit = 100;
 
@@ -229,26 +225,15 @@ class Conversations {
     if (!parsed) return std::move(*refused);
     _session = _caller.session_prefix() + "conv-" + random_hex(12);
     if (auto elsewhere = _core.refuse_elsewhere(_session, _route)) return std::move(*elsewhere);
-    append::Batch batch(_session, "gateway", 0);
-    codec::SessionOpened opened;
-    std::vector<protocol::ClientMessage> items = parsed->items.value_or(std::vector<protocol::ClientMessage>{});
-    // Leading system and developer items are the conversation's system prompt, as for a Responses turn's.
-    std::size_t first = 0;
-    std::string system;
-    while (first < items.size() &&
-           (items[first].role == context::Role::system || items[first].role == context::Role::developer)) {
-      if (!system.empty()) system += "\n\n";
-      system += items[first++].text();
+    // Opened as a Responses turn's session is: leading system and developer items become its system prompt.
+    std::vector<codec::KeyValue> metadata;
+    for (auto& [key, value] : parsed->metadata.value_or(decltype(parsed->metadata)::value_type{})) {
+      metadata.push_back({key, value});
     }
-    if (!system.empty()) opened.system_prompt = system;
-    if (parsed->metadata) {
-      auto& pairs = opened.metadata.emplace();
-      for (auto& [key, value] : *parsed->metadata) pairs.push_back({key, value});
-    }
-    if (auto added = batch.add(opened); !added) return error(400, added.error().message, _route);
-    items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(first));
-    if (auto added = add_messages(batch, items); !added) return error(400, added.error().message, _route);
-    auto result = append_and_wait(_core.events, _session, batch.take());
+    auto batch = input_events(_session, std::nullopt, parsed->items.value_or(std::vector<protocol::ClientMessage>{}),
+                              "", "", {}, std::move(metadata));
+    if (!batch) return error(400, batch.error().message, _route);
+    auto result = append_and_wait(_core.events, _session, std::move(*batch));
     if (!result.all_accepted()) return append_failure(result, _route);
     if (auto missing = read_header()) return std::move(*missing);
     return conversation_response(_core, _session, _header, _route);
@@ -270,7 +255,7 @@ class Conversations {
   }
 
   http::Response remove() {
-    auto lock = _core.turns.take(_session, kLockPatience);
+    auto lock = _core.turns.take(_session, kChangePatience);
     if (!lock) return busy();
     append::Batch batch(_session, "gateway", std::nullopt);
     if (auto added = batch.add(codec::SessionClosed{"conversation deleted"}); !added) {
@@ -289,13 +274,13 @@ class Conversations {
     if (!parsed->items || parsed->items->empty() || parsed->metadata) {
       return error(400, "items: required, at least one (and nothing else)", _route);
     }
-    auto lock = _core.turns.take(_session, kLockPatience);
+    auto lock = _core.turns.take(_session, kChangePatience);
     if (!lock) return busy();
     if (auto missing = read_header()) return std::move(*missing);  // as the lock found it
     // Conditional on the version read: the items land right after what the caller has seen, whole or not at all.
-    append::Batch batch(_session, "gateway", _header.version);
-    if (auto added = add_messages(batch, *parsed->items); !added) return error(400, added.error().message, _route);
-    auto result = append_and_wait(_core.events, _session, batch.take());
+    auto batch = input_events(_session, _header.version, *parsed->items, "", "");
+    if (!batch) return error(400, batch.error().message, _route);
+    auto result = append_and_wait(_core.events, _session, std::move(*batch));
     if (!result.all_accepted()) return append_failure(result, _route);
     std::vector<boost::json::object> items;
     for (std::size_t i = 0; i < parsed->items->size(); ++i) {
@@ -350,17 +335,10 @@ class Conversations {
     return std::nullopt;
   }
 
-  base::Result<void> add_messages(append::Batch& batch, const std::vector<protocol::ClientMessage>& items) {
-    for (const auto& item : items) {
-      if (auto added = batch.add(message_event(item)); !added) return added.error();
-    }
-    return {};
-  }
-
   // Appends one change, with the conversation's turn lock held so it does not land inside a turn; re-reads the
   // header after it. nullopt when it was recorded.
   std::optional<http::Response> change(const codec::SessionAmended& amended) {
-    auto lock = _core.turns.take(_session, kLockPatience);
+    auto lock = _core.turns.take(_session, kChangePatience);
     if (!lock) return busy();
     append::Batch batch(_session, "gateway", std::nullopt);
     if (auto added = batch.add(amended); !added) return error(400, added.error().message, _route);

@@ -98,7 +98,8 @@ codec::EventId turn_event_id(std::string_view idempotency_key, std::string_view 
 
 base::Result<append::Events> input_events(const std::string& session, std::optional<std::uint64_t> version,
                                           const std::vector<protocol::ClientMessage>& input, const std::string& model,
-                                          const std::string& instructions, std::string_view idempotency_key) {
+                                          const std::string& instructions, std::string_view idempotency_key,
+                                          std::vector<codec::KeyValue> metadata) {
   append::Batch batch(session, std::string(kSource), version.value_or(0));
   std::size_t first = 0;
   if (!version) {
@@ -113,6 +114,7 @@ base::Result<append::Events> input_events(const std::string& session, std::optio
     codec::SessionOpened opened;
     opened.model = model;
     opened.system_prompt = system;
+    if (!metadata.empty()) opened.metadata = std::move(metadata);
     if (auto added = batch.add(opened); !added) return added.error();
   }
   for (std::size_t i = first; i < input.size(); ++i) {

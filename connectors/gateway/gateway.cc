@@ -17,15 +17,13 @@ constexpr std::string_view kContextSuffix = "/context";
 constexpr std::string_view kResponsesPrefix = "/v1/responses/";
 constexpr std::string_view kInputItemsSuffix = "/input_items";
 constexpr std::string_view kModels = "/v1/models";
-// How long a read waits for the session's turn that has answered to have its reply folded.
-constexpr std::chrono::seconds kSettlePatience{2};
 
 // GET /v1/sessions/{id}/context: what a call would send, section by section.
 http::Response context_overview(internal::Core& core, const http::Request& request, const auth::Principal& caller,
                                 const std::string& session) {
   const std::string& route = kRouteContext;
   if (!caller.owns(session)) return internal::not_in_namespace(caller, session, route);
-  core.events.settle(session, kSettlePatience);
+  core.events.settle(session, internal::kSettlePatience);
   auto snapshot = core.state.snapshot();
   auto header = fold::load_header(*snapshot, session);
   if (!header || !fold::begun(*header)) {

@@ -233,12 +233,12 @@ http::Response delete_response(Core& core, const auth::Principal& caller, const 
   const auto& session = at->session;
   if (auto refused = core.refuse_elsewhere(session, route)) return std::move(*refused);
   // Not inside a turn of the session: the withdrawal lands between turns.
-  auto lock = core.turns.take(session, std::chrono::milliseconds(2000));
+  auto lock = core.turns.take(session, kChangePatience);
   if (!lock) {
     return openai_error(409, "session " + session + " has a turn in progress; retry when it has answered", "conflict",
                         route, "turn_in_progress");
   }
-  core.events.settle(session, std::chrono::seconds(2));
+  core.events.settle(session, kSettlePatience);
   std::vector<std::uint64_t> versions;
   {
     const auto snapshot = core.state.snapshot();

@@ -28,7 +28,8 @@ codec::Message message_event(const protocol::ClientMessage& message);
 // leading system/developer messages, or the instructions, as its system prompt, and `model`).
 base::Result<append::Events> input_events(const std::string& session, std::optional<std::uint64_t> version,
                                           const std::vector<protocol::ClientMessage>& input, const std::string& model,
-                                          const std::string& instructions, std::string_view idempotency_key = {});
+                                          const std::string& instructions, std::string_view idempotency_key = {},
+                                          std::vector<codec::KeyValue> metadata = {});
 
 // A call's receipt, then its reply (if any) and, for a reply not to be stored, the kUnstoredResponse marker; not
 // conditional (they follow the turn's input, whatever came since).

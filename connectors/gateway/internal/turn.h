@@ -39,6 +39,11 @@ namespace statefold::gateway::internal {
 
 using Clock = std::chrono::steady_clock;
 
+// How long a read waits for a turn of the session that has answered to have its reply and receipt folded.
+inline constexpr std::chrono::seconds kSettlePatience{2};
+// How long a change that is not a turn (a conversation's, a response's deletion) waits for a turn in progress.
+inline constexpr std::chrono::milliseconds kChangePatience{2000};
+
 std::int64_t now_us();
 std::string random_hex(std::size_t bytes);
 
