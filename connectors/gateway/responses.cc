@@ -110,17 +110,23 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
   run_turn(core, turn, format, respond);
 }
 
-bool withdrawn_message(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
-  bool withdrawn = false;
+AfterResponse after_response(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
+  AfterResponse out;
+  std::vector<std::uint64_t> replies;  // later assistant replies, less those withdrawn since
   auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
-    const auto* amended = r.event.payload_as_SessionAmended();
-    if (amended != nullptr) {
-      const auto versions = codec::withdraw_versions(*amended);
-      withdrawn = std::find(versions.begin(), versions.end(), version) != versions.end();
+    if (const auto* message = r.event.payload_as_Message(); message && message->role() == schema::Role::assistant) {
+      replies.push_back(r.version());
+    } else if (const auto* amended = r.event.payload_as_SessionAmended()) {
+      for (const std::uint64_t v : codec::withdraw_versions(*amended)) {
+        out.withdrawn = out.withdrawn || v == version;
+        std::erase(replies, v);
+      }
     }
-    return !withdrawn;
+    return true;
   });
-  return read && withdrawn;
+  if (!read) return {};
+  out.later_reply = !replies.empty();
+  return out;
 }
 
 bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
@@ -245,7 +251,7 @@ http::Response delete_response(Core& core, const auth::Principal& caller, const 
     auto inputs = turn_inputs(*snapshot, session, at->version);
     if (!inputs) return openai_error(500, inputs.error().message, "server_error", route);
     if (!inputs->reply || unstored_response(*snapshot, session, at->version) ||
-        withdrawn_message(*snapshot, session, at->version)) {
+        after_response(*snapshot, session, at->version).withdrawn) {
       return openai_error(404, "no response " + id, "invalid_request_error", route);
     }
     for (const auto& m : inputs->messages) versions.push_back(m.version);
@@ -336,7 +342,7 @@ http::Response get_response(Core& core, const auth::Principal& caller, const std
     return openai_error(404, "no response " + id + " (it was created with store: false)", "invalid_request_error",
                         route);
   }
-  if (withdrawn_message(*snapshot, session, version)) {
+  if (after_response(*snapshot, session, version).withdrawn) {
     return openai_error(404, "no response " + id + " (it was deleted)", "invalid_request_error", route);
   }
   protocol::ResponseMeta meta;

@@ -584,21 +584,6 @@ void replay(Format& format, const TurnRequest& turn, const StoredReply& stored, 
   stream->close();
 }
 
-// Whether an assistant reply follows `version` in the session (and was not deleted since): previous_response_id
-// then names an older response.
-bool reply_after(const fold::Reader& reader, const std::string& session, std::uint64_t version) {
-  std::vector<std::uint64_t> replies;
-  auto read = fold::visit_history(reader, session, {.from = version + 1}, [&](const fold::HistoryRecord& r) {
-    if (const auto* message = r.event.payload_as_Message(); message && message->role() == schema::Role::assistant) {
-      replies.push_back(r.version());
-    } else if (const auto* amended = r.event.payload_as_SessionAmended()) {
-      for (const std::uint64_t v : codec::withdraw_versions(*amended)) std::erase(replies, v);
-    }
-    return true;
-  });
-  return read && !replies.empty();
-}
-
 // An Idempotency-Key names one request: a retry resends the same input, so the input recorded under the key must
 // be what this request's input ends with (compared as resent history is). Another request under a used key is
 // refused (422, as the IETF Idempotency-Key draft and Stripe do) rather than answered with the other's reply.
@@ -649,15 +634,14 @@ void run_turn(Core& core, const TurnRequest& turn, Format& format, const http::R
   // previous_response_id of a response that later replies followed: OpenAI branches the conversation there, and so
   // does statefold, by forking the session at that response (the fork is a session of its own on the log) and
   // running the turn on the fork.
-  if (!turn.previous_response_id.empty() && turn.previous_version > 0) {
-    const auto snapshot = core.state.snapshot();
-    if (withdrawn_message(*snapshot, session, turn.previous_version)) {
-      return respond(openai_error(404, "previous_response_id: response " + turn.previous_response_id + " was deleted",
-                                  "invalid_request_error", route, "previous_response_not_found"));
-    }
+  const AfterResponse after = !turn.previous_response_id.empty() && turn.previous_version > 0
+                                   ? after_response(*core.state.snapshot(), session, turn.previous_version)
+                                   : AfterResponse{};
+  if (after.withdrawn) {
+    return respond(openai_error(404, "previous_response_id: response " + turn.previous_response_id + " was deleted",
+                                "invalid_request_error", route, "previous_response_not_found"));
   }
-  if (!turn.previous_response_id.empty() && turn.previous_version > 0 &&
-      reply_after(*core.state.snapshot(), session, turn.previous_version)) {
+  if (after.later_reply) {
     auto branched = core.branch(turn);
     if (auto* refused = std::get_if<http::Response>(&branched)) return respond(std::move(*refused));
     TurnRequest on_branch = turn;

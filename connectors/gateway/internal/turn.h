@@ -255,9 +255,14 @@ inline constexpr std::string_view kUnstoredResponse = "statefold.gateway.respons
 
 // Whether the reply at `version` of `session` was recorded with store: false (the event after it says so).
 bool unstored_response(const fold::Reader& reader, const std::string& session, std::uint64_t version);
-// Whether the message at `version` was withdrawn (a deleted response or conversation item) by a later
-// SessionAmended. Reads the history after it.
-bool withdrawn_message(const fold::Reader& reader, const std::string& session, std::uint64_t version);
+// What followed the message at `version`, from one read of the history after it: whether a later SessionAmended
+// withdrew it (a deleted response or conversation item), and whether an assistant reply that is still there came
+// after it (previous_response_id then names an older response).
+struct AfterResponse {
+  bool withdrawn = false;
+  bool later_reply = false;
+};
+AfterResponse after_response(const fold::Reader& reader, const std::string& session, std::uint64_t version);
 
 // An assistant reply as recorded: its text and tool calls at `version`, the model and usage from the receipt right
 // before it. nullopt when `version` is not an assistant message.
