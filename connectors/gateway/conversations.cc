@@ -223,7 +223,7 @@ class Conversations {
     std::optional<http::Response> refused;
     auto parsed = parse(refused);
     if (!parsed) return std::move(*refused);
-    _session = _caller.session_prefix() + "conv-" + random_hex(12);
+    _session = _core.new_session_id(_caller.session_prefix() + "conv-");
     if (auto elsewhere = _core.refuse_elsewhere(_session, _route)) return std::move(*elsewhere);
     // Opened as a Responses turn's session is: leading system and developer items become its system prompt.
     std::vector<codec::KeyValue> metadata;

@@ -23,6 +23,7 @@ http::Response context_overview(internal::Core& core, const http::Request& reque
                                 const std::string& session) {
   const std::string& route = kRouteContext;
   if (!caller.owns(session)) return internal::not_in_namespace(caller, session, route);
+  if (auto refused = core.refuse_elsewhere(session, route)) return std::move(*refused);
   core.events.settle(session, internal::kSettlePatience);
   auto snapshot = core.state.snapshot();
   auto header = fold::load_header(*snapshot, session);

@@ -85,7 +85,7 @@ void responses(Core& core, const http::Request& request, auth::Principal caller,
     turn.session = parsed->session_id;
     turn.reconcile_history = true;
   } else {
-    turn.session = turn.caller.session_prefix() + "resp-" + random_hex(12);
+    turn.session = core.new_session_id(turn.caller.session_prefix() + "resp-");
   }
   if (parsed->input.empty())
     return respond(openai_error(400, "input: send the new input", "invalid_request_error", route));
@@ -317,6 +317,7 @@ http::Response get_response(Core& core, const auth::Principal& caller, const std
   }
   const auto& session = at->session;
   const auto version = at->version;
+  if (auto refused = core.refuse_elsewhere(session, route)) return std::move(*refused);
   const auto snapshot = core.state.snapshot();
   auto stored = read_reply(*snapshot, session, version);
   if (!stored) return openai_error(500, stored.error().message, "server_error", route);

@@ -157,16 +157,33 @@ Core::Core(Options o, const StateSource& s, append::Sink& e)
 
 std::optional<http::Response> Core::refuse_elsewhere(const std::string& session, const std::string& route) const {
   const auto owner = state.ownership(session);
+  http::Response refused;
   switch (owner.state) {
     case runtime::Ownership::State::owned: return std::nullopt;
     case runtime::Ownership::State::unassigned:
-      return openai_error(503, "no partitions are assigned to this instance yet; retry shortly", "server_error", route);
-    case runtime::Ownership::State::elsewhere: break;
+    case runtime::Ownership::State::moving:
+      refused = openai_error(503, runtime::not_here_message(owner, session), "server_error", route,
+                             owner.state == runtime::Ownership::State::moving ? "partition_moving" : "");
+      refused.headers.emplace_back("Retry-After", "1");
+      break;
+    case runtime::Ownership::State::elsewhere:
+      refused = openai_error(421, runtime::not_here_message(owner, session), "invalid_request_error", route,
+                             "misdirected_request");
+      break;
   }
-  return openai_error(421,
-                      "session " + session + " is on partition " + std::to_string(owner.partition) +
-                          ", which this instance does not own",
-                      "invalid_request_error", route, "misdirected_request");
+  // Where the session belongs: serve forwards the request there (engine/cluster).
+  refused.headers.emplace_back(runtime::kPartitionHeader, std::to_string(owner.partition));
+  return refused;
+}
+
+std::string Core::new_session_id(std::string_view prefix) const {
+  std::string id = std::string(prefix) + random_hex(12);
+  // With p partitions of which this instance folds k, a random id lands here with odds k/p: 64 tries miss only
+  // when it folds none (then the turn is forwarded to the id's owner, which picks its own).
+  for (int attempt = 0; attempt < 64 && state.ownership(id).state == runtime::Ownership::State::elsewhere; ++attempt) {
+    id = std::string(prefix) + random_hex(12);
+  }
+  return id;
 }
 
 double Core::margin_for(const upstream::Endpoint& endpoint, context::Provider provider) {
@@ -614,8 +631,13 @@ std::optional<http::Response> refuse_reused_key(const fold::Reader& snapshot, co
 }  // namespace
 
 std::variant<std::string, http::Response> Core::branch(const TurnRequest& turn) {
-  // The child keeps the parent's namespace (its tenant prefix comes first) and is named after it.
-  const std::string child = turn.session + "~" + random_hex(4);
+  // The child keeps the parent's namespace (its tenant prefix comes first) and is named after it, with a suffix
+  // that puts it on the parent's partition: this instance folds both, so the branch never waits on another one.
+  const std::int32_t home = state.ownership(turn.session).partition;
+  std::string child = turn.session + "~" + random_hex(4);
+  for (int attempt = 0; home >= 0 && state.ownership(child).partition != home && attempt < 4096; ++attempt) {
+    child = turn.session + "~" + random_hex(4);
+  }
   if (auto refused = refuse_elsewhere(child, turn.route)) return std::move(*refused);
   auto plan = fork::plan(*state.snapshot(), {turn.session, turn.previous_version, child, append::now_us()});
   if (!plan) return openai_error(409, "previous_response_id: " + plan.error().message, "conflict", turn.route);

@@ -206,8 +206,12 @@ void Api::handle(http::Request request, const auth::Principal& caller, http::Res
         if (foreign(id, request.method == "POST" ? kRouteAppend : kRouteHistory)) return;
         if (request.method == "POST") {
           append(request, caller, id, std::move(respond));
+        } else if (!get) {
+          respond(error_response(405, "use GET or POST", kRouteHistory));
+        } else if (auto refused = check_owned(id, kRouteHistory)) {
+          respond(std::move(*refused));  // this store may hold an old copy of it: only its owner's is current
         } else {
-          respond(get ? get_history(request, id) : error_response(405, "use GET or POST", kRouteHistory));
+          respond(get_history(request, id));
         }
         return;
       }
@@ -223,7 +227,9 @@ void Api::handle(http::Request request, const auth::Principal& caller, http::Res
       }
       std::string id = session_id({});
       if (foreign(id, kRouteSession)) return;
-      respond(get ? get_session(request, id) : error_response(405, "use GET", kRouteSession));
+      if (!get) return respond(error_response(405, "use GET", kRouteSession));
+      if (auto refused = check_owned(id, kRouteSession)) return respond(std::move(*refused));
+      respond(get_session(request, id));
       return;
     }
     respond(error_response(404, "no such route: " + request.method + " " + path));
@@ -329,19 +335,27 @@ void Api::append(const http::Request& request, const auth::Principal& caller, co
 
 std::optional<http::Response> Api::check_owned(const std::string& session_id, const std::string& route) {
   const auto owner = _engine.ownership(session_id);
+  http::Response refused;
   switch (owner.state) {
     case runtime::Ownership::State::owned: return std::nullopt;
     case runtime::Ownership::State::unassigned:
       // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
-      return error_response(503, "no partitions are assigned to this instance yet; retry shortly", route);
-    case runtime::Ownership::State::elsewhere: break;
+      refused = error_response(503, runtime::not_here_message(owner, session_id), route);
+      refused.headers.emplace_back("Retry-After", "1");
+      break;
+    case runtime::Ownership::State::moving:
+      refused = error_response(503, runtime::not_here_message(owner, session_id), route, "partition_moving");
+      refused.headers.emplace_back("Retry-After", "1");
+      break;
+    case runtime::Ownership::State::elsewhere: {
+      json::object o{{"error", error_object(421, runtime::not_here_message(owner, session_id), "misdirected_request")},
+                     {"partition", owner.partition}};
+      refused = http::json_response(421, json::serialize(o), route);
+      break;
+    }
   }
-  json::object o{{"error", error_object(421,
-                                        "session " + session_id + " is on partition " +
-                                            std::to_string(owner.partition) + ", which this instance does not own",
-                                        "misdirected_request")},
-                 {"partition", owner.partition}};
-  return http::json_response(421, json::serialize(o), route);
+  refused.headers.emplace_back(runtime::kPartitionHeader, std::to_string(owner.partition));
+  return refused;
 }
 
 void Api::fork(const http::Request& request, const auth::Principal& caller, const std::string& parent,
@@ -351,7 +365,12 @@ void Api::fork(const http::Request& request, const auth::Principal& caller, cons
   json::value body = request.body.empty() ? json::value(json::object()) : json::parse(request.body, ec);
   if (ec || !body.is_object()) return respond(error_response(400, "body: expected a JSON object", route));
   const json::object& args = body.as_object();
+  // A child named here goes on the parent's partition, so the instance that folds the parent folds it too.
+  const std::int32_t home = _engine.ownership(parent).partition;
   fork::Request fork_request{parent, 0, parent + "-fork-" + append::random_event_id().substr(0, 8), append::now_us()};
+  for (int attempt = 0; home >= 0 && _engine.ownership(fork_request.child).partition != home && attempt < 4096; ++attempt) {
+    fork_request.child = parent + "-fork-" + append::random_event_id().substr(0, 8);
+  }
   if (const auto* v = args.if_contains("version")) {
     if (!v->is_uint64() && !(v->is_int64() && v->as_int64() > 0)) {
       return respond(error_response(400, "version: expected a positive integer", route));
@@ -368,9 +387,14 @@ void Api::fork(const http::Request& request, const auth::Principal& caller, cons
       return respond(error_response(404, "session_id: " + caller.no_such_session(fork_request.child), route));
     }
   }
-  // The parent is read from this instance's store and the child is folded here: both must be this instance's.
+  // The parent is read from this instance's store, so the request runs where the parent is folded. A child named
+  // onto a partition another instance folds is appended here and folded there: the answer is then 202, without
+  // waiting for that fold (read the child through any instance).
   if (auto refused = check_owned(parent, route)) return respond(std::move(*refused));
-  if (auto refused = check_owned(fork_request.child, route)) return respond(std::move(*refused));
+  const bool child_elsewhere = _engine.ownership(fork_request.child).state == runtime::Ownership::State::elsewhere;
+  if (!child_elsewhere) {
+    if (auto refused = check_owned(fork_request.child, route)) return respond(std::move(*refused));
+  }
 
   auto snapshot = _engine.store().snapshot();
   auto header = fold::load_header(*snapshot, parent);
@@ -384,10 +408,19 @@ void Api::fork(const http::Request& request, const auth::Principal& caller, cons
   const std::uint64_t parent_version = plan->parent_version;
   const std::size_t count = plan->events.size();
   const std::string child = plan->child;
-  _appender.append(child, std::move(plan->events), {},
+  append::Options send;
+  send.wait = !child_elsewhere;
+  _appender.append(child, std::move(plan->events), send,
                    [respond, child, parent, parent_version, count, route](append::Outcome result) {
                      if (result.kind == append::Outcome::Kind::unavailable) {
                        return respond(unavailable(result.error, route));
+                     }
+                     if (result.kind == append::Outcome::Kind::appended) {
+                       json::object o{{"session_id", child},
+                                      {"parent", json::object{{"session_id", parent}, {"version", parent_version}}},
+                                      {"events", count},
+                                      {"folded", false}};
+                       return respond(http::json_response(202, json::serialize(o), route));
                      }
                      if (result.kind != append::Outcome::Kind::folded || result.events.empty()) {
                        return respond(error_response(504, result.error, route));
@@ -534,7 +567,15 @@ http::Response Api::ready() {
   const bool ready = caught_up && !writes_failing;
   json::object o{{"ready", ready}, {"max_lag", _options.ready_max_lag}, {"lag", std::move(lags)}};
   if (!caught_up) {
-    o["reason"] = _engine.assignment().empty() ? "no partitions assigned" : "partitions are behind";
+    const auto moving = _engine.moving();
+    std::string why = _engine.assignment().empty() ? "no partitions assigned" : "partitions are behind";
+    if (!moving.empty()) {
+      why += ": ";
+      for (std::size_t i = 0; i < moving.size(); ++i) why += (i == 0 ? "" : ",") + std::to_string(moving[i]);
+      why += moving.size() == 1 ? " was just assigned here and is" : " were just assigned here and are";
+      why += " still being folded up to where the log ended then";
+    }
+    o["reason"] = why;
   } else if (writes_failing) {
     o["reason"] = *writes_failing;
   }

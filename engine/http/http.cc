@@ -224,6 +224,7 @@ std::optional<std::string> parse_target(std::string_view target, Request& reques
   if (request.path.find('\0') != std::string::npos) return "the path contains NUL";
   if (question == std::string_view::npos) return std::nullopt;
   std::string_view rest = target.substr(question + 1);
+  request.raw_query = std::string(rest);
   std::string key, value;
   while (!rest.empty()) {
     const std::size_t amp = rest.find('&');

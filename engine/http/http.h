@@ -32,6 +32,7 @@ struct Request {
   // "y/context" sent as y%2Fcontext must not look like the route /v1/sessions/y/context.
   std::string raw_path;
   std::map<std::string, std::string> query;        // percent-decoded query parameters (last one wins)
+  std::string raw_query;                           // the query as sent (after '?', still encoded), for forwarding
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   std::optional<std::string_view> header(std::string_view lower_case_name) const;
@@ -116,6 +117,18 @@ struct ClientResponse {
 base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, const std::string& method,
                                   const std::string& target, const std::string& body = {},
                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(60000));
+
+// Forwards `request` to another instance at http://host:port (scale-out: the instance that folds the session), as it
+// came: method, path and query as sent, its headers (but hop-by-hop ones and Host) plus `extra_headers`, its body.
+// The owner's answer goes to `respond` whole, or piece by piece for an event stream (text/event-stream). Runs on a
+// thread of its own and returns at once. When the owner cannot be reached, the answer is 503 with Retry-After
+// (nothing reached it: retrying is safe); when it fails after the request went out, 502 (the outcome is unknown).
+// `timeout` bounds the connection and each wait for the owner's next bytes.
+void forward(Request request, const std::string& host, std::uint16_t port,
+             std::vector<std::pair<std::string, std::string>> extra_headers, std::chrono::milliseconds timeout,
+             Respond respond);
+// Forwards in flight (for metrics and tests).
+std::size_t forwards_in_flight();
 
 // Helpers for handlers.
 Response json_response(int status, std::string body, std::string route = {});

@@ -60,7 +60,7 @@ base::Result<int> partition_count(const std::string& brokers, const std::string&
 }
 
 base::Result<void> ensure_topic(const std::string& brokers, const std::string& topic, int partitions,
-                                const Properties& extra) {
+                                const Properties& extra, const Properties& topic_config) {
   auto existing = lookup_topic(brokers, topic);
   if (!existing) return existing.error();  // unreachable: say so now rather than after a create timeout
   if (*existing) return {};
@@ -72,6 +72,7 @@ base::Result<void> ensure_topic(const std::string& brokers, const std::string& t
   // The log is the source of truth: keep it forever.
   rd_kafka_NewTopic_set_config(new_topic, "retention.ms", "-1");
   rd_kafka_NewTopic_set_config(new_topic, "retention.bytes", "-1");
+  for (const auto& [name, value] : topic_config) rd_kafka_NewTopic_set_config(new_topic, name.c_str(), value.c_str());
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk->get());
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk->get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_operation_timeout(options, kTimeoutMs, error, sizeof error);

@@ -39,6 +39,19 @@ Record view_of(const rd_kafka_message_t* m) {
   return r;
 }
 
+// The same, owning its bytes.
+StoredRecord stored_of(const rd_kafka_message_t* m) {
+  const Record view = view_of(m);
+  StoredRecord r;
+  r.partition = view.partition;
+  r.offset = view.offset;
+  r.timestamp_ms = view.timestamp_ms;
+  if (view.key) r.key = std::string(*view.key);
+  r.value.assign(view.value.begin(), view.value.end());
+  r.content_type = std::string(view.content_type);
+  return r;
+}
+
 }  // namespace
 
 Properties consumer_properties(const ConsumerOptions& options) {
@@ -63,6 +76,8 @@ Properties consumer_properties(const ConsumerOptions& options) {
 }
 
 namespace {
+
+constexpr std::chrono::seconds kQuietAfterRebalance{5};
 
 class KafkaConsumer final : public Consumer {
  public:
@@ -129,13 +144,17 @@ class KafkaConsumer final : public Consumer {
   void pause(const std::vector<std::int32_t>& partitions) override { toggle(partitions, true); }
   void resume(const std::vector<std::int32_t>& partitions) override { toggle(partitions, false); }
 
-  void commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) override {
-    if (next_offsets.empty()) return;
+  bool commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) override {
+    if (next_offsets.empty()) return true;
+    // A rebalance comes in waves (revocations, then assignments, then often another round as members settle): wait
+    // for the group to be quiet before committing.
+    if (std::chrono::steady_clock::now() - _last_rebalance < kQuietAfterRebalance) return false;
     PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
     for (const auto& [p, o] : next_offsets) {
       rd_kafka_topic_partition_list_add(list.get(), _options.topic.c_str(), p)->offset = o;
     }
     rd_kafka_commit(_rk.get(), list.get(), 1 /* async */);
+    return true;
   }
 
   std::map<std::int32_t, std::int64_t> high_watermarks() const override {
@@ -183,6 +202,7 @@ class KafkaConsumer final : public Consumer {
 
   void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
     _rebalanced = true;
+    _last_rebalance = std::chrono::steady_clock::now();
     std::vector<std::int32_t> ids;
     for (int i = 0; i < partitions->cnt; ++i) ids.push_back(partitions->elems[i].partition);
     const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
@@ -259,6 +279,7 @@ class KafkaConsumer final : public Consumer {
   HandlePtr _rk;
   std::vector<rd_kafka_message_t*> _held;
   bool _rebalanced = false;
+  std::chrono::steady_clock::time_point _last_rebalance;
   bool _closed = false;
   mutable std::mutex _mutex;
   std::vector<std::int32_t> _assigned;
@@ -322,14 +343,7 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
     while (next < offsets.size() && offsets[next] < m->offset) ++next;  // no record there
     if (next >= offsets.size()) break;
     if (m->offset == offsets[next]) {
-      const Record view = view_of(m);
-      StoredRecord r;
-      r.partition = view.partition;
-      r.offset = view.offset;
-      r.timestamp_ms = view.timestamp_ms;
-      if (view.key) r.key = std::string(*view.key);
-      r.value.assign(view.value.begin(), view.value.end());
-      r.content_type = std::string(view.content_type);
+      StoredRecord r = stored_of(m);
       out.emplace(r.offset, std::move(r));
       ++next;
     }
@@ -341,6 +355,67 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
   }
   rd_kafka_consumer_close(rk.get());
   return out;
+}
+
+}  // namespace statefold::log
+
+namespace statefold::log {
+
+namespace {
+
+class KafkaTail final : public Tail {
+ public:
+  explicit KafkaTail(internal::HandlePtr rk) : _rk(std::move(rk)) {}
+  ~KafkaTail() override { rd_kafka_consumer_close(_rk.get()); }
+
+  std::vector<StoredRecord> poll(std::chrono::milliseconds timeout) override {
+    std::vector<StoredRecord> out;
+    int wait_ms = static_cast<int>(timeout.count());
+    while (out.size() < 10000) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(_rk.get(), wait_ms);
+      if (m == nullptr) break;
+      wait_ms = 0;
+      std::unique_ptr<rd_kafka_message_t, MessageDeleter> guard(m);
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // transient (a broker away): librdkafka retries
+      out.push_back(stored_of(m));
+    }
+    return out;
+  }
+
+ private:
+  internal::HandlePtr _rk;
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Tail>> Tail::open(const std::string& brokers, const std::string& topic,
+                                               const Properties& extra) {
+  auto partitions = partition_count(brokers, topic);
+  if (!partitions) return partitions.error();
+  // A group id is required by the consumer API; nothing is ever committed under it.
+  Properties properties = {{"bootstrap.servers", brokers},
+                           {"group.id", "statefold-tail"},
+                           {"enable.auto.commit", "false"},
+                           {"enable.partition.eof", "false"},
+                           {"fetch.wait.max.ms", "100"}};
+  for (const auto& p : extra) properties.push_back(p);
+  auto conf = internal::make_conf(properties);
+  if (!conf) return conf.error();
+  internal::route_logs(conf->get());
+  char error[512];
+  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof error);
+  if (raw == nullptr) return base::make_error(std::string("cannot create a Kafka consumer: ") + error);
+  (void)conf->release();
+  internal::HandlePtr rk(raw);
+  rd_kafka_poll_set_consumer(rk.get());
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(*partitions));
+  for (int p = 0; p < *partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  if (auto err = rd_kafka_assign(rk.get(), list.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return base::make_error("cannot read " + topic + ": " + rd_kafka_err2str(err));
+  }
+  return std::unique_ptr<Tail>(std::make_unique<KafkaTail>(std::move(rk)));
 }
 
 }  // namespace statefold::log

@@ -89,8 +89,10 @@ class Consumer {
   virtual std::vector<std::int32_t> assignment() const = 0;
   virtual void pause(const std::vector<std::int32_t>& partitions) = 0;
   virtual void resume(const std::vector<std::int32_t>& partitions) = 0;
-  // Group offsets exist only for lag monitoring: the store's offsets are the truth.
-  virtual void commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) = 0;
+  // Group offsets exist only for lag monitoring: the store's offsets are the truth. False when not sent because
+  // the group rebalanced moments ago: librdkafka before 2.10 can lose its assignment when a commit meets a
+  // rebalance (librdkafka issue 4059); send them again later.
+  virtual bool commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) = 0;
   // High watermark of each assigned partition as last reported by the broker (-1 unknown).
   virtual std::map<std::int32_t, std::int64_t> high_watermarks() const = 0;
   // The next offset the consumer will fetch for each assigned partition (-1 unknown). It moves past
@@ -148,9 +150,10 @@ class Producer {
 // The partition a keyed record lands on: murmur2 of the key, as Java clients and our producer choose.
 std::int32_t partition_for_key(std::string_view key, int partitions);
 
-// Creates the topic if it does not exist (infinite retention); leaves an existing one alone.
+// Creates the topic if it does not exist (infinite retention, then `topic_config`, e.g. cleanup.policy=compact);
+// leaves an existing one alone.
 base::Result<void> ensure_topic(const std::string& brokers, const std::string& topic, int partitions,
-                                const Properties& extra = {});
+                                const Properties& extra = {}, const Properties& topic_config = {});
 // Number of partitions of a topic, or an error if it does not exist.
 base::Result<int> partition_count(const std::string& brokers, const std::string& topic);
 // The first offset of each partition whose record timestamp is at or after `time_ms` (the end offset where there
@@ -178,6 +181,17 @@ struct StoredRecord {
   std::optional<std::string> key;
   std::vector<std::uint8_t> value;
   std::string content_type;
+};
+
+// Reads every partition of a topic from its beginning and then follows it, outside any consumer group: the
+// membership topic, which every instance reads whole. Thread-safety: one thread.
+class Tail {
+ public:
+  static base::Result<std::unique_ptr<Tail>> open(const std::string& brokers, const std::string& topic,
+                                                  const Properties& extra = {});
+  virtual ~Tail() = default;
+  // The records that arrived since the last call (owning their bytes), waiting up to `timeout` for the first.
+  virtual std::vector<StoredRecord> poll(std::chrono::milliseconds timeout) = 0;
 };
 
 // Reads the records at `offsets` (ascending) of one partition: sequentially through short gaps, seeking over long

@@ -8,6 +8,7 @@
 
 #include "engine/base/hex.h"
 #include "engine/base/logging.h"
+#include "engine/base/text.h"
 #include "engine/base/sha256.h"
 #include "engine/codec/codec.h"
 #include "statefold/schema/events_generated.h"
@@ -25,15 +26,6 @@ constexpr std::size_t kDeadLetterMaxKeyBytes = 4096;
 std::string mib(std::uint64_t bytes) {
   std::string out = std::to_string(bytes >> 20);
   out += " MiB";
-  return out;
-}
-
-std::string join(const std::vector<std::int32_t>& partitions) {
-  std::string out;
-  for (std::int32_t p : partitions) {
-    if (!out.empty()) out.push_back(',');
-    out += std::to_string(p);
-  }
   return out;
 }
 
@@ -142,6 +134,7 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   if (!store) return store.error();
   engine->_store = std::move(*store);
   engine->_next_offsets = engine->_store->offsets();
+  engine->_committed = engine->_next_offsets;
   if (options.partitions <= 0) {
     // A session's home partition depends on the topic's partition count: folding checks every record against it.
     auto partitions = log::partition_count(options.brokers, options.topic);
@@ -164,8 +157,8 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   // One store, one member: after a kill -9 the restarted engine takes its partitions back at once (spec 8:
   // ready in under a second) instead of waiting out the dead member's session.
   const auto dir_hash = base::sha256(std::filesystem::absolute(options.data_dir).string());
-  consumer_options.instance_id =
-      options.group + "-" + base::to_hex(std::span<const std::uint8_t>(dir_hash.data(), 8));
+  engine->_instance_id = options.group + "-" + base::to_hex(std::span<const std::uint8_t>(dir_hash.data(), 8));
+  consumer_options.instance_id = engine->_instance_id;
   consumer_options.queue_budget_bytes = options.memory_budget_bytes / 4;
   consumer_options.extra = options.kafka_properties;
   auto consumer = log::Consumer::create(consumer_options, engine.get());
@@ -178,6 +171,10 @@ void Engine::on_committed(std::function<void(const std::vector<FoldedRecord>&)> 
   _observer = std::move(observer);
 }
 
+void Engine::on_assignment(std::function<void(const std::vector<std::int32_t>& owned)> observer) {
+  _assignment_observer = std::move(observer);
+}
+
 std::vector<std::int32_t> Engine::assignment() const { return _consumer->assignment(); }
 
 Ownership Engine::ownership(std::string_view session_id) const {
@@ -186,7 +183,51 @@ Ownership Engine::ownership(std::string_view session_id) const {
   const auto owned = assignment();
   if (owned.empty()) return {Ownership::State::unassigned, partition};
   if (std::find(owned.begin(), owned.end(), partition) == owned.end()) return {Ownership::State::elsewhere, partition};
+  std::lock_guard lock(_moves_mutex);
+  if (_moves.contains(partition)) return {Ownership::State::moving, partition};
   return {Ownership::State::owned, partition};
+}
+
+std::vector<std::int32_t> Engine::moving() const {
+  std::lock_guard lock(_moves_mutex);
+  std::vector<std::int32_t> out;
+  for (const auto& [partition, until] : _moves) out.push_back(partition);
+  return out;
+}
+
+void Engine::settle_moves() {
+  {
+    std::lock_guard lock(_moves_mutex);
+    if (_moves.empty()) return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (now - _last_settle < std::chrono::milliseconds(20)) return;
+  _last_settle = now;
+  const auto ends = _consumer->high_watermarks();
+  // With no batch in flight, everything the consumer returned is in the store: its position (which moves past
+  // transaction markers, never delivered as records) counts as folded too.
+  const auto positions = _in_flight ? std::map<std::int32_t, std::int64_t>() : _consumer->positions();
+  std::vector<std::int32_t> settled;
+  {
+    std::lock_guard lock(_moves_mutex);
+    for (auto it = _moves.begin(); it != _moves.end();) {
+      auto& [partition, until] = *it;
+      if (until < 0) {
+        auto end = ends.find(partition);
+        if (end != ends.end() && end->second >= 0) until = end->second;
+      }
+      std::int64_t done = 0;
+      if (auto c = _committed.find(partition); c != _committed.end()) done = c->second;
+      if (auto p = positions.find(partition); p != positions.end()) done = std::max(done, p->second);
+      if (until >= 0 && done >= until) {
+        settled.push_back(partition);
+        it = _moves.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!settled.empty()) base::log_info("partitions ready", {{"topic", _options.topic}, {"partitions", base::join(settled)}});
 }
 
 std::map<std::int32_t, std::int64_t> Engine::lag() const {
@@ -222,18 +263,40 @@ std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const st
     where.append(o ? std::to_string(*o) : "beginning");
   }
   base::log_info("partitions assigned", {{"topic", _options.topic}, {"start", where}});
+  {
+    // Served once folded up to where the log ends now: its previous owner may have acknowledged writes up to there.
+    std::lock_guard lock(_moves_mutex);
+    for (std::int32_t p : partitions) _moves[p] = -1;
+  }
+  if (_assignment_observer) {
+    auto owned = _consumer->assignment();  // the new partitions are added once this returns
+    owned.insert(owned.end(), partitions.begin(), partitions.end());
+    std::sort(owned.begin(), owned.end());
+    owned.erase(std::unique(owned.begin(), owned.end()), owned.end());
+    _assignment_observer(owned);
+  }
   return starts;
 }
 
 void Engine::on_revoked(const std::vector<std::int32_t>& partitions) {
   // What was folded from these partitions is stored before another member starts on them.
   if (auto committed = finish_commit(); !committed) _commit_error = committed.error();
-  base::log_info("partitions revoked", {{"topic", _options.topic}, {"partitions", join(partitions)}});
+  base::log_info("partitions revoked", {{"topic", _options.topic}, {"partitions", base::join(partitions)}});
+  {
+    std::lock_guard lock(_moves_mutex);
+    for (std::int32_t p : partitions) _moves.erase(p);
+  }
+  if (_assignment_observer) {
+    auto owned = _consumer->assignment();  // the revoked partitions are removed once this returns
+    std::erase_if(owned, [&](std::int32_t p) { return std::find(partitions.begin(), partitions.end(), p) != partitions.end(); });
+    _assignment_observer(owned);
+  }
 }
 
 bool Engine::caught_up(std::int64_t max_lag) const {
   auto lags = lag();
   if (lags.empty()) return false;
+  if (!moving().empty()) return false;
   for (const auto& [partition, l] : lags) {
     if (l < 0 || l > max_lag) return false;
   }
@@ -363,7 +426,10 @@ base::Result<void> Engine::finish_commit() {
   if (!committed) return committed.error();
   // Group offsets are for lag monitoring only: at most one commit a second, or small batches (API appends) would
   // queue thousands of OffsetCommits ahead of the heartbeats and cost the group membership.
-  for (const auto& [p, o] : done->next) _lag_offsets[p] = o;
+  for (const auto& [p, o] : done->next) {
+    _lag_offsets[p] = o;
+    _committed[p] = o;
+  }
   return {};
 }
 
@@ -466,7 +532,7 @@ base::Result<void> Engine::wait_for_disk_space(const base::Error& failure) {
 void Engine::commit_lag_offsets(bool now) {
   const auto at = std::chrono::steady_clock::now();
   if (_lag_offsets.empty() || (!now && at - _last_lag_commit < std::chrono::seconds(1))) return;
-  _consumer->commit_for_lag(_lag_offsets);
+  if (!_consumer->commit_for_lag(_lag_offsets)) return;  // the group just rebalanced: later
   _lag_offsets.clear();
   _last_lag_commit = at;
 }
@@ -546,6 +612,7 @@ base::Result<void> Engine::run() {
       }
     }
     commit_lag_offsets();
+    settle_moves();
     maybe_log_progress();
     if (reached_stop()) break;
   }

@@ -101,11 +101,19 @@ class Engine final : private log::AssignmentListener {
 
   // Called on the engine's commit thread after each committed batch.
   void on_committed(std::function<void(const std::vector<FoldedRecord>&)> observer);
+  // Called on the engine's thread whenever the group gives or takes partitions, with every partition this instance
+  // folds from then on, before any other member may start on a revoked one. Set before run().
+  void on_assignment(std::function<void(const std::vector<std::int32_t>& owned)> observer);
+  // This instance's name in the consumer group: stable per data directory (static membership).
+  const std::string& instance_id() const { return _instance_id; }
   // Set before run(); not owned.
   void set_probe(EngineProbe* probe) { _probe = probe; }
   const EngineOptions& options() const { return _options; }
-  // True once every assigned partition's lag is at most max_lag (and at least one partition is assigned).
+  // True once every assigned partition's lag is at most max_lag (and at least one partition is assigned), and none
+  // is moving (see Ownership).
   bool caught_up(std::int64_t max_lag) const;
+  // Partitions assigned here that are still being folded up to where the log ended when they came (Ownership::moving).
+  std::vector<std::int32_t> moving() const;
 
   const store::Store& store() const { return *_store; }
   const EngineStats& stats() const { return _stats; }
@@ -139,6 +147,8 @@ class Engine final : private log::AssignmentListener {
   // The stored offsets to the group, for lag monitoring: at most once a second unless `now`.
   void commit_lag_offsets(bool now = false);
   void maybe_log_progress();
+  // Ends the move of each partition whose committed offset reached the log's end as first seen after it came.
+  void settle_moves();
   // Compares the data directory's free space with the reserve (at most a few times a second) and logs changes;
   // true while folding must pause.
   bool disk_is_low();
@@ -156,6 +166,13 @@ class Engine final : private log::AssignmentListener {
   std::atomic<bool> _stop{false};
   EngineStats _stats;
   std::function<void(const std::vector<FoldedRecord>&)> _observer;
+  std::function<void(const std::vector<std::int32_t>&)> _assignment_observer;
+  std::string _instance_id;
+  // Partitions moving here: the offset they must be folded to (-1 until the broker told the log's end).
+  mutable std::mutex _moves_mutex;
+  std::map<std::int32_t, std::int64_t> _moves;
+  std::map<std::int32_t, std::int64_t> _committed;  // next offsets in the store, as of the last finished commit
+  std::chrono::steady_clock::time_point _last_settle;
   EngineProbe* _probe = nullptr;
   std::unique_ptr<CommitThread> _committer;
   std::unique_ptr<Commit> _in_flight;       // handed to the commit thread, not known to be in the store yet

@@ -4,14 +4,37 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace statefold::runtime {
 
-// This instance folds the session (owned), another one does (elsewhere: `partition` is the session's), or nobody
-// here yet (unassigned: starting, stopping or between rebalances).
+// This instance folds the session (owned), another one does (elsewhere: `partition` is the session's), nobody here
+// yet (unassigned: starting, stopping or between rebalances), or this instance was just given the partition and is
+// still folding what was on it then (moving: its reads would miss writes already acknowledged elsewhere).
 struct Ownership {
-  enum class State { owned, elsewhere, unassigned } state = State::owned;
+  enum class State { owned, elsewhere, unassigned, moving } state = State::owned;
   std::int32_t partition = -1;
 };
+
+// The header a refusal for a session folded elsewhere (421) or not yet here (503) names the session's partition in,
+// so that the layer that forwards requests between instances (engine/cluster) knows where the request belongs.
+inline constexpr char kPartitionHeader[] = "X-Statefold-Partition";
+
+// Why a request for `session_id` is not answered here (for any state but owned), as the API and the gateway say it.
+inline std::string not_here_message(const Ownership& owner, std::string_view session_id) {
+  const std::string session(session_id);
+  const std::string partition = std::to_string(owner.partition);
+  switch (owner.state) {
+    case Ownership::State::unassigned: return "no partitions are assigned to this instance yet; retry shortly";
+    case Ownership::State::moving:
+      return "partition " + partition + " of session " + session +
+             " has just moved to this instance, which is still folding what it holds; retry shortly";
+    case Ownership::State::elsewhere:
+      return "session " + session + " is on partition " + partition + ", which this instance does not own";
+    case Ownership::State::owned: break;
+  }
+  return {};
+}
 
 }  // namespace statefold::runtime

@@ -1,4 +1,5 @@
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "engine/base/hex.h"
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
+#include "engine/cluster/cluster.h"
 #include "engine/http/http.h"
 #include "engine/log/log.h"
 #include "engine/metrics/metrics.h"
@@ -117,6 +119,16 @@ base::Result<std::string> load_id_secret(const std::string& named, const std::st
   return secret;
 }
 
+// http://HOST:PORT of the listener, with this host's name in place of a wildcard address.
+std::string default_advertise_url(const std::pair<std::string, std::uint16_t>& address) {
+  std::string host = address.first;
+  if (host == "0.0.0.0" || host == "::" || host == "[::]") {
+    char name[256] = {};
+    host = ::gethostname(name, sizeof name - 1) == 0 ? std::string(name) : "localhost";
+  }
+  return "http://" + host + ":" + std::to_string(address.second);
+}
+
 }  // namespace
 
 Runner add_serve(CLI::App& app) {
@@ -146,6 +158,8 @@ Runner add_serve(CLI::App& app) {
     std::string tls_client_ca;
     std::string id_secret_file;
     std::string wal = "on";
+    std::string advertise_url;
+    std::string members_topic{cluster::kDefaultTopic};
   };
   auto a = std::make_shared<Args>();
   a->engine.brokers = "127.0.0.1:9092";
@@ -228,6 +242,14 @@ Runner add_serve(CLI::App& app) {
   env(cmd->add_option("--tls-client-ca", a->tls_client_ca,
                       "PEM CA: clients must present a certificate it signed (mutual TLS)"),
       "STATEFOLD_TLS_CLIENT_CA");
+  env(cmd->add_option("--advertise-url", a->advertise_url,
+                      "http://HOST:PORT at which the other instances of the group reach this one's HTTP API, to forward "
+                      "it requests for the sessions it folds. Default: http://--http-address (with this host's name "
+                      "for 0.0.0.0 or ::)"),
+      "STATEFOLD_ADVERTISE_URL");
+  env(cmd->add_option("--members-topic", a->members_topic,
+                      "Compacted topic on which the instances of the group announce their partitions and addresses"),
+      "STATEFOLD_MEMBERS_TOPIC");
   cmd->add_flag("--embedded-kafka", a->embedded,
                 "Run librdkafka's in-process mock cluster instead of a broker: a try-out without Java. "
                 "It KEEPS NOTHING after exit (the store does, but its offsets then point into a log that is gone)");
@@ -373,6 +395,32 @@ Runner add_serve(CLI::App& app) {
       std::cerr << "statefold serve: " << engine.error().message << "\n";
       return kFailure;
     }
+    // Several instances on the topic: announce what this one folds, and forward what another one folds to it. TLS
+    // listeners are left out: forwarding speaks plain HTTP (docs/scaling.md), so there a client gets the 421. So is
+    // the embedded try-out, a single process by definition.
+    std::shared_ptr<cluster::Cluster> members;
+    if (http_address && a->tls_cert.empty() && !a->embedded) {
+      cluster::Options cluster_options;
+      cluster_options.brokers = a->engine.brokers;
+      cluster_options.topic = a->members_topic;
+      cluster_options.group = a->engine.group;
+      cluster_options.events_topic = a->engine.topic;
+      cluster_options.instance = (*engine)->instance_id();
+      // Port 0 (any free one): the address is known once the server listens, before any announcement.
+      if (!a->advertise_url.empty()) {
+        cluster_options.url = a->advertise_url;
+      } else if (http_address->second != 0) {
+        cluster_options.url = default_advertise_url(*http_address);
+      }
+      cluster_options.kafka_properties = a->engine.kafka_properties;
+      auto started = cluster::Cluster::start(cluster_options);
+      if (!started) {
+        std::cerr << "statefold serve: " << started.error().message << "\n";
+        return kFailure;
+      }
+      members = std::move(*started);
+      (*engine)->on_assignment([raw = members.get()](const std::vector<std::int32_t>& owned) { raw->announce(owned); });
+    }
     metrics::Metrics metrics;
     metrics.attach(engine->get());
     (*engine)->set_probe(&metrics);
@@ -433,7 +481,16 @@ Runner add_serve(CLI::App& app) {
       auto keys = std::make_shared<auth::Gate>(std::move(auth_config));
       auto started = http::Server::start(
           server_options,
-          [raw = api.get(), gw = gate.get(), keys](http::Request request, http::Respond respond) {
+          [raw = api.get(), gw = gate.get(), keys, members](http::Request request, http::Respond respond) {
+            if (members) {
+              // A refusal naming the session's partition (folded elsewhere, or not here yet) goes to the cluster,
+              // which forwards the request to the owner: it needs the request as it came.
+              respond = [members, copy = std::make_shared<http::Request>(request),
+                         respond = std::move(respond)](http::Response response) {
+                if (response.status != 421 && response.status != 503) return respond(std::move(response));
+                members->route(std::move(*copy), std::move(response), respond);
+              };
+            }
             auto admitted = keys->admit(request.method, request.path, request.header("authorization"),
                                         std::chrono::steady_clock::now());
             if (const auto* refused = std::get_if<auth::Refusal>(&admitted)) return respond(refusal_response(*refused));
@@ -457,6 +514,12 @@ Runner add_serve(CLI::App& app) {
         return kFailure;
       }
       server = std::move(*started);
+      if (members && a->advertise_url.empty() && http_address->second == 0) {
+        members->set_url(default_advertise_url({http_address->first, server->port()}));
+      }
+      // Listening: announced now (folding nothing yet), so that the first announcement of partitions, made while
+      // the group waits, does not also pay for the producer's start.
+      if (members) members->announce({});
       base::log_info("HTTP API listening",
                      {{"address", http_address->first + ":" + std::to_string(server->port())},
                       {"tls", a->tls_cert.empty() ? "off" : a->tls_client_ca.empty() ? "on" : "mutual"}});
@@ -507,6 +570,7 @@ Runner add_serve(CLI::App& app) {
     std::signal(SIGINT, on_signal);
     auto result = (*engine)->run();
     g_engine = nullptr;
+    if (members) members->leave();  // the engine left the group: others stop forwarding here
     if (snapshotter.joinable()) {
       {
         std::lock_guard lock(snapshot_mutex);

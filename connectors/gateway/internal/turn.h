@@ -191,6 +191,9 @@ struct Core {
 
   // 421 or 503 when this instance does not fold the session; nullopt when it does.
   std::optional<http::Response> refuse_elsewhere(const std::string& session, const std::string& route) const;
+  // A new session's id: `prefix` and random hex, on a partition this instance folds when it folds any (several
+  // instances share the topic: the session is then served here, not forwarded).
+  std::string new_session_id(std::string_view prefix) const;
   double margin_for(const upstream::Endpoint& endpoint, context::Provider provider);
   void calibrate(const Prepared& p, const protocol::Usage& usage);
   void report(const Call& call, int status, const Timing& timing) const;

@@ -1,0 +1,96 @@
+// cluster: several `serve` instances on one topic, with Kafka as the only coordinator. Each instance announces on a
+// compacted membership topic (statefold.members, keyed by instance) which partitions it folds and the HTTP address
+// others reach it at; each reads that topic whole, so any instance knows every partition's owner. A request the API
+// or the gateway refused because its session is folded elsewhere (421, or 503 while the partition is not here yet)
+// is forwarded to that owner, streams included, so a client may talk to any instance.
+//
+//   auto cluster = cluster::Cluster::start({.brokers = b, .instance = engine.instance_id(), .url = "http://h:8080"});
+//   engine.on_assignment([&](const auto& owned) { cluster->announce(owned); });
+//   ... in the HTTP handler, for a refused request: cluster->route(std::move(request), std::move(refused), respond);
+//
+// Thread-safety: every method from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/base/result.h"
+#include "engine/http/http.h"
+#include "engine/log/log.h"
+
+namespace statefold::cluster {
+
+inline constexpr std::string_view kDefaultTopic = "statefold.members";
+// Set on a request one instance forwards to another (its value: the forwarding instance). An instance that is not
+// the owner of a forwarded request answers 503 rather than forwarding it again: no loops while views disagree.
+inline constexpr char kForwardedByHeader[] = "X-Statefold-Forwarded-By";
+// Sent by a client that wants the 421 (and the owner's address) rather than a forwarded answer.
+inline constexpr char kNoForwardHeader[] = "X-Statefold-No-Forward";
+// On a 421: the owner's address, when known.
+inline constexpr char kOwnerHeader[] = "X-Statefold-Owner";
+
+struct Options {
+  std::string brokers;
+  std::string topic{kDefaultTopic};
+  // The consumer group and the events topic this instance folds: groups on one membership topic ignore each other.
+  std::string group;
+  std::string events_topic;
+  std::string instance;  // unique per instance and stable across its restarts (runtime::Engine::instance_id)
+  std::string url;       // http://HOST:PORT other instances forward to; empty: this instance forwards but gets none
+  // How long a forwarded request may wait for the owner's next bytes (its turn may be a long upstream call).
+  std::chrono::milliseconds forward_timeout{120000};
+  log::Properties kafka_properties;
+};
+
+// One instance as its last announcement says.
+struct Member {
+  std::string instance;
+  std::string group;
+  std::string events_topic;
+  std::string url;
+  std::vector<std::int32_t> partitions;
+  bool left = false;              // stopped cleanly: it folds nothing any more
+  std::int64_t announced_ms = 0;  // when (the record's timestamp)
+  std::int64_t offset = -1;       // where on the membership topic: a later announcement wins a disputed partition
+};
+
+class Cluster {
+ public:
+  static base::Result<std::unique_ptr<Cluster>> start(const Options& options);
+  ~Cluster();
+
+  // This instance folds `owned` from now on. Returns once the announcement is on the topic (or after a few
+  // seconds), so that a partition given up is announced before the group can hand it to another instance.
+  void announce(const std::vector<std::int32_t>& owned);
+  // The address to announce from now on (a listener on port 0 knows its own only once it listens).
+  void set_url(std::string url);
+  // Announces that this instance folds nothing any more and stops reading the topic. Idempotent.
+  void leave();
+
+  // The instance whose announcement claims `partition` last; nullopt when none does, or it is this instance.
+  std::optional<Member> owner(std::int32_t partition) const;
+  // Every instance ever announced on the topic, this one included, in instance order.
+  std::vector<Member> members() const;
+
+  // Answers a request the API or the gateway refused with `refused` (421, or 503, carrying the session's partition in
+  // runtime::kPartitionHeader): forwards it to the partition's owner when one is known elsewhere, else answers 503
+  // with Retry-After (the partition is moving); a client that sent kNoForwardHeader gets the 421 with the owner's
+  // address. Any other response is given to `respond` unchanged.
+  void route(http::Request request, http::Response refused, const http::Respond& respond) const;
+
+ private:
+  struct Impl;
+  explicit Cluster(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> _impl;
+};
+
+// What a membership record holds (the value of the record keyed by the instance): JSON, so any Kafka tool reads it.
+std::string encode_announcement(const Member& member);
+base::Result<Member> decode_announcement(std::string_view instance, std::string_view value);
+
+}  // namespace statefold::cluster

@@ -1,0 +1,295 @@
+// Scale-out (spec section 7, docs/scaling.md): three `statefold serve` instances in one group on a real broker, with
+// writers appending through the HTTP API of every instance (any instance answers: a request for another instance's
+// session is forwarded to it) and through `statefold append`, while one instance is killed with SIGKILL, a fourth
+// joins and one leaves with SIGTERM. At the end every acknowledged event is in its session exactly once, and every
+// session read through either surviving instance equals a single-instance replay of the topic.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "api/http_client.h"
+#include "support/cluster.h"
+
+namespace statefold::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+constexpr int kPartitions = 6;
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+std::string message_body(const std::string& text) {
+  return json::serialize(json::object{
+      {"payload_type", "Message"},
+      {"payload", json::object{{"role", "user"}, {"content", json::array{json::object{{"text", text}}}}}}});
+}
+
+std::string opened_body() {
+  return json::serialize(json::object{{"payload_type", "SessionOpened"}, {"payload", json::object{{"model", "echo"}}}});
+}
+
+// One serve of the group.
+struct Node {
+  std::string name;
+  Serve* serve = nullptr;
+  std::uint16_t port = 0;
+  std::string data_dir;
+  std::atomic<bool> up{false};  // writers send to it
+};
+
+class ScaleOut : public ClusterTest {
+ protected:
+  void SetUp() override {
+    ClusterTest::SetUp();
+    _topic = unique_name("scale");
+  }
+
+  Node& start_node(const std::string& name) {
+    auto node = std::make_unique<Node>();
+    node->name = name;
+    node->data_dir = data_dir(name);
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      node->port = free_port();
+      ServeOptions options = serve_options(_topic, node->data_dir,
+                                           {"--partitions", std::to_string(kPartitions), "--snapshot-interval-s", "0",
+                                            "--append-timeout-ms", "15000"});
+      options.http_address = "127.0.0.1:" + std::to_string(node->port);
+      node->serve = &start_serve(options);
+      const bool listening = wait_until(
+          [&] { return !node->serve->running() || contains(node->serve->log(), "HTTP API listening"); }, minutes(2),
+          milliseconds(20));
+      if (listening && node->serve->running()) break;
+      if (!contains(node->serve->log(), "cannot listen") || attempt == 2) {
+        ADD_FAILURE() << name << " did not start its HTTP API:\n" << tail(node->serve->log_path());
+        break;
+      }
+    }
+    node->up = true;
+    _nodes.push_back(std::move(node));
+    return *_nodes.back();
+  }
+
+  // The partitions a node folds, from /readyz's lag (empty when it does not answer).
+  static std::set<std::int32_t> partitions_of(Node& node, bool* ready = nullptr) {
+    HttpClient client("127.0.0.1", node.port, seconds(10));
+    HttpReply r = client.get("/readyz");
+    std::set<std::int32_t> out;
+    if (ready != nullptr) *ready = r.status == 200;
+    if (r.json().is_object() && r.json().as_object().contains("lag")) {
+      for (const auto& [p, lag] : r.json().at("lag").as_object()) out.insert(std::stoi(std::string(p)));
+    }
+    return out;
+  }
+
+  // Waits until the live nodes split every partition between them and are all ready.
+  void wait_for_split(const std::vector<Node*>& live, const std::string& when) {
+    std::string last;
+    const bool split = wait_until(
+        [&] {
+          std::set<std::int32_t> all;
+          std::size_t total = 0;
+          last.clear();
+          for (Node* n : live) {
+            bool ready = false;
+            const auto mine = partitions_of(*n, &ready);
+            last += n->name + "=" + std::to_string(mine.size()) + (ready ? " ready; " : " not ready; ");
+            if (!ready) return false;
+            total += mine.size();
+            all.insert(mine.begin(), mine.end());
+          }
+          return total == kPartitions && all.size() == kPartitions;
+        },
+        minutes(3), milliseconds(200));
+    ASSERT_TRUE(split) << when << ": the partitions were never split between the live instances: " << last;
+  }
+
+  std::string _topic;
+  std::vector<std::unique_ptr<Node>> _nodes;
+};
+
+// What the writers had acknowledged: per session, the event ids answered 200 (accepted, or a duplicate of an
+// earlier attempt of the same key), in order.
+struct Acknowledged {
+  std::mutex mutex;
+  std::map<std::string, std::vector<std::string>> events;
+  std::atomic<std::uint64_t> count{0};
+  std::map<int, std::uint64_t> statuses;  // every answer seen on the way, for the report
+};
+
+TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay) {
+  Node& a = start_node("a");
+  Node& b = start_node("b");
+  Node& c = start_node("c");
+  ASSERT_FALSE(HasFailure());
+  wait_for_split({&a, &b, &c}, "three instances");
+  ASSERT_FALSE(HasFailure());
+
+  Acknowledged acked;
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> turn{0};
+  auto writer = [&](int w) {
+    std::map<std::uint16_t, std::unique_ptr<HttpClient>> clients;
+    const int sessions = 6;
+    std::vector<int> next(sessions, 0);
+    for (std::uint64_t step = 0; !stop.load(); ++step) {
+      const int s = static_cast<int>(step % sessions);
+      const std::string session = "w" + std::to_string(w) + "-s" + std::to_string(s);
+      const int n = next[s];
+      const std::string key = session + "-" + std::to_string(n);
+      const std::string body = n == 0 ? opened_body() : message_body("event " + std::to_string(n));
+      // The same key until it is answered 200, through whichever instance is up: a retry is never a second event.
+      for (int attempt = 0; !stop.load() || attempt > 0; ++attempt) {
+        std::vector<Node*> up;
+        for (auto& node : _nodes) {
+          if (node->up.load()) up.push_back(node.get());
+        }
+        Node* to = up[(turn.fetch_add(1) + attempt) % up.size()];
+        auto& client = clients[to->port];
+        if (!client) client = std::make_unique<HttpClient>("127.0.0.1", to->port, seconds(30));
+        HttpReply r = client->post("/v1/sessions/" + session + "/events", body, {{"Idempotency-Key", key}});
+        {
+          std::lock_guard lock(acked.mutex);
+          ++acked.statuses[r.status];
+        }
+        if (r.status == 200) {
+          std::lock_guard lock(acked.mutex);
+          acked.events[session].push_back(
+              std::string(r.json().at("events").at(0).at("event_id").as_string()));
+          acked.count.fetch_add(1);
+          ++next[s];
+          break;
+        }
+        // 503 (moving, owner unreachable), 502/504 (outcome unknown: the retry settles it), no answer (killed).
+        ASSERT_TRUE(r.status == 0 || r.status == 502 || r.status == 503 || r.status == 504)
+            << "writer " << w << ": unexpected answer through " << to->name << ": " << r.describe();
+        if (attempt > 2000) {
+          ADD_FAILURE() << "writer " << w << ": " << key << " never acknowledged; last: " << r.describe();
+          return;
+        }
+        std::this_thread::sleep_for(milliseconds(50));
+      }
+    }
+  };
+  // `statefold append` writes straight to the topic: its events are acknowledged by Kafka, folded by the owner.
+  std::map<std::string, std::vector<std::string>> cli_events;
+  auto cli_writer = [&] {
+    for (int round = 0; !stop.load(); ++round) {
+      std::vector<std::string> lines;
+      for (int s = 0; s < 4; ++s) {
+        const std::string session = "cli-s" + std::to_string(s);
+        char id[33];
+        std::snprintf(id, sizeof id, "%08x%08x%016x", 0xc11u, static_cast<unsigned>(s), static_cast<unsigned>(round));
+        json::object e = round == 0 ? json::parse(opened_body()).as_object() : json::parse(message_body("cli")).as_object();
+        e["session_id"] = session;
+        e["event_id"] = id;
+        lines.push_back(json::serialize(e));
+        cli_events[session].push_back(id);
+      }
+      const std::string file = path("cli-" + std::to_string(round) + ".jsonl");
+      write_lines(file, lines);
+      auto r = append(_topic, file);
+      ASSERT_TRUE(r.status.exited_with(0)) << "statefold append: " << r.status.describe() << "\n" << r.err;
+      std::this_thread::sleep_for(milliseconds(300));
+    }
+  };
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 3; ++w) threads.emplace_back(writer, w);
+  threads.emplace_back(cli_writer);
+  auto progress = [&](std::uint64_t events, const std::string& what) {
+    const std::uint64_t from = acked.count.load();
+    EXPECT_TRUE(wait_until([&] { return acked.count.load() >= from + events; }, minutes(3), milliseconds(50)))
+        << what << ": the writers acknowledged only " << acked.count.load() - from << " more events";
+  };
+
+  progress(150, "three instances");
+  // kill -9 of b: its partitions move once the group gives up on it (session.timeout.ms); meanwhile 503.
+  b.up = false;
+  b.serve->kill();
+  progress(150, "after b was killed");
+  // A fourth instance joins: partitions move to it (cooperative rebalancing) and it folds them from the log.
+  Node& d = start_node("d");
+  progress(100, "after d joined");
+  EXPECT_TRUE(wait_until([&] { return !partitions_of(d).empty(); }, minutes(2), milliseconds(200)))
+      << "d was never given a partition";
+  progress(100, "after d got partitions");
+  // c leaves cleanly: it announces that it folds nothing, and its partitions move on.
+  c.up = false;
+  EXPECT_TRUE(c.serve->stop().exited_with(0)) << tail(c.serve->log_path());
+  progress(150, "after c left");
+  stop = true;
+  for (auto& t : threads) t.join();
+  ASSERT_FALSE(HasFailure());
+  {
+    std::string seen;
+    for (const auto& [status, n] : acked.statuses) seen += " " + std::to_string(status) + "x" + std::to_string(n);
+    std::printf("acknowledged %llu events through the API; answers seen:%s\n",
+                static_cast<unsigned long long>(acked.count.load()), seen.c_str());
+  }
+  wait_for_split({&a, &d}, "after the writers stopped");
+  ASSERT_FALSE(HasFailure());
+
+  // Every acknowledged event exactly once, read through both instances (one of them forwards each read).
+  auto history_ids = [&](Node& node, const std::string& session) {
+    HttpClient client("127.0.0.1", node.port, seconds(30));
+    std::vector<std::string> ids;
+    for (std::uint64_t from = 1;;) {
+      HttpReply r = client.get("/v1/sessions/" + session + "/events?limit=1000&from_version=" + std::to_string(from));
+      EXPECT_EQ(r.status, 200) << node.name << " " << session << ": " << r.describe();
+      if (r.status != 200) return ids;
+      for (const auto& e : r.json().at("events").as_array()) ids.push_back(std::string(e.at("event").at("event_id").as_string()));
+      if (r.json().at("next_from_version").is_null()) return ids;
+      from = r.json().at("next_from_version").to_number<std::uint64_t>();
+    }
+  };
+  std::map<std::string, std::vector<std::string>> expected = acked.events;
+  for (const auto& [session, ids] : cli_events) expected[session] = ids;
+  for (const auto& [session, ids] : expected) {
+    for (Node* node : {&a, &d}) {
+      const auto stored = history_ids(*node, session);
+      std::map<std::string, int> times;
+      for (const auto& id : stored) ++times[id];
+      for (const auto& id : ids) {
+        EXPECT_EQ(times[id], 1) << session << " through " << node->name << ": acknowledged event " << id
+                                << " is stored " << times[id] << " times";
+      }
+      for (const auto& [id, n] : times) EXPECT_EQ(n, 1) << session << ": event " << id << " stored " << n << " times";
+    }
+  }
+
+  // A single-instance replay of the topic: every session read through either instance equals it.
+  const std::string replayed = data_dir("replay");
+  auto r = statefold({"replay", "--brokers", brokers(), "--topic", _topic, "--data-dir", replayed}, minutes(5));
+  ASSERT_TRUE(r.status.exited_with(0)) << r.status.describe() << "\n" << r.err;
+  for (const auto& [session, ids] : expected) {
+    auto reference = inspect_session(replayed, session, 0);
+    ASSERT_TRUE(reference.has_value()) << session;
+    const json::object ref = json::parse(*reference).as_object();
+    for (Node* node : {&a, &d}) {
+      HttpClient client("127.0.0.1", node->port, seconds(30));
+      HttpReply got = client.get("/v1/sessions/" + session);
+      ASSERT_EQ(got.status, 200) << node->name << " " << session << ": " << got.describe();
+      for (const char* field : {"version", "state_hash", "chain_hash"}) {
+        EXPECT_EQ(json::serialize(got.json().at(field)), json::serialize(ref.at(field)))
+            << session << " through " << node->name << ": " << field << " differs from the replay";
+      }
+    }
+  }
+  std::printf("%zu sessions (%zu through statefold append) equal a single-instance replay through a and d\n",
+              expected.size(), cli_events.size());
+
+  // The instance that left said so on the membership topic; the killed one could not.
+  EXPECT_TRUE(contains(c.serve->log(), "cluster: announced")) << tail(c.serve->log_path());
+  EXPECT_TRUE(contains(c.serve->log(), "state=left")) << tail(c.serve->log_path());
+}
+
+}  // namespace
+}  // namespace statefold::testing
