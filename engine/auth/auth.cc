@@ -28,7 +28,9 @@ std::string at(std::string_view source, const toml::node& node) {
 }
 
 // Routes whose answer covers every tenant: the store's snapshots and the process's metrics.
-bool spans_tenants(std::string_view path) { return path.starts_with("/v1/snapshots") || path == "/metrics"; }
+bool spans_tenants(std::string_view path) {
+  return path.starts_with("/v1/snapshots") || path == "/metrics" || path == "/v1/cluster";
+}
 
 bool is_turn(std::string_view method, std::string_view path) {
   return method == "POST" && (path == "/v1/chat/completions" || path == "/v1/responses");
@@ -282,7 +284,7 @@ std::optional<Role> required_role(std::string_view method, std::string_view path
   if (path == "/healthz" || path == "/readyz") return std::nullopt;
   if (path == "/metrics") return metrics_open ? std::nullopt : std::optional(Role::read);
   const bool reads = method == "GET" || method == "HEAD";
-  if (path.starts_with("/v1/snapshots")) return Role::admin;
+  if (path.starts_with("/v1/snapshots") || path == "/v1/cluster") return Role::admin;
   if (path == "/v1/chat/completions" || path == "/v1/responses") return reads ? Role::read : Role::chat;
   if (path.starts_with("/v1/sessions/") && path.ends_with("/fork") && !reads) return Role::admin;
   if (path.starts_with("/v1/sessions/") && !reads) return Role::write;

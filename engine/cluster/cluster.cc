@@ -232,6 +232,20 @@ std::vector<Member> Cluster::members() const {
   return out;
 }
 
+std::string Cluster::members_json() const {
+  json::array all;
+  for (const Member& m : members()) {
+    json::array partitions;
+    for (std::int32_t p : m.partitions) partitions.push_back(p);
+    all.push_back(json::object{{"instance", m.instance},
+                               {"url", m.url},
+                               {"partitions", std::move(partitions)},
+                               {"state", m.left ? "left" : "serving"},
+                               {"announced_at_ms", m.announced_ms}});
+  }
+  return json::serialize(json::object{{"instance", _impl->options.instance}, {"members", std::move(all)}});
+}
+
 void Cluster::route(http::Request request, http::Response refused, const http::Respond& respond) const {
   const auto partition = partition_of(refused);
   if (!partition || (refused.status != 421 && refused.status != 503)) return respond(std::move(refused));

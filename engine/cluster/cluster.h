@@ -76,6 +76,8 @@ class Cluster {
   std::optional<Member> owner(std::int32_t partition) const;
   // Every instance ever announced on the topic, this one included, in instance order.
   std::vector<Member> members() const;
+  // GET /v1/cluster: {"instance": this one, "members": [{"instance","url","partitions","state","announced_at_ms"}]}.
+  std::string members_json() const;
 
   // Answers a request the API or the gateway refused with `refused` (421, or 503, carrying the session's partition in
   // runtime::kPartitionHeader): forwards it to the partition's owner when one is known elsewhere, else answers 503

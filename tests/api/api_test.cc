@@ -1124,6 +1124,16 @@ TEST_F(ApiTest, ARequestToAnInstanceThatDoesNotOwnThePartitionIsForwardedToItsOw
     if (of_b.contains(log::partition_for_key(candidate, 4))) id = candidate;
   }
   const std::int32_t partition = log::partition_for_key(id, 4);
+  // What each instance knows of the group: both, with the partitions each folds and its address.
+  HttpReply cluster = a.http().get("/v1/cluster");
+  ASSERT_EQ(cluster.status, 200) << cluster.describe();
+  std::map<std::string, std::set<std::int32_t>> announced;
+  for (const auto& m : cluster.json().at("members").as_array()) {
+    auto& partitions = announced[str(m.at("url"))];
+    for (const auto& p : m.at("partitions").as_array()) partitions.insert(static_cast<std::int32_t>(p.as_int64()));
+  }
+  EXPECT_EQ(announced["http://" + a.address()], of_a) << cluster.body;
+  EXPECT_EQ(announced["http://" + b.address()], of_b) << cluster.body;
   const HttpHeaders no_forward = {{"X-Statefold-No-Forward", "1"}};
   HttpReply r = a.http().post(events_path(id), opened_body(), no_forward);
   ASSERT_EQ(r.status, 421) << r.describe();

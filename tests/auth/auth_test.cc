@@ -82,6 +82,7 @@ TEST(Auth, EachRouteNeedsItsRole) {
       {"POST", "/v1/sessions/s1/fork", Role::admin},
       {"POST", "/v1/snapshots", Role::admin},
       {"GET", "/v1/snapshots", Role::admin},
+      {"GET", "/v1/cluster", Role::admin},
       {"DELETE", "/v1/anything", Role::admin},
   };
   for (const auto& c : cases) {
@@ -162,9 +163,9 @@ TEST(Auth, ATenantsKeyOwnsItsNamespaceAndNothingElse) {
   EXPECT_TRUE(std::get<Principal>(ops).owns("anything"));
   EXPECT_EQ(std::get<Principal>(ops).routing_key("vip/anyone"), "vip/anyone");
 
-  // Snapshots and metrics cover every tenant: not for a tenant's key, even an admin's.
+  // Snapshots, the cluster's members and metrics cover every tenant: not for a tenant's key, even an admin's.
   for (auto [method, path] : {std::pair{"POST", "/v1/snapshots"}, std::pair{"GET", "/v1/snapshots"},
-                              std::pair{"GET", "/metrics"}}) {
+                              std::pair{"GET", "/metrics"}, std::pair{"GET", "/v1/cluster"}}) {
     auto refused = gate.admit(method, path, "Bearer " + acme.key, kNow);
     ASSERT_TRUE(std::holds_alternative<Refusal>(refused)) << path;
     EXPECT_EQ(std::get<Refusal>(refused).status, 403);

@@ -501,6 +501,10 @@ Runner add_serve(CLI::App& app) {
                                                {"method", request.method},
                                                {"path", request.path}});
             }
+            if (members && request.path == "/v1/cluster") {
+              return respond(request.method == "GET" ? http::json_response(200, members->members_json(), "/v1/cluster")
+                                                     : api::error_response(405, "use GET", "/v1/cluster"));
+            }
             if (gateway::Gateway::handles(request)) {
               return gw->handle(std::move(request), std::move(caller), std::move(respond));
             }
