@@ -97,6 +97,7 @@ void run(Request request, const std::string& host, std::uint16_t port,
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::buffer_body> parser;
   parser.body_limit(kMaxBodyBytes);
+  if (request.method == "HEAD") parser.skip(true);  // its Content-Length describes a body that never comes
   bhttp::read_header(stream, buffer, parser, ec);
   if (ec) {
     return respond(failure(502, "the instance that folds this session (" + where + ") failed before answering: " +

@@ -158,7 +158,7 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
   // ready in under a second) instead of waiting out the dead member's session.
   const auto dir_hash = base::sha256(std::filesystem::absolute(options.data_dir).string());
   engine->_instance_id = options.group + "-" + base::to_hex(std::span<const std::uint8_t>(dir_hash.data(), 8));
-  consumer_options.instance_id = engine->_instance_id;
+  if (options.static_membership) consumer_options.instance_id = engine->_instance_id;
   consumer_options.queue_budget_bytes = options.memory_budget_bytes / 4;
   consumer_options.extra = options.kafka_properties;
   auto consumer = log::Consumer::create(consumer_options, engine.get());

@@ -48,6 +48,10 @@ struct EngineOptions {
   // and once the engine has been idle for idle_flush_after.
   bool wal = true;
   std::chrono::milliseconds idle_flush_after{1000};
+  // Static group membership (group.instance.id from the data dir): a restart on the same store gets its partitions
+  // back at once, but a stop does not leave the group, so the partitions of an instance stopped for good move only
+  // after session.timeout.ms. Off: a stop (SIGTERM) hands them over at once; a restart is a join like any other.
+  bool static_membership = true;
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
   // Partitions of the topic: a session's home partition is murmur2(session id) over them, and a record found on

@@ -52,15 +52,16 @@ class ScaleOut : public ClusterTest {
     _topic = unique_name("scale");
   }
 
-  Node& start_node(const std::string& name) {
+  Node& start_node(const std::string& name, const std::vector<std::string>& extra = {}) {
     auto node = std::make_unique<Node>();
     node->name = name;
     node->data_dir = data_dir(name);
     for (int attempt = 0; attempt < 3; ++attempt) {
       node->port = free_port();
-      ServeOptions options = serve_options(_topic, node->data_dir,
-                                           {"--partitions", std::to_string(kPartitions), "--snapshot-interval-s", "0",
-                                            "--append-timeout-ms", "15000"});
+      std::vector<std::string> flags = {"--partitions", std::to_string(kPartitions), "--snapshot-interval-s", "0",
+                                        "--append-timeout-ms", "15000"};
+      flags.insert(flags.end(), extra.begin(), extra.end());
+      ServeOptions options = serve_options(_topic, node->data_dir, flags);
       options.http_address = "127.0.0.1:" + std::to_string(node->port);
       node->serve = &start_serve(options);
       const bool listening = wait_until(
@@ -289,6 +290,42 @@ TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay)
   // The instance that left said so on the membership topic; the killed one could not.
   EXPECT_TRUE(contains(c.serve->log(), "cluster: announced")) << tail(c.serve->log_path());
   EXPECT_TRUE(contains(c.serve->log(), "state=left")) << tail(c.serve->log_path());
+}
+
+// Without static membership, SIGTERM leaves the group: the stopped instance's partitions move at once instead of
+// after the group's session timeout (10 s), and a client sees them served by the other instance within moments.
+TEST_F(ScaleOut, WithoutStaticMembershipSigtermHandsThePartitionsOverAtOnce) {
+  Node& a = start_node("a", {"--static-membership", "off"});
+  Node& b = start_node("b", {"--static-membership", "off"});
+  ASSERT_FALSE(HasFailure());
+  wait_for_split({&a, &b}, "two instances");
+  ASSERT_FALSE(HasFailure());
+  const auto of_b = partitions_of(b);
+  std::string id;
+  for (int i = 0; id.empty(); ++i) {
+    const std::string candidate = "handover-" + std::to_string(i);
+    if (of_b.contains(log::partition_for_key(candidate, kPartitions))) id = candidate;
+  }
+  HttpClient client("127.0.0.1", a.port, seconds(30));
+  ASSERT_EQ(client.post("/v1/sessions/" + id + "/events", opened_body()).status, 200);
+  ASSERT_EQ(client.post("/v1/sessions/" + id + "/events", message_body("before the handover")).status, 200);
+
+  b.up = false;
+  const auto stopped = std::chrono::steady_clock::now();
+  EXPECT_TRUE(b.serve->stop().exited_with(0)) << tail(b.serve->log_path());
+  HttpReply last;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        last = client.get("/v1/sessions/" + id);
+        return last.status == 200;
+      },
+      minutes(1), milliseconds(20)))
+      << "a never served " << id << " after b stopped; last: " << last.describe();
+  const auto moved = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - stopped);
+  std::printf("b's partitions served by a %lld ms after SIGTERM to b\n", static_cast<long long>(moved.count()));
+  EXPECT_EQ(last.json().at("version").to_number<std::uint64_t>(), 2u) << last.body;
+  EXPECT_LT(moved, seconds(8)) << "the handover waited for the session timeout (10 s): b did not leave the group";
+  EXPECT_EQ(partitions_of(a).size(), static_cast<std::size_t>(kPartitions));
 }
 
 }  // namespace

@@ -159,6 +159,7 @@ Runner add_serve(CLI::App& app) {
     std::string id_secret_file;
     std::string wal = "on";
     std::string advertise_url;
+    std::string static_membership = "on";
     std::string members_topic{cluster::kDefaultTopic};
   };
   auto a = std::make_shared<Args>();
@@ -247,6 +248,12 @@ Runner add_serve(CLI::App& app) {
                       "it requests for the sessions it folds. Default: http://--http-address (with this host's name "
                       "for 0.0.0.0 or ::)"),
       "STATEFOLD_ADVERTISE_URL");
+  env(cmd->add_option("--static-membership", a->static_membership,
+                      "on: a restart on the same data dir gets its partitions back at once, and a stopped instance's "
+                      "partitions move after the group's session timeout (10 s). off: SIGTERM hands them over at once, "
+                      "and a restart is a join like any other (docs/scaling.md)")
+          ->check(CLI::IsMember({"on", "off"})),
+      "STATEFOLD_STATIC_MEMBERSHIP");
   env(cmd->add_option("--members-topic", a->members_topic,
                       "Compacted topic on which the instances of the group announce their partitions and addresses"),
       "STATEFOLD_MEMBERS_TOPIC");
@@ -269,6 +276,7 @@ Runner add_serve(CLI::App& app) {
                         : a->log_level == "error" ? base::LogLevel::error
                                                   : base::LogLevel::info);
     a->engine.wal = a->wal == "on";
+    a->engine.static_membership = a->static_membership == "on";
     if (a->engine.sync_writes && !a->engine.wal) {
       std::cerr << "statefold serve: --sync needs the WAL: with --wal off there is no log to fsync, a batch is durable "
                    "only once its memtable is flushed. Use --sync (power-loss safe) or --wal off (rereads Kafka "
