@@ -238,12 +238,23 @@ TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay)
   wait_for_split({&a, &d}, "after the writers stopped");
   ASSERT_FALSE(HasFailure());
 
+  // A read through `node`, once the membership it forwards by has caught up with the last move (503 until then).
+  auto read = [&](Node& node, const std::string& target) {
+    HttpClient client("127.0.0.1", node.port, seconds(30));
+    HttpReply r;
+    wait_until(
+        [&] {
+          r = client.get(target);
+          return r.status != 503;
+        },
+        seconds(30), milliseconds(50));
+    return r;
+  };
   // Every acknowledged event exactly once, read through both instances (one of them forwards each read).
   auto history_ids = [&](Node& node, const std::string& session) {
-    HttpClient client("127.0.0.1", node.port, seconds(30));
     std::vector<std::string> ids;
     for (std::uint64_t from = 1;;) {
-      HttpReply r = client.get("/v1/sessions/" + session + "/events?limit=1000&from_version=" + std::to_string(from));
+      HttpReply r = read(node, "/v1/sessions/" + session + "/events?limit=1000&from_version=" + std::to_string(from));
       EXPECT_EQ(r.status, 200) << node.name << " " << session << ": " << r.describe();
       if (r.status != 200) return ids;
       for (const auto& e : r.json().at("events").as_array()) ids.push_back(std::string(e.at("event").at("event_id").as_string()));
@@ -275,8 +286,7 @@ TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay)
     ASSERT_TRUE(reference.has_value()) << session;
     const json::object ref = json::parse(*reference).as_object();
     for (Node* node : {&a, &d}) {
-      HttpClient client("127.0.0.1", node->port, seconds(30));
-      HttpReply got = client.get("/v1/sessions/" + session);
+      HttpReply got = read(*node, "/v1/sessions/" + session);
       ASSERT_EQ(got.status, 200) << node->name << " " << session << ": " << got.describe();
       for (const char* field : {"version", "state_hash", "chain_hash"}) {
         EXPECT_EQ(json::serialize(got.json().at(field)), json::serialize(ref.at(field)))
