@@ -29,7 +29,7 @@ inline std::string not_here_message(const Ownership& owner, std::string_view ses
     case Ownership::State::unassigned: return "no partitions are assigned to this instance yet; retry shortly";
     case Ownership::State::moving:
       return "partition " + partition + " of session " + session +
-             " has just moved to this instance, which is still folding what it holds; retry shortly";
+             " was just assigned to this instance, which is still folding what the log held then; retry shortly";
     case Ownership::State::elsewhere:
       return "session " + session + " is on partition " + partition + ", which this instance does not own";
     case Ownership::State::owned: break;

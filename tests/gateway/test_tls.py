@@ -12,6 +12,7 @@ Run by run_sdk_tests.sh (ctest: gateway_sdk_test).
 """
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -68,15 +69,21 @@ class TlsServe:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
         with open(self.log_path, "wb") as err:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        # Listening, and its partitions assigned: a turn before that is 503 "no partitions are assigned to this
-        # instance yet" (seen on a loaded machine, where the group's first rebalance takes a while).
+        # Listening, and all 4 partitions of the topic ready: a turn before that is 503 (no partitions assigned yet,
+        # or one just assigned and not yet folded up to the end of the log), and /readyz is behind TLS here.
         assert wait_until(lambda: self.process.poll() is not None or
-                          ("HTTP API listening" in self.log() and "partitions assigned" in self.log()), 120), \
+                          ("HTTP API listening" in self.log() and len(self.ready_partitions()) == 4), 120), \
             tail(self.log_path)
         assert self.process.poll() is None, tail(self.log_path)
 
     def log(self):
         return self.log_path.read_text(errors="replace")
+
+    def ready_partitions(self):
+        ready = set()
+        for listed in re.findall(r"partitions ready topic=\S+ partitions=([0-9,]+)", self.log()):
+            ready.update(listed.split(","))
+        return ready
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
