@@ -168,6 +168,20 @@ class KafkaConsumer final : public Consumer {
     return out;
   }
 
+  std::map<std::int32_t, std::int64_t> query_high_watermarks(const std::vector<std::int32_t>& partitions,
+                                                             std::chrono::milliseconds timeout) override {
+    std::map<std::int32_t, std::int64_t> out;
+    for (std::int32_t p : partitions) {
+      std::int64_t low = -1;
+      std::int64_t high = -1;
+      if (rd_kafka_query_watermark_offsets(_rk.get(), _options.topic.c_str(), p, &low, &high,
+                                           static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        out[p] = high;
+      }
+    }
+    return out;
+  }
+
   std::map<std::int32_t, std::int64_t> positions() const override {
     std::map<std::int32_t, std::int64_t> out;
     const auto assigned = assignment();

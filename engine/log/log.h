@@ -93,8 +93,13 @@ class Consumer {
   // the group rebalanced moments ago: librdkafka before 2.10 can lose its assignment when a commit meets a
   // rebalance (librdkafka issue 4059); send them again later.
   virtual bool commit_for_lag(const std::map<std::int32_t, std::int64_t>& next_offsets) = 0;
-  // High watermark of each assigned partition as last reported by the broker (-1 unknown).
+  // High watermark of each assigned partition as last reported by the broker (-1 unknown). A cached figure: for a
+  // partition assigned again after a while it may be the old one until the first fetch answers.
   virtual std::map<std::int32_t, std::int64_t> high_watermarks() const = 0;
+  // The high watermarks of `partitions` asked of the broker now (blocking up to `timeout`); a partition it did not
+  // answer for is absent.
+  virtual std::map<std::int32_t, std::int64_t> query_high_watermarks(const std::vector<std::int32_t>& partitions,
+                                                                     std::chrono::milliseconds timeout) = 0;
   // The next offset the consumer will fetch for each assigned partition (-1 unknown). It moves past
   // transaction markers, which are never delivered as records.
   virtual std::map<std::int32_t, std::int64_t> positions() const = 0;

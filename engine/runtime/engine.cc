@@ -203,7 +203,20 @@ void Engine::settle_moves() {
   const auto now = std::chrono::steady_clock::now();
   if (now - _last_settle < std::chrono::milliseconds(20)) return;
   _last_settle = now;
-  const auto ends = _consumer->high_watermarks();
+  // Where the log ends, asked of the broker once per move: the consumer's cached figure may be from an earlier time
+  // this instance had the partition, and a partition declared ready on it would answer without acknowledged writes.
+  std::vector<std::int32_t> unknown;
+  {
+    std::lock_guard lock(_moves_mutex);
+    for (const auto& [partition, until] : _moves) {
+      if (until < 0) unknown.push_back(partition);
+    }
+  }
+  std::map<std::int32_t, std::int64_t> ends;
+  if (!unknown.empty() && now - _last_end_query >= std::chrono::milliseconds(500)) {  // the broker may be away
+    _last_end_query = now;
+    ends = _consumer->query_high_watermarks(unknown, std::chrono::milliseconds(2000));
+  }
   // With no batch in flight, everything the consumer returned is in the store: its position (which moves past
   // transaction markers, never delivered as records) counts as folded too.
   const auto positions = _in_flight ? std::map<std::int32_t, std::int64_t>() : _consumer->positions();

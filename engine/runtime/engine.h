@@ -177,6 +177,7 @@ class Engine final : private log::AssignmentListener {
   std::map<std::int32_t, std::int64_t> _moves;
   std::map<std::int32_t, std::int64_t> _committed;  // next offsets in the store, as of the last finished commit
   std::chrono::steady_clock::time_point _last_settle;
+  std::chrono::steady_clock::time_point _last_end_query;
   EngineProbe* _probe = nullptr;
   std::unique_ptr<CommitThread> _committer;
   std::unique_ptr<Commit> _in_flight;       // handed to the commit thread, not known to be in the store yet

@@ -123,6 +123,7 @@ struct Acknowledged {
   std::map<std::string, std::vector<std::string>> events;
   std::atomic<std::uint64_t> count{0};
   std::map<int, std::uint64_t> statuses;  // every answer seen on the way, for the report
+  std::map<std::string, std::uint64_t> versions;  // the highest version acknowledged per session
 };
 
 TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay) {
@@ -161,9 +162,13 @@ TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay)
           ++acked.statuses[r.status];
         }
         if (r.status == 200) {
-          std::lock_guard lock(acked.mutex);
-          acked.events[session].push_back(
-              std::string(r.json().at("events").at(0).at("event_id").as_string()));
+          const std::uint64_t version = r.json().at("version").to_number<std::uint64_t>();
+          {
+            std::lock_guard lock(acked.mutex);
+            acked.events[session].push_back(
+                std::string(r.json().at("events").at(0).at("event_id").as_string()));
+            acked.versions[session] = std::max(acked.versions[session], version);
+          }
           acked.count.fetch_add(1);
           ++next[s];
           break;
@@ -202,8 +207,48 @@ TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay)
     }
   };
 
+  // Read-your-writes through any instance, moves included: a session read after a write was acknowledged is at
+  // least that version, or 503 while its partition moves; never missing, never older (a new owner that served
+  // before folding what the old one acknowledged would be).
+  std::atomic<std::uint64_t> reads{0};
+  auto reader = [&] {
+    std::map<std::uint16_t, std::unique_ptr<HttpClient>> clients;
+    for (std::uint64_t n = 0; !stop.load(); ++n) {
+      std::string session;
+      std::uint64_t version = 0;
+      {
+        std::lock_guard lock(acked.mutex);
+        if (acked.versions.empty()) {
+          std::this_thread::sleep_for(milliseconds(10));
+          continue;
+        }
+        auto it = std::next(acked.versions.begin(), static_cast<long>(n % acked.versions.size()));
+        session = it->first;
+        version = it->second;
+      }
+      std::vector<Node*> up;
+      for (auto& node : _nodes) {
+        if (node->up.load()) up.push_back(node.get());
+      }
+      Node* via = up[n % up.size()];
+      auto& client = clients[via->port];
+      if (!client) client = std::make_unique<HttpClient>("127.0.0.1", via->port, seconds(30));
+      HttpReply got = client->get("/v1/sessions/" + session);
+      if (got.status == 200) {
+        ASSERT_GE(got.json().at("version").to_number<std::uint64_t>(), version)
+            << session << " read through " << via->name << " is older than an acknowledged write";
+        reads.fetch_add(1);
+      } else {
+        ASSERT_TRUE(got.status == 0 || got.status == 502 || got.status == 503)
+            << session << " read through " << via->name << " after a write to it was acknowledged: " << got.describe();
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  };
+
   std::vector<std::thread> threads;
   for (int w = 0; w < 3; ++w) threads.emplace_back(writer, w);
+  threads.emplace_back(reader);
   threads.emplace_back(cli_writer);
   auto progress = [&](std::uint64_t events, const std::string& what) {
     const std::uint64_t from = acked.count.load();
@@ -232,8 +277,10 @@ TEST_F(ScaleOut, AnyInstanceAnswersThroughKillJoinAndLeaveAndStateEqualsAReplay)
   {
     std::string seen;
     for (const auto& [status, n] : acked.statuses) seen += " " + std::to_string(status) + "x" + std::to_string(n);
-    std::printf("acknowledged %llu events through the API; answers seen:%s\n",
-                static_cast<unsigned long long>(acked.count.load()), seen.c_str());
+    std::printf("acknowledged %llu events through the API; answers seen:%s; %llu reads at or past the acknowledged "
+                "version\n",
+                static_cast<unsigned long long>(acked.count.load()), seen.c_str(),
+                static_cast<unsigned long long>(reads.load()));
   }
   wait_for_split({&a, &d}, "after the writers stopped");
   ASSERT_FALSE(HasFailure());

@@ -2,23 +2,26 @@
 """scale_out_bench: what running several `statefold serve` instances in one consumer group costs. Prints figures;
 not a test.
 
-  python3 tools/bench/scale_out_bench.py --brokers 127.0.0.1:19192 [--bin /tmp/sf-bin-mine] [--requests 2000]
-                                         [--sessions 40] [--backlog-events 200000] [--backlog-sessions 2000] [--keep]
+  python3 tools/bench/scale_out_bench.py --brokers 127.0.0.1:9092 [--bin build/release/tools/statefold/statefold] [--requests 2000]
+                                         [--sessions 40] [--backlog-events 200000] [--backlog-sessions 2000]
+                                         [--staggered] [--keep]
 
 1. Starts 2 serve instances on a fresh topic and group (4 partitions) and waits until both /readyz answer 200 and
    the partitions are split between them (the keys of /readyz "lag" are the partitions an instance owns).
+   --staggered starts b only once a holds every partition: a scale-out from 1 to 2 instances.
 2. Forwarding overhead. Opens --sessions sessions through their owner (found by asking with
    X-Statefold-No-Forward: 1, whose 421 names the owner and partition), then for --requests requests each measures
    the client's latency of: GET /v1/sessions/{id} to the owner and to the other instance (forwarded), and an append
    of one Message to the owner and to the other instance (forwarded, read-your-writes). Direct and forwarded
    alternate in the loop, so noise hits both alike; one keep-alive connection per instance.
 3. Failover by full replay. Appends a backlog (--backlog-events over --backlog-sessions sessions, through
-   `statefold append`), waits until both instances have folded it, then kill -9s the owner of partition P and times,
-   from the kill: the survivor's "partitions assigned" naming P (the group waits session.timeout.ms for a static
-   member, 10 s), its "partitions ready" naming P, and the first 200 with the expected version of a GET, through the
-   survivor, of a session on P (polled every 20 ms). It also prints how many records the survivor read again:
-   per moved partition, the killed instance's stored next offset (statefold inspect --summary) less the offset the
-   survivor started from (its "partitions assigned" log line), and bytes as that times the mean backlog line.
+   `statefold append`) and waits until both instances have folded it. Appends one more event to a session on
+   partition P (the last acknowledged write), kill -9s P's owner and times, from the kill: the survivor's
+   "partitions assigned" naming P (the group waits session.timeout.ms for a static member, 10 s), its "partitions
+   ready" naming P, and the first 200 with that last version of a GET of the session through the survivor (polled
+   every 20 ms; any answer but 503 before it is reported). Then the records the survivor read again: per moved
+   partition, the killed instance's stored next offset (statefold inspect --summary) less the offset the survivor
+   started from (its "partitions assigned" line), and bytes as that times the mean backlog JSON line.
 4. Stops everything (SIGTERM, then SIGKILL) and deletes its temporary directory unless --keep.
 Exit status 1 only when the run itself failed.
 """
@@ -341,8 +344,14 @@ def failover(args, instances, owner_of, sessions, mean_line, notes):
             note(notes, f"failover: {count} GET(s) of an existing session answered {status} (expected 503 until ready)")
     if wrong_version:
         note(notes, f"failover: {wrong_version} GET 200 with a version other than {expected}")
+    if first_200 is None:
+        note(notes, "failover: no GET 200 with the expected version before --failover-timeout")
+    print_reread(args, victim, moved, assigned_line, mean_line)
 
-    # Records read again: the killed store's next offsets less where the survivor started (its assignment line).
+
+def print_reread(args, victim, moved, assigned_line, mean_line):
+    """Records the survivor read again: the killed store's next offsets less where the survivor started (as its
+    "partitions assigned" line says); bytes estimated from the mean backlog line."""
     summary = json.loads(subprocess.run([args.bin, "inspect", "--data-dir", victim.data_dir, "--summary", "--format",
                                          "json"], check=True, capture_output=True, text=True).stdout)
     starts = {}
@@ -361,14 +370,16 @@ def failover(args, instances, owner_of, sessions, mean_line, notes):
         records += end - start
     print(f"  records read again to rebuild: {records}; bytes ~ {records * mean_line / 1e6:.1f} MB "
           f"(records x mean backlog JSON line of {mean_line:.0f} B: an estimate, the values are FlatBuffers)")
-    if first_200 is None:
-        note(notes, "failover: no GET 200 with the expected version before --failover-timeout")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--brokers", default="127.0.0.1:19192")
-    ap.add_argument("--bin", default="/tmp/sf-bin-mine")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    built = [os.path.join(root, "build", preset, "tools", "statefold", "statefold") for preset in ("release", "dev")]
+    ap.add_argument("--brokers", default=os.environ.get("STATEFOLD_BROKERS", "127.0.0.1:9092"),
+                    help="a running broker (tools/kafka.sh start)")
+    ap.add_argument("--bin", default=next((b for b in built if os.path.exists(b)), built[0]),
+                    help="the statefold binary (default: the release build, else the dev build)")
     ap.add_argument("--requests", type=int, default=2000, help="K: requests of each kind in the forwarding test")
     ap.add_argument("--sessions", type=int, default=40)
     ap.add_argument("--backlog-events", type=int, default=200000)
