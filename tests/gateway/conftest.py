@@ -3,8 +3,8 @@
   fake_upstream  the scripted fake model provider, one for the whole run
   fake           the same, its queue and recorded requests emptied before the test
   serve          one `statefold serve` for the whole run, on the real broker of STATEFOLD_BROKERS and a fresh topic,
-                 its [upstream] endpoints on the fake (gateway_harness.upstream_config); its logs are checked with
-                 tools/kafka.sh check-logs at the end when STATEFOLD_KAFKA_DIR is set
+                 its [upstream] endpoints on the fake (gateway_harness.upstream_config); gateway_harness.running_serve
+                 stops it at the end and checks its logs with tools/kafka.sh check-logs when STATEFOLD_KAFKA_DIR is set
 
 Each test opens sessions of its own (serve.new_session), so tests of different files share them without meeting.
 """
@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from gateway_harness import (FAKE_UPSTREAM, KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, FakeUpstream, Serve, http, tail,
+from gateway_harness import (FAKE_UPSTREAM, KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, FakeUpstream, http, running_serve, tail,
                              upstream_config, wait_until)
 
 
@@ -64,17 +64,6 @@ def serve(fake_upstream, tmp_path_factory):
     config_path.write_text(upstream_config(fake_upstream.port))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
     env[KEY_ENV] = UPSTREAM_KEY
-    instance = Serve(binary, brokers, "gateway-sdk-" + uuid.uuid4().hex[:12], directory / "store", directory)
-    try:
-        instance.start(config_path, env)
+    with running_serve(binary, brokers, "gateway-sdk-" + uuid.uuid4().hex[:12], directory / "store", directory,
+                       config_path, env) as instance:
         yield instance
-    finally:
-        status = instance.stop()
-    assert status == 0, "serve exited with %s after SIGTERM:\n%s" % (status, tail(instance.log_path))
-    kafka_dir = os.environ.get("STATEFOLD_KAFKA_DIR")
-    if kafka_dir:
-        logs = [str(p) for p in directory.glob("serve-*.log")]
-        check = subprocess.run(["bash", str(SOURCE_DIR / "tools" / "kafka.sh"), "check-logs", "--dir", kafka_dir]
-                               + logs, capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, "kafka.sh check-logs: " + check.stdout + check.stderr
-

@@ -4,9 +4,11 @@ and plain HTTP helpers to read what the session recorded and what the fake recei
 
 Used by test_openai_sdk.py (the OpenAI Python SDK), test_node_sdk.py (the OpenAI Node SDK), test_langchain.py
 (langchain-openai), test_bedrock.py, test_auth.py, test_tls.py and test_kafka_security.py; the pytest fixtures built
-on it (`fake_upstream`, `fake`, `serve`: one fake and one serve for the whole run) are in conftest.py.
+on it (`fake_upstream`, `fake`, `serve`: one fake and one serve for the whole run) are in conftest.py, and
+test_bedrock.py's and test_auth.py's serves of their own are running_serve too.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -266,6 +268,27 @@ class Serve:
             return -9
 
 
+@contextlib.contextmanager
+def running_serve(binary, brokers, topic, data_dir, directory, config_path, env):
+    """A Serve started with config_path and env (its logs in directory, its store in data_dir) for the with block;
+    then SIGTERM, after which it must have exited 0, and when STATEFOLD_KAFKA_DIR is set tools/kafka.sh check-logs of
+    the broker's log and every serve log in directory (as the C++ integration tests do). A failure in the block is
+    raised as it is, after the stop."""
+    instance = Serve(binary, brokers, topic, data_dir, directory)
+    try:
+        instance.start(config_path, env)
+        yield instance
+    finally:
+        status = instance.stop()
+    assert status == 0, "serve exited with %s after SIGTERM:\n%s" % (status, tail(instance.log_path))
+    kafka_dir = os.environ.get("STATEFOLD_KAFKA_DIR")
+    if kafka_dir:
+        logs = [str(p) for p in Path(directory).glob("serve-*.log")]
+        check = subprocess.run(["bash", str(SOURCE_DIR / "tools" / "kafka.sh"), "check-logs", "--dir", kafka_dir]
+                               + logs, capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, "kafka.sh check-logs: " + check.stdout + check.stderr
+
+
 def session_header(session):
     return {"X-Session-Id": session}
 
@@ -310,7 +333,8 @@ def stored_turns(state):
 
 def assert_audited(serve, sessions):
     """`statefold audit` of each session (that exists): every receipt re-rendered from its state version matches its
-    request hash, none skipped. Returns how many sessions were audited."""
+    request hash, none skipped or unverifiable, and the receipts audited are the session's own (its id, its version,
+    its receipts' hashes in order). Returns how many sessions were audited."""
     audited = 0
     for session in dict.fromkeys(sessions):
         status, _, state = serve.get("/v1/sessions/%s" % urllib.parse.quote(session, safe=""))
@@ -322,8 +346,49 @@ def assert_audited(serve, sessions):
         assert run.returncode == 0, "audit of %s exited %d:\n%s\n%s" % (session, run.returncode, run.stdout,
                                                                         run.stderr)
         report = json.loads(run.stdout)
-        assert report["ok"] is True and report["version"] == state["version"], report
+        assert report["ok"] is True and report["session_id"] == session, report
+        assert report["version"] == state["version"], report
         assert len(report["receipts"]) == state["counts"]["receipts"], report
         assert [r["verdict"] for r in report["receipts"]] == ["ok"] * len(report["receipts"]), report["receipts"]
+        # "ok" verdicts alone would pass a report that re-rendered nothing: each one verified, and each the receipt
+        # the session holds at that place.
+        assert report["receipts_verified"] == len(report["receipts"]), report
+        assert report["receipts_unverifiable"] == 0, report
+        held = [r["request_hash"] for r in serve.receipts(session)]
+        assert [r["request_hash"] for r in report["receipts"]] == held, (report["receipts"], held)
         audited += 1
     return audited
+
+
+# ------------------------------------------------------------------------------------------------ streamed twice
+
+# Two streamed turns with usage on one session, the second asked after the first's reply: the streaming tests of
+# test_node_sdk.py (node/scenarios.mjs `stream`, which asks these questions) and test_langchain.py.
+STREAMED_QUESTIONS = ("Count in Greek letters.", "Again, in Latin.")
+STREAMED_REPLIES = ("alpha beta gamma delta epsilon", "unus duo tres")
+
+
+def script_streamed_twice(fake):
+    """The fake's answers to STREAMED_QUESTIONS: the first a chunk every 20 ms (so it arrives in pieces) with usage
+    12 in / 5 out, the second with 30 in / 3 out."""
+    fake.script({"reply": STREAMED_REPLIES[0], "chunk_delay_ms": 20,
+                 "usage": {"prompt_tokens": 12, "completion_tokens": 5}},
+                {"reply": STREAMED_REPLIES[1], "usage": {"prompt_tokens": 30, "completion_tokens": 3}})
+
+
+def assert_streamed_twice_recorded_once(serve, fake, session):
+    """After script_streamed_twice and the two questions streamed on `session`, whatever the client resent (the Node
+    SDK sends only the new question, LangChain its whole list): two upstream calls, both streamed with include_usage;
+    the second got the first turn once, then its question; the session recorded the four messages once each and a
+    receipt per turn with the upstream's usage. Returns (the fake's requests, the session's receipts)."""
+    (in_greek, in_latin), (greek, latin) = STREAMED_QUESTIONS, STREAMED_REPLIES
+    requests = fake.requests()
+    assert len(requests) == 2, [chat_turns(r["json"]) for r in requests]
+    for r in requests:
+        assert r["json"]["stream"] is True and r["json"]["stream_options"] == {"include_usage": True}, r["json"]
+    assert chat_turns(requests[1]["json"]) == [("user", in_greek), ("assistant", greek), ("user", in_latin)]
+    assert stored_turns(serve.session(session)) == [("user", in_greek), ("assistant", greek), ("user", in_latin),
+                                                    ("assistant", latin)]
+    receipts = serve.receipts(session)
+    assert [(r["usage"]["input_tokens"], r["usage"]["output_tokens"]) for r in receipts] == [(12, 5), (30, 3)]
+    return requests, receipts

@@ -27,7 +27,7 @@ import uuid
 import openai
 import pytest
 
-from gateway_harness import KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, Serve, free_port, http, tail, wait_until
+from gateway_harness import KEY_ENV, SOURCE_DIR, UPSTREAM_KEY, free_port, http, running_serve, tail, wait_until
 
 
 def binary():
@@ -125,15 +125,11 @@ def keyed(tmp_path_factory, fake_upstream):
     config_path.write_text(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
     env[KEY_ENV] = UPSTREAM_KEY
-    instance = Serve(binary(), brokers, "auth-" + uuid.uuid4().hex[:12], directory / "store", directory)
-    try:
-        instance.start(config_path, env)
+    with running_serve(binary(), brokers, "auth-" + uuid.uuid4().hex[:12], directory / "store", directory,
+                       config_path, env) as instance:
         keys.serve = instance
         keys.url = "http://127.0.0.1:%d" % instance.port
         yield keys
-    finally:
-        status = instance.stop()
-    assert status == 0, "serve exited with %s after SIGTERM:\n%s" % (status, tail(instance.log_path))
     log = instance.log()
     for name, *_ in KEYS:
         assert getattr(keys, name) not in log, "a key reached serve's log"

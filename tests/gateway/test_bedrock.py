@@ -33,8 +33,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer
 
-from gateway_harness import (CLIENT_KEY, FAKE_UPSTREAM, SOURCE_DIR, FakeUpstream, Serve, contains_key, http,
-                             session_header, sha256_hex, tail, wait_until)
+from gateway_harness import (CLIENT_KEY, FAKE_UPSTREAM, SOURCE_DIR, FakeUpstream, assert_audited, contains_key, http,
+                             running_serve, session_header, sha256_hex, tail, wait_until)
 
 FAKE_BEDROCK = SOURCE_DIR / "tests" / "support" / "fake_bedrock.py"
 sys.path.insert(0, str(FAKE_BEDROCK.parent))
@@ -169,19 +169,9 @@ def serve(bedrock_server, clouds_server, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STATEFOLD_", "AWS_"))}
     env.update({OTHER_KEY_ENV: OTHER_KEY, "AWS_ACCESS_KEY_ID": ENV_KEY, "AWS_SECRET_ACCESS_KEY": ENV_SECRET,
                 "AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
-    instance = Serve(binary, brokers, "gateway-bedrock-" + uuid.uuid4().hex[:12], directory / "store", directory)
-    try:
-        instance.start(config_path, env)
+    with running_serve(binary, brokers, "gateway-bedrock-" + uuid.uuid4().hex[:12], directory / "store", directory,
+                       config_path, env) as instance:
         yield instance
-    finally:
-        status = instance.stop()
-    assert status == 0, "serve exited with %s after SIGTERM:\n%s" % (status, tail(instance.log_path))
-    kafka_dir = os.environ.get("STATEFOLD_KAFKA_DIR")
-    if kafka_dir:
-        logs = [str(p) for p in directory.glob("serve-*.log")]
-        check = subprocess.run(["bash", str(SOURCE_DIR / "tools" / "kafka.sh"), "check-logs", "--dir", kafka_dir]
-                               + logs, capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, "kafka.sh check-logs: " + check.stdout + check.stderr
 
 
 @pytest.fixture
@@ -476,10 +466,4 @@ def test_one_session_across_four_clouds(serve, bedrock, clouds, client):
     assert not contains_key(bedrock_call["json"], "model")
 
     # statefold audit re-renders every receipt, Bedrock's included, from the log.
-    run = subprocess.run([serve.binary, "audit", "--brokers", serve.brokers, "--topic", serve.topic,
-                          "--data-dir", str(serve.data_dir), "--session", session, "--format", "json"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    report = json.loads(run.stdout)
-    assert report["ok"] is True, report
-    assert [r["verdict"] for r in report["receipts"]] == ["ok"] * 4, report["receipts"]
+    assert assert_audited(serve, [session]) == 1

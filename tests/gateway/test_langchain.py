@@ -20,8 +20,9 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
-from gateway_harness import (CLIENT_KEY, MAX_RETRIES, assert_audited, assert_each_message_once, chat_roles, chat_turns,
-                             responses_turns, session_header, stored_turns, text_of)
+from gateway_harness import (CLIENT_KEY, MAX_RETRIES, STREAMED_QUESTIONS, STREAMED_REPLIES, assert_audited,
+                             assert_each_message_once, assert_streamed_twice_recorded_once, chat_roles, chat_turns,
+                             responses_turns, script_streamed_twice, session_header, stored_turns, text_of)
 
 
 @pytest.fixture
@@ -100,10 +101,10 @@ def test_session_from_metadata(serve, fake, chat_model):
 def test_streaming_with_usage(serve, fake, chat_model):
     session = serve.new_session("lc-stream")
     llm = chat_model(session, stream_usage=True)
-    reply, latin = "alpha beta gamma delta epsilon", "unus duo tres"
-    fake.script({"reply": reply, "chunk_delay_ms": 20, "usage": {"prompt_tokens": 12, "completion_tokens": 5}},
-                {"reply": latin, "usage": {"prompt_tokens": 30, "completion_tokens": 3}})
-    messages = [HumanMessage("Count in Greek letters.")]
+    in_greek, in_latin = STREAMED_QUESTIONS
+    reply, latin = STREAMED_REPLIES
+    script_streamed_twice(fake)
+    messages = [HumanMessage(in_greek)]
     chunks = list(llm.stream(messages))
     assert len([c for c in chunks if c.content]) >= 4
     full = sum(chunks[1:], chunks[0])
@@ -111,20 +112,12 @@ def test_streaming_with_usage(serve, fake, chat_model):
     assert (full.usage_metadata["input_tokens"], full.usage_metadata["output_tokens"],
             full.usage_metadata["total_tokens"]) == (12, 5, 17)
     # The aggregated chunk goes back into the list as the reply, and the whole list is streamed again.
-    messages += [full, HumanMessage("Again, in Latin.")]
+    messages += [full, HumanMessage(in_latin)]
     chunks = list(llm.stream(messages))
     again = sum(chunks[1:], chunks[0])
     assert again.content == latin and again.usage_metadata["total_tokens"] == 33
 
-    requests = fake.requests()
-    for r in requests:
-        assert r["json"]["stream"] is True and r["json"]["stream_options"] == {"include_usage": True}, r["json"]
-    assert chat_turns(requests[1]["json"]) == [("user", "Count in Greek letters."), ("assistant", reply),
-                                               ("user", "Again, in Latin.")]
-    assert stored_turns(serve.session(session)) == [("user", "Count in Greek letters."), ("assistant", reply),
-                                                    ("user", "Again, in Latin."), ("assistant", latin)]
-    receipts = serve.receipts(session)
-    assert [(r["usage"]["input_tokens"], r["usage"]["output_tokens"]) for r in receipts] == [(12, 5), (30, 3)]
+    assert_streamed_twice_recorded_once(serve, fake, session)
 
 
 def test_a_bind_tools_loop_is_recorded_once(serve, fake, chat_model):

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway_harness import (CLIENT_KEY, MAX_RETRIES, assert_audited, assert_each_message_once, chat_roles, chat_turns,
-                             responses_turns, sha256_hex, stored_turns, text_of)
+from gateway_harness import (CLIENT_KEY, MAX_RETRIES, STREAMED_REPLIES, assert_audited, assert_each_message_once,
+                             assert_streamed_twice_recorded_once, chat_roles, chat_turns, responses_turns,
+                             script_streamed_twice, sha256_hex, stored_turns, text_of)
 
 SCENARIOS = Path(__file__).resolve().parent / "node" / "scenarios.mjs"
 
@@ -110,9 +111,8 @@ def test_chat_through_a_session(serve, fake, run_node):
 
 def test_streaming_with_usage(serve, fake, run_node):
     session = serve.new_session("node-stream")
-    reply, latin = "alpha beta gamma delta epsilon", "unus duo tres"
-    fake.script({"reply": reply, "chunk_delay_ms": 20, "usage": {"prompt_tokens": 12, "completion_tokens": 5}},
-                {"reply": latin, "usage": {"prompt_tokens": 30, "completion_tokens": 3}})
+    reply, latin = STREAMED_REPLIES
+    script_streamed_twice(fake)
     out = run_node("stream", session=session)
 
     assert out["headers"]["content-type"].startswith("text/event-stream")
@@ -131,16 +131,7 @@ def test_streaming_with_usage(serve, fake, run_node):
     assert "".join(helper["deltas"]) == helper["content"] == latin
     assert helper["usage"] == {"prompt": 30, "completion": 3, "total": 33}
 
-    requests = fake.requests()
-    assert len(requests) == 2
-    for r in requests:
-        assert r["json"]["stream"] is True and r["json"]["stream_options"] == {"include_usage": True}, r["json"]
-    assert chat_turns(requests[1]["json"]) == [("user", "Count in Greek letters."), ("assistant", reply),
-                                               ("user", "Again, in Latin.")]
-    assert stored_turns(serve.session(session)) == [("user", "Count in Greek letters."), ("assistant", reply),
-                                                    ("user", "Again, in Latin."), ("assistant", latin)]
-    receipts = serve.receipts(session)
-    assert [(r["usage"]["input_tokens"], r["usage"]["output_tokens"]) for r in receipts] == [(12, 5), (30, 3)]
+    requests, receipts = assert_streamed_twice_recorded_once(serve, fake, session)
     assert receipts[0]["request_hash"] == out["headers"]["x-statefold-request-hash"] == sha256_hex(requests[0]["body"])
 
 

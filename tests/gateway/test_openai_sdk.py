@@ -24,15 +24,14 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 import uuid
 
 import openai
 import pytest
 
 # The machinery every gateway client suite shares; its fixtures (fake_upstream, fake, serve) are in conftest.py.
-from gateway_harness import (CLIENT_KEY, KEY_ENV, MAX_RETRIES, READ_TIMEOUT_MS, UPSTREAM_KEY, Serve, chat_turns,
-                             contains_key, http, responses_turns, session_header, sha256_hex, tail, text_of,
+from gateway_harness import (CLIENT_KEY, KEY_ENV, MAX_RETRIES, READ_TIMEOUT_MS, UPSTREAM_KEY, Serve, assert_audited,
+                             chat_turns, contains_key, http, responses_turns, session_header, sha256_hex, tail, text_of,
                              upstream_config, wait_until)
 
 
@@ -1376,34 +1375,14 @@ def test_responses_stream_over_anthropic(serve, fake, client):
 # ------------------------------------------------------------------------------------------------ 8. audit, API key
 
 def test_audit_rechecks_every_receipt(serve, fake, client):
-    # A conversation of its own, so this test means something when run alone.
+    # A conversation of its own, so this test means something when run alone; then every session of the run so far,
+    # whichever file opened it.
     session = serve.new_session("audit")
     fake.script({"reply": "a"}, {"reply": "b"})
     for text in ("first question", "second question"):
         client.chat.completions.create(model="gpt-4o", extra_headers=session_header(session),
                                        messages=[{"role": "user", "content": text}])
-    audited = 0
-    for session in dict.fromkeys(serve.sessions):
-        status, _, state = serve.get("/v1/sessions/%s" % urllib.parse.quote(session, safe=""))
-        if status != 200:
-            continue  # a test that failed before it opened its session
-        run = subprocess.run([serve.binary, "audit", "--brokers", serve.brokers, "--topic", serve.topic,
-                              "--data-dir", str(serve.data_dir), "--session", session, "--format", "json"],
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, "audit of %s exited %d:\n%s\n%s" % (session, run.returncode, run.stdout,
-                                                                        run.stderr)
-        report = json.loads(run.stdout)
-        assert report["ok"] is True, report
-        assert report["session_id"] == session
-        assert report["version"] == state["version"]
-        # Every receipt re-rendered from its state version and matching its request hash, none skipped.
-        assert len(report["receipts"]) == state["counts"]["receipts"], report
-        assert [r["verdict"] for r in report["receipts"]] == ["ok"] * len(report["receipts"]), report["receipts"]
-        assert report["receipts_verified"] == len(report["receipts"])
-        assert report["receipts_unverifiable"] == 0
-        assert [r["request_hash"] for r in report["receipts"]] == [r["request_hash"] for r in serve.receipts(session)]
-        audited += 1
-    assert audited >= 1
+    assert assert_audited(serve, serve.sessions) >= 1
 
 
 def test_models_lists_what_the_routes_reach(client):
