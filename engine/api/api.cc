@@ -9,6 +9,7 @@
 #include "engine/base/hex.h"
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
+#include "engine/base/text.h"
 #include "engine/base/time.h"
 #include "engine/codec/codec.h"
 #include "engine/fold/as_of.h"
@@ -571,7 +572,7 @@ http::Response Api::ready() {
     std::string why = _engine.assignment().empty() ? "no partitions assigned" : "partitions are behind";
     if (!moving.empty()) {
       why += ": ";
-      for (std::size_t i = 0; i < moving.size(); ++i) why += (i == 0 ? "" : ",") + std::to_string(moving[i]);
+      why += base::join(moving);
       why += moving.size() == 1 ? " was just assigned here and is" : " were just assigned here and are";
       why += " still being folded up to where the log ended then";
     }
