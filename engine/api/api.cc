@@ -339,13 +339,10 @@ std::optional<http::Response> Api::check_owned(const std::string& session_id, co
   http::Response refused;
   switch (owner.state) {
     case runtime::Ownership::State::owned: return std::nullopt;
-    case runtime::Ownership::State::unassigned:
-      // Starting, stopping or between rebalances: nothing is owned here yet, so no owner can be named.
-      refused = error_response(503, runtime::not_here_message(owner, session_id), route);
-      refused.headers.emplace_back("Retry-After", "1");
-      break;
+    case runtime::Ownership::State::unassigned:  // starting, stopping or between rebalances
     case runtime::Ownership::State::moving:
-      refused = error_response(503, runtime::not_here_message(owner, session_id), route, "partition_moving");
+      refused = error_response(503, runtime::not_here_message(owner, session_id), route,
+                               owner.state == runtime::Ownership::State::moving ? "partition_moving" : "");
       refused.headers.emplace_back("Retry-After", "1");
       break;
     case runtime::Ownership::State::elsewhere: {

@@ -39,6 +39,19 @@ Record view_of(const rd_kafka_message_t* m) {
   return r;
 }
 
+// A consumer outside any consumer group, for reading chosen partitions with assign(): audit's reads and the tail
+// of the membership topic.
+base::Result<HandlePtr> groupless_consumer(const Properties& properties) {
+  auto conf = internal::make_conf(properties);
+  if (!conf) return conf.error();
+  internal::route_logs(conf->get());
+  char error[512];
+  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof error);
+  if (raw == nullptr) return base::make_error(std::string("cannot create a Kafka consumer: ") + error);
+  (void)conf->release();  // owned by the handle now
+  return HandlePtr(raw);
+}
+
 // The same, owning its bytes.
 StoredRecord stored_of(const rd_kafka_message_t* m) {
   const Record view = view_of(m);
@@ -318,18 +331,13 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
                                                                 const std::vector<std::int64_t>& offsets) {
   std::map<std::int64_t, StoredRecord> out;
   if (offsets.empty()) return out;
-  auto conf = internal::make_conf({{"bootstrap.servers", brokers},
-                                   {"group.id", "statefold-reader"},
-                                   {"enable.auto.commit", "false"},
-                                   {"enable.partition.eof", "true"},
-                                   {"isolation.level", "read_committed"}});
-  if (!conf) return conf.error();
-  internal::route_logs(conf->get());
-  char error[512];
-  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof error);
-  if (raw == nullptr) return base::make_error(std::string("cannot create a Kafka consumer: ") + error);
-  (void)conf->release();
-  internal::HandlePtr rk(raw);
+  auto consumer = groupless_consumer({{"bootstrap.servers", brokers},
+                                      {"group.id", "statefold-reader"},
+                                      {"enable.auto.commit", "false"},
+                                      {"enable.partition.eof", "true"},
+                                      {"isolation.level", "read_committed"}});
+  if (!consumer) return consumer.error();
+  internal::HandlePtr rk = std::move(*consumer);
   constexpr std::int64_t kSeekGap = 500;  // read through shorter gaps, seek over longer ones
   auto assign_at = [&](std::int64_t offset) {
     PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
@@ -413,14 +421,9 @@ base::Result<std::unique_ptr<Tail>> Tail::open(const std::string& brokers, const
                            {"enable.partition.eof", "false"},
                            {"fetch.wait.max.ms", "100"}};
   for (const auto& p : extra) properties.push_back(p);
-  auto conf = internal::make_conf(properties);
-  if (!conf) return conf.error();
-  internal::route_logs(conf->get());
-  char error[512];
-  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), error, sizeof error);
-  if (raw == nullptr) return base::make_error(std::string("cannot create a Kafka consumer: ") + error);
-  (void)conf->release();
-  internal::HandlePtr rk(raw);
+  auto consumer = groupless_consumer(properties);
+  if (!consumer) return consumer.error();
+  internal::HandlePtr rk = std::move(*consumer);
   rd_kafka_poll_set_consumer(rk.get());
   PartitionListPtr list(rd_kafka_topic_partition_list_new(*partitions));
   for (int p = 0; p < *partitions; ++p) {

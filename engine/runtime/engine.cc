@@ -196,10 +196,6 @@ std::vector<std::int32_t> Engine::moving() const {
 }
 
 void Engine::settle_moves() {
-  {
-    std::lock_guard lock(_moves_mutex);
-    if (_moves.empty()) return;
-  }
   const auto now = std::chrono::steady_clock::now();
   if (now - _last_settle < std::chrono::milliseconds(20)) return;
   _last_settle = now;
@@ -208,6 +204,7 @@ void Engine::settle_moves() {
   std::vector<std::int32_t> unknown;
   {
     std::lock_guard lock(_moves_mutex);
+    if (_moves.empty()) return;
     for (const auto& [partition, until] : _moves) {
       if (until < 0) unknown.push_back(partition);
     }
