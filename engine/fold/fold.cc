@@ -518,6 +518,26 @@ state::StoreSummaryT load_summary(const Reader& reader) {
   return summary;
 }
 
+std::string merge_summaries(const std::vector<std::string>& parts) {
+  state::StoreSummaryT total;
+  total.store_hash.assign(32, 0);
+  for (const std::string& bytes : parts) {
+    flatbuffers::Verifier verifier(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    if (!verifier.VerifyBuffer<state::StoreSummary>(nullptr)) return bytes;
+    state::StoreSummaryT part;
+    flatbuffers::GetRoot<state::StoreSummary>(bytes.data())->UnPackTo(&part);
+    total.sessions += part.sessions;
+    total.events_applied += part.events_applied;
+    total.duplicates += part.duplicates;
+    total.rejections += part.rejections;
+    total.unknown_events += part.unknown_events;
+    total.dlq_records += part.dlq_records;
+    if (part.store_hash.size() == 32) xor_into(total.store_hash, to_digest(part.store_hash));
+  }
+  flatbuffers::FlatBufferBuilder builder(256);
+  return pack(builder, total);
+}
+
 Digest state_hash(const state::SessionHeaderT& h) {
   base::Sha256 d;
   d.update_framed("statefold.session.v1");

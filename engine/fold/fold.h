@@ -104,6 +104,9 @@ std::string utc_day(std::int64_t us);
 // A stored header's bytes (e.g. the value a scan of key::kHeader keys visits); throws if they do not verify.
 state::SessionHeaderT decode_header(std::string_view bytes);
 state::StoreSummaryT load_summary(const Reader& reader);
+// The whole store's summary from its partitions' (counts add, store hashes XOR), packed as stored. A part that does
+// not verify is returned as it is, so that whoever reads the result reports it damaged.
+std::string merge_summaries(const std::vector<std::string>& parts);
 // The session's metadata (SessionOpened.metadata), in the order given; stored as key\0value\0 pairs.
 std::vector<std::pair<std::string, std::string>> metadata_pairs(const state::SessionHeaderT& header);
 // The state hash of a header: SHA-256 over its fields in a fixed, framed order (the stored state_hash excluded).

@@ -114,4 +114,23 @@ std::int32_t partition_of_offset_key(std::string_view key) {
   return static_cast<std::int32_t>(p);
 }
 
+namespace {
+bool per_session_after_separator(char tag) {
+  return tag == kHistory || tag == kEventId || tag == kMemory || tag == kRefusal || tag == kCheckpoint;
+}
+}  // namespace
+
+std::optional<std::string_view> session_of(std::string_view key) {
+  if (key.size() < 2) return std::nullopt;
+  if (key[0] == kHeader) return key.substr(1);
+  return session_of_prefix(key);
+}
+
+std::optional<std::string_view> session_of_prefix(std::string_view prefix) {
+  if (prefix.size() < 2 || !per_session_after_separator(prefix[0])) return std::nullopt;
+  const auto nul = prefix.find('\0', 1);
+  if (nul == std::string_view::npos) return std::nullopt;
+  return prefix.substr(1, nul - 1);
+}
+
 }  // namespace statefold::fold::key

@@ -183,8 +183,16 @@ base::Result<void> visit_usage(const Reader& reader, std::optional<std::string_v
   const std::string prefix = tenant ? key::usage_prefix(*tenant) : std::string(1, key::kUsage);
   // One tenant's rows are in day order, so its scan starts at the first day; every tenant's is read whole.
   const std::string start = tenant ? key::usage_prefix(*tenant) + std::string(from_day) : prefix;
+  // Each partition counts its own sessions' receipts, so a whole-store reader meets a row once per partition that
+  // has it, one after another: they are added up into one.
   std::optional<base::Error> error;
-  reader.scan(prefix, start, [&](std::string_view, std::string_view value) {
+  std::string pending_key;
+  std::optional<state::UsageT> pending;
+  auto flush = [&] {
+    if (pending) visit(*pending);
+    pending.reset();
+  };
+  reader.scan(prefix, start, [&](std::string_view k, std::string_view value) {
     const auto* root = detail::verify_root<state::Usage>(value);
     if (root == nullptr) {
       error = damaged("usage row", tenant ? "of tenant \"" + std::string(*tenant) + "\"" : std::string("of the store"));
@@ -193,12 +201,21 @@ base::Result<void> visit_usage(const Reader& reader, std::optional<std::string_v
     const std::string_view day = root->day() ? root->day()->string_view() : std::string_view();
     if (day > through_day) return !tenant.has_value();  // one tenant: past the last day, done
     if (day < from_day) return true;
-    state::UsageT row;
-    root->UnPackTo(&row);
-    visit(row);
+    if (pending && k == pending_key) {
+      pending->calls += root->calls();
+      pending->failed += root->failed();
+      pending->input_tokens += root->input_tokens();
+      pending->output_tokens += root->output_tokens();
+      pending->cached_tokens += root->cached_tokens();
+      return true;
+    }
+    flush();
+    pending_key.assign(k);
+    root->UnPackTo(&pending.emplace());
     return true;
   });
   if (error) return *error;
+  flush();
   return {};
 }
 

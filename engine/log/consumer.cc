@@ -379,6 +379,51 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
   return out;
 }
 
+base::Result<void> read_partition(const std::string& brokers, const std::string& topic, std::int32_t partition,
+                                  const std::function<void(StoredRecord&&)>& visit, const Properties& extra) {
+  auto exists = partition_count(brokers, topic);
+  if (!exists) return base::make_error(base::ErrorCode::not_found, exists.error().message);
+  Properties properties = extra;
+  properties.insert(properties.end(), {{"bootstrap.servers", brokers},
+                                       {"group.id", "statefold-reader"},
+                                       {"enable.auto.commit", "false"},
+                                       {"enable.partition.eof", "true"},
+                                       {"isolation.level", "read_committed"}});
+  auto consumer = groupless_consumer(properties);
+  if (!consumer) return consumer.error();
+  internal::HandlePtr rk = std::move(*consumer);
+  const std::string where = topic + "[" + std::to_string(partition) + "]";
+  std::int64_t low = 0;
+  std::int64_t high = 0;
+  if (auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), partition, &low, &high, 10000);
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return base::make_error(base::ErrorCode::unavailable, "cannot find the end of " + where + ": " + rd_kafka_err2str(err));
+  }
+  if (high <= low) return {};
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = low;
+  if (auto err = rd_kafka_assign(rk.get(), list.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return base::make_error("cannot read " + where + ": " + rd_kafka_err2str(err));
+  }
+  int idle = 0;
+  for (;;) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 1000);
+    if (m == nullptr) {
+      if (++idle > 30) return base::make_error(base::ErrorCode::unavailable, "timed out reading " + where);
+      continue;
+    }
+    idle = 0;
+    std::unique_ptr<rd_kafka_message_t, decltype(&rd_kafka_message_destroy)> guard(m, &rd_kafka_message_destroy);
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) return base::make_error(std::string("reading: ") + rd_kafka_message_errstr(m));
+    const bool last = m->offset + 1 >= high;
+    visit(stored_of(m));
+    if (last) break;
+  }
+  rd_kafka_consumer_close(rk.get());
+  return {};
+}
+
 }  // namespace statefold::log
 
 namespace statefold::log {

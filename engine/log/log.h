@@ -205,6 +205,11 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
                                                                 std::int32_t partition,
                                                                 const std::vector<std::int64_t>& offsets);
 
+// Reads one partition of a topic from its first record to its end as of the call, outside any consumer group,
+// handing each record to `visit` in offset order. A topic that does not exist is an error of code not_found.
+base::Result<void> read_partition(const std::string& brokers, const std::string& topic, std::int32_t partition,
+                                  const std::function<void(StoredRecord&&)>& visit, const Properties& extra = {});
+
 std::string librdkafka_version();
 
 }  // namespace statefold::log

@@ -31,12 +31,18 @@ std::string mib(std::uint64_t bytes) {
 
 }  // namespace
 
-// A folded batch on its way into the store. The folder read through `reader` (the batch before it, still
-// committing, over the store) and is not read again once finished: only `writes` is, by the commit thread.
+// A folded batch on its way into the store: a folder per partition, since each partition's state (its summary and
+// usage rows too) is its own (store/store.h). A folder reads through `reader` (the same partition's writes in the
+// batch before, still committing, over the partition's state) and is not read again once finished: only `writes`
+// is, by the commit thread.
 struct Engine::Commit {
-  std::unique_ptr<fold::Overlay> reader;
-  std::unique_ptr<fold::Folder> folder;
-  const fold::WriteSet* writes = nullptr;
+  struct Part {
+    std::unique_ptr<fold::Reader> state;
+    std::unique_ptr<fold::Overlay> reader;
+    std::unique_ptr<fold::Folder> folder;
+    const fold::WriteSet* writes = nullptr;
+  };
+  std::map<std::int32_t, Part> parts;
   std::map<std::int32_t, std::int64_t> next;
   std::vector<std::string> erased;  // sessions whose erasure this batch accepted
   std::vector<FoldedRecord> folded;
@@ -130,17 +136,19 @@ base::Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options)
       return base::make_error(base::ErrorCode::resource_exhausted, why);
     }
   }
+  if (options.partitions <= 0) {
+    // A session's home partition depends on the topic's partition count: folding checks every record against it,
+    // and the store keeps each partition's state apart.
+    auto partitions = log::partition_count(options.brokers, options.topic);
+    if (!partitions) return partitions.error();
+    engine->_options.partitions = *partitions;
+  }
+  store_options.partitions = engine->_options.partitions;
   auto store = store::Store::open(store_options);
   if (!store) return store.error();
   engine->_store = std::move(*store);
   engine->_next_offsets = engine->_store->offsets();
   engine->_committed = engine->_next_offsets;
-  if (options.partitions <= 0) {
-    // A session's home partition depends on the topic's partition count: folding checks every record against it.
-    auto partitions = log::partition_count(options.brokers, options.topic);
-    if (!partitions) return partitions.error();
-    engine->_options.partitions = *partitions;
-  }
 
   log::ProducerOptions producer_options;
   producer_options.brokers = options.brokers;
@@ -240,6 +248,48 @@ void Engine::settle_moves() {
   if (!settled.empty()) base::log_info("partitions ready", {{"topic", _options.topic}, {"partitions", base::join(settled)}});
 }
 
+void Engine::drop_lost_partitions() {
+  if (_options.drop_lost_after.count() <= 0 || _options.stop_at) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - _last_lost_check < std::chrono::seconds(1)) return;
+  _last_lost_check = now;
+  const auto owned = _consumer->assignment();
+  const auto stored = _store->partitions();
+  std::erase_if(_lost_since, [&](const auto& lost) {
+    return std::find(stored.begin(), stored.end(), lost.first) == stored.end();
+  });
+  std::vector<std::int32_t> due;
+  for (std::int32_t p : stored) {
+    if (std::find(owned.begin(), owned.end(), p) != owned.end()) {
+      _lost_since.erase(p);
+      continue;
+    }
+    const auto since = _lost_since.try_emplace(p, now).first->second;
+    if (now - since >= _options.drop_lost_after) due.push_back(p);
+  }
+  if (due.empty()) return;
+  // Nothing of theirs may still be on its way in.
+  if (auto committed = finish_commit(); !committed) {
+    _commit_error = committed.error();
+    return;
+  }
+  for (std::int32_t p : due) {
+    if (auto dropped = _store->drop_partition(p); !dropped) {
+      base::log_warn("cannot drop the state of a partition folded elsewhere; will try again",
+                     {{"partition", std::to_string(p)}, {"error", dropped.error().message}});
+      continue;
+    }
+    // Gained again, it is folded from the start of the log.
+    _lost_since.erase(p);
+    _next_offsets.erase(p);
+    _committed.erase(p);
+    _lag_offsets.erase(p);
+    base::log_info("state of a partition folded elsewhere dropped",
+                   {{"partition", std::to_string(p)},
+                    {"away_s", std::to_string(_options.drop_lost_after.count())}});
+  }
+}
+
 std::map<std::int32_t, std::int64_t> Engine::lag() const {
   std::map<std::int32_t, std::int64_t> out;
   auto stored = _store->offsets();
@@ -261,6 +311,15 @@ std::map<std::int32_t, std::int64_t> Engine::lag() const {
 std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const std::vector<std::int32_t>& partitions) {
   // With the batch in flight committed, the store is the whole truth here.
   if (auto committed = finish_commit(); !committed) _commit_error = committed.error();
+  if (_options.restore_partition && !_options.stop_at) {
+    for (std::int32_t p : partitions) {
+      if (_next_offsets.contains(p)) continue;  // resumes from its own state
+      if (auto restored = _options.restore_partition(p, *_store)) {
+        _next_offsets[p] = *restored;
+        _committed[p] = *restored;
+      }
+    }
+  }
   std::map<std::int32_t, std::optional<std::int64_t>> starts;
   for (std::int32_t p : partitions) {
     auto it = _next_offsets.find(p);
@@ -316,11 +375,22 @@ bool Engine::caught_up(std::int64_t max_lag) const {
 base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
   const auto fold_start = std::chrono::steady_clock::now();
   auto batch = std::make_unique<Commit>();
-  // The batch still committing is part of the state this one folds on.
-  if (_in_flight) batch->reader = std::make_unique<fold::Overlay>(*_in_flight->writes, *_store);
-  batch->folder = std::make_unique<fold::Folder>(batch->reader ? static_cast<const fold::Reader&>(*batch->reader)
-                                                               : static_cast<const fold::Reader&>(*_store));
-  fold::Folder& folder = *batch->folder;
+  auto folder_of = [&](std::int32_t partition) -> fold::Folder& {
+    Commit::Part& part = batch->parts[partition];
+    if (!part.folder) {
+      part.state = _store->partition(partition);
+      const fold::Reader* reader = part.state.get();
+      // The batch still committing is part of the state this one folds on.
+      if (_in_flight) {
+        if (auto it = _in_flight->parts.find(partition); it != _in_flight->parts.end() && it->second.writes) {
+          part.reader = std::make_unique<fold::Overlay>(*it->second.writes, *part.state);
+          reader = part.reader.get();
+        }
+      }
+      part.folder = std::make_unique<fold::Folder>(*reader);
+    }
+    return *part.folder;
+  };
   std::map<std::int32_t, std::int64_t>& next = batch->next;
   bool sent_dead_letters = false;
   for (const log::Record& r : records) {
@@ -361,7 +431,7 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
         }
         sent_dead_letters = true;
       }
-      folder.record_dead_letter();
+      folder_of(r.partition).record_dead_letter();
       folded.dead_letter = true;
       folded.applied = {fold::Outcome::rejected, 0, 0, event.error().message};
       _stats.dead_letters.fetch_add(1, std::memory_order_relaxed);
@@ -369,7 +439,7 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
                      {{"partition", std::to_string(r.partition)}, {"offset", std::to_string(r.offset)},
                       {"reason", event.error().message}});
     } else {
-      folded.applied = folder.apply(*event, {r.partition, r.offset, r.timestamp_ms});
+      folded.applied = folder_of(r.partition).apply(*event, {r.partition, r.offset, r.timestamp_ms});
       folded.session_id = std::string(event->session_id());
       if (folded.applied.outcome == fold::Outcome::accepted &&
           event->payload_type() == static_cast<std::uint8_t>(schema::Payload::ErasureRequest)) {
@@ -393,7 +463,8 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
                               flushed.error().message);
     }
   }
-  batch->writes = &folder.finish();  // the folder reads nothing more: the batch in flight may go
+  // The folders read nothing more: the batch in flight may go.
+  for (auto& [partition, part] : batch->parts) part.writes = &part.folder->finish();
   batch->records = records.size();
   batch->fold_time = std::chrono::steady_clock::now() - fold_start;
   for (const auto& [p, o] : next) _next_offsets[p] = o;
@@ -408,7 +479,9 @@ base::Result<void> Engine::fold_batch(const std::vector<log::Record>& records) {
 base::Result<void> Engine::commit(Commit& batch) {
   const auto commit_start = std::chrono::steady_clock::now();
   for (;;) {
-    auto committed = _store->commit(*batch.writes, batch.next);
+    std::map<std::int32_t, const fold::WriteSet*> writes;
+    for (const auto& [partition, part] : batch.parts) writes[partition] = part.writes;
+    auto committed = _store->commit(writes, batch.next);
     if (committed) break;
     // Out of space despite the reserve (something else filled the disk): nothing of the batch is in. Wait for
     // space and write it again, whole, so exactly-once holds.
@@ -623,6 +696,7 @@ base::Result<void> Engine::run() {
     }
     commit_lag_offsets();
     settle_moves();
+    drop_lost_partitions();
     maybe_log_progress();
     if (reached_stop()) break;
   }

@@ -52,6 +52,10 @@ struct EngineOptions {
   // back at once, but a stop does not leave the group, so the partitions of an instance stopped for good move only
   // after session.timeout.ms. Off: a stop (SIGTERM) hands them over at once; a restart is a join like any other.
   bool static_membership = true;
+  // The state of a partition this instance does not fold (taken by another member, or never given back after a
+  // restart) is dropped once it has been away this long. A partition back sooner resumes from its state; one back
+  // later is folded again from the log. 0: kept for ever.
+  std::chrono::seconds drop_lost_after{600};
   std::chrono::seconds progress_interval{10};
   log::Properties kafka_properties;
   // Partitions of the topic: a session's home partition is murmur2(session id) over them, and a record found on
@@ -60,6 +64,10 @@ struct EngineOptions {
   // Replay mode: fold each listed partition up to (not including) its offset, fold nothing of unlisted
   // partitions, and return from run() once every listed partition got there.
   std::optional<std::map<std::int32_t, std::int64_t>> stop_at;
+  // Called on the engine's thread for a partition the group gives this instance while its store has no state for
+  // it: may load the partition's state into the store (from a partition snapshot) and return the offset that state
+  // covers, from which folding goes on. nullopt: folded from the start of the log.
+  std::function<std::optional<std::int64_t>(std::int32_t partition, store::Store& store)> restore_partition;
   // Benchmarks: told each committed batch's WriteBatch bytes, on the commit thread (store::Options::batch_tap).
   std::function<void(std::string_view write_batch)> store_batch_tap;
 };
@@ -153,6 +161,8 @@ class Engine final : private log::AssignmentListener {
   void maybe_log_progress();
   // Ends the move of each partition whose committed offset reached the log's end as first seen after it came.
   void settle_moves();
+  // Drops the state of partitions away for longer than EngineOptions::drop_lost_after (on the engine's thread).
+  void drop_lost_partitions();
   // Compares the data directory's free space with the reserve (at most a few times a second) and logs changes;
   // true while folding must pause.
   bool disk_is_low();
@@ -177,6 +187,8 @@ class Engine final : private log::AssignmentListener {
   std::map<std::int32_t, std::int64_t> _moves;
   std::map<std::int32_t, std::int64_t> _committed;  // next offsets in the store, as of the last finished commit
   std::chrono::steady_clock::time_point _last_settle;
+  std::map<std::int32_t, std::chrono::steady_clock::time_point> _lost_since;  // stored here, folded elsewhere
+  std::chrono::steady_clock::time_point _last_lost_check;
   std::chrono::steady_clock::time_point _last_end_query;
   EngineProbe* _probe = nullptr;
   std::unique_ptr<CommitThread> _committer;

@@ -2,6 +2,12 @@
 // the state changes and the next offset of every partition it consumed, so state and position never disagree,
 // whatever instant the process dies at (spec section 3.1).
 //
+// State is kept per partition of the event topic, a column family each ("partition-<n>"): a session's keys live in
+// its home partition's family with that partition's usage rows, summary and next offset, so one partition's state
+// can be read, dropped and restored as a unit (scale-out, docs/scaling.md). The store as a fold::Reader is the
+// whole store: it finds a session's keys in its home partition (murmur2 of the id over the topic's partition
+// count, which the store records), and merges the partitions for store-wide reads (listings, usage, the summary).
+//
 // Thread-safety: get/scan/offsets may be called from any thread; commit from one thread at a time.
 #pragma once
 
@@ -11,6 +17,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
+#include <optional>
 
 #include "engine/base/result.h"
 #include "engine/fold/kv.h"
@@ -23,6 +31,9 @@ namespace statefold::store {
 
 struct Options {
   std::string path;
+  // The event topic's partition count, which decides every session's home partition. Recorded by the first writer;
+  // a store recorded with another count is refused (its sessions' home partitions moved). 0: as recorded.
+  int partitions = 0;
   bool read_only = false;          // inspect a stopped or running engine's store without touching it
   bool create_if_missing = true;
   std::uint64_t memory_budget_bytes = 256ull << 20;  // block cache, with write buffers charged to it
@@ -58,12 +69,40 @@ class Store final : public fold::Reader {
             const std::function<bool(std::string_view, std::string_view)>& visit) const override;
   using fold::Reader::scan;
 
-  // Writes `writes` and the partitions' next offsets in one WriteBatch. Out of disk space: a resource_exhausted
-  // error, nothing of the batch written; resume() once space is back, then commit it again.
-  base::Result<void> commit(const fold::WriteSet& writes, const std::map<std::int32_t, std::int64_t>& next_offsets);
+  // Writes each partition's writes into its state and the partitions' next offsets, in one WriteBatch. Out of disk
+  // space: a resource_exhausted error, nothing of the batch written; resume() once space is back, then commit it
+  // again.
+  base::Result<void> commit(const std::map<std::int32_t, const fold::WriteSet*>& writes,
+                            const std::map<std::int32_t, std::int64_t>& next_offsets);
+  // One partition's writes and, if given, its next offset.
+  base::Result<void> commit(std::int32_t partition, const fold::WriteSet& writes,
+                            std::optional<std::int64_t> next_offset = std::nullopt);
+
+  // One partition's state alone, as the fold of that partition's events reads it (its summary and usage rows are
+  // the partition's own). Empty for a partition with no state here. Valid while the store is open.
+  std::unique_ptr<fold::Reader> partition(std::int32_t partition) const;
+  // One partition's state pinned as it is now (a RocksDB snapshot), its offset included: what a partition snapshot
+  // ships. Release it soon.
+  std::unique_ptr<fold::Reader> partition_snapshot(std::int32_t partition) const;
+  // Makes a partition's state from `entries` (keys and values as a partition_snapshot held them, its offset
+  // included), in one batch: all of it or nothing. Refused where the partition has state already.
+  base::Result<void> load_partition(std::int32_t partition,
+                                    const std::vector<std::pair<std::string_view, std::string_view>>& entries);
+  // The partitions with state in this store, ascending.
+  std::vector<std::int32_t> partitions() const;
+  // Deletes a partition's state and its offset (an instance that lost it for good). Reads already under way finish
+  // on what they saw.
+  base::Result<void> drop_partition(std::int32_t partition);
+  // The topic's partition count the store was written for (0 while nothing was written).
+  int partition_count() const;
   // Writes a WriteBatch as Options::batch_tap was told it, unchanged: the storage floor of fold_throughput_bench
-  // (the engine's writes without decode or fold).
+  // (the engine's writes without decode or fold). The batch names partitions by RocksDB's column family ids: make
+  // this store's partitions first, in the order the store that wrote it made them (create_partitions).
   base::Result<void> write_serialised(std::string write_batch);
+  // The partitions with state here in the order their state was first made.
+  std::vector<std::int32_t> partitions_in_creation_order() const;
+  // Makes empty state for these partitions, in this order, where there is none.
+  base::Result<void> create_partitions(const std::vector<std::int32_t>& partitions);
   // Clears the error a failed write left RocksDB in (it refuses every write until then).
   base::Result<void> resume();
 
@@ -96,6 +135,8 @@ class Store final : public fold::Reader {
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   base::Result<void> write(rocksdb::WriteBatch& batch);
+  class View;
+  class PartitionView;
   std::unique_ptr<Impl> _impl;
 };
 

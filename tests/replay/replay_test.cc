@@ -31,6 +31,7 @@
 #include "engine/codec/codec.h"
 #include "engine/fold/fold.h"
 #include "engine/fold/layout.h"
+#include "engine/log/log.h"
 #include "engine/store/store.h"
 #include "engine/view/view.h"
 #include "engine/workload/workload.h"
@@ -141,7 +142,8 @@ base::Digest to_digest(const std::vector<std::uint8_t>& bytes) {
 }
 
 // A stopped engine's store opened for writing, to change it behind the engine's back as a bug or an intruder would.
-// Writes go through commit() with no offsets, so the stored positions stay as they are.
+// Writes go through commit() with no offsets, so the stored positions stay as they are. Each lands in the state of
+// the partition the session it names lives in (store/store.h).
 class TamperedStore {
  public:
   explicit TamperedStore(const std::string& data_dir) {
@@ -153,17 +155,28 @@ class TamperedStore {
     _store = std::move(*opened);
   }
   const store::Store& store() const { return *_store; }
-  void put(std::string key, std::string value) { _writes.put(std::move(key), std::move(value)); }
+  void put(std::string_view session, std::string key, std::string value) {
+    _writes[home(session)].put(std::move(key), std::move(value));
+  }
+  // The summary of the partition `session` lives in (the store's own is the sum of these).
+  state::StoreSummaryT partition_summary(std::string_view session) const {
+    return fold::load_summary(*_store->partition(home(session)));
+  }
   // Everything put so far, in one batch.
   void commit() {
-    auto done = _store->commit(_writes, {});
+    std::map<std::int32_t, const fold::WriteSet*> writes;
+    for (const auto& [partition, set] : _writes) writes[partition] = &set;
+    auto done = _store->commit(writes, {});
     if (!done) throw std::runtime_error("tampering commit failed: " + done.error().message);
     _writes.clear();
   }
 
  private:
+  std::int32_t home(std::string_view session) const {
+    return log::partition_for_key(session, _store->partition_count());
+  }
   std::unique_ptr<store::Store> _store;
-  fold::WriteSet _writes;
+  std::map<std::int32_t, fold::WriteSet> _writes;
 };
 
 struct Position {
@@ -606,7 +619,7 @@ TEST_F(ReplayTest, VerifyPassesOnAnUntouchedStoreAndNamesTamperedSessions) {
     ASSERT_TRUE(header);
     state::SessionHeaderT changed = *header;
     changed.messages += 1;
-    tampered.put(fold::key::header(victim), pack(changed));
+    tampered.put(victim, fold::key::header(victim), pack(changed));
     tampered.commit();
   }
   r = run_command("verify", topic, live, {"--format", "json"});
@@ -636,13 +649,13 @@ TEST_F(ReplayTest, VerifyPassesOnAnUntouchedStoreAndNamesTamperedSessions) {
     const base::Digest before = to_digest(header->state_hash);
     const base::Digest after = fold::state_hash(changed);
     changed.state_hash.assign(after.begin(), after.end());
-    state::StoreSummaryT summary = fold::load_summary(tampered.store());
+    state::StoreSummaryT summary = tampered.partition_summary(forged);
     ASSERT_EQ(summary.store_hash.size(), before.size());
     const base::Digest out = fold::store_hash_term(forged, before);
     const base::Digest in = fold::store_hash_term(forged, after);
     for (std::size_t i = 0; i < summary.store_hash.size(); ++i) summary.store_hash[i] ^= out[i] ^ in[i];
-    tampered.put(fold::key::header(forged), pack(changed));
-    tampered.put(std::string(fold::key::kSummary), pack(summary));
+    tampered.put(forged, fold::key::header(forged), pack(changed));
+    tampered.put(forged, std::string(fold::key::kSummary), pack(summary));
     tampered.commit();
   }
   r = run_command("verify", topic, live, {"--format", "json"});
@@ -764,7 +777,7 @@ TEST_F(ReplayTest, AuditChecksHistoryAgainstTheLogAndNamesTheFirstBadVersion) {
       if (!tampered_version) continue;
       auto still = codec::decode(entry.event, codec::Encoding::flatbuffers);
       ASSERT_TRUE(still.ok()) << "the tampered event should still decode: " << still.error().message;
-      tampered.put(fold::key::history(victim, v), pack(entry));
+      tampered.put(victim, fold::key::history(victim, v), pack(entry));
       tampered.commit();
     }
   }

@@ -1,20 +1,37 @@
-// The store against a real RocksDB: atomic state + offsets, scans, read-only opening, schema version refusal.
+// The store against a real RocksDB: atomic state + offsets, scans, read-only opening, schema version refusal, and
+// state kept per partition (a session's keys in its home partition, a partition taken or dropped as a unit).
 #include "engine/store/store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 #include <cstdlib>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/fold/layout.h"
+#include "engine/log/log.h"
 #include "support/temp_dir.h"
 
 namespace statefold::store {
 namespace {
 
+constexpr int kPartitions = 4;
+
+// Where the store keeps a session's keys: its home partition, as the producer places its events.
+std::int32_t home(std::string_view session) { return log::partition_for_key(session, kPartitions); }
+
+// Two sessions whose home partitions differ.
+std::pair<std::string, std::string> sessions_apart() {
+  for (int i = 1;; ++i) {
+    std::string other = "s" + std::to_string(i);
+    if (home(other) != home("s0")) return {"s0", other};
+  }
+}
+
 std::unique_ptr<Store> open_store(const std::string& path, bool read_only = false, bool wal = true) {
   Options options;
   options.path = path;
+  options.partitions = read_only ? 0 : kPartitions;
   options.read_only = read_only;
   options.wal = wal;
   options.memory_budget_bytes = 16 << 20;
@@ -29,17 +46,20 @@ TEST(Store, CommitsStateAndOffsetsTogetherAndKeepsThemAcrossReopen) {
     auto store = open_store(dir.path());
     fold::WriteSet writes;
     writes.put("hsession", "header");
-    writes.put("x-to-delete", "soon gone");
-    ASSERT_TRUE(store->commit(writes, {{0, 10}, {3, 7}}).ok());
+    writes.put(fold::key::history("session", 1), "soon gone");
+    ASSERT_TRUE(store->commit({{home("session"), &writes}}, {{0, 10}, {3, 7}}).ok());
     fold::WriteSet second;
-    second.erase("x-to-delete");
-    ASSERT_TRUE(store->commit(second, {{0, 11}}).ok());
+    second.erase(fold::key::history("session", 1));
+    ASSERT_TRUE(store->commit(home("session"), second, 11).ok());
     EXPECT_EQ(store->get("hsession"), "header");
-    EXPECT_FALSE(store->get("x-to-delete"));
+    EXPECT_FALSE(store->get(fold::key::history("session", 1)));
   }
   auto store = open_store(dir.path());
   EXPECT_EQ(store->get("hsession"), "header");
-  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{0, 11}, {3, 7}}));
+  const std::int32_t p = home("session");
+  std::map<std::int32_t, std::int64_t> expected{{0, 10}, {3, 7}};
+  expected[p] = 11;
+  EXPECT_EQ(store->offsets(), expected);
 }
 
 TEST(Store, ScanVisitsOnlyThePrefixInOrderFromStart) {
@@ -49,7 +69,7 @@ TEST(Store, ScanVisitsOnlyThePrefixInOrderFromStart) {
   for (std::uint64_t v : {3, 1, 2, 300}) writes.put(fold::key::history("s", v), std::to_string(v));
   writes.put(fold::key::history("s2", 1), "other session");
   writes.put(fold::key::history("r", 1), "before");
-  ASSERT_TRUE(store->commit(writes, {}).ok());
+  ASSERT_TRUE(store->commit(home("s"), writes).ok());
   std::vector<std::string> seen;
   store->scan(fold::key::history_prefix("s"), [&](std::string_view, std::string_view v) {
     seen.emplace_back(v);
@@ -69,11 +89,12 @@ TEST(Store, ReadOnlyOpenSeesALiveStoreWithoutLockingIt) {
   auto writer = open_store(dir.path());
   fold::WriteSet writes;
   writes.put("hsession", "v1");
-  ASSERT_TRUE(writer->commit(writes, {{0, 1}}).ok());
+  ASSERT_TRUE(writer->commit(home("session"), writes, 1).ok());
   auto reader = open_store(dir.path(), true);
   ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->partition_count(), kPartitions);
   EXPECT_EQ(reader->get("hsession"), "v1");
-  EXPECT_EQ(reader->offsets().at(0), 1);
+  EXPECT_EQ(reader->offsets().at(home("session")), 1);
 }
 
 TEST(Store, SnapshotReadsStayConsistentWhileBatchesCommit) {
@@ -82,12 +103,12 @@ TEST(Store, SnapshotReadsStayConsistentWhileBatchesCommit) {
   fold::WriteSet first;
   first.put("hs", "v1");
   first.put(fold::key::history("s", 1), "e1");
-  ASSERT_TRUE(store->commit(first, {{0, 1}}).ok());
+  ASSERT_TRUE(store->commit(home("s"), first, 1).ok());
   auto snapshot = store->snapshot();
   fold::WriteSet second;
   second.put("hs", "v2");
   second.put(fold::key::history("s", 2), "e2");
-  ASSERT_TRUE(store->commit(second, {{0, 2}}).ok());
+  ASSERT_TRUE(store->commit(home("s"), second, 2).ok());
   EXPECT_EQ(snapshot->get("hs"), "v1");
   int entries = 0;
   snapshot->scan(fold::key::history_prefix("s"), [&](std::string_view, std::string_view) { return ++entries, true; });
@@ -98,19 +119,120 @@ TEST(Store, SnapshotReadsStayConsistentWhileBatchesCommit) {
 TEST(Store, RefusesAStoreOfAnotherSchemaVersion) {
   testing::TempDir dir;
   {
-    auto store = open_store(dir.path());
-    fold::WriteSet writes;
+    // A store of the last layout (version 4: one keyspace, no partitions) as that build left it.
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, dir.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
     std::string v;
-    fold::key::append_be64(v, fold::kStateSchemaVersion + 1);
-    writes.put(std::string(fold::key::kSchemaVersion), v);
-    ASSERT_TRUE(store->commit(writes, {}).ok());
+    fold::key::append_be64(v, 4);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), std::string(fold::key::kSchemaVersion), v).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "hsession", "a version 4 header").ok());
   }
   Options options;
   options.path = dir.path();
   auto store = Store::open(options);
   ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.error().message.find("state schema version"), std::string::npos);
+  EXPECT_NE(store.error().message.find("state schema version 4"), std::string::npos) << store.error().message;
   EXPECT_NE(store.error().message.find("replay"), std::string::npos);
+}
+
+TEST(Store, RefusesAStoreWrittenForAnotherPartitionCount) {
+  testing::TempDir dir;
+  {
+    auto store = open_store(dir.path());
+    fold::WriteSet writes;
+    writes.put("hsession", "header");
+    ASSERT_TRUE(store->commit(home("session"), writes, 1).ok());
+  }
+  Options options;
+  options.path = dir.path();
+  options.partitions = kPartitions * 2;
+  auto store = Store::open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find("4 partitions"), std::string::npos) << store.error().message;
+  EXPECT_NE(store.error().message.find("has 8"), std::string::npos) << store.error().message;
+  EXPECT_NE(store.error().message.find("replay"), std::string::npos);
+}
+
+TEST(Store, RefusesAPartitionTheTopicDoesNotHave) {
+  testing::TempDir dir;
+  auto store = open_store(dir.path());
+  fold::WriteSet writes;
+  writes.put("hsession", "header");
+  auto committed = store->commit(kPartitions, writes, 1);
+  ASSERT_FALSE(committed.ok());
+  EXPECT_NE(committed.error().message.find("partition 4"), std::string::npos) << committed.error().message;
+  EXPECT_TRUE(store->partitions().empty()) << "nothing of a refused batch is made";
+}
+
+// A session's keys are found in its home partition whatever view reads them; a partition's view holds only its
+// own sessions; store-wide reads merge the partitions in key order, a key kept by several (a usage row, the
+// summary) once for each.
+TEST(Store, KeepsEachPartitionsStateApartAndMergesThemForStoreWideReads) {
+  testing::TempDir dir;
+  auto store = open_store(dir.path());
+  const auto [a, b] = sessions_apart();
+  fold::WriteSet in_a;
+  in_a.put(fold::key::header(a), "header a");
+  in_a.put(fold::key::history(a, 1), "a1");
+  in_a.put("u-row", "a's partition");
+  fold::WriteSet in_b;
+  in_b.put(fold::key::header(b), "header b");
+  in_b.put("u-row", "b's partition");
+  ASSERT_TRUE(store->commit({{home(a), &in_a}, {home(b), &in_b}}, {{home(a), 5}, {home(b), 9}}).ok());
+
+  EXPECT_EQ(store->get(fold::key::header(a)), "header a");
+  EXPECT_EQ(store->get(fold::key::header(b)), "header b");
+  EXPECT_EQ(store->partition(home(a))->get(fold::key::header(a)), "header a");
+  EXPECT_FALSE(store->partition(home(a))->get(fold::key::header(b))) << "b lives in its own partition";
+  EXPECT_FALSE(store->partition(home(b))->get(fold::key::history(a, 1)));
+  EXPECT_EQ(store->partitions(), (std::vector<std::int32_t>{std::min(home(a), home(b)), std::max(home(a), home(b))}));
+
+  std::vector<std::string> headers;
+  store->scan(std::string(1, fold::key::kHeader), [&](std::string_view k, std::string_view) {
+    headers.emplace_back(k.substr(1));
+    return true;
+  });
+  EXPECT_EQ(headers, (std::vector<std::string>{a, b})) << "every partition's sessions, in id order";
+  std::vector<std::string> rows;
+  store->scan("u", [&](std::string_view, std::string_view v) {
+    rows.emplace_back(v);
+    return true;
+  });
+  std::vector<std::string> expected{"a's partition", "b's partition"};
+  if (home(b) < home(a)) std::swap(expected[0], expected[1]);
+  EXPECT_EQ(rows, expected) << "a key two partitions hold is visited once for each, in partition order";
+}
+
+TEST(Store, DropsAPartitionWholeAndLeavesTheOthers) {
+  testing::TempDir dir;
+  const auto [a, b] = sessions_apart();
+  {
+    auto store = open_store(dir.path());
+    fold::WriteSet in_a;
+    in_a.put(fold::key::header(a), "header a");
+    fold::WriteSet in_b;
+    in_b.put(fold::key::header(b), "header b");
+    ASSERT_TRUE(store->commit({{home(a), &in_a}, {home(b), &in_b}}, {{home(a), 5}, {home(b), 9}}).ok());
+    auto reading = store->partition(home(a));  // a read under way when the partition goes
+    ASSERT_TRUE(store->drop_partition(home(a)).ok());
+    EXPECT_FALSE(store->get(fold::key::header(a)));
+    EXPECT_EQ(store->get(fold::key::header(b)), "header b");
+    EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{home(b), 9}}));
+    EXPECT_EQ(store->partitions(), std::vector<std::int32_t>{home(b)});
+    EXPECT_EQ(reading->get(fold::key::header(a)), "header a") << "a reader that had the partition finishes on it";
+    EXPECT_TRUE(store->drop_partition(home(a)).ok()) << "dropping what is not there is no error";
+    // Gained again later, it starts empty and is folded from the log.
+    fold::WriteSet again;
+    again.put(fold::key::header(a), "header a, refolded");
+    ASSERT_TRUE(store->commit(home(a), again, 5).ok());
+  }
+  auto store = open_store(dir.path());
+  EXPECT_EQ(store->get(fold::key::header(a)), "header a, refolded");
+  EXPECT_EQ(store->get(fold::key::header(b)), "header b");
+  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{home(a), 5}, {home(b), 9}}));
 }
 
 TEST(Store, WalOffIsRefusedWithSyncWrites) {
@@ -131,12 +253,12 @@ TEST(Store, WalOffKeepsEverythingAcrossACleanClose) {
     auto store = open_store(dir.path(), false, false);
     fold::WriteSet writes;
     writes.put("hsession", "header");
-    ASSERT_TRUE(store->commit(writes, {{0, 10}}).ok());
+    ASSERT_TRUE(store->commit(home("session"), writes, 10).ok());
   }  // closing flushes the memtable
   auto store = open_store(dir.path(), true);
   ASSERT_TRUE(store);
   EXPECT_EQ(store->get("hsession"), "header");
-  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{0, 10}}));
+  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{home("session"), 10}}));
 }
 
 // The writer of the test below, run as a process of its own (a forked child would have none of RocksDB's
@@ -148,12 +270,14 @@ TEST(StoreChild, WalOffWriterDiesAfterAFlushAndOneMoreBatch) {
   Options options;
   options.path = dir;
   options.memory_budget_bytes = 16 << 20;
+  options.partitions = kPartitions;
   options.wal = false;
   auto store = Store::open(options);
   if (!store) ::_exit(2);
+  const auto [a, b] = sessions_apart();
   fold::WriteSet first;
-  first.put("hsession", "v1");
-  if (!(*store)->commit(first, {{0, 10}})) ::_exit(3);
+  first.put(fold::key::header(a), "v1");
+  if (!(*store)->commit(home(a), first, 10)) ::_exit(3);
   (*store)->flush_unflushed();
   // The flush runs in the background; wait until it is in the files (a read-only open sees it).
   bool flushed = false;
@@ -162,14 +286,16 @@ TEST(StoreChild, WalOffWriterDiesAfterAFlushAndOneMoreBatch) {
     ro.read_only = true;
     ro.wal = true;
     auto seen = Store::open(ro);
-    flushed = seen && (*seen)->get("hsession") == "v1";
+    flushed = seen && (*seen)->get(fold::key::header(a)) == "v1";
     if (!flushed) ::usleep(10000);
   }
   if (!flushed) ::_exit(5);
-  fold::WriteSet second;
-  second.put("hsession", "v2");
-  second.put("hother", "x");
-  if (!(*store)->commit(second, {{0, 20}, {1, 5}})) ::_exit(4);
+  // The next batch spans two partitions, one of them new: neither may survive without the other.
+  fold::WriteSet second_a;
+  second_a.put(fold::key::header(a), "v2");
+  fold::WriteSet second_b;
+  second_b.put(fold::key::header(b), "x");
+  if (!(*store)->commit({{home(a), &second_a}, {home(b), &second_b}}, {{home(a), 20}, {home(b), 5}})) ::_exit(4);
   ::_exit(0);  // no destructor: what a kill -9 leaves
 }
 
@@ -189,9 +315,10 @@ TEST(Store, WalOffAfterACrashComesBackAtTheLastFlushWithItsOffsets) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the writer ended with status " << status;
   auto store = open_store(dir.path(), false, false);
   ASSERT_TRUE(store);
-  EXPECT_EQ(store->get("hsession"), "v1");
-  EXPECT_FALSE(store->get("hother"));
-  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{0, 10}}));
+  const auto [a, b] = sessions_apart();
+  EXPECT_EQ(store->get(fold::key::header(a)), "v1");
+  EXPECT_FALSE(store->get(fold::key::header(b)));
+  EXPECT_EQ(store->offsets(), (std::map<std::int32_t, std::int64_t>{{home(a), 10}}));
 }
 
 TEST(Store, ReadOnlyOpenOfAMissingStoreFailsClearly) {

@@ -129,13 +129,14 @@ std::uint64_t fold(store::Store& store, std::span<const codec::Event> events, st
                    std::int64_t& offset) {
   std::uint64_t refused = 0;
   for (std::size_t at = 0; at < events.size(); at += batch) {
-    fold::Folder folder(store);
+    const auto state = store.partition(0);
+    fold::Folder folder(*state);
     const std::size_t end = std::min(events.size(), at + batch);
     for (std::size_t i = at; i < end; ++i) {
       if (folder.apply(events[i], {0, offset, 0}).outcome != fold::Outcome::accepted) ++refused;
       ++offset;
     }
-    if (auto r = store.commit(folder.finish(), {{0, offset}}); !r) {
+    if (auto r = store.commit(0, folder.finish(), offset); !r) {
       throw std::runtime_error("commit failed: " + r.error().message);
     }
   }
@@ -145,6 +146,7 @@ std::uint64_t fold(store::Store& store, std::span<const codec::Event> events, st
 std::unique_ptr<store::Store> open_store(const Args& a, const std::string& path) {
   store::Options options;
   options.path = path;
+  options.partitions = 1;
   options.memory_budget_bytes = a.memory_budget_mb << 20;
   options.sync_writes = a.sync_writes;
   auto s = store::Store::open(options);
@@ -162,16 +164,26 @@ void flush_and_compact(const std::string& path) {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
   table.format_version = 5;
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Every column family (the store keeps a partition's state in one each).
+  std::vector<std::string> names;
+  rocksdb::Status status = rocksdb::DB::ListColumnFamilies(options, path, &names);
+  if (!status.ok()) throw std::runtime_error("rocksdb list column families: " + status.ToString());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status status = rocksdb::DB::Open(options, path, &raw);
+  status = rocksdb::DB::Open(options, path, descriptors, &handles, &raw);
   if (!status.ok()) throw std::runtime_error("rocksdb open for compaction: " + status.ToString());
   std::unique_ptr<rocksdb::DB> db(raw);
-  status = db->Flush(rocksdb::FlushOptions());
-  if (status.ok()) {
-    rocksdb::CompactRangeOptions compact;
-    compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    status = db->CompactRange(compact, nullptr, nullptr);
+  for (auto* handle : handles) {
+    if (status.ok()) status = db->Flush(rocksdb::FlushOptions(), handle);
+    if (status.ok()) {
+      rocksdb::CompactRangeOptions compact;
+      compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      status = db->CompactRange(compact, handle, nullptr, nullptr);
+    }
   }
+  for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
   if (!status.ok()) throw std::runtime_error("rocksdb flush/compact: " + status.ToString());
   status = db->Close();
   if (!status.ok()) throw std::runtime_error("rocksdb close: " + status.ToString());

@@ -136,6 +136,8 @@ struct StoreFacts {
   std::string store_hash;
   std::string digest;  // empty unless asked
   std::uint64_t keys = 0;
+  std::vector<std::int32_t> partitions;  // in the order the store made their state (the floor makes them so too)
+  int partition_count = 0;
 };
 
 base::Result<StoreFacts> store_facts(const std::string& data_dir, bool full) {
@@ -149,6 +151,8 @@ base::Result<StoreFacts> store_facts(const std::string& data_dir, bool full) {
   const store::Store& s = **opened;
   StoreFacts facts;
   facts.store_hash = base::to_hex(fold::load_summary(s).store_hash);
+  facts.partitions = s.partitions_in_creation_order();
+  facts.partition_count = s.partition_count();
   if (full) {
     base::Sha256 digest;
     s.scan("", [&](std::string_view k, std::string_view v) {
@@ -264,7 +268,7 @@ struct FloorRun {
 };
 
 base::Result<FloorRun> storage_floor(const Args& a, std::vector<std::string> batches, const std::string& data_dir,
-                                     std::uint64_t total) {
+                                     std::uint64_t total, const StoreFacts& engine_store) {
   FloorRun out;
   out.batches = batches.size();
   for (const auto& b : batches) out.bytes += b.size();
@@ -276,8 +280,11 @@ base::Result<FloorRun> storage_floor(const Args& a, std::vector<std::string> bat
   options.memory_budget_bytes = (a.memory_budget_mb << 20) * 3 / 4;
   options.sync_writes = runtime::EngineOptions().sync_writes;
   options.wal = a.wal == "on";
+  options.partitions = engine_store.partition_count;
   auto opened = store::Store::open(options);
   if (!opened) return opened.error();
+  // The batches name partitions by column family id: made in the engine store's order, they are the same.
+  if (auto made = (*opened)->create_partitions(engine_store.partitions); !made) return made.error();
   const auto t_first = Clock::now();
   const double writer_cpu = this_thread_cpu_s();
   for (std::string& batch : batches) {
@@ -431,7 +438,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         const std::filesystem::path floor_dir = work / ("floor-" + std::to_string(round));
         std::filesystem::remove_all(floor_dir);
-        auto f = storage_floor(a, std::move(captured), floor_dir.string(), *total);
+        auto f = storage_floor(a, std::move(captured), floor_dir.string(), *total, folded.back().store);
         base::Result<StoreFacts> facts = base::make_error("not run");
         if (f) facts = store_facts(floor_dir.string(), a.digest);
         std::filesystem::remove_all(floor_dir);

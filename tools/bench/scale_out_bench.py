@@ -15,14 +15,20 @@ not a test.
    of one Message to the owner and to the other instance (forwarded, read-your-writes). Direct and forwarded
    alternate in the loop, so noise hits both alike; one keep-alive connection per instance.
 3. Failover by full replay. Appends a backlog (--backlog-events over --backlog-sessions sessions, through
-   `statefold append`) and waits until both instances have folded it. Appends one more event to a session on
-   partition P (the last acknowledged write), kill -9s P's owner and times, from the kill: the survivor's
-   "partitions assigned" naming P (the group waits session.timeout.ms for a static member, 10 s), its "partitions
-   ready" naming P, and the first 200 with that last version of a GET of the session through the survivor (polled
-   every 20 ms; any answer but 503 before it is reported). Then the records the survivor read again: per moved
-   partition, the killed instance's stored next offset (statefold inspect --summary) less the offset the survivor
-   started from (its "partitions assigned" line), and bytes as that times the mean backlog JSON line.
-4. Stops everything (SIGTERM, then SIGKILL) and deletes its temporary directory unless --keep.
+   `statefold append`) and waits until both instances have folded it. No partition snapshot exists yet. Appends one
+   more event to a session on partition P (the last acknowledged write), kill -9s P's owner and times, from the
+   kill: the survivor's "partitions assigned" naming P (the group waits session.timeout.ms for a static member,
+   10 s), its "partitions ready" naming P, and the first 200 with that last version of a GET of the session through
+   the survivor (polled every 20 ms; any answer but 503 before it is reported). Then the records the survivor read
+   again: per moved partition, the killed instance's stored next offset (statefold inspect --summary) less the
+   offset the survivor started from (its "partitions assigned" line), and bytes as that times the mean backlog
+   JSON line.
+4. Failover through a partition snapshot. Starts a third instance c with an empty store, which takes half the
+   partitions from the survivor (which drops their state a second later: --drop-lost-after 1). Publishes snapshots
+   of c's partitions (`statefold snapshot publish` on c's live store), appends --tail-events more events, then
+   kill -9s c and times the same steps: the survivor restores the snapshots and folds only the tail. Bytes read:
+   the snapshot topic's (from the survivor's "partition restored from a snapshot" lines) plus the tail's records.
+5. Stops everything (SIGTERM, then SIGKILL) and deletes its temporary directory unless --keep.
 Exit status 1 only when the run itself failed.
 """
 
@@ -69,7 +75,10 @@ class Instance:
         self.lines = []  # (time.monotonic(), line)
         self.proc = subprocess.Popen(
             [args.bin, "serve", "--brokers", args.brokers, "--topic", run, "--group", run, "--data-dir", self.data_dir,
-             "--http-address", f"127.0.0.1:{self.port}", "--snapshot-interval-s", "0", "--partitions", str(PARTITIONS)],
+             "--http-address", f"127.0.0.1:{self.port}", "--snapshot-interval-s", "0", "--partitions", str(PARTITIONS),
+             # Partition snapshots only on demand (step 4), and a lost partition's state dropped at once, so that
+             # a partition coming back is restored from a snapshot or folded from the log, never resumed.
+             "--partition-snapshot-interval-s", "0", "--drop-lost-after", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read_log, daemon=True).start()
         self.conn = None
@@ -255,17 +264,18 @@ def measure_forwarding(args, instances, sessions, notes):
               f"mean {statistics.mean(f) - statistics.mean(d):+.0f} us (x{statistics.mean(f) / statistics.mean(d):.2f})")
 
 
-def write_backlog(args, run, work):
+def write_backlog(args, run, work, events=None, name="backlog"):
     """Appends the backlog with `statefold append`; the mean line length in bytes."""
-    path = os.path.join(work, "backlog.jsonl")
-    per_session = max(2, args.backlog_events // args.backlog_sessions)
+    path = os.path.join(work, f"{name}.jsonl")
+    events = events or args.backlog_events
+    per_session = max(2, events // args.backlog_sessions)
     total_bytes = lines = 0
     with open(path, "w") as f:
         for s in range(args.backlog_sessions):
             sid = f"bk-{s}"
             for k in range(per_session):
                 event = {"event_id": os.urandom(16).hex(), "session_id": sid}
-                if k == 0:
+                if k == 0 and name == "backlog":
                     event.update(payload_type="SessionOpened", payload={"model": "echo-1"})
                 else:
                     event.update(payload_type="Message", payload={"role": "user", "content": [{"text": "x"}]})
@@ -275,14 +285,12 @@ def write_backlog(args, run, work):
     t0 = time.monotonic()
     subprocess.run([args.bin, "append", "--brokers", args.brokers, "--topic", run, path], check=True,
                    stdout=subprocess.DEVNULL)
-    print(f"\nBacklog: {lines} events over {args.backlog_sessions} sessions appended in {time.monotonic() - t0:.1f} s "
+    print(f"\n{name.capitalize()}: {lines} events over {args.backlog_sessions} sessions appended in {time.monotonic() - t0:.1f} s "
           f"(mean JSON line {total_bytes / lines:.0f} B; sent as FlatBuffers)")
     return total_bytes / lines
 
 
-def failover(args, instances, owner_of, sessions, mean_line, notes):
-    victim = instances[1]
-    survivor = instances[0]
+def failover(args, victim, survivor, owner_of, sessions, mean_line, notes, path):
     partition = min(p for p, i in owner_of.items() if i is victim)
     moved = sorted(p for p, i in owner_of.items() if i is victim)
     sid = next((s for s, (_, p, _) in sessions.items() if p == partition), None)
@@ -293,7 +301,7 @@ def failover(args, instances, owner_of, sessions, mean_line, notes):
     if status != 200:
         sys.exit(f"scale_out_bench: last append to {sid}: {status} {raw[:300]!r}")
     expected = json.loads(raw)["version"]
-    print(f"\nFailover: kill -9 {victim.name} (partitions {','.join(map(str, moved))}); "
+    print(f"\nFailover {path}: kill -9 {victim.name} (partitions {','.join(map(str, moved))}); "
           f"reading {sid} (partition {partition}, version {expected}) through {survivor.name}")
     t_kill = time.monotonic()
     victim.proc.send_signal(signal.SIGKILL)
@@ -346,10 +354,46 @@ def failover(args, instances, owner_of, sessions, mean_line, notes):
         note(notes, f"failover: {wrong_version} GET 200 with a version other than {expected}")
     if first_200 is None:
         note(notes, "failover: no GET 200 with the expected version before --failover-timeout")
-    print_reread(args, victim, moved, assigned_line, mean_line)
+    restored = [line for t, line in list(survivor.lines) if t > t_kill and "partition restored from a snapshot" in line]
+    snapshot_bytes = 0
+    for line in restored:
+        m = re.search(r"partition=(\d+).*?next_offset=(\d+).*?bytes_read=(\d+).*?ms=([\d.]+)", line)
+        if m and int(m.group(1)) in moved:
+            print(f"  partition {m.group(1)}: restored from a snapshot up to offset {m.group(2)}: "
+                  f"{int(m.group(3)) / 1e6:.2f} MB read from the snapshot topic in {float(m.group(4)):.0f} ms")
+            snapshot_bytes += int(m.group(3))
+    if path == "through a snapshot" and not restored:
+        note(notes, "failover through a snapshot: the survivor restored no snapshot")
+    print_reread(args, victim, moved, assigned_line, mean_line, snapshot_bytes)
 
 
-def print_reread(args, victim, moved, assigned_line, mean_line):
+def snapshot_failover(args, instances, run, work, sessions, mean_line, notes):
+    """Step 4: a third instance takes partitions, publishes their snapshots, and is killed after a tail."""
+    survivor = instances[0]
+    t0 = time.monotonic()
+    instances.append(Instance("c", args, run, work))
+    c = instances[-1]
+    owner_of = wait_split([survivor, c], seconds=600, caught_up=True)
+    print(f"\nc joined and folded its partitions ({','.join(map(str, c.owned()))}) in {time.monotonic() - t0:.1f} s")
+    moved = [p for p, i in owner_of.items() if i is c]
+    wait_for("the survivor to drop the state of c's partitions",
+             lambda: all(any(f"partition={p} " in line or line.endswith(f"partition={p}")
+                             for _, line in list(survivor.lines) if "folded elsewhere dropped" in line) for p in moved),
+             60)
+    t0 = time.monotonic()
+    out = subprocess.run([args.bin, "snapshot", "publish", "--data-dir", c.data_dir, "--brokers", args.brokers,
+                          "--topic", run], check=True, capture_output=True, text=True).stdout
+    print(f"partition snapshots of c published in {time.monotonic() - t0:.1f} s:")
+    for line in out.splitlines():
+        print(f"  {line}")
+    for sid, (owner, p, _) in sessions.items():
+        sessions[sid] = [c if p in moved else survivor, p, _]
+    write_backlog(args, run, work, events=args.tail_events, name="tail")
+    owner_of = wait_split([survivor, c], seconds=600, caught_up=True)
+    failover(args, c, survivor, owner_of, sessions, mean_line, notes, "through a snapshot")
+
+
+def print_reread(args, victim, moved, assigned_line, mean_line, snapshot_bytes):
     """Records the survivor read again: the killed store's next offsets less where the survivor started (as its
     "partitions assigned" line says); bytes estimated from the mean backlog line."""
     summary = json.loads(subprocess.run([args.bin, "inspect", "--data-dir", victim.data_dir, "--summary", "--format",
@@ -370,6 +414,9 @@ def print_reread(args, victim, moved, assigned_line, mean_line):
         records += end - start
     print(f"  records read again to rebuild: {records}; bytes ~ {records * mean_line / 1e6:.1f} MB "
           f"(records x mean backlog JSON line of {mean_line:.0f} B: an estimate, the values are FlatBuffers)")
+    if snapshot_bytes:
+        print(f"  plus {snapshot_bytes / 1e6:.2f} MB of partition snapshots: "
+              f"{snapshot_bytes / 1e6 + records * mean_line / 1e6:.1f} MB read from Kafka in all")
 
 
 def main():
@@ -384,6 +431,8 @@ def main():
     ap.add_argument("--sessions", type=int, default=40)
     ap.add_argument("--backlog-events", type=int, default=200000)
     ap.add_argument("--backlog-sessions", type=int, default=2000)
+    ap.add_argument("--tail-events", type=int, default=20000,
+                    help="events appended after the partition snapshots, before the second kill -9")
     ap.add_argument("--failover-timeout", type=float, default=120.0)
     ap.add_argument("--staggered", action="store_true",
                     help="start b only once a is ready holding every partition (a scale-out from 1 to 2 instances)")
@@ -412,7 +461,8 @@ def main():
         print(f"  both instances folded it (every lag 0) {time.monotonic() - t0:.1f} s after the append returned")
         if owner_of_now != owner_of:
             note(notes, "the partitions moved between the forwarding test and the failover")
-        failover(args, instances, owner_of_now, sessions, mean_line, notes)
+        failover(args, instances[1], instances[0], owner_of_now, sessions, mean_line, notes, "by full replay")
+        snapshot_failover(args, instances, run, work, sessions, mean_line, notes)
         print("\nNoteworthy:" if notes else "\nNothing unexpected seen.")
         for what, count in notes.items():
             print(f"  {what}" + (f" (x{count})" if count > 1 else ""))

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
 
   store::Options options;
   options.path = work_dir + "/store";
+  options.partitions = 1;
   options.memory_budget_bytes = 384ull << 20;
   {
     auto store = store::Store::open(options);
@@ -98,7 +99,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     for (std::uint64_t v = 1; v <= versions;) {
-      fold::Folder folder(**store);
+      const auto state = (*store)->partition(0);
+      fold::Folder folder(*state);
       for (std::uint64_t end = std::min(versions, v + 499); v <= end; ++v) {
         auto json = event_json(v, session, labels);
         auto event = codec::decode(std::span(reinterpret_cast<const std::uint8_t*>(json.data()), json.size()),
@@ -109,7 +111,7 @@ int main(int argc, char** argv) {
         }
         folder.apply(*event, {0, static_cast<std::int64_t>(v), static_cast<std::int64_t>(v)});
       }
-      if (auto ok = (*store)->commit(folder.finish(), {{0, static_cast<std::int64_t>(v)}}); !ok) {
+      if (auto ok = (*store)->commit(0, folder.finish(), static_cast<std::int64_t>(v)); !ok) {
         std::fprintf(stderr, "time_travel_bench: %s\n", ok.error().message.c_str());
         return 1;
       }

@@ -21,6 +21,7 @@
 #include "engine/log/log.h"
 #include "engine/metrics/metrics.h"
 #include "engine/runtime/engine.h"
+#include "engine/snapshot/partition_snapshot.h"
 #include "engine/snapshot/snapshot.h"
 
 #include <atomic>
@@ -120,6 +121,56 @@ base::Result<std::string> load_id_secret(const std::string& named, const std::st
 }
 
 // http://HOST:PORT of the listener, with this host's name in place of a wildcard address.
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// A partition gained with no state here, from its newest snapshot; nullopt (folded from the log) when none is usable.
+std::optional<std::int64_t> restore_partition(const snapshot::PartitionSnapshots& snapshots, std::int32_t partition,
+                                              store::Store& store) {
+  const auto start = std::chrono::steady_clock::now();
+  auto restored = snapshots.restore(store, partition);
+  if (!restored) {
+    const bool none = restored.error().code == base::ErrorCode::not_found;
+    (none ? base::log_info : base::log_warn)(
+        none ? "no partition snapshot: the partition is folded from the log"
+             : "partition snapshot not used: the partition is folded from the log",
+        {{"partition", std::to_string(partition)}, {"why", restored.error().message}});
+    return std::nullopt;
+  }
+  const auto& m = restored->manifest;
+  base::log_info("partition restored from a snapshot",
+                 {{"partition", std::to_string(partition)}, {"snapshot", m.id},
+                  {"next_offset", std::to_string(m.next_offset)}, {"sessions", std::to_string(m.sessions)},
+                  {"bytes_read", std::to_string(restored->bytes_read)}, {"ms", std::to_string(ms_since(start))}});
+  return m.next_offset;
+}
+
+// Publishes every partition folded here (and settled) whose state moved since it was published last.
+void publish_partitions(snapshot::PartitionSnapshots& snapshots, const runtime::Engine& engine,
+                        std::map<std::int32_t, std::int64_t>& published) {
+  const auto moving = engine.moving();
+  const auto offsets = engine.store().offsets();
+  for (std::int32_t p : engine.assignment()) {
+    if (std::find(moving.begin(), moving.end(), p) != moving.end()) continue;
+    const auto stored = offsets.find(p);
+    if (stored == offsets.end()) continue;
+    if (auto last = published.find(p); last != published.end() && last->second == stored->second) continue;
+    const auto start = std::chrono::steady_clock::now();
+    auto m = snapshots.publish(engine.store(), p);
+    if (!m) {
+      base::log_warn("partition snapshot not published; will try again",
+                     {{"partition", std::to_string(p)}, {"error", m.error().message}});
+      continue;
+    }
+    published[p] = m->next_offset;
+    base::log_info("partition snapshot published",
+                   {{"partition", std::to_string(p)}, {"snapshot", m->id}, {"next_offset", std::to_string(m->next_offset)},
+                    {"sessions", std::to_string(m->sessions)}, {"bytes", std::to_string(m->bytes)},
+                    {"chunks", std::to_string(m->chunks)}, {"ms", std::to_string(ms_since(start))}});
+  }
+}
+
 std::string default_advertise_url(const std::pair<std::string, std::uint16_t>& address) {
   std::string host = address.first;
   if (host == "0.0.0.0" || host == "::" || host == "[::]") {
@@ -160,6 +211,10 @@ Runner add_serve(CLI::App& app) {
     std::string wal = "on";
     std::string advertise_url;
     std::string static_membership = "on";
+    std::int64_t drop_lost_after_s = 600;
+    std::string partition_snapshots = "on";
+    std::uint64_t partition_snapshot_interval_s = 300;
+    std::string snapshots_topic;  // empty: snapshot::default_snapshot_topic
     std::string members_topic{cluster::kDefaultTopic};
   };
   auto a = std::make_shared<Args>();
@@ -254,6 +309,26 @@ Runner add_serve(CLI::App& app) {
                       "and a restart is a join like any other (docs/scaling.md)")
           ->check(CLI::IsMember({"on", "off"})),
       "STATEFOLD_STATIC_MEMBERSHIP");
+  env(cmd->add_option("--drop-lost-after", a->drop_lost_after_s,
+                      "Seconds after which the state of a partition another instance folds now is dropped from this "
+                      "one's store (back sooner, it resumes from that state; later, it is folded again from the log). "
+                      "0: kept for ever")
+          ->check(CLI::NonNegativeNumber),
+      "STATEFOLD_DROP_LOST_AFTER");
+  env(cmd->add_option("--partition-snapshots", a->partition_snapshots,
+                      "on: this instance publishes snapshots of the partitions it folds on --snapshots-topic, and a "
+                      "partition it gains with no state here is restored from the newest one, so that only the log "
+                      "after it is folded (a damaged or incompatible snapshot is folded from the log instead)")
+          ->check(CLI::IsMember({"on", "off"})),
+      "STATEFOLD_PARTITION_SNAPSHOTS");
+  env(cmd->add_option("--partition-snapshot-interval-s", a->partition_snapshot_interval_s,
+                      "How often each partition folded here is published, if it changed (0: only with `statefold "
+                      "snapshot publish`)"),
+      "STATEFOLD_PARTITION_SNAPSHOT_INTERVAL_S");
+  env(cmd->add_option("--snapshots-topic", a->snapshots_topic,
+                      "Compacted topic of partition snapshots, with as many partitions as the event topic (default: "
+                      "TOPIC.snapshots)"),
+      "STATEFOLD_SNAPSHOTS_TOPIC");
   env(cmd->add_option("--members-topic", a->members_topic,
                       "Compacted topic on which the instances of the group announce their partitions and addresses"),
       "STATEFOLD_MEMBERS_TOPIC");
@@ -277,6 +352,7 @@ Runner add_serve(CLI::App& app) {
                                                   : base::LogLevel::info);
     a->engine.wal = a->wal == "on";
     a->engine.static_membership = a->static_membership == "on";
+    a->engine.drop_lost_after = std::chrono::seconds(a->drop_lost_after_s);
     if (a->engine.sync_writes && !a->engine.wal) {
       std::cerr << "statefold serve: --sync needs the WAL: with --wal off there is no log to fsync, a batch is durable "
                    "only once its memtable is flushed. Use --sync (power-loss safe) or --wal off (rereads Kafka "
@@ -398,6 +474,25 @@ Runner add_serve(CLI::App& app) {
       return kFailure;
     }
     a->engine.partitions = *partitions;
+    // Partition snapshots: published by the owner, restored by an instance that gains a partition it has no state
+    // for. Not for the embedded try-out, a single process by definition.
+    std::unique_ptr<snapshot::PartitionSnapshots> partition_snapshots;
+    if (a->partition_snapshots == "on" && !a->embedded) {
+      snapshot::PartitionSnapshotOptions options;
+      options.brokers = a->engine.brokers;
+      options.topic = a->snapshots_topic;
+      options.events_topic = a->engine.topic;
+      options.kafka_properties = a->engine.kafka_properties;
+      options.instance = a->engine.data_dir;
+      partition_snapshots = std::make_unique<snapshot::PartitionSnapshots>(options);
+      if (auto r = partition_snapshots->ensure_topic(*partitions); !r) {
+        std::cerr << "statefold serve: " << r.error().message << "\n";
+        return kFailure;
+      }
+      a->engine.restore_partition = [raw = partition_snapshots.get()](std::int32_t p, store::Store& store) {
+        return restore_partition(*raw, p, store);
+      };
+    }
     auto engine = runtime::Engine::open(a->engine);
     if (!engine) {
       std::cerr << "statefold serve: " << engine.error().message << "\n";
@@ -558,6 +653,21 @@ Runner add_serve(CLI::App& app) {
       });
     }
 
+    // Partition snapshots, beside the engine: each partition folded here, if it changed since it was published last.
+    std::thread partition_publisher;
+    if (partition_snapshots && a->partition_snapshot_interval_s > 0) {
+      partition_publisher = std::thread([&] {
+        std::map<std::int32_t, std::int64_t> published;
+        std::unique_lock lock(snapshot_mutex);
+        while (!snapshot_wake.wait_for(lock, std::chrono::seconds(a->partition_snapshot_interval_s),
+                                       [&] { return snapshots_stop; })) {
+          lock.unlock();
+          publish_partitions(*partition_snapshots, **engine, published);
+          lock.lock();
+        }
+      });
+    }
+
     // SIGHUP: the TLS certificate and key are read again (a renewed certificate without a restart).
     std::thread tls_reloader;
     std::atomic<bool> reloader_stop{false};
@@ -583,14 +693,13 @@ Runner add_serve(CLI::App& app) {
     auto result = (*engine)->run();
     g_engine = nullptr;
     if (members) members->leave();  // the engine left the group: others stop forwarding here
-    if (snapshotter.joinable()) {
-      {
-        std::lock_guard lock(snapshot_mutex);
-        snapshots_stop = true;
-      }
-      snapshot_wake.notify_all();
-      snapshotter.join();
+    {
+      std::lock_guard lock(snapshot_mutex);
+      snapshots_stop = true;
     }
+    snapshot_wake.notify_all();
+    if (snapshotter.joinable()) snapshotter.join();
+    if (partition_publisher.joinable()) partition_publisher.join();
     reloader_stop.store(true);
     if (tls_reloader.joinable()) tls_reloader.join();
     // The engine has committed its last batch: appends still waiting for folding cannot be answered 200 any more.
