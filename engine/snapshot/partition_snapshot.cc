@@ -130,44 +130,56 @@ base::Result<void> verify_payload(const PartitionManifest& m, std::string_view p
   if (base::to_hex(base::sha256(payload)) != m.sha256) return damaged("the payload's SHA-256 differs from the manifest's");
   auto entries = entries_of(payload);
   if (!entries) return damaged(entries.error().message);
-  fold::MemoryKv state;
-  fold::WriteSet writes;
-  for (const auto& [k, v] : *entries) writes.put(k, v);
-  state.apply(writes);
   // The state is what the manifest says it is: every session header's state hash is the hash of its fields, every
-  // session lives in this partition, and together they give the partition's store hash.
-  auto next = state.get(fold::key::offset(m.partition));
-  if (!next || static_cast<std::int64_t>(fold::key::read_be64(*next)) != m.next_offset) {
-    return damaged("the state's next offset is not the manifest's " + std::to_string(m.next_offset));
-  }
+  // session lives in this partition, and together they give the partition's store hash. The entries are read where
+  // they lie in the payload (in key order, as the store held them), not copied.
   std::vector<std::uint8_t> store_hash(32, 0);
   std::uint64_t sessions = 0;
   std::string problem;
-  state.scan(std::string(1, fold::key::kHeader), [&](std::string_view k, std::string_view v) {
+  std::optional<std::string_view> next;
+  std::optional<std::string_view> summary;
+  const std::string offset_key = fold::key::offset(m.partition);
+  for (const auto& [k, v] : *entries) {
+    if (k == offset_key) next = v;
+    if (k == fold::key::kSummary) summary = v;
+    if (k.empty() || k[0] != fold::key::kHeader) continue;
     const std::string_view session = k.substr(1);
     try {
       const state::SessionHeaderT header = fold::decode_header(v);
       const base::Digest hash = fold::state_hash(header);
       if (!std::equal(hash.begin(), hash.end(), header.state_hash.begin(), header.state_hash.end())) {
         problem = "session " + std::string(session) + "'s header does not hash to its state hash";
-        return false;
+        break;
       }
       const base::Digest term = fold::store_hash_term(session, hash);
       for (std::size_t i = 0; i < term.size(); ++i) store_hash[i] ^= term[i];
     } catch (const std::exception& e) {
       problem = "session " + std::string(session) + "'s header is damaged: " + e.what();
-      return false;
+      break;
     }
     if (log::partition_for_key(session, m.partition_count) != m.partition) {
       problem = "session " + std::string(session) + " does not belong on partition " + std::to_string(m.partition);
-      return false;
+      break;
     }
     ++sessions;
-    return true;
-  });
+  }
   if (!problem.empty()) return damaged(problem);
+  if (!next || static_cast<std::int64_t>(fold::key::read_be64(*next)) != m.next_offset) {
+    return damaged("the state's next offset is not the manifest's " + std::to_string(m.next_offset));
+  }
   const std::string computed = base::to_hex(std::span<const std::uint8_t>(store_hash));
-  const std::string summarised = base::to_hex(std::span<const std::uint8_t>(fold::load_summary(state).store_hash));
+  fold::MemoryKv summary_only;
+  if (summary) {
+    fold::WriteSet writes;
+    writes.put(fold::key::kSummary, *summary);
+    summary_only.apply(writes);
+  }
+  std::string summarised;
+  try {
+    summarised = base::to_hex(std::span<const std::uint8_t>(fold::load_summary(summary_only).store_hash));
+  } catch (const std::exception& e) {
+    return damaged(std::string("its summary is damaged: ") + e.what());
+  }
   if (computed != summarised || computed != m.store_hash) {
     return damaged("its sessions hash to store hash " + computed + ", its summary says " + summarised +
                    " and the manifest " + m.store_hash);
@@ -277,6 +289,9 @@ base::Result<Restored> PartitionSnapshots::restore(store::Store& store, std::int
   std::map<std::uint64_t, std::string> best_chunks;
   std::string why_not;
   Restored restored;
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
+  auto started = Clock::now();
   auto read = log::read_partition(
       _options.brokers, _options.topic, partition,
       [&](log::StoredRecord&& r) {
@@ -296,7 +311,9 @@ base::Result<Restored> PartitionSnapshots::restore(store::Store& store, std::int
             return;
           }
           best = std::move(*m);
-          best_chunks = run;
+          best_chunks = std::move(run);
+          run.clear();
+          run_id.clear();
         } else if (r.key->starts_with(chunk_prefix) && value.size() >= kIdBytes) {
           const std::string id(value.substr(0, kIdBytes));
           if (id != run_id) {
@@ -339,10 +356,15 @@ base::Result<Restored> PartitionSnapshots::restore(store::Store& store, std::int
   payload.reserve(m.bytes);
   for (std::uint64_t i = 0; i < m.chunks; ++i) payload.append(best_chunks[i]);
   best_chunks.clear();
+  restored.read_ms = ms_since(started);
+  started = Clock::now();
   if (auto verified = verify_payload(m, payload); !verified) return verified.error();
+  restored.verify_ms = ms_since(started);
+  started = Clock::now();
   auto entries = entries_of(payload);
   if (!entries) return entries.error();
   if (auto loaded = store.load_partition(partition, *entries); !loaded) return loaded.error();
+  restored.load_ms = ms_since(started);
   restored.manifest = m;
   return restored;
 }

@@ -62,6 +62,9 @@ struct PartitionSnapshotOptions {
 struct Restored {
   PartitionManifest manifest;
   std::uint64_t bytes_read = 0;  // from the snapshot topic, values and keys
+  double read_ms = 0;            // reading the snapshot topic's partition
+  double verify_ms = 0;          // checking the payload and the state it holds
+  double load_ms = 0;            // writing it into the store
 };
 
 class PartitionSnapshots {

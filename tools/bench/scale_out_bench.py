@@ -357,10 +357,12 @@ def failover(args, victim, survivor, owner_of, sessions, mean_line, notes, path)
     restored = [line for t, line in list(survivor.lines) if t > t_kill and "partition restored from a snapshot" in line]
     snapshot_bytes = 0
     for line in restored:
-        m = re.search(r"partition=(\d+).*?next_offset=(\d+).*?bytes_read=(\d+).*?ms=([\d.]+)", line)
+        m = re.search(r"partition=(\d+).*?next_offset=(\d+).*?bytes_read=(\d+) ms=([\d.]+) read_ms=([\d.]+) "
+                      r"verify_ms=([\d.]+) load_ms=([\d.]+)", line)
         if m and int(m.group(1)) in moved:
             print(f"  partition {m.group(1)}: restored from a snapshot up to offset {m.group(2)}: "
-                  f"{int(m.group(3)) / 1e6:.2f} MB read from the snapshot topic in {float(m.group(4)):.0f} ms")
+                  f"{int(m.group(3)) / 1e6:.2f} MB read from the snapshot topic, {float(m.group(4)):.0f} ms "
+                  f"(read {float(m.group(5)):.0f}, check {float(m.group(6)):.0f}, write {float(m.group(7)):.0f})")
             snapshot_bytes += int(m.group(3))
     if path == "through a snapshot" and not restored:
         note(notes, "failover through a snapshot: the survivor restored no snapshot")

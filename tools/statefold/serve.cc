@@ -142,7 +142,9 @@ std::optional<std::int64_t> restore_partition(const snapshot::PartitionSnapshots
   base::log_info("partition restored from a snapshot",
                  {{"partition", std::to_string(partition)}, {"snapshot", m.id},
                   {"next_offset", std::to_string(m.next_offset)}, {"sessions", std::to_string(m.sessions)},
-                  {"bytes_read", std::to_string(restored->bytes_read)}, {"ms", std::to_string(ms_since(start))}});
+                  {"bytes_read", std::to_string(restored->bytes_read)}, {"ms", std::to_string(ms_since(start))},
+                  {"read_ms", std::to_string(restored->read_ms)}, {"verify_ms", std::to_string(restored->verify_ms)},
+                  {"load_ms", std::to_string(restored->load_ms)}});
   return m.next_offset;
 }
 
