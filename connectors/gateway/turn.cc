@@ -165,6 +165,10 @@ std::optional<http::Response> Core::refuse_elsewhere(const std::string& session,
       refused = openai_error(503, runtime::not_here_message(owner, session), "server_error", route,
                              owner.state == runtime::Ownership::State::moving ? "partition_moving" : "");
       refused.headers.emplace_back("Retry-After", "1");
+      // Refused before anything was done, so the retry Retry-After invites is safe: let OpenAI's SDKs make it.
+      for (auto& [name, value] : refused.headers) {
+        if (name == "x-should-retry") value = "true";
+      }
       break;
     case runtime::Ownership::State::elsewhere:
       refused = openai_error(421, runtime::not_here_message(owner, session), "invalid_request_error", route,

@@ -199,11 +199,12 @@ std::string output_text(const json::value& v) {
   return out;
 }
 
-// An error in OpenAI's shape, with this status and code; its message.
-std::string expect_openai_error(const http::Response& response, int status, std::string_view code) {
+// An error in OpenAI's shape, with this status and code, telling OpenAI's SDKs whether to retry it; its message.
+std::string expect_openai_error(const http::Response& response, int status, std::string_view code,
+                                std::string_view should_retry = "false") {
   EXPECT_EQ(response.status, status) << response.body;
   EXPECT_EQ(response.content_type, "application/json");
-  EXPECT_EQ(header_value(response, "x-should-retry"), "false");
+  EXPECT_EQ(header_value(response, "x-should-retry"), should_retry) << response.status;
   auto v = parse(response);
   if (!v.is_object() || !v.as_object().contains("error") || !v.at("error").is_object()) {
     ADD_FAILURE() << "not an OpenAI error: " << response.body;
@@ -664,15 +665,30 @@ TEST_F(GatewayTest, ASessionOwnedElsewhereIsMisdirected) {
   EXPECT_FALSE(header("away-1"));
 }
 
+// Refused before anything was done: OpenAI's SDKs may retry it, as Retry-After invites (x-should-retry: false
+// would forbid them).
 TEST_F(GatewayTest, NoPartitionsYetIs503) {
   state.set_ownership({runtime::Ownership::State::unassigned, -1});
   auto answer = chat("early-1", R"([{"role":"user","content":"hi"}])");
-  const std::string message = expect_openai_error(answer, 503, "");
+  const std::string message = expect_openai_error(answer, 503, "", "true");
   EXPECT_TRUE(contains(message, "no partitions")) << message;
+  EXPECT_EQ(header_value(answer, "Retry-After"), "1");
   EXPECT_TRUE(sink.calls().empty());
   // Once assigned, the same request works.
   state.set_ownership({runtime::Ownership::State::owned, 0});
   EXPECT_EQ(chat("early-1", R"([{"role":"user","content":"hi"}])").status, 200);
+}
+
+TEST_F(GatewayTest, APartitionStillMovingInIs503WithARetry) {
+  state.set_ownership({runtime::Ownership::State::moving, 5});
+  auto answer = chat("moving-1", R"([{"role":"user","content":"hi"}])");
+  const std::string message = expect_openai_error(answer, 503, "partition_moving", "true");
+  EXPECT_TRUE(contains(message, "partition 5")) << message;
+  EXPECT_EQ(header_value(answer, "Retry-After"), "1");
+  EXPECT_EQ(header_value(answer, "X-Statefold-Partition"), "5");
+  expect_openai_error(responses(R"({"model":"echo","conversation":"moving-1","input":"hi"})"), 503,
+                      "partition_moving", "true");
+  EXPECT_TRUE(sink.calls().empty());
 }
 
 // --- The write path failing ---
