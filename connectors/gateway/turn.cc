@@ -156,28 +156,8 @@ Core::Core(Options o, const StateSource& s, append::Sink& e)
       workers(options.workers) {}
 
 std::optional<http::Response> Core::refuse_elsewhere(const std::string& session, const std::string& route) const {
-  const auto owner = state.ownership(session);
-  http::Response refused;
-  switch (owner.state) {
-    case runtime::Ownership::State::owned: return std::nullopt;
-    case runtime::Ownership::State::unassigned:
-    case runtime::Ownership::State::moving:
-      refused = openai_error(503, runtime::not_here_message(owner, session), "server_error", route,
-                             owner.state == runtime::Ownership::State::moving ? "partition_moving" : "");
-      refused.headers.emplace_back("Retry-After", "1");
-      // Refused before anything was done, so the retry Retry-After invites is safe: let OpenAI's SDKs make it.
-      for (auto& [name, value] : refused.headers) {
-        if (name == "x-should-retry") value = "true";
-      }
-      break;
-    case runtime::Ownership::State::elsewhere:
-      refused = openai_error(421, runtime::not_here_message(owner, session), "invalid_request_error", route,
-                             "misdirected_request");
-      break;
-  }
-  // Where the session belongs: serve forwards the request there (engine/cluster).
-  refused.headers.emplace_back(runtime::kPartitionHeader, std::to_string(owner.partition));
-  return refused;
+  // Names the session's partition: serve forwards the request to its owner (engine/cluster).
+  return runtime::refuse_unless_owned(state.ownership(session), session, route);
 }
 
 std::string Core::new_session_id(std::string_view prefix) const {

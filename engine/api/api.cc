@@ -51,40 +51,8 @@ std::string_view error_type(int status) {
   }
 }
 
-// `text` with each byte that is not part of well-formed UTF-8 replaced by U+FFFD: error messages echo paths and
-// ids as the client sent them, and the answer must stay valid JSON.
-std::string valid_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    std::size_t n = c < 0x80                        ? 1
-                    : (c >> 5) == 0x6 && c >= 0xc2  ? 2
-                    : (c >> 4) == 0xe               ? 3
-                    : (c >> 3) == 0x1e && c <= 0xf4 ? 4
-                                                    : 0;
-    bool ok = n > 0 && i + n <= text.size();
-    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
-    if (ok && n == 3) {
-      const auto c1 = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  // overlong, surrogate
-    } else if (ok && n == 4) {
-      const auto c1 = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);  // overlong, beyond U+10FFFF
-    }
-    if (ok) {
-      out.append(text.substr(i, n));
-      i += n;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
 json::object error_object(int status, std::string_view message, std::string_view code = {}) {
-  return json::object{{"message", valid_utf8(message)},
+  return json::object{{"message", base::valid_utf8(message)},
                       {"type", error_type(status)},
                       {"param", nullptr},
                       {"code", code.empty() ? json::value(nullptr) : json::value(code)}};
@@ -335,25 +303,7 @@ void Api::append(const http::Request& request, const auth::Principal& caller, co
 }
 
 std::optional<http::Response> Api::check_owned(const std::string& session_id, const std::string& route) {
-  const auto owner = _engine.ownership(session_id);
-  http::Response refused;
-  switch (owner.state) {
-    case runtime::Ownership::State::owned: return std::nullopt;
-    case runtime::Ownership::State::unassigned:  // starting, stopping or between rebalances
-    case runtime::Ownership::State::moving:
-      refused = error_response(503, runtime::not_here_message(owner, session_id), route,
-                               owner.state == runtime::Ownership::State::moving ? "partition_moving" : "");
-      refused.headers.emplace_back("Retry-After", "1");
-      break;
-    case runtime::Ownership::State::elsewhere: {
-      json::object o{{"error", error_object(421, runtime::not_here_message(owner, session_id), "misdirected_request")},
-                     {"partition", owner.partition}};
-      refused = http::json_response(421, json::serialize(o), route);
-      break;
-    }
-  }
-  refused.headers.emplace_back(runtime::kPartitionHeader, std::to_string(owner.partition));
-  return refused;
+  return runtime::refuse_unless_owned(_engine.ownership(session_id), session_id, route);
 }
 
 void Api::fork(const http::Request& request, const auth::Principal& caller, const std::string& parent,

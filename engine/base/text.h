@@ -1,5 +1,5 @@
-// ASCII case-insensitive text, as HTTP compares header names, auth schemes and tokens (RFC 9110): no locale. And
-// lists of partitions as log lines print them.
+// ASCII case-insensitive text, as HTTP compares header names, auth schemes and tokens (RFC 9110): no locale. Lists
+// of partitions as log lines print them. Text a client sent, made fit for a JSON answer.
 #pragma once
 
 #include <algorithm>
@@ -36,5 +36,9 @@ inline std::string join(const std::vector<std::int32_t>& numbers) {
   }
   return out;
 }
+
+// `text` with each byte that is not part of well-formed UTF-8 replaced by U+FFFD: error messages echo paths and
+// ids as the client sent them, and the answer must stay valid JSON.
+std::string valid_utf8(std::string_view text);
 
 }  // namespace statefold::base

@@ -56,17 +56,13 @@ std::optional<std::int32_t> partition_of(const http::Response& refused) {
   return std::nullopt;
 }
 
-http::Response moving(std::int32_t partition, std::string why) {
-  json::object o{{"error", json::object{{"message", "partition " + std::to_string(partition) + " " + why +
-                                                         "; retry shortly"},
-                                        {"type", "server_error"},
-                                        {"param", nullptr},
-                                        {"code", "partition_moving"}}},
-                 {"partition", partition}};
-  http::Response r = http::json_response(503, json::serialize(o));
-  r.headers.emplace_back("Retry-After", "1");
-  r.headers.emplace_back(runtime::kPartitionHeader, std::to_string(partition));
-  return r;
+http::Response moving(std::int32_t partition, std::string_view why) {
+  std::string message = "partition ";
+  message += std::to_string(partition);
+  message += ' ';
+  message += why;
+  message += "; retry shortly";
+  return runtime::refusal({runtime::Ownership::State::moving, partition}, message);
 }
 
 }  // namespace

@@ -1,11 +1,16 @@
 // Ownership: whether this instance folds a session, as the engine's consumer group assigned its partition. A
-// vocabulary type for the modules that must send a client elsewhere (the API, the gateway) without holding the
-// engine.
+// vocabulary type for the modules that must send a client elsewhere (the API, the gateway, engine/cluster) without
+// holding the engine, and the one answer they refuse such a request with:
+//
+//   if (auto refused = runtime::refuse_unless_owned(engine.ownership(id), id, route)) return respond(*refused);
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "engine/http/http.h"
 
 namespace statefold::runtime {
 
@@ -36,5 +41,16 @@ inline std::string not_here_message(const Ownership& owner, std::string_view ses
   }
   return {};
 }
+
+// The answer to a request this instance does not serve because of `owner` (any state but owned), in OpenAI's error
+// shape with the partition beside it, {"error": {"message", "type", "param", "code"}, "partition": n}: 421
+// misdirected_request when another instance folds the partition; 503 with Retry-After while none is assigned here
+// (code null) or it is still moving in (partition_moving). kPartitionHeader names the partition, and x-should-retry
+// tells OpenAI's SDKs whether to retry (a 503: yes, nothing was done; a 421: no, the same address answers the same).
+http::Response refusal(const Ownership& owner, std::string_view message, std::string route = {});
+
+// nullopt when `owner` is owned; otherwise the refusal of a request for `session_id`, saying not_here_message.
+std::optional<http::Response> refuse_unless_owned(const Ownership& owner, std::string_view session_id,
+                                                  std::string route);
 
 }  // namespace statefold::runtime

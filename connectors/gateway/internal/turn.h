@@ -49,8 +49,8 @@ std::string random_hex(std::size_t bytes);
 
 // An error in OpenAI's shape. Every gateway error tells OpenAI's SDKs not to retry by themselves (x-should-retry):
 // the gateway already retried the upstream, and a turn's input may be on the log, so a blind retry would record
-// it twice. The one exception is the 503 refusal of a session not folded here yet (Core::refuse_elsewhere), which
-// does nothing and asks for the retry.
+// it twice. The one exception is the 503 refusal of a session not folded here yet (Core::refuse_elsewhere, by
+// runtime::refuse_unless_owned), which does nothing and asks for the retry.
 http::Response openai_error(int status, std::string_view message, std::string_view type, const std::string& route,
                             std::string_view code = {});
 
