@@ -3,6 +3,7 @@
 // again (reconcile.h).
 #include "connectors/gateway/internal/events.h"
 #include "connectors/gateway/internal/turn.h"
+#include "engine/base/hex.h"
 
 namespace statefold::gateway::internal {
 
@@ -30,7 +31,7 @@ class ChatFormat final : public Format {
  private:
   // A keyed turn's id comes from its key, so a replay answers with the same id, as Responses' does.
   static std::string completion_id(std::string_view idempotency_key) {
-    if (idempotency_key.empty()) return "chatcmpl-" + random_hex(12);
+    if (idempotency_key.empty()) return "chatcmpl-" + base::random_hex(12);
     return "chatcmpl-" + codec::event_id_to_string(turn_event_id(idempotency_key, "reply")).substr(0, 24);
   }
   const std::string _id;

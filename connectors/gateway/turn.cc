@@ -3,7 +3,6 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -13,6 +12,7 @@
 
 #include "engine/fold/read.h"
 #include "engine/fork/fork.h"
+#include "engine/base/hex.h"
 #include "engine/base/logging.h"
 #include "statefold/schema/state_generated.h"
 
@@ -99,18 +99,6 @@ std::int64_t now_us() {
       .count();
 }
 
-std::string random_hex(std::size_t bytes) {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  std::string out;
-  static const char* digits = "0123456789abcdef";
-  for (std::size_t i = 0; i < bytes; ++i) {
-    const auto b = static_cast<unsigned>(rng() & 0xff);
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
 http::Response openai_error(int status, std::string_view message, std::string_view type, const std::string& route,
                             std::string_view code) {
   auto response = http::json_response(status, protocol::openai_error_json(message, type, code), route);
@@ -152,7 +140,7 @@ Core::Core(Options o, const StateSource& s, append::Sink& e)
       events(e),
       cache(256, std::max<std::size_t>(options.context_cache_bytes, 1 << 20)),
       // Without a secret (tests, a gateway of its own): one of this process, so its ids last as long as it does.
-      ids(options.id_secret.empty() ? random_hex(32) : options.id_secret),
+      ids(options.id_secret.empty() ? base::random_hex(32) : options.id_secret),
       workers(options.workers) {}
 
 std::optional<http::Response> Core::refuse_elsewhere(const std::string& session, const std::string& route) const {
@@ -161,13 +149,8 @@ std::optional<http::Response> Core::refuse_elsewhere(const std::string& session,
 }
 
 std::string Core::new_session_id(std::string_view prefix) const {
-  std::string id = std::string(prefix) + random_hex(12);
-  // With p partitions of which this instance folds k, a random id lands here with odds k/p: 64 tries miss only
-  // when it folds none (then the turn is forwarded to the id's owner, which picks its own).
-  for (int attempt = 0; attempt < 64 && state.ownership(id).state == runtime::Ownership::State::elsewhere; ++attempt) {
-    id = std::string(prefix) + random_hex(12);
-  }
-  return id;
+  // Folding none, the turn is forwarded to the id's owner, which picks its own.
+  return runtime::random_session_id(prefix, 12, [this](std::string_view id) { return state.ownership(id); });
 }
 
 double Core::margin_for(const upstream::Endpoint& endpoint, context::Provider provider) {
@@ -617,11 +600,9 @@ std::optional<http::Response> refuse_reused_key(const fold::Reader& snapshot, co
 std::variant<std::string, http::Response> Core::branch(const TurnRequest& turn) {
   // The child keeps the parent's namespace (its tenant prefix comes first) and is named after it, with a suffix
   // that puts it on the parent's partition: this instance folds both, so the branch never waits on another one.
-  const std::int32_t home = state.ownership(turn.session).partition;
-  std::string child = turn.session + "~" + random_hex(4);
-  for (int attempt = 0; home >= 0 && state.ownership(child).partition != home && attempt < 4096; ++attempt) {
-    child = turn.session + "~" + random_hex(4);
-  }
+  const std::string child = runtime::random_session_id(
+      turn.session + "~", 4, [this](std::string_view id) { return state.ownership(id); },
+      state.ownership(turn.session).partition);
   if (auto refused = refuse_elsewhere(child, turn.route)) return std::move(*refused);
   auto plan = fork::plan(*state.snapshot(), {turn.session, turn.previous_version, child, append::now_us()});
   if (!plan) return openai_error(409, "previous_response_id: " + plan.error().message, "conflict", turn.route);

@@ -314,11 +314,11 @@ void Api::fork(const http::Request& request, const auth::Principal& caller, cons
   if (ec || !body.is_object()) return respond(error_response(400, "body: expected a JSON object", route));
   const json::object& args = body.as_object();
   // A child named here goes on the parent's partition, so the instance that folds the parent folds it too.
-  const std::int32_t home = _engine.ownership(parent).partition;
-  fork::Request fork_request{parent, 0, parent + "-fork-" + append::random_event_id().substr(0, 8), append::now_us()};
-  for (int attempt = 0; home >= 0 && _engine.ownership(fork_request.child).partition != home && attempt < 4096; ++attempt) {
-    fork_request.child = parent + "-fork-" + append::random_event_id().substr(0, 8);
-  }
+  fork::Request fork_request{parent, 0,
+                             runtime::random_session_id(
+                                 parent + "-fork-", 4, [this](std::string_view id) { return _engine.ownership(id); },
+                                 _engine.ownership(parent).partition),
+                             append::now_us()};
   if (const auto* v = args.if_contains("version")) {
     if (!v->is_uint64() && !(v->is_int64() && v->as_int64() > 0)) {
       return respond(error_response(400, "version: expected a positive integer", route));

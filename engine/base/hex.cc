@@ -1,5 +1,7 @@
 #include "engine/base/hex.h"
 
+#include <random>
+
 namespace statefold::base {
 
 namespace {
@@ -35,6 +37,18 @@ std::optional<std::vector<std::uint8_t>> from_hex(std::string_view hex) {
     int lo = nibble(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+std::string random_hex(std::size_t bytes) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string out;
+  out.reserve(bytes * 2);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(rng() & 0xff);
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
   }
   return out;
 }

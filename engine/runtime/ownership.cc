@@ -1,5 +1,6 @@
 #include "engine/runtime/ownership.h"
 
+#include "engine/base/hex.h"
 #include "engine/base/json_writer.h"
 #include "engine/base/text.h"
 
@@ -38,6 +39,22 @@ std::optional<http::Response> refuse_unless_owned(const Ownership& owner, std::s
                                                   std::string route) {
   if (owner.state == Ownership::State::owned) return std::nullopt;
   return refusal(owner, not_here_message(owner, session_id), std::move(route));
+}
+
+std::string random_session_id(std::string_view prefix, std::size_t random_bytes,
+                              const std::function<Ownership(std::string_view)>& ownership_of,
+                              std::optional<std::int32_t> partition) {
+  auto lands = [&](const std::string& id) {
+    const Ownership owner = ownership_of(id);
+    return partition ? owner.partition == *partition : owner.state != Ownership::State::elsewhere;
+  };
+  std::string id;
+  for (int tries = partition ? 4096 : 64; tries > 0; --tries) {
+    id.assign(prefix);
+    id += base::random_hex(random_bytes);
+    if (lands(id)) break;
+  }
+  return id;
 }
 
 }  // namespace statefold::runtime

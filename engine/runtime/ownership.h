@@ -5,7 +5,9 @@
 //   if (auto refused = runtime::refuse_unless_owned(engine.ownership(id), id, route)) return respond(*refused);
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,5 +54,14 @@ http::Response refusal(const Ownership& owner, std::string_view message, std::st
 // nullopt when `owner` is owned; otherwise the refusal of a request for `session_id`, saying not_here_message.
 std::optional<http::Response> refuse_unless_owned(const Ownership& owner, std::string_view session_id,
                                                   std::string route);
+
+// A new session id, `prefix` then `random_bytes` random bytes in hex, that lands on a partition this instance folds
+// by `ownership_of` (the engine's view, or the gateway's): on `partition` when given, so that a fork or a branch stays
+// with its parent through rebalances (up to 4096 draws: one in p partitions lands there), else on any partition not
+// another instance's (up to 64: with k of p folded here, one in p/k lands, so 64 miss only when it folds none). When
+// none lands, the last one drawn: the caller refuses the request or the cluster forwards it to the id's owner.
+std::string random_session_id(std::string_view prefix, std::size_t random_bytes,
+                              const std::function<Ownership(std::string_view)>& ownership_of,
+                              std::optional<std::int32_t> partition = std::nullopt);
 
 }  // namespace statefold::runtime

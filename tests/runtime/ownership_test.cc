@@ -1,5 +1,5 @@
 // The answer to a request for a session this instance does not fold, as the API, the gateway and engine/cluster
-// give it.
+// give it, and the random session ids that land on a partition of this instance's.
 #include "engine/runtime/ownership.h"
 
 #include <gtest/gtest.h>
@@ -83,6 +83,37 @@ TEST(Refusal, AMessageOfTheCallersAndInvalidUtf8StayValidJson) {
   ASSERT_TRUE(odd);
   const std::string message(error_of(*odd, 1).at("message").as_string());
   EXPECT_NE(message.find("bad-\xEF\xBF\xBD\"id"), std::string::npos) << message;
+}
+
+// Four partitions by the id's last character; this instance folds partition 2 only.
+Ownership by_last_digit(std::string_view id) {
+  const std::int32_t partition = (id.back() - '0') & 3;
+  return {partition == 2 ? Ownership::State::owned : Ownership::State::elsewhere, partition};
+}
+
+TEST(RandomSessionId, LandsOnTheGivenPartition) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = random_session_id("parent~", 4, by_last_digit, 3);
+    EXPECT_EQ(id.size(), 7u + 8u) << id;
+    EXPECT_EQ(id.rfind("parent~", 0), 0u) << id;
+    EXPECT_EQ(by_last_digit(id).partition, 3) << id;
+  }
+}
+
+TEST(RandomSessionId, ElseOnAnyPartitionFoldedHere) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = random_session_id("resp-", 12, by_last_digit);
+    EXPECT_EQ(id.size(), 5u + 24u) << id;
+    EXPECT_EQ(by_last_digit(id).state, Ownership::State::owned) << id;
+  }
+  // Folding none, it gives up after a few draws and returns an id all the same (forwarded to its owner).
+  int draws = 0;
+  const std::string id = random_session_id("resp-", 12, [&](std::string_view s) {
+    ++draws;
+    return Ownership{Ownership::State::elsewhere, by_last_digit(s).partition};
+  });
+  EXPECT_EQ(id.size(), 5u + 24u);
+  EXPECT_EQ(draws, 64);
 }
 
 }  // namespace

@@ -45,7 +45,6 @@ inline constexpr std::chrono::seconds kSettlePatience{2};
 inline constexpr std::chrono::milliseconds kChangePatience{2000};
 
 std::int64_t now_us();
-std::string random_hex(std::size_t bytes);
 
 // An error in OpenAI's shape. Every gateway error tells OpenAI's SDKs not to retry by themselves (x-should-retry):
 // the gateway already retried the upstream, and a turn's input may be on the log, so a blind retry would record
