@@ -379,6 +379,87 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
   return out;
 }
 
+namespace {
+
+class KafkaFollower final : public Follower {
+ public:
+  KafkaFollower(HandlePtr rk, std::string topic) : _rk(std::move(rk)), _topic(std::move(topic)) {}
+  ~KafkaFollower() override {
+    release();
+    rd_kafka_consumer_close(_rk.get());
+  }
+
+  base::Result<void> follow(std::int32_t partition, std::optional<std::int64_t> offset) override {
+    _next[partition] = offset.value_or(RD_KAFKA_OFFSET_BEGINNING);
+    return reassign();
+  }
+  base::Result<void> stop_following(std::int32_t partition) override {
+    if (_next.erase(partition) == 0) return {};
+    return reassign();
+  }
+  std::vector<std::int32_t> following() const override {
+    std::vector<std::int32_t> out;
+    for (const auto& [p, next] : _next) out.push_back(p);
+    return out;
+  }
+  std::size_t poll(std::vector<Record>& out, std::size_t max, std::chrono::milliseconds timeout) override {
+    release();
+    out.clear();
+    int wait_ms = static_cast<int>(timeout.count());
+    while (out.size() < max) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(_rk.get(), wait_ms);
+      if (m == nullptr) break;
+      wait_ms = 0;
+      // A record of a partition no longer followed may still be in hand from before the last assign.
+      auto next = _next.find(m->partition);
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR || next == _next.end()) {
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      next->second = m->offset + 1;
+      _held.push_back(m);
+      out.push_back(view_of(m));
+    }
+    return out.size();
+  }
+
+ private:
+  // librdkafka's assign() replaces the whole assignment: every partition is given again where it is now.
+  base::Result<void> reassign() {
+    PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(_next.size())));
+    for (const auto& [p, next] : _next) rd_kafka_topic_partition_list_add(list.get(), _topic.c_str(), p)->offset = next;
+    if (auto err = rd_kafka_assign(_rk.get(), list.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return base::make_error("cannot follow partitions of " + _topic + ": " + rd_kafka_err2str(err));
+    }
+    return {};
+  }
+  void release() {
+    for (rd_kafka_message_t* m : _held) rd_kafka_message_destroy(m);
+    _held.clear();
+  }
+
+  HandlePtr _rk;
+  std::string _topic;
+  std::map<std::int32_t, std::int64_t> _next;  // where each followed partition goes on
+  std::vector<rd_kafka_message_t*> _held;
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Follower>> Follower::create(const std::string& brokers, const std::string& topic,
+                                                         const Properties& extra) {
+  Properties properties = extra;
+  properties.insert(properties.end(), {{"bootstrap.servers", brokers},
+                                       {"group.id", "statefold-standby"},
+                                       {"auto.offset.reset", "earliest"},
+                                       {"enable.auto.commit", "false"},
+                                       {"enable.partition.eof", "false"},
+                                       {"isolation.level", "read_committed"}});
+  auto consumer = groupless_consumer(properties);
+  if (!consumer) return consumer.error();
+  return std::unique_ptr<Follower>(new KafkaFollower(std::move(*consumer), topic));
+}
+
 base::Result<void> read_partition(const std::string& brokers, const std::string& topic, std::int32_t partition,
                                   const std::function<void(StoredRecord&&)>& visit, const Properties& extra) {
   auto exists = partition_count(brokers, topic);
