@@ -404,7 +404,7 @@ TEST_F(ScaleOut, WithoutStaticMembershipSigtermHandsThePartitionsOverAtOnce) {
 TEST_F(ScaleOut, AnEmptyInstanceRestoresPartitionSnapshotsAndFoldsOnlyTheTail) {
   // Sessions of every partition, 20 events each, written with `statefold append`; then 5 more each.
   std::vector<std::string> sessions;
-  for (int i = 0; i < 24; ++i) sessions.push_back("cold-" + std::to_string(i));
+  for (int i = 0; i < 24; ++i) sessions.push_back(std::string("cold-").append(std::to_string(i)));
   auto write = [&](int round, int events, std::size_t& written) {
     std::vector<std::string> lines;
     for (std::size_t s = 0; s < sessions.size(); ++s) {
@@ -534,7 +534,7 @@ TEST_F(ScaleOut, AnEmptyInstanceRestoresPartitionSnapshotsAndFoldsOnlyTheTail) {
 // neither from offset 0 nor from a snapshot, and every session equals a single-instance replay.
 TEST_F(ScaleOut, WithStandbysTheSurvivorsOfAKillGoOnFromTheirStandbys) {
   std::vector<std::string> sessions;
-  for (int i = 0; i < 24; ++i) sessions.push_back("warm-" + std::to_string(i));
+  for (int i = 0; i < 24; ++i) sessions.push_back(std::string("warm-").append(std::to_string(i)));
   std::vector<std::string> lines;
   for (std::size_t s = 0; s < sessions.size(); ++s) {
     for (int e = 0; e < 20; ++e) {

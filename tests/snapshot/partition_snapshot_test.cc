@@ -43,7 +43,8 @@ struct Partition {
 
   Partition() {
     for (int i = 0; sessions.size() < 3; ++i) {
-      const std::string s = "snap-" + std::to_string(i);
+      std::string s = "snap-";
+      s += std::to_string(i);  // not "snap-" + to_string: GCC 12 -O3 warns falsely (-Wrestrict)
       if (log::partition_for_key(s, kPartitions) == kPartition) sessions.push_back(s);
     }
     fold::Folder folder(kv);
