@@ -145,7 +145,9 @@ base::Result<void> verify_payload(const PartitionManifest& m, std::string_view p
     if (k.empty() || k[0] != fold::key::kHeader) continue;
     const std::string_view session = k.substr(1);
     try {
-      const state::SessionHeaderT header = fold::decode_header(v);
+      // Copied out of the payload first: a FlatBuffer must be read where it is aligned, and in the payload it sits
+      // wherever the bytes before it left it (UBSan caught the misaligned loads).
+      const state::SessionHeaderT header = fold::decode_header(std::string(v));
       const base::Digest hash = fold::state_hash(header);
       if (!std::equal(hash.begin(), hash.end(), header.state_hash.begin(), header.state_hash.end())) {
         problem = "session " + std::string(session) + "'s header does not hash to its state hash";
