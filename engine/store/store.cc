@@ -50,11 +50,6 @@ class SessionPrefix final : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice&) const override { return true; }
 };
 
-std::string schema_version_bytes() {
-  std::string v;
-  fold::key::append_be64(v, fold::kStateSchemaVersion);
-  return v;
-}
 
 using Family = std::shared_ptr<rocksdb::ColumnFamilyHandle>;
 
@@ -122,6 +117,8 @@ struct Store::Impl {
   base::Result<Family> family_for_write(std::int32_t partition) {
     if (auto existing = family(partition)) return existing;
     std::unique_lock lock(families_mutex);
+    // Made by another thread between the two locks (a restore beside a commit): that one it is.
+    if (auto it = families.find(partition); it != families.end()) return it->second;
     rocksdb::ColumnFamilyHandle* raw = nullptr;
     rocksdb::Status status = db->CreateColumnFamily(family_options, family_name(partition), &raw);
     if (!status.ok()) {
@@ -229,7 +226,8 @@ base::Result<std::unique_ptr<Store>> Store::open(const Options& options) {
     if (options.read_only) {
       // A store that never committed a batch: readable, and empty.
     } else {
-      status = impl->db->Put(impl->write_options, slice(fold::key::kSchemaVersion), schema_version_bytes());
+      status = impl->db->Put(impl->write_options, slice(fold::key::kSchemaVersion),
+                             be64_bytes(fold::kStateSchemaVersion));
       if (!status.ok()) return base::make_error("cannot initialise the store: " + status.ToString());
     }
   } else if (!status.ok()) {
