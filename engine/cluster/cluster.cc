@@ -221,6 +221,33 @@ std::optional<Member> Cluster::owner(std::int32_t partition) const {
   return *best;
 }
 
+std::vector<std::int32_t> standby_partitions(const std::vector<Member>& members, std::string_view self, int replicas) {
+  std::vector<const Member*> live;
+  std::map<std::int32_t, const Member*> owner;
+  for (const Member& m : members) {
+    if (m.left) continue;
+    live.push_back(&m);
+    for (std::int32_t p : m.partitions) {
+      auto& o = owner[p];
+      if (o == nullptr || m.offset > o->offset) o = &m;
+    }
+  }
+  std::sort(live.begin(), live.end(), [](const Member* a, const Member* b) { return a->instance < b->instance; });
+  std::vector<std::int32_t> out;
+  if (replicas <= 0 || live.size() < 2) return out;
+  for (const auto& [p, o] : owner) {
+    const auto at = std::find(live.begin(), live.end(), o) - live.begin();
+    const int n = std::min<int>(replicas, static_cast<int>(live.size()) - 1);
+    for (int k = 1; k <= n; ++k) {
+      if (live[(at + k) % live.size()]->instance == self) {
+        out.push_back(p);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<Member> Cluster::members() const {
   std::lock_guard lock(_impl->mutex);
   std::vector<Member> out;

@@ -59,6 +59,13 @@ struct Member {
   std::int64_t offset = -1;       // where on the membership topic: a later announcement wins a disputed partition
 };
 
+// Warm standbys: the partitions `self` keeps a standby of, `replicas` per partition. A partition's standbys are the
+// `replicas` live instances (announced, not left) that follow its owner (the last to claim it) in instance order,
+// wrapping around; partitions nobody claims have none. Pure: the same members give every instance the same plan.
+// The group, not this plan, chooses a dead owner's successor, so a standby saves a replay only when the group picks
+// it: with replicas = instances - 1 every survivor is one.
+std::vector<std::int32_t> standby_partitions(const std::vector<Member>& members, std::string_view self, int replicas);
+
 class Cluster {
  public:
   static base::Result<std::unique_ptr<Cluster>> start(const Options& options);

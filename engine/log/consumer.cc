@@ -379,6 +379,102 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
   return out;
 }
 
+namespace {
+
+// Follows partitions with librdkafka's per-partition (legacy) consumer: consume_start / consume_stop per partition,
+// into one queue. Not assign(): librdkafka 2.0.2 aborts (rktp_started assertion, upstream issue 5573) when an
+// assignment is replaced again before the previous one's partitions have stopped, and a standby plan can change twice
+// in a second. consume_stop returns only once the partition has stopped, so no change ever overlaps another.
+class KafkaFollower final : public Follower {
+ public:
+  KafkaFollower(HandlePtr rk, std::string topic) : _rk(std::move(rk)), _topic(std::move(topic)) {
+    _queue = rd_kafka_queue_new(_rk.get());
+    _handle = rd_kafka_topic_new(_rk.get(), _topic.c_str(), nullptr);
+  }
+  ~KafkaFollower() override {
+    release();
+    for (const auto& [p, next] : _next) rd_kafka_consume_stop(_handle, p);
+    rd_kafka_topic_destroy(_handle);
+    rd_kafka_queue_destroy(_queue);
+  }
+
+  base::Result<void> follow(std::int32_t partition, std::optional<std::int64_t> offset) override {
+    if (_next.contains(partition)) return {};
+    const std::int64_t from = offset.value_or(RD_KAFKA_OFFSET_BEGINNING);
+    if (rd_kafka_consume_start_queue(_handle, partition, from, _queue) != 0) {
+      return base::make_error("cannot follow " + where(partition) + ": " + rd_kafka_err2str(rd_kafka_last_error()));
+    }
+    _next[partition] = from;
+    return {};
+  }
+  base::Result<void> stop_following(std::int32_t partition) override {
+    if (_next.erase(partition) == 0) return {};
+    if (rd_kafka_consume_stop(_handle, partition) != 0) {
+      return base::make_error("cannot stop following " + where(partition) + ": " +
+                              rd_kafka_err2str(rd_kafka_last_error()));
+    }
+    return {};
+  }
+  std::vector<std::int32_t> following() const override {
+    std::vector<std::int32_t> out;
+    for (const auto& [p, next] : _next) out.push_back(p);
+    return out;
+  }
+  std::size_t poll(std::vector<Record>& out, std::size_t max, std::chrono::milliseconds timeout) override {
+    release();
+    out.clear();
+    rd_kafka_poll(_rk.get(), 0);  // serves the handle's own events (errors, statistics)
+    _batch.resize(std::max<std::size_t>(max, 1));
+    const ssize_t n = rd_kafka_consume_batch_queue(_queue, static_cast<int>(timeout.count()), _batch.data(), max);
+    for (ssize_t i = 0; i < n; ++i) {
+      rd_kafka_message_t* m = _batch[static_cast<std::size_t>(i)];
+      // A stopped partition's records are purged by consume_stop; the check is for one stopped and started again.
+      auto next = _next.find(m->partition);
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR || next == _next.end() ||
+          (next->second >= 0 && m->offset < next->second)) {
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      next->second = m->offset + 1;
+      _held.push_back(m);
+      out.push_back(view_of(m));
+    }
+    return out.size();
+  }
+
+ private:
+  std::string where(std::int32_t partition) const { return _topic + "[" + std::to_string(partition) + "]"; }
+  void release() {
+    for (rd_kafka_message_t* m : _held) rd_kafka_message_destroy(m);
+    _held.clear();
+  }
+
+  HandlePtr _rk;
+  std::string _topic;
+  rd_kafka_queue_t* _queue = nullptr;
+  rd_kafka_topic_t* _handle = nullptr;
+  std::map<std::int32_t, std::int64_t> _next;  // where each followed partition goes on (negative: a logical offset)
+  std::vector<rd_kafka_message_t*> _held;
+  std::vector<rd_kafka_message_t*> _batch;
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Follower>> Follower::create(const std::string& brokers, const std::string& topic,
+                                                         const Properties& extra) {
+  Properties properties = extra;
+  // No group: the per-partition consumer neither joins one nor commits offsets.
+  std::erase_if(properties, [](const auto& p) { return p.first == "group.id"; });
+  properties.insert(properties.end(), {{"bootstrap.servers", brokers},
+                                       {"auto.offset.reset", "earliest"},
+                                       {"auto.commit.enable", "false"},
+                                       {"enable.partition.eof", "false"},
+                                       {"isolation.level", "read_committed"}});
+  auto consumer = groupless_consumer(properties);
+  if (!consumer) return consumer.error();
+  return std::unique_ptr<Follower>(new KafkaFollower(std::move(*consumer), topic));
+}
+
 base::Result<void> read_partition(const std::string& brokers, const std::string& topic, std::int32_t partition,
                                   const std::function<void(StoredRecord&&)>& visit, const Properties& extra) {
   auto exists = partition_count(brokers, topic);

@@ -205,6 +205,21 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
                                                                 std::int32_t partition,
                                                                 const std::vector<std::int64_t>& offsets);
 
+// Reads chosen partitions of a topic outside any consumer group, each from a chosen offset, for as long as they are
+// wanted: a standby's fold of partitions another instance owns. Reads committed records only, as the engine's
+// consumer does. Records are views into the consumer's buffers, valid until the next poll. One thread.
+class Follower {
+ public:
+  static base::Result<std::unique_ptr<Follower>> create(const std::string& brokers, const std::string& topic,
+                                                        const Properties& extra = {});
+  virtual ~Follower() = default;
+  // Starts reading `partition` at `offset` (nullopt: its beginning); the others go on where they were.
+  virtual base::Result<void> follow(std::int32_t partition, std::optional<std::int64_t> offset) = 0;
+  virtual base::Result<void> stop_following(std::int32_t partition) = 0;
+  virtual std::vector<std::int32_t> following() const = 0;
+  virtual std::size_t poll(std::vector<Record>& out, std::size_t max, std::chrono::milliseconds timeout) = 0;
+};
+
 // Reads one partition of a topic from its first record to its end as of the call, outside any consumer group,
 // handing each record to `visit` in offset order. A topic that does not exist is an error of code not_found.
 base::Result<void> read_partition(const std::string& brokers, const std::string& topic, std::int32_t partition,

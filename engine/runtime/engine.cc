@@ -248,12 +248,77 @@ void Engine::settle_moves() {
   if (!settled.empty()) base::log_info("partitions ready", {{"topic", _options.topic}, {"partitions", base::join(settled)}});
 }
 
+void Engine::set_standbys(std::vector<std::int32_t> partitions) {
+  std::sort(partitions.begin(), partitions.end());
+  std::lock_guard lock(_standby_mutex);
+  if (partitions == _standby_partitions && !_wanted_standbys) return;
+  _wanted_standbys = std::move(partitions);
+}
+
+std::vector<std::int32_t> Engine::standbys() const {
+  std::lock_guard lock(_standby_mutex);
+  return _following;
+}
+
+base::Result<void> Engine::apply_standbys() {
+  if (_options.stop_at) return {};
+  {
+    std::lock_guard lock(_standby_mutex);
+    if (_wanted_standbys) {
+      _standby_partitions = std::move(*_wanted_standbys);
+      _wanted_standbys.reset();
+      _standbys_dirty = true;
+    }
+  }
+  if (!_standbys_dirty) return {};
+  _standbys_dirty = false;
+  const auto owned = _consumer->assignment();
+  std::vector<std::int32_t> target;
+  for (std::int32_t p : _standby_partitions) {
+    if (std::find(owned.begin(), owned.end(), p) == owned.end()) target.push_back(p);
+  }
+  if (!_follower && target.empty()) return {};
+  if (!_follower) {
+    auto follower = log::Follower::create(_options.brokers, _options.topic, _options.kafka_properties);
+    if (!follower) return follower.error();
+    _follower = std::move(*follower);
+  }
+  // What the follower folded is committed before a partition stops or starts: offsets stay with state.
+  if (auto committed = finish_commit(); !committed) return committed.error();
+  std::vector<std::int32_t> started;
+  std::vector<std::int32_t> stopped;
+  for (std::int32_t p : _follower->following()) {
+    if (std::find(target.begin(), target.end(), p) != target.end()) continue;
+    if (auto r = _follower->stop_following(p); !r) return r.error();
+    stopped.push_back(p);
+  }
+  const auto following = _follower->following();
+  for (std::int32_t p : target) {
+    if (std::find(following.begin(), following.end(), p) != following.end()) continue;
+    auto next = _next_offsets.find(p);
+    const std::optional<std::int64_t> from =
+        next == _next_offsets.end() ? std::nullopt : std::optional<std::int64_t>(next->second);
+    if (auto r = _follower->follow(p, from); !r) return r.error();
+    started.push_back(p);
+  }
+  {
+    std::lock_guard lock(_standby_mutex);
+    _following = _follower->following();
+  }
+  if (!started.empty() || !stopped.empty()) {
+    base::log_info("standbys", {{"following", base::join(_follower->following())},
+                                {"started", base::join(started)}, {"stopped", base::join(stopped)}});
+  }
+  return {};
+}
+
 void Engine::drop_lost_partitions() {
   if (_options.drop_lost_after.count() <= 0 || _options.stop_at) return;
   const auto now = std::chrono::steady_clock::now();
   if (now - _last_lost_check < std::chrono::seconds(1)) return;
   _last_lost_check = now;
-  const auto owned = _consumer->assignment();
+  auto owned = _consumer->assignment();
+  for (std::int32_t p : standbys()) owned.push_back(p);  // a standby's state is kept, as an owner's
   const auto stored = _store->partitions();
   std::erase_if(_lost_since, [&](const auto& lost) {
     return std::find(stored.begin(), stored.end(), lost.first) == stored.end();
@@ -311,6 +376,20 @@ std::map<std::int32_t, std::int64_t> Engine::lag() const {
 std::map<std::int32_t, std::optional<std::int64_t>> Engine::on_assigned(const std::vector<std::int32_t>& partitions) {
   // With the batch in flight committed, the store is the whole truth here.
   if (auto committed = finish_commit(); !committed) _commit_error = committed.error();
+  // A partition folded here as a standby is the group's now: the consumer goes on from where the standby got.
+  if (_follower) {
+    bool stopped = false;
+    for (std::int32_t p : partitions) {
+      const auto following = _follower->following();
+      if (std::find(following.begin(), following.end(), p) == following.end()) continue;
+      if (auto r = _follower->stop_following(p); !r) _commit_error = r.error();
+      stopped = true;
+    }
+    if (stopped) {
+      std::lock_guard lock(_standby_mutex);
+      _following = _follower->following();
+    }
+  }
   if (_options.restore_partition && !_options.stop_at) {
     for (std::int32_t p : partitions) {
       if (_next_offsets.contains(p)) continue;  // resumes from its own state
@@ -351,6 +430,7 @@ void Engine::on_revoked(const std::vector<std::int32_t>& partitions) {
   // What was folded from these partitions is stored before another member starts on them.
   if (auto committed = finish_commit(); !committed) _commit_error = committed.error();
   base::log_info("partitions revoked", {{"topic", _options.topic}, {"partitions", base::join(partitions)}});
+  _standbys_dirty = true;  // a revoked partition may be one to keep a standby of
   {
     std::lock_guard lock(_moves_mutex);
     for (std::int32_t p : partitions) _moves.erase(p);
@@ -615,6 +695,12 @@ base::Result<void> Engine::wait_for_disk_space(const base::Error& failure) {
 void Engine::commit_lag_offsets(bool now) {
   const auto at = std::chrono::steady_clock::now();
   if (_lag_offsets.empty() || (!now && at - _last_lag_commit < std::chrono::seconds(1))) return;
+  // Only the group's own partitions: a standby's progress is not the group's to record.
+  if (_follower) {
+    const auto owned = _consumer->assignment();
+    std::erase_if(_lag_offsets, [&](const auto& e) { return std::find(owned.begin(), owned.end(), e.first) == owned.end(); });
+    if (_lag_offsets.empty()) return;
+  }
   if (!_consumer->commit_for_lag(_lag_offsets)) return;  // the group just rebalanced: later
   _lag_offsets.clear();
   _last_lag_commit = at;
@@ -692,6 +778,21 @@ base::Result<void> Engine::run() {
       if (auto folded = fold_batch(batch); !folded) {
         (void)finish_commit();
         return folded.error();
+      }
+    }
+    // Standbys: the partitions followed outside the group, folded like the owned ones (not while paused).
+    if (auto applied = apply_standbys(); !applied) {
+      (void)finish_commit();
+      return applied.error();
+    }
+    if (_follower && !paused) {
+      _follower->poll(batch, _options.max_batch, std::chrono::milliseconds(0));
+      if (!batch.empty()) {
+        _last_records = std::chrono::steady_clock::now();
+        if (auto folded = fold_batch(batch); !folded) {
+          (void)finish_commit();
+          return folded.error();
+        }
       }
     }
     commit_lag_offsets();

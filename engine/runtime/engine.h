@@ -116,6 +116,12 @@ class Engine final : private log::AssignmentListener {
   // Called on the engine's thread whenever the group gives or takes partitions, with every partition this instance
   // folds from then on, before any other member may start on a revoked one. Set before run().
   void on_assignment(std::function<void(const std::vector<std::int32_t>& owned)> observer);
+  // Warm standbys: the partitions this instance should also fold while another owns them, read from the event
+  // topic outside the group (any thread; applied on the engine's thread). Their state is not served; when the group
+  // gives this instance one of them, folding goes on from where the standby got, not from a snapshot or offset 0.
+  void set_standbys(std::vector<std::int32_t> partitions);
+  // The partitions folded as standbys now.
+  std::vector<std::int32_t> standbys() const;
   // This instance's name in the consumer group: stable per data directory (static membership).
   const std::string& instance_id() const { return _instance_id; }
   // Set before run(); not owned.
@@ -163,6 +169,8 @@ class Engine final : private log::AssignmentListener {
   void settle_moves();
   // Drops the state of partitions away for longer than EngineOptions::drop_lost_after (on the engine's thread).
   void drop_lost_partitions();
+  // Follows the wanted standbys that are not owned here, and stops following the others (the engine's thread).
+  base::Result<void> apply_standbys();
   // Compares the data directory's free space with the reserve (at most a few times a second) and logs changes;
   // true while folding must pause.
   bool disk_is_low();
@@ -184,6 +192,12 @@ class Engine final : private log::AssignmentListener {
   std::string _instance_id;
   // Partitions moving here: the offset they must be folded to (-1 until the broker told the log's end).
   mutable std::mutex _moves_mutex;
+  mutable std::mutex _standby_mutex;
+  std::optional<std::vector<std::int32_t>> _wanted_standbys;  // set_standbys' latest, until applied
+  std::vector<std::int32_t> _standby_partitions;               // wanted, owned ones included
+  std::vector<std::int32_t> _following;                         // folded as standbys now (under _standby_mutex)
+  std::unique_ptr<log::Follower> _follower;
+  bool _standbys_dirty = false;
   std::map<std::int32_t, std::int64_t> _moves;
   std::map<std::int32_t, std::int64_t> _committed;  // next offsets in the store, as of the last finished commit
   std::chrono::steady_clock::time_point _last_settle;

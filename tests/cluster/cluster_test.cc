@@ -1,5 +1,6 @@
 // The membership record every instance writes and reads (engine/cluster): its JSON form round-trips, and a record
-// that is not one is refused with a message naming the instance, never read as an instance with no partitions.
+// that is not one is refused with a message naming the instance, never read as an instance with no partitions. The
+// standby plan every instance derives from the members.
 #include "engine/cluster/cluster.h"
 
 #include <gtest/gtest.h>
@@ -38,6 +39,36 @@ TEST(Announcement, AnythingElseIsRefusedNamingTheInstance) {
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.error().message.find("i-1"), std::string::npos) << r.error().message;
   }
+}
+
+Member member(std::string instance, std::vector<std::int32_t> partitions, std::int64_t offset, bool left = false) {
+  Member m;
+  m.instance = std::move(instance);
+  m.partitions = std::move(partitions);
+  m.offset = offset;
+  m.left = left;
+  return m;
+}
+
+TEST(Standbys, FollowTheOwnerInInstanceOrderAndWrapAround) {
+  const std::vector<Member> members = {member("c", {4, 5}, 3), member("a", {0, 1}, 1), member("b", {2, 3}, 2)};
+  // One replica: a's partitions to b, b's to c, c's to a.
+  EXPECT_EQ(standby_partitions(members, "a", 1), (std::vector<std::int32_t>{4, 5}));
+  EXPECT_EQ(standby_partitions(members, "b", 1), (std::vector<std::int32_t>{0, 1}));
+  EXPECT_EQ(standby_partitions(members, "c", 1), (std::vector<std::int32_t>{2, 3}));
+  // Two (every other instance): each keeps a standby of every partition it does not own; more cannot be had.
+  EXPECT_EQ(standby_partitions(members, "a", 2), (std::vector<std::int32_t>{2, 3, 4, 5}));
+  EXPECT_EQ(standby_partitions(members, "a", 9), (std::vector<std::int32_t>{2, 3, 4, 5}));
+  EXPECT_TRUE(standby_partitions(members, "a", 0).empty());
+}
+
+TEST(Standbys, TheLatestClaimOwnsAPartitionAndInstancesThatLeftAreSkipped) {
+  // b claimed 1 after a did; c left, so a's successor is b and b's is a.
+  const std::vector<Member> members = {member("a", {0, 1}, 1), member("b", {1, 2}, 5), member("c", {}, 6, true)};
+  EXPECT_EQ(standby_partitions(members, "a", 1), (std::vector<std::int32_t>{1, 2}));
+  EXPECT_EQ(standby_partitions(members, "b", 1), (std::vector<std::int32_t>{0}));
+  EXPECT_TRUE(standby_partitions(members, "c", 1).empty());
+  EXPECT_TRUE(standby_partitions({member("a", {0}, 1)}, "a", 1).empty()) << "alone, nobody to stand by";
 }
 
 }  // namespace

@@ -3,8 +3,9 @@
 // session is forwarded to it) and through `statefold append`, while one instance is killed with SIGKILL, a fourth
 // joins and one leaves with SIGTERM. At the end every acknowledged event is in its session exactly once, and every
 // session read through either surviving instance equals a single-instance replay of the topic. Then: SIGTERM hands
-// partitions over at once without static membership, and an instance with an empty store restores partition
-// snapshots, folds only the log after them, and folds a partition whose snapshot is damaged from the log instead.
+// partitions over at once without static membership; an instance with an empty store restores partition
+// snapshots, folds only the log after them, and folds a partition whose snapshot is damaged from the log instead;
+// and with warm standbys, the survivors of a kill -9 go on from their standbys' state.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -526,6 +527,113 @@ TEST_F(ScaleOut, AnEmptyInstanceRestoresPartitionSnapshotsAndFoldsOnlyTheTail) {
               static_cast<unsigned long long>(folded), first + second, kPartitions - 1);
   EXPECT_LT(folded, first / 2 + second) << "restored partitions must not be folded again from the log";
   EXPECT_GE(folded, second) << "the log after the snapshots must be folded";
+}
+
+// Warm standbys: with --standby-replicas 2 each of three instances also folds the partitions it does not own. After
+// a kill -9, the survivors the group gives the dead instance's partitions to go on from their standbys' offsets,
+// neither from offset 0 nor from a snapshot, and every session equals a single-instance replay.
+TEST_F(ScaleOut, WithStandbysTheSurvivorsOfAKillGoOnFromTheirStandbys) {
+  std::vector<std::string> sessions;
+  for (int i = 0; i < 24; ++i) sessions.push_back(std::string("warm-").append(std::to_string(i)));
+  std::vector<std::string> lines;
+  for (std::size_t s = 0; s < sessions.size(); ++s) {
+    for (int e = 0; e < 20; ++e) {
+      char id[33];
+      std::snprintf(id, sizeof id, "%08x%08x%016x", 0x3a53u, static_cast<unsigned>(s), static_cast<unsigned>(e));
+      json::object event = json::parse(e == 0 ? opened_body() : message_body("warm")).as_object();
+      event["session_id"] = sessions[s];
+      event["event_id"] = id;
+      lines.push_back(json::serialize(event));
+    }
+  }
+  const std::vector<std::string> flags = {"--standby-replicas", "2", "--partition-snapshots", "off"};
+  Node& a = start_node("a", flags);
+  Node& b = start_node("b", flags);
+  Node& c = start_node("c", flags);
+  ASSERT_FALSE(HasFailure());
+  wait_for_split({&a, &b, &c}, "three instances");
+  ASSERT_FALSE(HasFailure());
+  const std::string file = path("warm.jsonl");
+  write_lines(file, lines);
+  auto appended = append(_topic, file);
+  ASSERT_TRUE(appended.status.exited_with(0)) << appended.status.describe() << "\n" << appended.err;
+
+  auto version_of = [&](Node& node, const std::string& session) -> std::uint64_t {
+    HttpClient client("127.0.0.1", node.port, seconds(30));
+    HttpReply r = client.get("/v1/sessions/" + session);
+    return r.status == 200 ? r.json().at("version").to_number<std::uint64_t>() : 0;
+  };
+  auto all_folded = [&](Node& via) {
+    return wait_until(
+        [&] {
+          for (const auto& session : sessions) {
+            if (version_of(via, session) != 20) return false;
+          }
+          return true;
+        },
+        minutes(2), milliseconds(100));
+  };
+  ASSERT_TRUE(all_folded(a));
+  // Each instance follows the partitions it does not own.
+  for (Node* n : {&a, &b, &c}) {
+    EXPECT_TRUE(wait_until([&] { return contains(n->serve->log(), "standbys following="); }, minutes(1),
+                           milliseconds(100)))
+        << n->name << " never followed a standby:\n" << tail(n->serve->log_path());
+  }
+  std::this_thread::sleep_for(seconds(2));  // the standbys fold what was appended (a few hundred records)
+
+  // kill -9 of the owner of the first session's partition.
+  const std::int32_t partition = log::partition_for_key(sessions[0], kPartitions);
+  Node* victim = nullptr;
+  for (Node* n : {&a, &b, &c}) {
+    if (partitions_of(*n).contains(partition)) victim = n;
+  }
+  ASSERT_NE(victim, nullptr);
+  const auto moved = partitions_of(*victim);
+  std::vector<Node*> survivors;
+  for (Node* n : {&a, &b, &c}) {
+    if (n != victim) survivors.push_back(n);
+  }
+  const std::size_t log_before[2] = {survivors[0]->serve->log().size(), survivors[1]->serve->log().size()};
+  victim->up = false;
+  const auto killed = std::chrono::steady_clock::now();
+  victim->serve->kill();
+  wait_for_split(survivors, "after the kill");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(all_folded(*survivors[0]));
+  std::printf("the killed instance's partitions were served again %lld ms after the kill\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - killed).count()));
+  // Each moved partition was taken by a survivor from its standby's offset, not from the beginning.
+  for (std::int32_t p : moved) {
+    bool from_standby = false;
+    for (int i = 0; i < 2; ++i) {
+      const std::string after = survivors[i]->serve->log().substr(log_before[i]);
+      std::smatch m;
+      const std::regex assigned("partitions assigned[^\n]*start=[^\n]*\\b" + std::to_string(p) + "@(\\d+)");
+      if (std::regex_search(after, m, assigned) && std::stoll(m[1]) > 0) from_standby = true;
+    }
+    EXPECT_TRUE(from_standby) << "partition " << p << " was not taken from a standby:\n"
+                              << tail(survivors[0]->serve->log_path()) << tail(survivors[1]->serve->log_path());
+  }
+
+  const std::string replayed = data_dir("replay");
+  auto r = statefold({"replay", "--brokers", brokers(), "--topic", _topic, "--data-dir", replayed}, minutes(5));
+  ASSERT_TRUE(r.status.exited_with(0)) << r.status.describe() << "\n" << r.err;
+  for (Node* n : survivors) {
+    HttpClient client("127.0.0.1", n->port, seconds(30));
+    for (const auto& session : sessions) {
+      auto reference = inspect_session(replayed, session, 0);
+      ASSERT_TRUE(reference.has_value()) << session;
+      const json::object ref = json::parse(*reference).as_object();
+      HttpReply got = client.get("/v1/sessions/" + session);
+      ASSERT_EQ(got.status, 200) << n->name << " " << session << ": " << got.describe();
+      for (const char* field : {"version", "state_hash", "chain_hash"}) {
+        EXPECT_EQ(json::serialize(got.json().at(field)), json::serialize(ref.at(field)))
+            << session << " through " << n->name << ": " << field << " differs from the replay";
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -28,6 +28,8 @@ not a test.
    of c's partitions (`statefold snapshot publish` on c's live store), appends --tail-events more events, then
    kill -9s c and times the same steps: the survivor restores the snapshots and folds only the tail. Bytes read:
    the snapshot topic's (from the survivor's "partition restored from a snapshot" lines) plus the tail's records.
+   With --standby-replicas N (N > 0), every instance keeps warm standbys: the failover of step 3 is then the one
+   "with a standby" (the survivor goes on from its standby's offset) and step 4 is skipped.
 5. Stops everything (SIGTERM, then SIGKILL) and deletes its temporary directory unless --keep.
 Exit status 1 only when the run itself failed.
 """
@@ -78,7 +80,8 @@ class Instance:
              "--http-address", f"127.0.0.1:{self.port}", "--snapshot-interval-s", "0", "--partitions", str(PARTITIONS),
              # Partition snapshots only on demand (step 4), and a lost partition's state dropped at once, so that
              # a partition coming back is restored from a snapshot or folded from the log, never resumed.
-             "--partition-snapshot-interval-s", "0", "--drop-lost-after", "1"],
+             "--partition-snapshot-interval-s", "0", "--drop-lost-after", "1",
+             "--standby-replicas", str(args.standby_replicas)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read_log, daemon=True).start()
         self.conn = None
@@ -436,6 +439,8 @@ def main():
     ap.add_argument("--tail-events", type=int, default=20000,
                     help="events appended after the partition snapshots, before the second kill -9")
     ap.add_argument("--failover-timeout", type=float, default=120.0)
+    ap.add_argument("--standby-replicas", type=int, default=0,
+                    help="serve --standby-replicas: > 0 measures the failover with a warm standby instead")
     ap.add_argument("--staggered", action="store_true",
                     help="start b only once a is ready holding every partition (a scale-out from 1 to 2 instances)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (data dirs, logs)")
@@ -463,8 +468,14 @@ def main():
         print(f"  both instances folded it (every lag 0) {time.monotonic() - t0:.1f} s after the append returned")
         if owner_of_now != owner_of:
             note(notes, "the partitions moved between the forwarding test and the failover")
-        failover(args, instances[1], instances[0], owner_of_now, sessions, mean_line, notes, "by full replay")
-        snapshot_failover(args, instances, run, work, sessions, mean_line, notes)
+        if args.standby_replicas > 0:
+            wait_for("a's standbys to follow b's partitions",
+                     lambda: any("standbys following=" in line for _, line in list(instances[0].lines)), 60)
+            time.sleep(2)  # the standby folds the backlog's last records
+            failover(args, instances[1], instances[0], owner_of_now, sessions, mean_line, notes, "with a standby")
+        else:
+            failover(args, instances[1], instances[0], owner_of_now, sessions, mean_line, notes, "by full replay")
+            snapshot_failover(args, instances, run, work, sessions, mean_line, notes)
         print("\nNoteworthy:" if notes else "\nNothing unexpected seen.")
         for what, count in notes.items():
             print(f"  {what}" + (f" (x{count})" if count > 1 else ""))

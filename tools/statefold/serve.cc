@@ -214,6 +214,7 @@ Runner add_serve(CLI::App& app) {
     std::string advertise_url;
     std::string static_membership = "on";
     std::int64_t drop_lost_after_s = 600;
+    int standby_replicas = 0;
     std::string partition_snapshots = "on";
     std::uint64_t partition_snapshot_interval_s = 300;
     std::string snapshots_topic;  // empty: snapshot::default_snapshot_topic
@@ -317,6 +318,12 @@ Runner add_serve(CLI::App& app) {
                       "0: kept for ever")
           ->check(CLI::NonNegativeNumber),
       "STATEFOLD_DROP_LOST_AFTER");
+  env(cmd->add_option("--standby-replicas", a->standby_replicas,
+                      "Warm standbys: each partition is also folded, read-only, by this many other instances (the ones "
+                      "after its owner in instance order), so that the one the group gives it to after a failure goes "
+                      "on from there. instances - 1: every survivor has one (docs/scaling.md)")
+          ->check(CLI::Range(0, 100)),
+      "STATEFOLD_STANDBY_REPLICAS");
   env(cmd->add_option("--partition-snapshots", a->partition_snapshots,
                       "on: this instance publishes snapshots of the partitions it folds on --snapshots-topic, and a "
                       "partition it gains with no state here is restored from the newest one, so that only the log "
@@ -670,6 +677,18 @@ Runner add_serve(CLI::App& app) {
       });
     }
 
+    // Warm standbys, planned from the membership topic every second: the engine follows what the plan gives it.
+    std::thread standby_planner;
+    if (members && a->standby_replicas > 0) {
+      standby_planner = std::thread([&] {
+        std::unique_lock lock(snapshot_mutex);
+        while (!snapshot_wake.wait_for(lock, std::chrono::seconds(1), [&] { return snapshots_stop; })) {
+          (*engine)->set_standbys(
+              cluster::standby_partitions(members->members(), (*engine)->instance_id(), a->standby_replicas));
+        }
+      });
+    }
+
     // SIGHUP: the TLS certificate and key are read again (a renewed certificate without a restart).
     std::thread tls_reloader;
     std::atomic<bool> reloader_stop{false};
@@ -702,6 +721,7 @@ Runner add_serve(CLI::App& app) {
     snapshot_wake.notify_all();
     if (snapshotter.joinable()) snapshotter.join();
     if (partition_publisher.joinable()) partition_publisher.join();
+    if (standby_planner.joinable()) standby_planner.join();
     reloader_stop.store(true);
     if (tls_reloader.joinable()) tls_reloader.join();
     // The engine has committed its last batch: appends still waiting for folding cannot be answered 200 any more.
