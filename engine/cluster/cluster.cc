@@ -21,23 +21,39 @@ namespace {
 constexpr std::chrono::milliseconds kAnnounceTimeout{5000};
 constexpr std::chrono::milliseconds kTailPoll{200};
 
-// http://HOST:PORT (a trailing slash allowed) as host and port; nullopt for anything else.
-std::optional<std::pair<std::string, std::uint16_t>> parse_url(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) return std::nullopt;
-  url.remove_prefix(kScheme.size());
+// An instance's address as announced.
+struct Address {
+  std::string host;
+  std::uint16_t port = 0;
+  bool tls = false;
+};
+
+// http://HOST:PORT or https://HOST:PORT (a trailing slash allowed); nullopt for anything else.
+std::optional<Address> parse_url(std::string_view url) {
+  Address out;
+  if (url.starts_with("https://")) {
+    out.tls = true;
+    url.remove_prefix(8);
+  } else if (url.starts_with("http://")) {
+    url.remove_prefix(7);
+  } else {
+    return std::nullopt;
+  }
   if (url.ends_with('/')) url.remove_suffix(1);
   const std::size_t colon = url.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == url.size()) return std::nullopt;
-  std::string host(url.substr(0, colon));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  out.host = std::string(url.substr(0, colon));
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
+  }
   unsigned port = 0;
   for (char c : url.substr(colon + 1)) {
     if (c < '0' || c > '9' || port > 65535) return std::nullopt;
     port = port * 10 + static_cast<unsigned>(c - '0');
   }
   if (port == 0 || port > 65535) return std::nullopt;
-  return std::make_pair(std::move(host), static_cast<std::uint16_t>(port));
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
 }
 
 bool has_header(const http::Request& request, std::string_view lower_case_name) {
@@ -102,6 +118,7 @@ struct Cluster::Impl {
   std::unique_ptr<log::Producer> producer;
   std::unique_ptr<log::Tail> tail;
   mutable std::mutex mutex;
+  mutable std::mutex tls_mutex;  // guards options.forward_tls, replaced on a certificate reload
   std::map<std::string, Member> members;
   std::mutex announce_mutex;  // one announcement at a time, in order
   std::optional<std::vector<std::int32_t>> announced;  // the last one, under announce_mutex
@@ -162,7 +179,7 @@ Cluster::~Cluster() {
 base::Result<std::unique_ptr<Cluster>> Cluster::start(const Options& options) {
   if (options.instance.empty()) return base::make_error("cluster: the instance needs a name");
   if (!options.url.empty() && !parse_url(options.url)) {
-    return base::make_error("advertised URL \"" + options.url + "\": expected http://HOST:PORT");
+    return base::make_error("advertised URL \"" + options.url + "\": expected http://HOST:PORT or https://HOST:PORT");
   }
   // Compacted: the newest announcement of each instance is all anyone needs, and the topic stays small.
   if (auto made = log::ensure_topic(options.brokers, options.topic, 1, options.kafka_properties,
@@ -201,6 +218,25 @@ void Cluster::set_url(std::string url) {
   std::lock_guard lock(_impl->announce_mutex);
   _impl->options.url = std::move(url);
   _impl->announced.reset();
+}
+
+void Cluster::set_forward_tls(std::shared_ptr<const http::ClientTls> tls) {
+  std::lock_guard lock(_impl->tls_mutex);
+  _impl->options.forward_tls = std::move(tls);
+}
+
+std::shared_ptr<const http::ClientTls> Cluster::forward_tls() const {
+  std::lock_guard lock(_impl->tls_mutex);
+  if (!_impl->options.forward_tls) {
+    // None given: the system's trusted CAs, loaded the first time an owner serves HTTPS.
+    auto loaded = http::ClientTls::load({});
+    if (!loaded) {
+      base::log_error("cluster: cannot forward over TLS", {{"error", loaded.error().message}});
+      return nullptr;
+    }
+    _impl->options.forward_tls = std::move(*loaded);
+  }
+  return _impl->options.forward_tls;
 }
 
 void Cluster::leave() {
@@ -285,9 +321,17 @@ void Cluster::route(http::Request request, http::Response refused, const http::R
     if (refused.status == 503) return respond(std::move(refused));
     return respond(moving(*partition, "has no owner right now (its instance stopped or it is being reassigned)"));
   }
-  const auto target = parse_url(to->url);
-  if (!target) return respond(moving(*partition, "is owned by instance " + to->instance + ", which announced no usable address"));
-  http::forward(std::move(request), target->first, target->second, {{kForwardedByHeader, _impl->options.instance}},
+  const auto address = parse_url(to->url);
+  if (!address) return respond(moving(*partition, "is owned by instance " + to->instance + ", which announced no usable address"));
+  http::ForwardTarget target{address->host, address->port, nullptr};
+  if (address->tls) {
+    target.tls = forward_tls();
+    if (!target.tls) {
+      return respond(moving(*partition, "is owned by instance " + to->instance +
+                                            ", which serves HTTPS, and this instance has no usable CA to check it"));
+    }
+  }
+  http::forward(std::move(request), std::move(target), {{kForwardedByHeader, _impl->options.instance}},
                 _impl->options.forward_timeout, respond);
 }
 

@@ -41,9 +41,12 @@ struct Options {
   std::string group;
   std::string events_topic;
   std::string instance;  // unique per instance and stable across its restarts (runtime::Engine::instance_id)
-  std::string url;       // http://HOST:PORT other instances forward to; empty: this instance forwards but gets none
+  std::string url;  // http(s)://HOST:PORT other instances forward to; empty: this instance forwards but gets none
   // How long a forwarded request may wait for the owner's next bytes (its turn may be a long upstream call).
   std::chrono::milliseconds forward_timeout{120000};
+  // For forwarding to owners that announce https://: the CA their certificates chain to and the certificate to show
+  // them. Null: the system's trusted CAs and no certificate.
+  std::shared_ptr<const http::ClientTls> forward_tls;
   log::Properties kafka_properties;
 };
 
@@ -76,6 +79,8 @@ class Cluster {
   void announce(const std::vector<std::int32_t>& owned);
   // The address to announce from now on (a listener on port 0 knows its own only once it listens).
   void set_url(std::string url);
+  // Forwards from now on use `tls` (a renewed certificate or CA, read again on SIGHUP).
+  void set_forward_tls(std::shared_ptr<const http::ClientTls> tls);
   // Announces that this instance folds nothing any more and stops reading the topic. Idempotent.
   void leave();
 
@@ -93,6 +98,7 @@ class Cluster {
   void route(http::Request request, http::Response refused, const http::Respond& respond) const;
 
  private:
+  std::shared_ptr<const http::ClientTls> forward_tls() const;
   struct Impl;
   explicit Cluster(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> _impl;

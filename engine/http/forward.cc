@@ -1,11 +1,13 @@
-// Forwarding a request to the instance that folds its session: a blocking Beast client on a thread of its own per
-// request, so the server's I/O threads never wait on another instance.
+// Forwarding a request to the instance that folds its session: a blocking Beast client, plain or TLS, on a thread of
+// its own per request, so the server's I/O threads never wait on another instance.
 #include <atomic>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -16,6 +18,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "engine/base/logging.h"
 #include "engine/base/text.h"
@@ -54,25 +59,20 @@ Response failure(int status, std::string message) {
   return r;
 }
 
-void run(Request request, const std::string& host, std::uint16_t port,
-         const std::vector<std::pair<std::string, std::string>>& extra_headers, std::chrono::milliseconds timeout,
-         const Respond& respond) {
-  const std::string where = "http://" + host + ":" + std::to_string(port);
-  asio::io_context io;
-  beast::tcp_stream stream(io);
+// Client TLS: one OpenSSL context (CA, own certificate) for every forward. OpenSSL makes connections from one context
+// on several threads at once.
+class LoadedClientTls final : public ClientTls {
+ public:
+  mutable asio::ssl::context context{asio::ssl::context::tls_client};
+};
+
+// Sends the request on a connected (and, over TLS, handshaken) stream and relays the answer. `lowest` is the TCP layer
+// under `stream`, which carries the timeouts.
+template <class Stream>
+void exchange(Stream& stream, beast::tcp_stream& lowest, Request request, const std::string& where,
+              const std::string& host_header, const std::vector<std::pair<std::string, std::string>>& extra_headers,
+              std::chrono::milliseconds timeout, const Respond& respond) {
   beast::error_code ec;
-  {
-    asio::ip::tcp::resolver resolver(io);
-    auto endpoints = resolver.resolve(host, std::to_string(port), ec);
-    if (!ec) {
-      stream.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
-      stream.connect(endpoints, ec);
-    }
-  }
-  if (ec) {
-    return respond(failure(503, "the instance that folds this session (" + where + ") cannot be reached: " +
-                                    ec.message() + "; retry shortly (its partitions move to another instance)"));
-  }
   std::string target = request.raw_path;
   if (!request.raw_query.empty()) target += "?" + request.raw_query;
   bhttp::request<bhttp::string_body> out;
@@ -83,11 +83,11 @@ void run(Request request, const std::string& host, std::uint16_t port,
     if (!hop_by_hop(name)) out.insert(name, value);
   }
   for (const auto& [name, value] : extra_headers) out.set(name, value);
-  out.set(bhttp::field::host, host + ":" + std::to_string(port));
+  out.set(bhttp::field::host, host_header);
   out.keep_alive(false);
   out.body() = std::move(request.body);
   out.prepare_payload();
-  stream.expires_after(timeout);
+  lowest.expires_after(timeout);
   bhttp::write(stream, out, ec);
   if (ec) {
     return respond(failure(503, "the instance that folds this session (" + where +
@@ -125,7 +125,7 @@ void run(Request request, const std::string& host, std::uint16_t port,
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
-    stream.expires_after(timeout);
+    lowest.expires_after(timeout);
     bhttp::read(stream, buffer, parser, ec);
     if (ec == bhttp::error::need_buffer) ec = {};
     const std::size_t got = sizeof chunk - parser.get().body().size;
@@ -148,27 +148,102 @@ void run(Request request, const std::string& host, std::uint16_t port,
     answer.body = std::move(body);
     respond(std::move(answer));
   }
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+}
+
+void run(Request request, const ForwardTarget& to, const std::vector<std::pair<std::string, std::string>>& extra_headers,
+         std::chrono::milliseconds timeout, const Respond& respond) {
+  const std::string host_port = (to.host.find(':') != std::string::npos ? "[" + to.host + "]" : to.host) + ":" +
+                                std::to_string(to.port);
+  const std::string where = (to.tls ? "https://" : "http://") + host_port;
+  const auto unreachable = [&](const std::string& why) {
+    respond(failure(503, "the instance that folds this session (" + where + ") cannot be reached: " + why +
+                             "; retry shortly (its partitions move to another instance)"));
+  };
+  asio::io_context io;
+  beast::tcp_stream tcp(io);
+  beast::error_code ec;
+  {
+    asio::ip::tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(to.host, std::to_string(to.port), ec);
+    if (!ec) {
+      tcp.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
+      tcp.connect(endpoints, ec);
+    }
+  }
+  if (ec) return unreachable(ec.message());
+  if (!to.tls) {
+    exchange(tcp, tcp, std::move(request), where, host_port, extra_headers, timeout, respond);
+    tcp.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    return;
+  }
+  beast::ssl_stream<beast::tcp_stream> tls(std::move(tcp), static_cast<const LoadedClientTls&>(*to.tls).context);
+  beast::tcp_stream& lowest = beast::get_lowest_layer(tls);
+  SSL* handle = tls.native_handle();
+  beast::error_code not_ip;
+  asio::ip::make_address(to.host, not_ip);
+  if (not_ip) {
+    // SNI, and the name the owner's certificate must carry.
+    SSL_ctrl(handle, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(to.host.c_str()));
+    SSL_set1_host(handle, to.host.c_str());
+  } else {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(handle), to.host.c_str());
+  }
+  lowest.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
+  tls.handshake(asio::ssl::stream_base::client, ec);
+  if (ec) {
+    const long verify = SSL_get_verify_result(handle);
+    std::string why = "TLS handshake: " + ec.message();
+    if (verify != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    return unreachable(why);
+  }
+  exchange(tls, lowest, std::move(request), where, host_port, extra_headers, timeout, respond);
+  lowest.expires_after(std::chrono::seconds(1));
+  tls.shutdown(ec);  // close_notify; an owner that just closes is fine too
 }
 
 }  // namespace
 
-void forward(Request request, const std::string& host, std::uint16_t port,
-             std::vector<std::pair<std::string, std::string>> extra_headers, std::chrono::milliseconds timeout,
-             Respond respond) {
+void forward(Request request, ForwardTarget target, std::vector<std::pair<std::string, std::string>> extra_headers,
+             std::chrono::milliseconds timeout, Respond respond) {
   if (g_in_flight.fetch_add(1) >= kMaxInFlight) {
     g_in_flight.fetch_sub(1);
     return respond(failure(503, "too many requests are being forwarded to other instances; retry shortly"));
   }
-  std::thread([request = std::move(request), host, port, extra_headers = std::move(extra_headers), timeout,
-               respond = std::move(respond)]() mutable {
+  std::thread([request = std::move(request), target = std::move(target), extra_headers = std::move(extra_headers),
+               timeout, respond = std::move(respond)]() mutable {
     try {
-      run(std::move(request), host, port, extra_headers, timeout, respond);
+      run(std::move(request), target, extra_headers, timeout, respond);
     } catch (const std::exception& e) {  // e.g. a method Beast refuses to send
       respond(failure(502, std::string("forwarding failed: ") + e.what()));
     }
     g_in_flight.fetch_sub(1);
   }).detach();
+}
+
+base::Result<std::shared_ptr<const ClientTls>> ClientTls::load(const ClientTlsOptions& options) {
+  auto loaded = std::make_shared<LoadedClientTls>();
+  asio::ssl::context& context = loaded->context;
+  SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
+  beast::error_code ec;
+  if (options.ca_file.empty()) {
+    context.set_default_verify_paths(ec);
+    if (ec) return base::make_error("cannot load the system's trusted CA certificates: " + ec.message());
+  } else if (context.load_verify_file(options.ca_file, ec); ec) {
+    return base::make_error("peer CA file " + options.ca_file + ": " + ec.message() + " (expected PEM certificates)");
+  }
+  if (!options.cert_file.empty()) {
+    if (context.use_certificate_chain_file(options.cert_file, ec); ec) {
+      return base::make_error("certificate file " + options.cert_file + ": " + ec.message());
+    }
+    if (context.use_private_key_file(options.key_file, asio::ssl::context::pem, ec); ec) {
+      return base::make_error("key file " + options.key_file + ": " + ec.message());
+    }
+    if (SSL_CTX_check_private_key(context.native_handle()) != 1) {
+      return base::make_error("key file " + options.key_file + " does not match certificate " + options.cert_file);
+    }
+  }
+  context.set_verify_mode(asio::ssl::verify_peer);
+  return std::shared_ptr<const ClientTls>(std::move(loaded));
 }
 
 std::size_t forwards_in_flight() { return g_in_flight.load(); }

@@ -118,15 +118,36 @@ base::Result<ClientResponse> call(const std::string& host, std::uint16_t port, c
                                   const std::string& target, const std::string& body = {},
                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(60000));
 
-// Forwards `request` to another instance at http://host:port (scale-out: the instance that folds the session), as it
-// came: method, path and query as sent, its headers (but hop-by-hop ones and Host) plus `extra_headers`, its body.
-// The owner's answer goes to `respond` whole, or piece by piece for an event stream (text/event-stream). Runs on a
-// thread of its own and returns at once. When the owner cannot be reached, the answer is 503 with Retry-After
-// (nothing reached it: retrying is safe); when it fails after the request went out, 502 (the outcome is unknown).
-// `timeout` bounds the connection and each wait for the owner's next bytes.
-void forward(Request request, const std::string& host, std::uint16_t port,
-             std::vector<std::pair<std::string, std::string>> extra_headers, std::chrono::milliseconds timeout,
-             Respond respond);
+// The client side of TLS for forwarding to instances that serve HTTPS: the CA their certificates must chain to, and
+// the certificate this instance presents when one asks for it (mutual TLS). Loaded once, shared by every forward.
+struct ClientTlsOptions {
+  std::string ca_file;    // PEM; empty: the system's trusted CAs
+  std::string cert_file;  // PEM certificate (then intermediates) to present; empty: none
+  std::string key_file;   // its private key
+};
+class ClientTls {
+ public:
+  // The error names the file and what is wrong with it.
+  static base::Result<std::shared_ptr<const ClientTls>> load(const ClientTlsOptions& options);
+  virtual ~ClientTls() = default;
+};
+
+// Where a request is forwarded: an instance at http://host:port, or https:// when `tls` is set. Over TLS the owner's
+// certificate must chain to `tls`'s CA and name `host` (a DNS name, or an IP address in its subjectAltName).
+struct ForwardTarget {
+  std::string host;
+  std::uint16_t port = 0;
+  std::shared_ptr<const ClientTls> tls;
+};
+
+// Forwards `request` to another instance (scale-out: the instance that folds the session), as it came: method, path
+// and query as sent, its headers (but hop-by-hop ones and Host) plus `extra_headers`, its body. The owner's answer
+// goes to `respond` whole, or piece by piece for an event stream (text/event-stream). Runs on a thread of its own and
+// returns at once. When the owner cannot be reached (or its certificate is refused), the answer is 503 with
+// Retry-After (nothing reached it: retrying is safe); when it fails after the request went out, 502 (the outcome is
+// unknown). `timeout` bounds the connection and each wait for the owner's next bytes.
+void forward(Request request, ForwardTarget target, std::vector<std::pair<std::string, std::string>> extra_headers,
+             std::chrono::milliseconds timeout, Respond respond);
 // Forwards in flight (for metrics and tests).
 std::size_t forwards_in_flight();
 

@@ -55,14 +55,15 @@ def der_of(pem_path):
 
 
 class TlsServe:
-    def __init__(self, directory, extra, key_config):
+    def __init__(self, directory, extra, key_config, topic=None, ready=4):
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = "https://127.0.0.1:%d" % self.port
         self.log_path = directory / "serve.log"
         config = directory / "serve.toml"
         config.write_text("[auth]\n" + key_config)
-        topic = "tls-" + uuid.uuid4().hex[:10]
+        topic = topic or "tls-" + uuid.uuid4().hex[:10]
         argv = [binary(), "serve", "--brokers", os.environ["STATEFOLD_BROKERS"], "--topic", topic,
                 "--dead-letter-topic", topic + ".dlq", "--group", topic, "--data-dir", str(directory / "store"),
                 "--http-address", "127.0.0.1:%d" % self.port, "--config", str(config), *extra]
@@ -72,7 +73,7 @@ class TlsServe:
         # Listening, and all 4 partitions of the topic ready: a turn before that is 503 (no partitions assigned yet,
         # or one just assigned and not yet folded up to the end of the log), and /readyz is behind TLS here.
         assert wait_until(lambda: self.process.poll() is not None or
-                          ("HTTP API listening" in self.log() and len(self.ready_partitions()) == 4), 120), \
+                          ("HTTP API listening" in self.log() and len(self.ready_partitions()) >= ready), 120), \
             tail(self.log_path)
         assert self.process.poll() is None, tail(self.log_path)
 
@@ -244,8 +245,54 @@ def test_tls_settings_that_cannot_work_stop_serve_with_a_clear_error(tmp_path, p
         (["--tls-client-ca", str(pki.ca)], "--tls-client-ca needs --tls-cert"),
         (["--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(private)], "missing.pem"),
         (["--tls-cert", str(cert), "--tls-key", str(pki.client[1])], "does not match the certificate"),
+        (["--tls-cert", str(cert), "--tls-key", str(private), "--peer-ca", str(tmp_path / "no-ca.pem")], "no-ca.pem"),
     ]
     for extra, wanted in cases:
         run = subprocess.run(base + extra, capture_output=True, text=True, timeout=120, env=env)
         assert run.returncode != 0, (extra, run.stderr)
         assert wanted in run.stderr, (extra, run.stderr)
+
+
+def test_instances_serving_https_forward_to_each_other_over_mutual_tls(tmp_path, pki, key):
+    """Two instances on one topic, both HTTPS with mutual TLS: a client of either reaches every session, and what the
+    receiving instance does not fold is forwarded to its owner over TLS, showing the instance's own certificate."""
+    cert, private = pki.server  # for 127.0.0.1, from the CA; no extendedKeyUsage, so it also serves as a client's
+    flags = ["--tls-cert", str(cert), "--tls-key", str(private), "--tls-client-ca", str(pki.ca)]
+    topic = "tls-fwd-" + uuid.uuid4().hex[:8]
+    a = TlsServe(tmp_path / "a", flags, key[1], topic=topic)
+    b = None
+    holder = ssl.create_default_context(cafile=str(pki.ca))
+    holder.load_cert_chain(str(pki.client[0]), str(pki.client[1]))
+    try:
+        b = TlsServe(tmp_path / "b", flags, key[1], topic=topic, ready=1)
+        with openai.DefaultHttpxClient(verify=holder) as transport:
+            auth = {"Authorization": "Bearer " + key[0]}
+            # b announced its partitions at its https address (a reads announcements within a fraction of a second).
+            assert wait_until(lambda: re.search(r"cluster: announced .*url=https://127\.0\.0\.1:%d .*partitions=[0-9]"
+                                                % b.port, b.log()), 60), tail(b.log_path)
+            # The SDK retries the 503 of a partition still moving, as told (Retry-After, x-should-retry).
+            client = openai.OpenAI(base_url=a.url + "/v1", api_key=key[0], http_client=transport, max_retries=8)
+            sessions = ["fwd-%02d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(16)]
+            for session in sessions:
+                reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": session}],
+                                                       extra_headers={"X-Session-Id": session})
+                assert reply.choices[0].message.content
+            elsewhere = []
+            for session in sessions:
+                path = "/v1/sessions/" + session
+                direct = transport.get(a.url + path, headers={**auth, "X-Statefold-No-Forward": "1"})
+                if direct.status_code == 421:
+                    assert direct.headers["x-statefold-owner"] == b.url, direct.headers
+                    elsewhere.append(session)
+                else:
+                    assert direct.status_code == 200, direct.text
+                forwarded = transport.get(a.url + path, headers=auth)
+                assert forwarded.status_code == 200, forwarded.text
+                assert forwarded.json()["version"] >= 2, forwarded.text
+            # Some sessions live on b (16 sessions over 4 partitions, 2 of them b's): their turns and reads went over
+            # TLS from a to b.
+            assert elsewhere, "every session landed on a's partitions"
+    finally:
+        statuses = [server.stop() for server in (a, b) if server is not None]
+    assert statuses == [0, 0], tail(a.log_path) + (tail(b.log_path) if b else "")
+    assert "verify failed" not in a.log() + b.log()

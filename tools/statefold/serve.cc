@@ -173,13 +173,13 @@ void publish_partitions(snapshot::PartitionSnapshots& snapshots, const runtime::
   }
 }
 
-std::string default_advertise_url(const std::pair<std::string, std::uint16_t>& address) {
+std::string default_advertise_url(const std::pair<std::string, std::uint16_t>& address, bool tls) {
   std::string host = address.first;
   if (host == "0.0.0.0" || host == "::" || host == "[::]") {
     char name[256] = {};
     host = ::gethostname(name, sizeof name - 1) == 0 ? std::string(name) : "localhost";
   }
-  return "http://" + host + ":" + std::to_string(address.second);
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(address.second);
 }
 
 }  // namespace
@@ -212,6 +212,7 @@ Runner add_serve(CLI::App& app) {
     std::string id_secret_file;
     std::string wal = "on";
     std::string advertise_url;
+    std::string peer_ca;
     std::string static_membership = "on";
     std::int64_t drop_lost_after_s = 600;
     int standby_replicas = 0;
@@ -302,10 +303,15 @@ Runner add_serve(CLI::App& app) {
                       "PEM CA: clients must present a certificate it signed (mutual TLS)"),
       "STATEFOLD_TLS_CLIENT_CA");
   env(cmd->add_option("--advertise-url", a->advertise_url,
-                      "http://HOST:PORT at which the other instances of the group reach this one's HTTP API, to forward "
-                      "it requests for the sessions it folds. Default: http://--http-address (with this host's name "
-                      "for 0.0.0.0 or ::)"),
+                      "http(s)://HOST:PORT at which the other instances of the group reach this one's HTTP API, to "
+                      "forward it requests for the sessions it folds. Default: --http-address, https:// with "
+                      "--tls-cert (with this host's name for 0.0.0.0 or ::)"),
       "STATEFOLD_ADVERTISE_URL");
+  env(cmd->add_option("--peer-ca", a->peer_ca,
+                      "PEM CA that the other instances' HTTPS certificates chain to, for forwarding to them. Default: "
+                      "--tls-client-ca if set, else the system's trusted CAs. With --tls-cert, this instance shows "
+                      "that certificate to instances that ask for one (mutual TLS), and SIGHUP reads both again"),
+      "STATEFOLD_PEER_CA");
   env(cmd->add_option("--static-membership", a->static_membership,
                       "on: a restart on the same data dir gets its partitions back at once, and a stopped instance's "
                       "partitions move after the group's session timeout (10 s). off: SIGTERM hands them over at once, "
@@ -393,6 +399,18 @@ Runner add_serve(CLI::App& app) {
         std::cerr << "statefold serve: " << usable.error().message << "\n";
         return kUsage;
       }
+    }
+    // Forwarding to instances that serve HTTPS: their CA, and this instance's certificate for mutual TLS.
+    const http::ClientTlsOptions forward_tls_options{a->peer_ca.empty() ? a->tls_client_ca : a->peer_ca,
+                                                      a->tls_cert, a->tls_key};
+    std::shared_ptr<const http::ClientTls> forward_tls;
+    if (!a->tls_cert.empty() || !a->peer_ca.empty()) {
+      auto loaded = http::ClientTls::load(forward_tls_options);
+      if (!loaded) {
+        std::cerr << "statefold serve: forwarding over TLS: " << loaded.error().message << "\n";
+        return kUsage;
+      }
+      forward_tls = std::move(*loaded);
     }
     // The gateway's endpoints and routes: the config file's [upstream] table, else the offline echo endpoint.
     // API keys: its [auth] table.
@@ -507,11 +525,10 @@ Runner add_serve(CLI::App& app) {
       std::cerr << "statefold serve: " << engine.error().message << "\n";
       return kFailure;
     }
-    // Several instances on the topic: announce what this one folds, and forward what another one folds to it. TLS
-    // listeners are left out: forwarding speaks plain HTTP (docs/scaling.md), so there a client gets the 421. So is
-    // the embedded try-out, a single process by definition.
+    // Several instances on the topic: announce what this one folds, and forward what another one folds to it (over
+    // TLS to an instance that serves HTTPS). Not the embedded try-out, a single process by definition.
     std::shared_ptr<cluster::Cluster> members;
-    if (http_address && a->tls_cert.empty() && !a->embedded) {
+    if (http_address && !a->embedded) {
       cluster::Options cluster_options;
       cluster_options.brokers = a->engine.brokers;
       cluster_options.topic = a->members_topic;
@@ -522,9 +539,10 @@ Runner add_serve(CLI::App& app) {
       if (!a->advertise_url.empty()) {
         cluster_options.url = a->advertise_url;
       } else if (http_address->second != 0) {
-        cluster_options.url = default_advertise_url(*http_address);
+        cluster_options.url = default_advertise_url(*http_address, !a->tls_cert.empty());
       }
       cluster_options.kafka_properties = a->engine.kafka_properties;
+      cluster_options.forward_tls = forward_tls;
       auto started = cluster::Cluster::start(cluster_options);
       if (!started) {
         std::cerr << "statefold serve: " << started.error().message << "\n";
@@ -631,7 +649,7 @@ Runner add_serve(CLI::App& app) {
       }
       server = std::move(*started);
       if (members && a->advertise_url.empty() && http_address->second == 0) {
-        members->set_url(default_advertise_url({http_address->first, server->port()}));
+        members->set_url(default_advertise_url({http_address->first, server->port()}, !a->tls_cert.empty()));
       }
       // Listening: announced now (folding nothing yet), so that the first announcement of partitions, made while
       // the group waits, does not also pay for the producer's start.
@@ -701,9 +719,17 @@ Runner add_serve(CLI::App& app) {
           if (auto reloaded = server->reload_tls(); !reloaded) {
             base::log_error("TLS reload failed; the previous certificate stays in use",
                             {{"error", reloaded.error().message}});
-          } else {
-            base::log_info("TLS certificate reloaded", {{"cert", a->tls_cert}});
+            continue;
           }
+          // The same certificate is shown to the instances requests are forwarded to, and their CA may be renewed.
+          auto client = http::ClientTls::load(forward_tls_options);
+          if (!client) {
+            base::log_error("TLS reload for forwarding failed; forwards keep the previous certificate and CA",
+                            {{"error", client.error().message}});
+          } else if (members) {
+            members->set_forward_tls(std::move(*client));
+          }
+          base::log_info("TLS certificate reloaded", {{"cert", a->tls_cert}});
         }
       });
     }
