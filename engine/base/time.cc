@@ -50,4 +50,12 @@ std::string utc_date(std::chrono::sys_days day) {
   return text;
 }
 
+std::string utc_now(const char* format) {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
+}
+
 }  // namespace statefold::base

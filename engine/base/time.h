@@ -16,4 +16,8 @@ Result<std::int64_t> parse_time_ms(const std::string& text);
 // A UTC calendar day as "YYYY-MM-DD": how usage rows and token budgets name days.
 std::string utc_date(std::chrono::sys_days day);
 
+// The current UTC time in strftime's `format` (default: RFC 3339 to the second, "2026-12-04T20:00:00Z"), for
+// manifests and names.
+std::string utc_now(const char* format = "%Y-%m-%dT%H:%M:%SZ");
+
 }  // namespace statefold::base

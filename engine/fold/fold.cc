@@ -509,13 +509,18 @@ state::SessionHeaderT decode_header(std::string_view bytes) {
   return header;
 }
 
-state::StoreSummaryT load_summary(const Reader& reader) {
+state::StoreSummaryT decode_summary(std::string_view bytes) {
   state::StoreSummaryT summary;
-  if (auto bytes = reader.get(key::kSummary)) {
-    verified_root<state::StoreSummary>(*bytes, "store summary")->UnPackTo(&summary);
-  }
+  verified_root<state::StoreSummary>(bytes, "store summary")->UnPackTo(&summary);
   if (summary.store_hash.size() != 32) summary.store_hash.assign(32, 0);
   return summary;
+}
+
+state::StoreSummaryT load_summary(const Reader& reader) {
+  if (auto bytes = reader.get(key::kSummary)) return decode_summary(*bytes);
+  state::StoreSummaryT empty;
+  empty.store_hash.assign(32, 0);
+  return empty;
 }
 
 std::string merge_summaries(const std::vector<std::string>& parts) {

@@ -104,6 +104,8 @@ std::string utc_day(std::int64_t us);
 // A stored header's bytes (e.g. the value a scan of key::kHeader keys visits); throws if they do not verify.
 state::SessionHeaderT decode_header(std::string_view bytes);
 state::StoreSummaryT load_summary(const Reader& reader);
+// A stored summary's bytes (the value of key::kSummary); throws if they do not verify.
+state::StoreSummaryT decode_summary(std::string_view bytes);
 // The whole store's summary from its partitions' (counts add, store hashes XOR), packed as stored. A part that does
 // not verify is returned as it is, so that whoever reads the result reports it damaged.
 std::string merge_summaries(const std::vector<std::string>& parts);

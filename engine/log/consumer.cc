@@ -39,8 +39,8 @@ Record view_of(const rd_kafka_message_t* m) {
   return r;
 }
 
-// A consumer outside any consumer group, for reading chosen partitions with assign(): audit's reads and the tail
-// of the membership topic.
+// A consumer outside any consumer group: audit's reads and the tail of the membership topic (with assign()), and the
+// standby follower (per partition).
 base::Result<HandlePtr> groupless_consumer(const Properties& properties) {
   auto conf = internal::make_conf(properties);
   if (!conf) return conf.error();
@@ -52,7 +52,18 @@ base::Result<HandlePtr> groupless_consumer(const Properties& properties) {
   return HandlePtr(raw);
 }
 
-// The same, owning its bytes.
+// For reading a partition to its end once, with assign(): committed records only, and the end reported. The group id
+// is required by assign(); nothing is ever committed under it.
+Properties reader_properties(const std::string& brokers, Properties extra) {
+  extra.insert(extra.end(), {{"bootstrap.servers", brokers},
+                             {"group.id", "statefold-reader"},
+                             {"enable.auto.commit", "false"},
+                             {"enable.partition.eof", "true"},
+                             {"isolation.level", "read_committed"}});
+  return extra;
+}
+
+// A consumed message as a StoredRecord, owning its bytes.
 StoredRecord stored_of(const rd_kafka_message_t* m) {
   const Record view = view_of(m);
   StoredRecord r;
@@ -331,11 +342,7 @@ base::Result<std::map<std::int64_t, StoredRecord>> read_records(const std::strin
                                                                 const std::vector<std::int64_t>& offsets) {
   std::map<std::int64_t, StoredRecord> out;
   if (offsets.empty()) return out;
-  auto consumer = groupless_consumer({{"bootstrap.servers", brokers},
-                                      {"group.id", "statefold-reader"},
-                                      {"enable.auto.commit", "false"},
-                                      {"enable.partition.eof", "true"},
-                                      {"isolation.level", "read_committed"}});
+  auto consumer = groupless_consumer(reader_properties(brokers, {}));
   if (!consumer) return consumer.error();
   internal::HandlePtr rk = std::move(*consumer);
   constexpr std::int64_t kSeekGap = 500;  // read through shorter gaps, seek over longer ones
@@ -479,13 +486,7 @@ base::Result<void> read_partition(const std::string& brokers, const std::string&
                                   const std::function<void(StoredRecord&&)>& visit, const Properties& extra) {
   auto exists = partition_count(brokers, topic);
   if (!exists) return base::make_error(base::ErrorCode::not_found, exists.error().message);
-  Properties properties = extra;
-  properties.insert(properties.end(), {{"bootstrap.servers", brokers},
-                                       {"group.id", "statefold-reader"},
-                                       {"enable.auto.commit", "false"},
-                                       {"enable.partition.eof", "true"},
-                                       {"isolation.level", "read_committed"}});
-  auto consumer = groupless_consumer(properties);
+  auto consumer = groupless_consumer(reader_properties(brokers, extra));
   if (!consumer) return consumer.error();
   internal::HandlePtr rk = std::move(*consumer);
   const std::string where = topic + "[" + std::to_string(partition) + "]";

@@ -3,13 +3,13 @@
 #include <boost/json.hpp>
 
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 
 #include "engine/base/hex.h"
+#include "engine/base/time.h"
 #include "engine/fold/fold.h"
 #include "engine/fold/layout.h"
 
@@ -19,15 +19,6 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 namespace {
-
-std::string utc_now(const char* format) {
-  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, format, &tm);
-  return buf;
-}
 
 base::Result<Manifest> read_manifest(const fs::path& dir) {
   std::ifstream in(dir / "manifest.json");
@@ -82,8 +73,8 @@ base::Result<Manifest> create(const store::Store& store, const std::string& data
   static std::mutex creating;
   std::lock_guard lock(creating);
   // Taken into a temporary name and renamed when complete, so a crash never leaves a half snapshot listed.
-  std::string id = utc_now("%Y%m%dT%H%M%SZ");
-  for (int n = 2; fs::exists(root / id); ++n) id = utc_now("%Y%m%dT%H%M%SZ") + "-" + std::to_string(n);
+  std::string id = base::utc_now("%Y%m%dT%H%M%SZ");
+  for (int n = 2; fs::exists(root / id); ++n) id = base::utc_now("%Y%m%dT%H%M%SZ") + "-" + std::to_string(n);
   const fs::path partial = root / (".partial-" + id);
   fs::remove_all(partial, ec);  // left by a crash in the middle of an earlier create
   fs::create_directories(partial, ec);
@@ -108,7 +99,7 @@ base::Result<Manifest> create(const store::Store& store, const std::string& data
     m.events_applied = summary.events_applied;
   }
   m.id = id;
-  m.created_at = utc_now("%Y-%m-%dT%H:%M:%SZ");
+  m.created_at = base::utc_now();
   m.schema_version = fold::kStateSchemaVersion;
   {
     std::ofstream out(partial / "manifest.json");
@@ -170,9 +161,9 @@ base::Result<Manifest> restore(const std::string& data_dir, const std::string& i
   if (ec) return base::make_error("cannot copy snapshot " + id + ": " + ec.message());
   if (fs::exists(live)) {
     // Never over an earlier one: two restores in the same second each keep what they replaced.
-    fs::path aside = fs::path(data_dir) / ("store.before-restore-" + utc_now("%Y%m%dT%H%M%SZ"));
+    fs::path aside = fs::path(data_dir) / ("store.before-restore-" + base::utc_now("%Y%m%dT%H%M%SZ"));
     for (int n = 2; fs::exists(aside); ++n) {
-      aside = fs::path(data_dir) / ("store.before-restore-" + utc_now("%Y%m%dT%H%M%SZ") + "-" + std::to_string(n));
+      aside = fs::path(data_dir) / ("store.before-restore-" + base::utc_now("%Y%m%dT%H%M%SZ") + "-" + std::to_string(n));
     }
     fs::rename(live, aside, ec);
     if (ec) {
