@@ -59,6 +59,18 @@ Response failure(int status, std::string message) {
   return r;
 }
 
+// Runs one step of a forward to its end: Beast's stream timeouts (expires_after) bound asynchronous operations only,
+// so each step is started asynchronously and the forward's own io_context run until it completes or times out. A
+// blocking call would wait for an owner that took the connection and went silent for as long as the socket lives.
+template <class Start>
+beast::error_code await(asio::io_context& io, Start start) {
+  beast::error_code ec;
+  start([&ec](const beast::error_code& e, auto&&...) { ec = e; });
+  io.restart();
+  io.run();
+  return ec;
+}
+
 // Client TLS: one OpenSSL context (CA, own certificate) for every forward. OpenSSL makes connections from one context
 // on several threads at once.
 class LoadedClientTls final : public ClientTls {
@@ -69,7 +81,7 @@ class LoadedClientTls final : public ClientTls {
 // Sends the request on a connected (and, over TLS, handshaken) stream and relays the answer. `lowest` is the TCP layer
 // under `stream`, which carries the timeouts.
 template <class Stream>
-void exchange(Stream& stream, beast::tcp_stream& lowest, Request request, const std::string& where,
+void exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, Request request, const std::string& where,
               const std::string& host_header, const std::vector<std::pair<std::string, std::string>>& extra_headers,
               std::chrono::milliseconds timeout, const Respond& respond) {
   beast::error_code ec;
@@ -88,7 +100,7 @@ void exchange(Stream& stream, beast::tcp_stream& lowest, Request request, const 
   out.body() = std::move(request.body);
   out.prepare_payload();
   lowest.expires_after(timeout);
-  bhttp::write(stream, out, ec);
+  ec = await(io, [&](auto done) { bhttp::async_write(stream, out, std::move(done)); });
   if (ec) {
     return respond(failure(503, "the instance that folds this session (" + where +
                                     ") did not take the request: " + ec.message() + "; retry shortly"));
@@ -98,7 +110,8 @@ void exchange(Stream& stream, beast::tcp_stream& lowest, Request request, const 
   bhttp::response_parser<bhttp::buffer_body> parser;
   parser.body_limit(kMaxBodyBytes);
   if (request.method == "HEAD") parser.skip(true);  // its Content-Length describes a body that never comes
-  bhttp::read_header(stream, buffer, parser, ec);
+  lowest.expires_after(timeout);  // the owner's turn may take that long before its first byte
+  ec = await(io, [&](auto done) { bhttp::async_read_header(stream, buffer, parser, std::move(done)); });
   if (ec) {
     return respond(failure(502, "the instance that folds this session (" + where + ") failed before answering: " +
                                     ec.message() + "; whether the request took effect is unknown"));
@@ -126,7 +139,8 @@ void exchange(Stream& stream, beast::tcp_stream& lowest, Request request, const 
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
     lowest.expires_after(timeout);
-    bhttp::read(stream, buffer, parser, ec);
+    // Some, not all: an event stream's pieces are relayed as they come, not once 16 KiB have gathered.
+    ec = await(io, [&](auto done) { bhttp::async_read_some(stream, buffer, parser, std::move(done)); });
     if (ec == bhttp::error::need_buffer) ec = {};
     const std::size_t got = sizeof chunk - parser.get().body().size;
     if (got > 0) {
@@ -167,12 +181,12 @@ void run(Request request, const ForwardTarget& to, const std::vector<std::pair<s
     auto endpoints = resolver.resolve(to.host, std::to_string(to.port), ec);
     if (!ec) {
       tcp.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
-      tcp.connect(endpoints, ec);
+      ec = await(io, [&](auto done) { tcp.async_connect(endpoints, std::move(done)); });
     }
   }
   if (ec) return unreachable(ec.message());
   if (!to.tls) {
-    exchange(tcp, tcp, std::move(request), where, host_port, extra_headers, timeout, respond);
+    exchange(io, tcp, tcp, std::move(request), where, host_port, extra_headers, timeout, respond);
     tcp.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     return;
   }
@@ -189,16 +203,16 @@ void run(Request request, const ForwardTarget& to, const std::vector<std::pair<s
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(handle), to.host.c_str());
   }
   lowest.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
-  tls.handshake(asio::ssl::stream_base::client, ec);
+  ec = await(io, [&](auto done) { tls.async_handshake(asio::ssl::stream_base::client, std::move(done)); });
   if (ec) {
     const long verify = SSL_get_verify_result(handle);
     std::string why = "TLS handshake: " + ec.message();
     if (verify != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
     return unreachable(why);
   }
-  exchange(tls, lowest, std::move(request), where, host_port, extra_headers, timeout, respond);
+  exchange(io, tls, lowest, std::move(request), where, host_port, extra_headers, timeout, respond);
   lowest.expires_after(std::chrono::seconds(1));
-  tls.shutdown(ec);  // close_notify; an owner that just closes is fine too
+  await(io, [&](auto done) { tls.async_shutdown(std::move(done)); });  // close_notify; an owner that just closes is fine too
 }
 
 }  // namespace

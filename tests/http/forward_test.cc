@@ -1,12 +1,18 @@
 // http::forward to an http::Server on 127.0.0.1, plain and over TLS: the request arrives as sent, the answer comes
 // back whole, and over TLS the owner's certificate is checked (CA, the address it names) and a client certificate is
 // shown when the owner asks for one. Certificates are made by the openssl CLI for each run.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/http/http.h"
@@ -29,7 +35,7 @@ Handler echo() {
   };
 }
 
-Response forwarded(const ForwardTarget& target) {
+Response forwarded(const ForwardTarget& target, std::chrono::milliseconds timeout = 10s) {
   Request request;
   request.method = "POST";
   request.raw_path = "/v1/sessions/s/events";
@@ -37,7 +43,7 @@ Response forwarded(const ForwardTarget& target) {
   request.body = "hello";
   request.headers = {{"content-type", "application/json"}};
   std::promise<Response> answer;
-  forward(std::move(request), target, {{"x-forwarded-by", "instance-a"}}, 10s,
+  forward(std::move(request), target, {{"x-forwarded-by", "instance-a"}}, timeout,
           [&](Response r) { answer.set_value(std::move(r)); });
   auto future = answer.get_future();
   EXPECT_EQ(future.wait_for(30s), std::future_status::ready);
@@ -69,6 +75,102 @@ TEST(Forward, NobodyListeningIs503WithRetryAfter) {
   bool retry_after = false;
   for (const auto& [name, value] : r.headers) retry_after = retry_after || name == "Retry-After";
   EXPECT_TRUE(retry_after);
+}
+
+// An owner that takes connections and never says a word (a stopped process, a wedged machine): the listen backlog
+// accepts for it.
+class SilentOwner {
+ public:
+  SilentOwner() {
+    _fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(_fd, 16), 0);
+    socklen_t size = sizeof addr;
+    ::getsockname(_fd, reinterpret_cast<sockaddr*>(&addr), &size);
+    port = ntohs(addr.sin_port);
+  }
+  ~SilentOwner() { ::close(_fd); }
+  std::uint16_t port = 0;
+
+ private:
+  int _fd = -1;
+};
+
+TEST(Forward, AnOwnerThatNeverAnswersIsGivenUpOnAfterTheTimeout) {
+  SilentOwner owner;
+  const auto start = std::chrono::steady_clock::now();
+  const Response r = forwarded({"127.0.0.1", owner.port, nullptr}, 1s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_EQ(r.status, 502) << r.body;
+  EXPECT_NE(r.body.find("failed before answering"), std::string::npos) << r.body;
+}
+
+TEST(Forward, AnOwnerThatNeverFinishesTheTlsHandshakeIsGivenUpOnAfterTheTimeout) {
+  SilentOwner owner;
+  auto tls = ClientTls::load({});
+  ASSERT_TRUE(tls) << tls.error().message;
+  const auto start = std::chrono::steady_clock::now();
+  const Response r = forwarded({"127.0.0.1", owner.port, *tls}, 1s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("TLS handshake"), std::string::npos) << r.body;
+}
+
+// An event stream is relayed piece by piece: the owner's first event reaches the client while the owner still waits
+// to send the second (which it sends only once the client has the first, or after 5 s).
+TEST(Forward, AnEventStreamIsRelayedAsItComes) {
+  std::promise<void> first_seen;
+  auto seen = first_seen.get_future().share();
+  ServerOptions options;
+  options.port = 0;
+  auto owner = Server::start(options, [seen](Request, Respond respond) {
+    Response r;
+    r.content_type = "text/event-stream";
+    r.stream = BodyStream::make();
+    respond(r);
+    r.stream->write("data: first\n\n");
+    std::thread([stream = r.stream, seen] {
+      const bool in_time = seen.wait_for(5s) == std::future_status::ready;
+      stream->write(in_time ? "data: second\n\n" : "data: late\n\n");
+      stream->close();
+    }).detach();
+  });
+  ASSERT_TRUE(owner) << owner.error().message;
+  const std::uint16_t owner_port = (*owner)->port();
+  auto front = Server::start(options, [owner_port](Request request, Respond respond) {
+    forward(std::move(request), {"127.0.0.1", owner_port, nullptr}, {}, 10s, std::move(respond));
+  });
+  ASSERT_TRUE(front) << front.error().message;
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((*front)->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string ask = "GET /v1/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(fd, ask.data(), ask.size(), 0), static_cast<ssize_t>(ask.size()));
+  std::string got;
+  bool told = false;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+    if (!told && got.find("data: first") != std::string::npos) {
+      first_seen.set_value();
+      told = true;
+    }
+  }
+  ::close(fd);
+  EXPECT_TRUE(told) << got;
+  EXPECT_NE(got.find("data: second"), std::string::npos) << got;
+  EXPECT_EQ(got.find("data: late"), std::string::npos) << "the first event was held back until the owner went on";
 }
 
 // A CA, an owner certificate for 127.0.0.1 from it, a client certificate from it, and a second CA.
