@@ -87,6 +87,16 @@ struct Seen {
   bool complete() const { return next(0) >= kPerPartition && next(1) >= kPerPartition; }
 };
 
+// Polls until both partitions were read to their last record (or 30 s went by).
+void read_to_the_end(Follower& follower, Seen& seen) {
+  std::vector<Record> batch;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!seen.complete() && std::chrono::steady_clock::now() < deadline) {
+    follower.poll(batch, 64, 100ms);
+    seen.take(batch);
+  }
+}
+
 void expect_each_offset_once(const Seen& seen, std::int32_t partition, std::int64_t from) {
   const auto& got = seen.offsets.at(partition);
   ASSERT_EQ(got.size(), static_cast<std::size_t>(kPerPartition - from)) << "partition " << partition;
@@ -101,12 +111,7 @@ TEST(FollowerTest, ReadsEachFollowedPartitionFromItsOffsetOnce) {
   ASSERT_TRUE(follower->follow(1, 120));
   EXPECT_EQ(follower->following(), (std::vector<std::int32_t>{0, 1}));
   Seen seen;
-  std::vector<Record> batch;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!seen.complete() && std::chrono::steady_clock::now() < deadline) {
-    follower->poll(batch, 64, 100ms);
-    seen.take(batch);
-  }
+  read_to_the_end(*follower, seen);
   expect_each_offset_once(seen, 0, 0);
   expect_each_offset_once(seen, 1, 120);
 }
@@ -142,7 +147,6 @@ TEST(FollowerTest, ChangesInARowFasterThanPartitionsStopAreTaken) {
   auto follower = follower_of(cluster);
   ASSERT_TRUE(follower);
   Seen seen;
-  std::vector<Record> batch;
   // Each change comes before the last one's partitions have started or stopped.
   for (int i = 0; i < 200; ++i) {
     const std::int32_t p = i % 2;
@@ -154,11 +158,7 @@ TEST(FollowerTest, ChangesInARowFasterThanPartitionsStopAreTaken) {
   for (std::int32_t p : {0, 1}) ASSERT_TRUE(follower->stop_following(p));
   ASSERT_TRUE(follower->follow(0, 0));
   ASSERT_TRUE(follower->follow(1, 0));
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!seen.complete() && std::chrono::steady_clock::now() < deadline) {
-    follower->poll(batch, 64, 100ms);
-    seen.take(batch);
-  }
+  read_to_the_end(*follower, seen);
   expect_each_offset_once(seen, 0, 0);
   expect_each_offset_once(seen, 1, 0);
 }
