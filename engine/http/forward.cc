@@ -1,5 +1,6 @@
-// Forwarding a request to the instance that folds its session: a blocking Beast client, plain or TLS, on a thread of
-// its own per request, so the server's I/O threads never wait on another instance.
+// Forwarding a request to the instance that folds its session: a Beast client, plain or TLS, on a thread of its own
+// per request that drives its own io_context one step at a time (so timeouts hold), so the server's I/O threads never
+// wait on another instance.
 #include <atomic>
 #include <thread>
 
