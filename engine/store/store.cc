@@ -526,6 +526,34 @@ base::Result<void> Store::write_serialised(std::string write_batch) {
   return write(batch);
 }
 
+base::Result<void> Store::visit_serialised(
+    std::string_view write_batch, const std::function<void(std::string_view key, std::size_t value_bytes)>& visit) {
+  struct Visitor : rocksdb::WriteBatch::Handler {
+    const std::function<void(std::string_view, std::size_t)>* visit = nullptr;
+    rocksdb::Status PutCF(std::uint32_t, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+      (*visit)(key.ToStringView(), value.size());
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(std::uint32_t, const rocksdb::Slice& key) override {
+      (*visit)(key.ToStringView(), 0);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status SingleDeleteCF(std::uint32_t, const rocksdb::Slice& key) override {
+      (*visit)(key.ToStringView(), 0);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteRangeCF(std::uint32_t, const rocksdb::Slice& begin, const rocksdb::Slice&) override {
+      (*visit)(begin.ToStringView(), 0);
+      return rocksdb::Status::OK();
+    }
+  } visitor;
+  visitor.visit = &visit;
+  const rocksdb::WriteBatch batch{std::string(write_batch)};
+  const rocksdb::Status status = batch.Iterate(&visitor);
+  if (!status.ok()) return base::make_error("cannot read a serialised WriteBatch: " + status.ToString());
+  return {};
+}
+
 base::Result<void> Store::write(rocksdb::WriteBatch& batch) {
   rocksdb::Status status = _impl->db->Write(_impl->write_options, &batch);
   if (status.IsNoSpace()) {

@@ -99,6 +99,11 @@ class Store final : public fold::Reader {
   // (the engine's writes without decode or fold). The batch names partitions by RocksDB's column family ids: make
   // this store's partitions first, in the order the store that wrote it made them (create_partitions).
   base::Result<void> write_serialised(std::string write_batch);
+  // Each key a serialised WriteBatch (Options::batch_tap) puts or deletes, with the size of its value (0 for a
+  // delete), in the batch's order: what the engine writes, for fold_throughput_bench. Static: it reads only the
+  // bytes. An error names what RocksDB could not parse.
+  static base::Result<void> visit_serialised(std::string_view write_batch,
+                                             const std::function<void(std::string_view key, std::size_t value_bytes)>& visit);
   // The partitions with state here in the order their state was first made.
   std::vector<std::int32_t> partitions_in_creation_order() const;
   // Makes empty state for these partitions, in this order, where there is none.

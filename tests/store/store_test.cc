@@ -63,6 +63,39 @@ TEST(Store, CommitsStateAndOffsetsTogetherAndKeepsThemAcrossReopen) {
   EXPECT_EQ(store->offsets(), expected);
 }
 
+TEST(Store, VisitSerialisedNamesEveryKeyOfATappedBatchWithItsValueSize) {
+  testing::TempDir dir;
+  std::vector<std::string> tapped;
+  Options options;
+  options.path = dir.path();
+  options.partitions = kPartitions;
+  options.memory_budget_bytes = 16 << 20;
+  options.batch_tap = [&tapped](std::string_view batch) { tapped.emplace_back(batch); };
+  auto store = Store::open(options);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  fold::WriteSet writes;
+  writes.put(fold::key::history("session", 1), "twelve bytes");
+  writes.erase(fold::key::history("session", 0));
+  ASSERT_TRUE(store.value()->commit(home("session"), writes, 5).ok());
+  ASSERT_EQ(tapped.size(), 1u);
+
+  std::vector<std::pair<std::string, std::size_t>> seen;
+  auto visited = Store::visit_serialised(tapped.front(), [&seen](std::string_view key, std::size_t value_bytes) {
+    seen.emplace_back(std::string(key), value_bytes);
+  });
+  ASSERT_TRUE(visited.ok()) << visited.error().message;
+  const std::vector<std::pair<std::string, std::size_t>> expected = {
+      {fold::key::history("session", 0), 0},  // the delete
+      {fold::key::history("session", 1), 12},
+      {fold::key::offset(home("session")), 8},
+  };
+  EXPECT_EQ(seen, expected);
+
+  auto broken = Store::visit_serialised("not a write batch", [](std::string_view, std::size_t) {});
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.error().message.find("serialised WriteBatch"), std::string::npos) << broken.error().message;
+}
+
 TEST(Store, ScanVisitsOnlyThePrefixInOrderFromStart) {
   testing::TempDir dir;
   auto store = open_store(dir.path());

@@ -1,5 +1,6 @@
-// fold_throughput_bench: spec section 8, "fold throughput from a real local broker >= 0.8 x raw librdkafka
-// consume of the same topic, same run". Prints figures; it is not a test.
+// fold_throughput_bench: spec section 8, "fold throughput from a real local broker >= 0.25 x raw librdkafka
+// consume of the same topic, same run" and "engine CPU per event, all threads <= 4 us". Prints figures; it is not
+// a test.
 //
 //   fold_throughput_bench --brokers 127.0.0.1:19292 [--events 200000] [--sessions 2000] [--rounds 3]
 //
@@ -12,8 +13,9 @@
 //    them, written again in the same order into a fresh store opened with the engine's store options, without
 //    decode or fold. It is what the engine's writes cost RocksDB alone; issue 14 wants the engine within 1.5x of it.
 //    Both stores must end with the same store hash.
-// 4. Prints each round, the ratio engine/raw per round and the median ratio against the target, and the engine
-//    against its storage floor.
+// 4. Prints each round, the ratio engine/raw per round and the median ratio against the target, the engine's CPU per
+//    event against spec 8's 4 us, the engine against its storage floor, and what the engine's WriteBatches hold
+//    per event by kind of key (the floor's bytes and entries).
 //
 // Rates are taken from the first record seen to the last one consumed (raw) or committed (engine), so the group
 // join, which is the broker's work and the same for both, is left out; the wall times including it are printed too.
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <pthread.h>
@@ -50,7 +53,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr double kTargetRatio = 0.8;
+constexpr double kTargetRatio = 0.25;
+constexpr double kTargetCpuUs = 4.0;  // spec 8: engine CPU per event, all threads
 constexpr double kTargetFloor = 1.5;  // issue 14: the engine's time within 1.5x of its storage floor's
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -67,6 +71,7 @@ struct Args {
   bool keep_topic = false;
   std::string work_dir;
   std::uint64_t memory_budget_mb = 512;  // EngineOptions default
+  std::size_t max_batch = runtime::EngineOptions{}.max_batch;
   bool floor = true;         // (c) the storage floor after each engine round
   bool digest = false;       // a SHA-256 over every key and value of each store, besides its store hash
   std::string digest_store;  // only print the store hash and digest of this data directory
@@ -192,6 +197,7 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   options.group = group;
   options.data_dir = data_dir;
   options.memory_budget_bytes = a.memory_budget_mb << 20;
+  options.max_batch = a.max_batch;
   options.wal = a.wal == "on";
   options.progress_interval = std::chrono::hours(1);
   if (captured != nullptr) {
@@ -267,6 +273,45 @@ struct FloorRun {
   std::uint64_t bytes = 0;
 };
 
+// What the engine's WriteBatches hold, by kind of key (its first byte, engine/fold/layout.h): how many entries and
+// bytes per event each kind costs RocksDB. The floor is set by these, so this is where a smaller floor must come from.
+struct WriteKind {
+  std::uint64_t entries = 0;
+  std::uint64_t key_bytes = 0;
+  std::uint64_t value_bytes = 0;
+};
+using WriteComposition = std::map<char, WriteKind>;
+
+base::Result<WriteComposition> composition_of(const std::vector<std::string>& batches) {
+  WriteComposition out;
+  for (const std::string& batch : batches) {
+    auto visited = store::Store::visit_serialised(batch, [&out](std::string_view key, std::size_t value_bytes) {
+      WriteKind& kind = out[key.empty() ? '?' : key.front()];
+      ++kind.entries;
+      kind.key_bytes += key.size();
+      kind.value_bytes += value_bytes;
+    });
+    if (!visited) return visited.error();
+  }
+  return out;
+}
+
+const char* name_of_kind(char tag) {
+  switch (tag) {
+    case fold::key::kHistory: return "history entry (e)";
+    case fold::key::kEventId: return "event id, dedupe (i)";
+    case fold::key::kHeader: return "session header (h)";
+    case fold::key::kCheckpoint: return "checkpoint (c)";
+    case fold::key::kRefusal: return "refusal (r)";
+    case fold::key::kMemory: return "memory entry (m)";
+    case fold::key::kUsage: return "usage row (u)";
+    case fold::key::kOffset: return "partition offset (o)";
+    default: break;
+  }
+  if (std::string_view(&tag, 1) == fold::key::kSummary) return "store summary (g)";
+  return "other";
+}
+
 base::Result<FloorRun> storage_floor(const Args& a, std::vector<std::string> batches, const std::string& data_dir,
                                      std::uint64_t total, const StoreFacts& engine_store) {
   FloorRun out;
@@ -330,6 +375,10 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", a.work_dir, "Directory for the engine's stores (default: a temporary directory)");
   app.add_option("--memory-budget-mb", a.memory_budget_mb, "Engine memory budget (its consumer gets a quarter)")
       ->capture_default_str();
+  app.add_option("--max-batch", a.max_batch, "Most records the engine folds into one store batch (serve "
+                                             "--max-batch)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_flag("--floor,!--no-floor", a.floor, "Run (c), the storage floor (the engine's WriteBatches written "
                                                  "again into a fresh store), after each engine round")
       ->capture_default_str();
@@ -396,6 +445,7 @@ int main(int argc, char** argv) {
   std::vector<Rate> raw;
   std::vector<EngineRun> folded;
   std::vector<FloorRun> floors;
+  WriteComposition composition;  // of the first engine round's batches (every round writes the same)
   std::vector<StoreFacts> floor_stores;
   std::vector<std::string> errors;
   std::uint64_t checksum = 0;
@@ -432,6 +482,14 @@ int main(int argc, char** argv) {
         break;
       }
       folded.push_back(*r);
+      if (a.floor && composition.empty()) {
+        auto c = composition_of(captured);
+        if (!c) {
+          errors.push_back(c.error().message);
+          break;
+        }
+        composition = std::move(*c);
+      }
       if (a.floor) {
         std::printf("round %d: storage floor (%zu WriteBatches of the engine into a fresh store)...\n", round,
                     captured.size());
@@ -458,7 +516,7 @@ int main(int argc, char** argv) {
   }
 
   // ----- report ------------------------------------------------------------------------------------------------
-  std::printf("\nfold throughput from a real local broker (spec 8: >= %.1f x raw librdkafka consume, same run)\n",
+  std::printf("\nfold throughput from a real local broker (spec 8: >= %.2f x raw librdkafka consume, same run)\n",
               kTargetRatio);
   std::printf("topic %s: %llu records, %d partitions%s\n", topic.c_str(), static_cast<unsigned long long>(*total),
               fresh ? a.partitions : 0, fresh ? (a.keep_topic ? " (kept)" : " (deleted after the run)") : "");
@@ -543,16 +601,47 @@ int main(int argc, char** argv) {
                 "the engine's.\n",
                 a.digest ? " and digest" : "");
   }
+  if (!composition.empty()) {
+    std::uint64_t entries = 0;
+    std::uint64_t bytes = 0;
+    for (const auto& [tag, kind] : composition) {
+      entries += kind.entries;
+      bytes += kind.key_bytes + kind.value_bytes;
+    }
+    std::vector<std::pair<char, WriteKind>> kinds(composition.begin(), composition.end());
+    std::sort(kinds.begin(), kinds.end(), [](const auto& x, const auto& y) {
+      return x.second.key_bytes + x.second.value_bytes > y.second.key_bytes + y.second.value_bytes;
+    });
+    const auto per_event = [&](std::uint64_t n) { return static_cast<double>(n) / static_cast<double>(*total); };
+    std::printf("\nwhat the engine writes (round 1's WriteBatches), per event of the topic\n");
+    std::printf("%-24s %10s %10s %10s %10s %8s\n", "kind of key", "entries", "key B", "value B", "bytes", "share");
+    for (const auto& [tag, kind] : kinds) {
+      const std::uint64_t b = kind.key_bytes + kind.value_bytes;
+      std::printf("%-24s %10.3f %10.1f %10.1f %10.1f %7.1f%%\n", name_of_kind(tag), per_event(kind.entries),
+                  static_cast<double>(kind.key_bytes) / static_cast<double>(kind.entries),
+                  static_cast<double>(kind.value_bytes) / static_cast<double>(kind.entries), per_event(b),
+                  100.0 * static_cast<double>(b) / static_cast<double>(bytes));
+    }
+    std::printf("%-24s %10.3f %10s %10s %10.1f\n", "all", per_event(entries), "", "", per_event(bytes));
+    std::printf("key B, value B: average per entry of that kind; entries, bytes: per event of the topic.\n");
+  }
   if (!raw.empty()) std::printf("raw payload checksum: %llu\n", static_cast<unsigned long long>(checksum));
   if (!ratios.empty()) {
     const double m = median(ratios);
     std::printf("\n%-44s %10s %10s %6s\n", "figure", "measured", "target", "");
-    std::printf("%-44s %10.3f %10s %6s\n", "engine events/s / raw records/s (median)", m, ">= 0.80",
+    std::printf("%-44s %10.3f %10s %6s\n", "engine events/s / raw records/s (median)", m, ">= 0.25",
                 m >= kTargetRatio ? "PASS" : "MISS");
+  }
+  if (!folded.empty()) {
+    std::vector<double> cpu;
+    for (const EngineRun& f : folded) cpu.push_back(us_per(f.rate.cpu_s));
+    const double m = median(cpu);
+    if (ratios.empty()) std::printf("\n%-44s %10s %10s %6s\n", "figure", "measured", "target", "");
+    std::printf("%-44s %7.2f us %10s %6s\n", "engine CPU per event, all threads (median)", m, "<= 4 us",
+                m <= kTargetCpuUs ? "PASS" : "MISS");
   }
   if (!floor_ratios.empty()) {
     const double m = median(floor_ratios);
-    if (ratios.empty()) std::printf("\n%-44s %10s %10s %6s\n", "figure", "measured", "target", "");
     std::printf("%-44s %10.2f %10s %6s\n", "engine time / storage floor time (median)", m, "<= 1.50",
                 m <= kTargetFloor ? "PASS" : "MISS");
   }
