@@ -1,7 +1,10 @@
 // Forwarding a request to the instance that folds its session: a Beast client, plain or TLS, on a thread of its own
 // per request that drives its own io_context one step at a time (so timeouts hold), so the server's I/O threads never
-// wait on another instance.
+// wait on another instance. Over TLS, the last session with each owner is resumed by the next forward to it.
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -36,6 +39,7 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
 std::atomic<std::size_t> g_in_flight{0};
+std::atomic<std::size_t> g_resumed{0};
 // Beyond this many forwards at once, a request is answered 503 rather than given one more thread.
 constexpr std::size_t kMaxInFlight = 512;
 constexpr std::chrono::seconds kConnectTimeout{3};
@@ -76,13 +80,48 @@ beast::error_code await(asio::io_context& io, Start start) {
 // on several threads at once.
 class LoadedClientTls final : public ClientTls {
  public:
+  ~LoadedClientTls() override {
+    for (auto& [where, session] : _sessions) SSL_SESSION_free(session);
+  }
+  // Offers the owner's last session, if any, for resumption; true if one was offered.
+  bool offer_session(const std::string& where, SSL* handle) const {
+    std::lock_guard lock(_mutex);
+    auto it = _sessions.find(where);
+    return it != _sessions.end() && SSL_set_session(handle, it->second) == 1;
+  }
+  // Keeps the session of a connection that verified the owner and carried an exchange to its end (so that TLS 1.3's
+  // session tickets, sent after the handshake, have arrived).
+  void keep_session(const std::string& where, SSL* handle) const {
+    SSL_SESSION* session = SSL_get1_session(handle);
+    if (session == nullptr) return;
+    if (SSL_SESSION_is_resumable(session) != 1) {
+      SSL_SESSION_free(session);
+      return;
+    }
+    std::lock_guard lock(_mutex);
+    SSL_SESSION*& kept = _sessions[where];
+    if (kept != nullptr) SSL_SESSION_free(kept);
+    kept = session;
+  }
+  void forget_session(const std::string& where) const {
+    std::lock_guard lock(_mutex);
+    auto it = _sessions.find(where);
+    if (it == _sessions.end()) return;
+    SSL_SESSION_free(it->second);
+    _sessions.erase(it);
+  }
+
   mutable asio::ssl::context context{asio::ssl::context::tls_client};
+
+ private:
+  mutable std::mutex _mutex;
+  mutable std::map<std::string, SSL_SESSION*> _sessions;  // by "https://host:port"
 };
 
 // Sends the request on a connected (and, over TLS, handshaken) stream and relays the answer. `lowest` is the TCP layer
-// under `stream`, which carries the timeouts.
+// under `stream`, which carries the timeouts. True once the owner's answer began (its head was read).
 template <class Stream>
-void exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, Request request, const std::string& where,
+bool exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, Request request, const std::string& where,
               const std::string& host_header, const std::vector<std::pair<std::string, std::string>>& extra_headers,
               std::chrono::milliseconds timeout, const Respond& respond) {
   beast::error_code ec;
@@ -103,8 +142,9 @@ void exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, R
   lowest.expires_after(timeout);
   ec = await(io, [&](auto done) { bhttp::async_write(stream, out, std::move(done)); });
   if (ec) {
-    return respond(failure(503, "the instance that folds this session (" + where +
-                                    ") did not take the request: " + ec.message() + "; retry shortly"));
+    respond(failure(503, "the instance that folds this session (" + where + ") did not take the request: " +
+                             ec.message() + "; retry shortly"));
+    return false;
   }
 
   beast::flat_buffer buffer;
@@ -114,8 +154,9 @@ void exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, R
   lowest.expires_after(timeout);  // the owner's turn may take that long before its first byte
   ec = await(io, [&](auto done) { bhttp::async_read_header(stream, buffer, parser, std::move(done)); });
   if (ec) {
-    return respond(failure(502, "the instance that folds this session (" + where + ") failed before answering: " +
-                                    ec.message() + "; whether the request took effect is unknown"));
+    respond(failure(502, "the instance that folds this session (" + where + ") failed before answering: " +
+                             ec.message() + "; whether the request took effect is unknown"));
+    return false;
   }
   Response answer;
   answer.status = static_cast<int>(parser.get().result_int());
@@ -153,8 +194,9 @@ void exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, R
     }
     if (ec) {
       if (streaming) break;  // the stream ends short; the owner's receipt records what happened
-      return respond(failure(502, "the instance that folds this session (" + where + ") failed while answering: " +
-                                      ec.message() + "; whether the request took effect is unknown"));
+      respond(failure(502, "the instance that folds this session (" + where + ") failed while answering: " +
+                               ec.message() + "; whether the request took effect is unknown"));
+      return true;
     }
   }
   if (streaming) {
@@ -163,6 +205,7 @@ void exchange(asio::io_context& io, Stream& stream, beast::tcp_stream& lowest, R
     answer.body = std::move(body);
     respond(std::move(answer));
   }
+  return true;
 }
 
 void run(Request request, const ForwardTarget& to, const std::vector<std::pair<std::string, std::string>>& extra_headers,
@@ -175,45 +218,65 @@ void run(Request request, const ForwardTarget& to, const std::vector<std::pair<s
                              "; retry shortly (its partitions move to another instance)"));
   };
   asio::io_context io;
-  beast::tcp_stream tcp(io);
-  beast::error_code ec;
-  {
+  // Connection and handshake share one deadline, a refused resumption's second connection included.
+  const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout, kConnectTimeout);
+  const auto connect = [&](beast::tcp_stream& tcp) {
+    beast::error_code ec;
     asio::ip::tcp::resolver resolver(io);
     auto endpoints = resolver.resolve(to.host, std::to_string(to.port), ec);
-    if (!ec) {
-      tcp.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
-      ec = await(io, [&](auto done) { tcp.async_connect(endpoints, std::move(done)); });
-    }
-  }
+    if (ec) return ec;
+    tcp.expires_at(deadline);
+    return await(io, [&](auto done) { tcp.async_connect(endpoints, std::move(done)); });
+  };
+  beast::tcp_stream tcp(io);
+  beast::error_code ec = connect(tcp);
   if (ec) return unreachable(ec.message());
   if (!to.tls) {
     exchange(io, tcp, tcp, std::move(request), where, host_port, extra_headers, timeout, respond);
     tcp.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     return;
   }
-  beast::ssl_stream<beast::tcp_stream> tls(std::move(tcp), static_cast<const LoadedClientTls&>(*to.tls).context);
-  beast::tcp_stream& lowest = beast::get_lowest_layer(tls);
-  SSL* handle = tls.native_handle();
-  beast::error_code not_ip;
-  asio::ip::make_address(to.host, not_ip);
-  if (not_ip) {
-    // SNI, and the name the owner's certificate must carry.
-    SSL_ctrl(handle, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(to.host.c_str()));
-    SSL_set1_host(handle, to.host.c_str());
-  } else {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(handle), to.host.c_str());
-  }
-  lowest.expires_after(std::min<std::chrono::milliseconds>(timeout, kConnectTimeout));
-  ec = await(io, [&](auto done) { tls.async_handshake(asio::ssl::stream_base::client, std::move(done)); });
-  if (ec) {
+  const auto& client = static_cast<const LoadedClientTls&>(*to.tls);
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  tls.emplace(std::move(tcp), client.context);
+  for (int attempt = 0;; ++attempt) {
+    SSL* handle = tls->native_handle();
+    beast::error_code not_ip;
+    asio::ip::make_address(to.host, not_ip);
+    if (not_ip) {
+      // SNI, and the name the owner's certificate must carry.
+      SSL_ctrl(handle, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(to.host.c_str()));
+      SSL_set1_host(handle, to.host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(handle), to.host.c_str());
+    }
+    const bool offered = attempt == 0 && client.offer_session(where, handle);
+    beast::get_lowest_layer(*tls).expires_at(deadline);
+    ec = await(io, [&](auto done) { tls->async_handshake(asio::ssl::stream_base::client, std::move(done)); });
+    if (!ec) break;
     const long verify = SSL_get_verify_result(handle);
+    if (offered && verify == X509_V_OK) {
+      // Refused as a resumption (an owner that cannot resume, e.g. one of an older release that requires client
+      // certificates): once more, in full, on a new connection.
+      client.forget_session(where);
+      beast::tcp_stream again(io);
+      if (ec = connect(again); ec) return unreachable(ec.message());
+      tls.emplace(std::move(again), client.context);
+      continue;
+    }
     std::string why = "TLS handshake: " + ec.message();
     if (verify != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
     return unreachable(why);
   }
-  exchange(io, tls, lowest, std::move(request), where, host_port, extra_headers, timeout, respond);
+  SSL* handle = tls->native_handle();
+  if (SSL_session_reused(handle) == 1) g_resumed.fetch_add(1, std::memory_order_relaxed);
+  beast::tcp_stream& lowest = beast::get_lowest_layer(*tls);
+  // The owner answered over this session: the next forward to it may resume it.
+  if (exchange(io, *tls, lowest, std::move(request), where, host_port, extra_headers, timeout, respond)) {
+    client.keep_session(where, handle);
+  }
   lowest.expires_after(std::chrono::seconds(1));
-  await(io, [&](auto done) { tls.async_shutdown(std::move(done)); });  // close_notify; an owner that just closes is fine too
+  await(io, [&](auto done) { tls->async_shutdown(std::move(done)); });  // close_notify; an owner that just closes is fine too
 }
 
 }  // namespace
@@ -262,5 +325,6 @@ base::Result<std::shared_ptr<const ClientTls>> ClientTls::load(const ClientTlsOp
 }
 
 std::size_t forwards_in_flight() { return g_in_flight.load(); }
+std::size_t forwards_resumed() { return g_resumed.load(); }
 
 }  // namespace statefold::http

@@ -921,6 +921,10 @@ base::Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const TlsOpti
   if (SSL_CTX_check_private_key(context->native_handle()) != 1) {
     return base::make_error("http: TLS key " + tls.key_file + " does not match the certificate " + tls.cert_file);
   }
+  // OpenSSL refuses to resume a session with a client it verifies unless the server names a session context, and
+  // instances forwarding to each other resume their sessions (http::forward).
+  static constexpr unsigned char kSessionContext[] = "statefold";
+  SSL_CTX_set_session_id_context(context->native_handle(), kSessionContext, sizeof kSessionContext - 1);
   if (!tls.client_ca_file.empty()) {
     if (context->load_verify_file(tls.client_ca_file, ec); ec) {
       return base::make_error("http: TLS client CA " + tls.client_ca_file + ": " + openssl_reason(ec));

@@ -185,8 +185,11 @@ class ForwardTls : public ::testing::Test {
   std::string file(const std::string& name) const { return _dir.path() + "/" + name; }
 
   std::unique_ptr<Server> owner(const std::string& cert, const std::string& client_ca = {}) {
+    return owner_on(cert, 0, client_ca);
+  }
+  std::unique_ptr<Server> owner_on(const std::string& cert, std::uint16_t port, const std::string& client_ca = {}) {
     ServerOptions options;
-    options.port = 0;
+    options.port = port;
     options.tls = TlsOptions{file(cert + ".pem"), file(cert + ".key"), client_ca.empty() ? "" : file(client_ca)};
     auto server = Server::start(options, echo());
     EXPECT_TRUE(server) << server.error().message;
@@ -256,6 +259,55 @@ TEST_F(ForwardTls, AnOwnerThatAsksForAClientCertificateGetsTheInstancesOwn) {
   const Response without = forwarded({"127.0.0.1", server->port(), client("ca.pem")});
   // Refused in the handshake (TLS 1.2) or right after it (TLS 1.3): never handled.
   EXPECT_TRUE(without.status == 502 || without.status == 503) << without.status << " " << without.body;
+}
+
+TEST_F(ForwardTls, TheNextForwardToAnOwnerResumesItsTlsSession) {
+  for (const std::string client_ca : {"", "ca.pem"}) {  // with and without mutual TLS
+    SCOPED_TRACE(client_ca.empty() ? "server TLS" : "mutual TLS");
+    auto server = owner("owner", client_ca);
+    ASSERT_TRUE(server);
+    auto tls = client("ca.pem", "peer");
+    const std::size_t before = forwards_resumed();
+    const Response first = forwarded({"127.0.0.1", server->port(), tls});
+    EXPECT_EQ(first.status, 200) << first.body;
+    EXPECT_EQ(forwards_resumed(), before) << "the first forward has no session to resume";
+    for (int i = 0; i < 2; ++i) {
+      const Response next = forwarded({"127.0.0.1", server->port(), tls});
+      EXPECT_EQ(next.status, 200) << next.body;
+      EXPECT_EQ(next.body, first.body);
+    }
+    EXPECT_EQ(forwards_resumed(), before + 2);
+  }
+}
+
+TEST_F(ForwardTls, AKeptSessionNeverStandsInForTheCertificateOfWhoeverAnswersNext) {
+  auto server = owner("owner");
+  ASSERT_TRUE(server);
+  const std::uint16_t port = server->port();
+  auto tls = client("ca.pem");
+  ASSERT_EQ(forwarded({"127.0.0.1", port, tls}).status, 200);
+  server.reset();
+
+  // Another server on the same address, with a certificate of another CA: the kept session is of no use to it, and
+  // its certificate is checked as on a first forward.
+  ServerOptions options;
+  options.port = port;
+  options.tls = TlsOptions{file("other-ca.pem"), file("other-ca.key"), ""};
+  auto impostor = Server::start(options, echo());
+  ASSERT_TRUE(impostor) << impostor.error().message;
+  const std::size_t before = forwards_resumed();
+  const Response r = forwarded({"127.0.0.1", port, tls});
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("certificate verify failed"), std::string::npos) << r.body;
+  EXPECT_EQ(forwards_resumed(), before);
+  impostor.value().reset();
+
+  // The owner back, on a new process's keys: a full handshake, then resumption again.
+  server = owner_on("owner", port);
+  ASSERT_TRUE(server);
+  EXPECT_EQ(forwarded({"127.0.0.1", port, tls}).status, 200);
+  EXPECT_EQ(forwarded({"127.0.0.1", port, tls}).status, 200);
+  EXPECT_EQ(forwards_resumed(), before + 1);
 }
 
 TEST_F(ForwardTls, UnusableFilesAreNamedWhenLoaded) {
