@@ -8,7 +8,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <string>
@@ -79,24 +81,11 @@ TEST(Forward, NobodyListeningIs503WithRetryAfter) {
 
 // An owner that takes connections and never says a word (a stopped process, a wedged machine): the listen backlog
 // accepts for it.
-class SilentOwner {
- public:
-  SilentOwner() {
-    _fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(_fd, 16), 0);
-    socklen_t size = sizeof addr;
-    ::getsockname(_fd, reinterpret_cast<sockaddr*>(&addr), &size);
-    port = ntohs(addr.sin_port);
-  }
-  ~SilentOwner() { ::close(_fd); }
-  std::uint16_t port = 0;
-
- private:
-  int _fd = -1;
+struct SilentOwner {
+  SilentOwner() : listener(testing::listen_loopback(16)), port(listener.port) {}
+  ~SilentOwner() { ::close(listener.fd); }
+  const testing::Listener listener;
+  const std::uint16_t port;
 };
 
 TEST(Forward, AnOwnerThatNeverAnswersIsGivenUpOnAfterTheTimeout) {
@@ -145,14 +134,10 @@ TEST(Forward, AnEventStreamIsRelayedAsItComes) {
   });
   ASSERT_TRUE(front) << front.error().message;
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = testing::connect_loopback((*front)->port());
+  ASSERT_GE(fd, 0) << std::strerror(errno);
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((*front)->port());
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const std::string ask = "GET /v1/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   ASSERT_EQ(::send(fd, ask.data(), ask.size(), 0), static_cast<ssize_t>(ask.size()));
   std::string got;

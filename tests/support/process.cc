@@ -298,6 +298,23 @@ std::uint16_t free_port(int count) {
   throw std::runtime_error("cannot find " + std::to_string(count) + " free consecutive loopback ports");
 }
 
+Listener listen_loopback(int backlog) {
+  Listener out;
+  out.fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof addr;
+  if (out.fd < 0 || ::bind(out.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(out.fd, backlog) != 0 || ::getsockname(out.fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0) {
+    const std::string why = std::strerror(errno);
+    if (out.fd >= 0) ::close(out.fd);
+    throw std::runtime_error("cannot listen on a loopback port: " + why);
+  }
+  out.port = ntohs(addr.sin_port);
+  return out;
+}
+
 int connect_loopback(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;

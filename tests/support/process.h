@@ -89,4 +89,13 @@ std::uint16_t free_port(int count = 1);
 // A TCP connection to 127.0.0.1:`port` that the caller owns (and closes): its descriptor, or -1 with errno set.
 int connect_loopback(std::uint16_t port);
 
+// A socket listening on 127.0.0.1 at a port the kernel picks, with `backlog`, that never accepts unless the caller
+// does (a silent or overloaded peer): its descriptor, which the caller owns (and closes), and the port. Throws when
+// the socket cannot be made.
+struct Listener {
+  int fd = -1;
+  std::uint16_t port = 0;
+};
+Listener listen_loopback(int backlog);
+
 }  // namespace statefold::testing

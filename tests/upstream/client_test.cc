@@ -290,14 +290,11 @@ TEST_F(ClientTest, ConnectRefusedIsRetriedThenReported) {
 
 TEST_F(ClientTest, ConnectTimeout) {
   // A listener that never accepts, its backlog filled: the kernel leaves further SYNs unanswered.
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  const testing::Listener listener = testing::listen_loopback(0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 0), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(listener.port);
   std::vector<int> fillers;
   for (int i = 0; i < 8; ++i) {
     fillers.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
@@ -305,7 +302,7 @@ TEST_F(ClientTest, ConnectTimeout) {
   }
   std::this_thread::sleep_for(100ms);
   Endpoint e = endpoint();
-  e.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  e.base_url = "http://127.0.0.1:" + std::to_string(listener.port);
   e.connect_ms = 300;
   e.read_ms = 300;
   e.max_retries = 1;
@@ -313,7 +310,7 @@ TEST_F(ClientTest, ConnectTimeout) {
   const Response r = _client.call(e, chat());
   const auto elapsed = ms_since(start);
   for (int fd : fillers) ::close(fd);
-  ::close(listener);
+  ::close(listener.fd);
   if (r.error.find("read timeout") != std::string::npos) GTEST_SKIP() << "this kernel accepted past the backlog";
   EXPECT_EQ(r.attempts, 2);  // a connect timeout is retried: the request never left
   EXPECT_NE(r.error.find("connecting: timed out after 300 ms (connect timeout)"), std::string::npos) << r.error;
