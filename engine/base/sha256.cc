@@ -4,6 +4,8 @@
 // context and dispatches through its provider on every hash, about 5 % of the fold thread's time (three or four
 // hashes per event; docs/performance.md). The digests are the same bytes either way.
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include <stdexcept>
@@ -53,5 +55,20 @@ Digest Sha256::finish() {
 
 Digest sha256(std::span<const std::uint8_t> bytes) { return Sha256().update(bytes).finish(); }
 Digest sha256(std::string_view text) { return Sha256().update(text).finish(); }
+
+Digest hmac_sha256(std::string_view key, std::string_view data) {
+  Digest out{};
+  unsigned int size = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+           data.size(), out.data(), &size) == nullptr ||
+      size != out.size()) {
+    throw std::runtime_error("OpenSSL: HMAC-SHA-256 failed");
+  }
+  return out;
+}
+
+bool equal_in_constant_time(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 }  // namespace statefold::base

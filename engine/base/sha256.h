@@ -32,4 +32,9 @@ class Sha256 {
 Digest sha256(std::span<const std::uint8_t> bytes);
 Digest sha256(std::string_view text);
 
+// HMAC-SHA-256 of `data` under `key` (RFC 2104): what instances of one group sign their requests to each other with.
+Digest hmac_sha256(std::string_view key, std::string_view data);
+// Whether two byte strings are equal, in a time that depends on their length only (for comparing MACs).
+bool equal_in_constant_time(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b);
+
 }  // namespace statefold::base

@@ -56,6 +56,23 @@ TEST(Sha256, KnownVectors) {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST(Sha256, HmacMatchesRfc4231) {
+  // RFC 4231 test cases 2 (a short key) and 6 (a key longer than the block, hashed first).
+  EXPECT_EQ(to_hex(hmac_sha256("Jefe", "what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(to_hex(hmac_sha256(std::string(131, '\xaa'), "Test Using Larger Than Block-Size Key - Hash Key First")),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+TEST(Sha256, ConstantTimeEqualityComparesLengthAndBytes) {
+  const Digest a = sha256(std::string_view("a"));
+  Digest b = a;
+  EXPECT_TRUE(equal_in_constant_time(a, b));
+  b[31] ^= 1;
+  EXPECT_FALSE(equal_in_constant_time(a, b));
+  EXPECT_FALSE(equal_in_constant_time(std::span<const std::uint8_t>(a).first(31), a));
+}
+
 TEST(Sha256, IncrementalEqualsOneShot) {
   Sha256 h;
   h.update(std::string_view("a")).update(std::string_view("bc"));
