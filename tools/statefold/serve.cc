@@ -581,19 +581,22 @@ Runner add_serve(CLI::App& app) {
       api_options.ready_max_lag = a->ready_max_lag;
       api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
-      gateway::Options gateway_options{
-          std::move(*router), a->gateway_workers,
-          [&metrics](std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
-                     std::chrono::nanoseconds overhead) {
-            metrics.observe_gateway_turn(endpoint, status, upstream, overhead);
-          },
-          context_cache_bytes, {}, {}};
       auto id_secret = load_id_secret(a->id_secret_file, a->engine.data_dir);
       if (!id_secret) {
         std::cerr << "statefold serve: " << id_secret.error().message << "\n";
         return kFailure;
       }
-      gateway_options.id_secret = std::move(*id_secret);
+      // Named fields: the ones left out keep their defaults (a positional {} would zero the reply's patience).
+      gateway::Options gateway_options{
+          .router = std::move(*router),
+          .workers = a->gateway_workers,
+          .on_turn = [&metrics](std::string_view endpoint, int status, std::chrono::nanoseconds upstream,
+                                std::chrono::nanoseconds overhead) {
+            metrics.observe_gateway_turn(endpoint, status, upstream, overhead);
+          },
+          .context_cache_bytes = context_cache_bytes,
+          .id_secret = std::move(*id_secret),
+      };
       engine_state = std::make_unique<EngineState>(**engine);
       gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), *engine_state, *appender);
       http::ServerOptions server_options;
