@@ -62,6 +62,8 @@ struct Options {
   // each other's ids, and ids outlive restarts and store rebuilds as long as it stays. At least 16 bytes; empty:
   // a random one for this process only.
   std::string id_secret;
+  // What a key with a token budget has used of it. Empty: the receipts in this instance's store (one instance).
+  auth::TokensUsed tokens_used;
 };
 
 class Gateway {

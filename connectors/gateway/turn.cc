@@ -525,9 +525,11 @@ std::optional<http::Response> refuse_over_budget(const Core& core, const auth::P
   const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
   // An operator's key (no tenant) may have spent in any tenant's sessions.
   const auto tenant = caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant);
-  auto used = fold::sum_usage(*core.state.snapshot(), tenant, window.from_day, window.through_day, caller.key_name);
+  auto used = core.options.tokens_used ? core.options.tokens_used(caller, window)
+                                       : fold::budget_tokens(*core.state.snapshot(), tenant, window.from_day,
+                                                             window.through_day, caller.key_name);
   if (!used) return openai_error(500, used.error().message, "server_error", route);
-  auto refusal = auth::over_budget(caller, used->input_tokens + used->output_tokens, window);
+  auto refusal = auth::over_budget(caller, *used, window);
   if (!refusal) return std::nullopt;
   auto response = openai_error(429, refusal->message, "insufficient_quota", route, refusal->code);
   response.headers.emplace_back("Retry-After", std::to_string(refusal->retry_after.count()));

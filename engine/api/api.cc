@@ -494,15 +494,16 @@ http::Response Api::usage(const http::Request& request, const auth::Principal& c
   if (caller.token_budget == 0) return http::json_response(200, std::move(body), route);
   // The caller's own budget beside the figures: what it may still spend.
   const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
-  auto used = fold::sum_usage(*snapshot,
-                              caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant),
-                              window.from_day, window.through_day, caller.key_name);
+  const auto own_tenant = caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant);
+  auto used = _options.tokens_used
+                  ? _options.tokens_used(caller, window)
+                  : fold::budget_tokens(*snapshot, own_tenant, window.from_day, window.through_day, caller.key_name);
   if (!used) return error_response(500, used.error().message, route);
   json::object o = json::parse(body).as_object();
   o["budget"] = json::object{{"key", caller.key_name},
                              {"token_budget", caller.token_budget},
                              {"period", auth::period_name(caller.budget_period)},
-                             {"used", used->input_tokens + used->output_tokens},
+                             {"used", *used},
                              {"renews_in_s", window.until_reset.count()}};
   return http::json_response(200, json::serialize(o), route);
 }

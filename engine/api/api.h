@@ -27,6 +27,8 @@ struct ApiOptions {
   std::uint64_t max_events_per_append = 1000;
   std::uint64_t max_page = 1000;
   std::function<std::string()> scrape_metrics;  // /metrics body; empty: 404
+  // What a key with a token budget has used of it (/v1/usage's "budget"). Empty: the receipts in this store.
+  auth::TokensUsed tokens_used;
 };
 
 // An error answer in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, the type following the status

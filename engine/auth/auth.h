@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -139,6 +140,10 @@ std::string_view period_name(Period period);
 
 // 429 when `used` tokens (input + output, from the receipts of the principal's key in `window`) reach its budget.
 std::optional<Refusal> over_budget(const Principal& principal, std::uint64_t used, const BudgetWindow& window);
+
+// The tokens (input + output) a principal's key used in `window`, from the receipts of the sessions it may spend in
+// (its tenant's; every tenant's for an operator's key). In a group, over every instance (cluster::GroupUsage).
+using TokensUsed = std::function<base::Result<std::uint64_t>(const Principal&, const BudgetWindow&)>;
 
 class Gate {
  public:

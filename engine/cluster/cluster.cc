@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <variant>
 
 #include "engine/base/json_read.h"
 #include "engine/base/logging.h"
@@ -321,18 +322,35 @@ void Cluster::route(http::Request request, http::Response refused, const http::R
     if (refused.status == 503) return respond(std::move(refused));
     return respond(moving(*partition, "has no owner right now (its instance stopped or it is being reassigned)"));
   }
-  const auto address = parse_url(to->url);
-  if (!address) return respond(moving(*partition, "is owned by instance " + to->instance + ", which announced no usable address"));
+  auto target = target_of(*to);
+  if (const auto* why = std::get_if<std::string>(&target)) {
+    return respond(moving(*partition, "is owned by instance " + to->instance + ", which " + *why));
+  }
+  http::forward(std::move(request), std::move(std::get<http::ForwardTarget>(target)),
+                {{kForwardedByHeader, _impl->options.instance}}, _impl->options.forward_timeout, respond);
+}
+
+std::variant<http::ForwardTarget, std::string> Cluster::target_of(const Member& member) const {
+  const auto address = parse_url(member.url);
+  if (!address) return std::string("announced no usable address");
   http::ForwardTarget target{address->host, address->port, nullptr};
   if (address->tls) {
     target.tls = forward_tls();
-    if (!target.tls) {
-      return respond(moving(*partition, "is owned by instance " + to->instance +
-                                            ", which serves HTTPS, and this instance has no usable CA to check it"));
-    }
+    if (!target.tls) return std::string("serves HTTPS, and this instance has no usable CA to check it");
   }
-  http::forward(std::move(request), std::move(target), {{kForwardedByHeader, _impl->options.instance}},
-                _impl->options.forward_timeout, respond);
+  return target;
 }
+
+void Cluster::ask(const Member& member, http::Request request, std::chrono::milliseconds timeout,
+                  const http::Respond& respond) const {
+  auto target = target_of(member);
+  if (const auto* why = std::get_if<std::string>(&target)) {
+    return respond(http::error_response(503, "instance " + member.instance + " cannot be asked: it " + *why));
+  }
+  http::forward(std::move(request), std::move(std::get<http::ForwardTarget>(target)),
+                {{kForwardedByHeader, _impl->options.instance}}, timeout, respond);
+}
+
+const std::string& Cluster::instance() const { return _impl->options.instance; }
 
 }  // namespace statefold::cluster

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "engine/base/result.h"
@@ -96,9 +97,17 @@ class Cluster {
   // with Retry-After (the partition is moving); a client that sent kNoForwardHeader gets the 421 with the owner's
   // address. Any other response is given to `respond` unchanged.
   void route(http::Request request, http::Response refused, const http::Respond& respond) const;
+  // Sends `request` to `member` (marked as coming from this instance) and gives its answer to `respond`, on another
+  // thread: 503 when the member cannot be reached or announced no usable address.
+  void ask(const Member& member, http::Request request, std::chrono::milliseconds timeout,
+           const http::Respond& respond) const;
+  // This instance's name (Options::instance).
+  const std::string& instance() const;
 
  private:
   std::shared_ptr<const http::ClientTls> forward_tls() const;
+  // Where `member` is reached, or why it cannot be (a phrase that follows "which" or "it").
+  std::variant<http::ForwardTarget, std::string> target_of(const Member& member) const;
   struct Impl;
   explicit Cluster(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> _impl;

@@ -235,4 +235,12 @@ base::Result<state::UsageT> sum_usage(const Reader& reader, std::optional<std::s
   return sum;
 }
 
+base::Result<std::uint64_t> budget_tokens(const Reader& reader, std::optional<std::string_view> tenant,
+                                          std::string_view from_day, std::string_view through_day,
+                                          std::string_view caller) {
+  auto sum = sum_usage(reader, tenant, from_day, through_day, caller);
+  if (!sum) return sum.error();
+  return sum->input_tokens + sum->output_tokens;
+}
+
 }  // namespace statefold::fold

@@ -102,5 +102,9 @@ struct MemoryItem {
 [[nodiscard]] base::Result<state::UsageT> sum_usage(const Reader& reader, std::optional<std::string_view> tenant,
                                                     std::string_view from_day, std::string_view through_day,
                                                     std::string_view caller);
+// What a token budget counts: input + output tokens of sum_usage.
+[[nodiscard]] base::Result<std::uint64_t> budget_tokens(const Reader& reader, std::optional<std::string_view> tenant,
+                                                        std::string_view from_day, std::string_view through_day,
+                                                        std::string_view caller);
 
 }  // namespace statefold::fold

@@ -3,15 +3,17 @@ STATEFOLD_BROKERS with its [upstream] endpoints on the scripted fake model provi
 and plain HTTP helpers to read what the session recorded and what the fake received.
 
 Used by test_openai_sdk.py (the OpenAI Python SDK), test_node_sdk.py (the OpenAI Node SDK), test_langchain.py
-(langchain-openai), test_bedrock.py, test_auth.py, test_tls.py and test_kafka_security.py; the pytest fixtures built
+(langchain-openai), test_bedrock.py, test_auth.py, test_tls.py, test_group_budget.py and test_kafka_security.py; the pytest fixtures built
 on it (`fake_upstream`, `fake`, `serve`: one fake and one serve for the whole run) are in conftest.py, and
-test_bedrock.py's and test_auth.py's serves of their own are running_serve too.
+test_bedrock.py's and test_auth.py's serves of their own are running_serve too. Several instances on one topic
+(test_tls.py, test_group_budget.py) are ServeProcess each.
 """
 
 import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -392,3 +394,47 @@ def assert_streamed_twice_recorded_once(serve, fake, session):
     receipts = serve.receipts(session)
     assert [(r["usage"]["input_tokens"], r["usage"]["output_tokens"]) for r in receipts] == [(12, 5), (30, 3)]
     return requests, receipts
+
+
+class ServeProcess:
+    """`statefold serve` on the real broker of STATEFOLD_BROKERS with the [auth] lines `key_config`, its own data dir
+    under `directory` and a free port, waited for until it listens and holds `ready` partitions of `topic` folded
+    up to date (several instances on one topic share its 4 partitions)."""
+
+    def __init__(self, binary, directory, extra, key_config, topic, ready=4, https=False):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = "%s://127.0.0.1:%d" % ("https" if https else "http", self.port)
+        self.log_path = directory / "serve.log"
+        config = directory / "serve.toml"
+        config.write_text("[auth]\n" + key_config)
+        argv = [binary, "serve", "--brokers", os.environ["STATEFOLD_BROKERS"], "--topic", topic,
+                "--dead-letter-topic", topic + ".dlq", "--group", topic, "--data-dir", str(directory / "store"),
+                "--http-address", "127.0.0.1:%d" % self.port, "--config", str(config), *extra]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
+        with open(self.log_path, "wb") as err:
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        # Listening, and its partitions of the topic ready: a turn before that is 503 (no partitions assigned yet,
+        # or one just assigned and not yet folded up to the end of the log); the log says both, whatever the scheme.
+        assert wait_until(lambda: self.process.poll() is not None or
+                          ("HTTP API listening" in self.log() and len(self.ready_partitions()) >= ready), 120), \
+            tail(self.log_path)
+        assert self.process.poll() is None, tail(self.log_path)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def ready_partitions(self):
+        ready = set()
+        for listed in re.findall(r"partitions ready topic=\S+ partitions=([0-9,]+)", self.log()):
+            ready.update(listed.split(","))
+        return ready
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()

@@ -96,7 +96,7 @@ class GatewayTest : public ::testing::Test {
                       std::lock_guard lock(turns_mutex);
                       turns.emplace_back(std::string(endpoint), status);
                     },
-                    1 << 20, 1500ms, "gateway-test-id-secret"};
+                    1 << 20, 1500ms, "gateway-test-id-secret", {}};
     gateway = std::make_unique<Gateway>(std::move(options), state, sink);
   }
 
@@ -997,7 +997,7 @@ TEST(GatewayModels, ListTheModelsTheSessionsRoutesReach) {
   ASSERT_TRUE(router.ok()) << router.error().message;
   testing::MemorySink sink;
   MemoryState state(sink);
-  Gateway gateway(Options{std::move(*router), 1, {}, 1 << 20, {}, {}}, state, sink);
+  Gateway gateway(Options{std::move(*router), 1, {}, 1 << 20, {}, {}, {}}, state, sink);
   auto call = [&](std::string method, std::string path, std::string session) {
     http::Request request = request_for(std::move(method), std::move(path));
     if (!session.empty()) request.headers.emplace_back("x-session-id", session);
@@ -1031,6 +1031,58 @@ TEST(GatewayModels, ListTheModelsTheSessionsRoutesReach) {
   EXPECT_EQ(hidden.status, 404);
   EXPECT_EQ(json::parse(hidden.body).at("error").at("code").as_string(), "model_not_found");
   EXPECT_EQ(call("POST", "/v1/models", "").status, 405);
+}
+
+// A key's budget is checked against what Options::tokens_used reports (in a group: every instance's receipts,
+// cluster::GroupUsage), not this store's receipts alone; nothing of a refused turn is recorded.
+TEST(GatewayBudget, TurnsAreCheckedAgainstWhatTokensUsedReports) {
+  auto router = upstream::Router::make(offline_routing());
+  ASSERT_TRUE(router.ok()) << router.error().message;
+  testing::MemorySink sink;
+  MemoryState state(sink);
+  std::mutex mutex;
+  base::Result<std::uint64_t> reported = std::uint64_t{0};
+  std::vector<std::pair<std::string, std::string>> asked;  // key, first day of the window
+  Options options{std::move(*router), 1, {}, 1 << 20, {}, {}, {}};
+  options.tokens_used = [&](const auth::Principal& caller, const auth::BudgetWindow& window) {
+    std::lock_guard lock(mutex);
+    asked.emplace_back(caller.key_name, window.from_day);
+    return reported;
+  };
+  Gateway gateway(std::move(options), state, sink);
+  auth::Principal capped = auth::unrestricted();
+  capped.key_name = "capped";
+  capped.token_budget = 100;
+  capped.budget_period = auth::Period::month;
+  auto turn = [&](const std::string& session) {
+    http::Request request = request_for("POST", "/v1/chat/completions");
+    request.headers = {{"x-session-id", session}, {"content-type", "application/json"}};
+    request.body = R"({"model":"echo","messages":[{"role":"user","content":"hi"}]})";
+    std::promise<http::Response> answered;
+    gateway.handle(std::move(request), capped, [&](http::Response r) { answered.set_value(std::move(r)); });
+    return answered.get_future().get();
+  };
+
+  reported = std::uint64_t{99};
+  EXPECT_EQ(turn("under").status, 200);
+  reported = std::uint64_t{100};
+  const http::Response over = turn("over");
+  EXPECT_EQ(over.status, 429) << over.body;
+  EXPECT_NE(over.body.find("insufficient_quota"), std::string::npos) << over.body;
+  EXPECT_NE(header_value(over, "Retry-After"), "");
+  EXPECT_FALSE(fold::load_header(*sink.snapshot(), "over").has_value()) << "a refused turn recorded something";
+  reported = base::make_error("the store cannot be read");
+  const http::Response failed = turn("failed");
+  EXPECT_EQ(failed.status, 500) << failed.body;
+  EXPECT_NE(failed.body.find("the store cannot be read"), std::string::npos) << failed.body;
+
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(asked.size(), 3u);
+  const auto month = auth::budget_window(auth::Period::month, std::chrono::system_clock::now());
+  for (const auto& [key, from] : asked) {
+    EXPECT_EQ(key, "capped");
+    EXPECT_EQ(from, month.from_day);
+  }
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from test_auth import binary, new_key
-from gateway_harness import free_port, tail, wait_until
+from gateway_harness import ServeProcess, free_port, tail, wait_until
 
 
 def openssl(*args, cwd):
@@ -54,45 +54,9 @@ def der_of(pem_path):
     return ssl.PEM_cert_to_DER_cert(pem_path.read_text())
 
 
-class TlsServe:
-    def __init__(self, directory, extra, key_config, topic=None, ready=4):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = "https://127.0.0.1:%d" % self.port
-        self.log_path = directory / "serve.log"
-        config = directory / "serve.toml"
-        config.write_text("[auth]\n" + key_config)
-        topic = topic or "tls-" + uuid.uuid4().hex[:10]
-        argv = [binary(), "serve", "--brokers", os.environ["STATEFOLD_BROKERS"], "--topic", topic,
-                "--dead-letter-topic", topic + ".dlq", "--group", topic, "--data-dir", str(directory / "store"),
-                "--http-address", "127.0.0.1:%d" % self.port, "--config", str(config), *extra]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STATEFOLD_")}
-        with open(self.log_path, "wb") as err:
-            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        # Listening, and all 4 partitions of the topic ready: a turn before that is 503 (no partitions assigned yet,
-        # or one just assigned and not yet folded up to the end of the log), and /readyz is behind TLS here.
-        assert wait_until(lambda: self.process.poll() is not None or
-                          ("HTTP API listening" in self.log() and len(self.ready_partitions()) >= ready), 120), \
-            tail(self.log_path)
-        assert self.process.poll() is None, tail(self.log_path)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def ready_partitions(self):
-        ready = set()
-        for listed in re.findall(r"partitions ready topic=\S+ partitions=([0-9,]+)", self.log()):
-            ready.update(listed.split(","))
-        return ready
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+def TlsServe(directory, extra, key_config, topic=None, ready=4):
+    return ServeProcess(binary(), directory, extra, key_config, topic=topic or "tls-" + uuid.uuid4().hex[:10],
+                        ready=ready, https=True)
 
 
 @pytest.fixture(scope="module")

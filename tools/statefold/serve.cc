@@ -17,6 +17,8 @@
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
 #include "engine/cluster/cluster.h"
+#include "engine/cluster/group_usage.h"
+#include "engine/fold/read.h"
 #include "engine/http/http.h"
 #include "engine/log/log.h"
 #include "engine/metrics/metrics.h"
@@ -83,6 +85,22 @@ http::Response refusal_response(const auth::Refusal& refusal) {
     response.headers.emplace_back("Retry-After", std::to_string(refusal.retry_after.count()));
   }
   return response;
+}
+
+// A budget query's tokens in each partition this instance's store holds: its share of cluster::GroupUsage.
+std::function<base::Result<cluster::PartitionTokens>(const cluster::UsageQuery&)> local_usage(
+    const runtime::Engine& engine) {
+  return [&engine](const cluster::UsageQuery& query) -> base::Result<cluster::PartitionTokens> {
+    cluster::PartitionTokens out;
+    const auto tenant = query.tenant ? std::optional<std::string_view>(*query.tenant) : std::nullopt;
+    for (std::int32_t partition : engine.store().partitions()) {
+      auto tokens = fold::budget_tokens(*engine.store().partition(partition), tenant, query.from_day,
+                                        query.through_day, query.key);
+      if (!tokens) return tokens.error();
+      if (*tokens > 0) out[partition] = *tokens;
+    }
+    return out;
+  };
 }
 
 // The gateway's id secret: the named file's content (without trailing whitespace), or the data dir's own,
@@ -556,6 +574,7 @@ Runner add_serve(CLI::App& app) {
     (*engine)->set_probe(&metrics);
 
     std::unique_ptr<append::KafkaAppender> appender;
+    std::unique_ptr<cluster::GroupUsage> group_usage;
     std::unique_ptr<EngineState> engine_state;
     std::unique_ptr<api::Api> api;
     std::unique_ptr<gateway::Gateway> gate;
@@ -577,15 +596,32 @@ Runner add_serve(CLI::App& app) {
       }
       appender = std::move(*created);
       (*engine)->on_committed([raw = appender.get()](const auto& records) { raw->folded(records); });
-      api::ApiOptions api_options;
-      api_options.ready_max_lag = a->ready_max_lag;
-      api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
-      api = std::make_unique<api::Api>(api_options, **engine, *appender);
       auto id_secret = load_id_secret(a->id_secret_file, a->engine.data_dir);
       if (!id_secret) {
         std::cerr << "statefold serve: " << id_secret.error().message << "\n";
         return kFailure;
       }
+      api::ApiOptions api_options;
+      auth::TokensUsed turn_tokens_used;  // empty: this store's receipts (a single instance)
+      api_options.ready_max_lag = a->ready_max_lag;
+      api_options.scrape_metrics = [&metrics] { return metrics.scrape(); };
+      if (members) {
+        // In a group a key's receipts are folded where each session's partition is: its budget counts them all.
+        group_usage = std::make_unique<cluster::GroupUsage>(
+            *members, cluster::GroupUsageOptions{.secret = *id_secret, .local = local_usage(**engine)});
+        auto tokens_used = [raw = group_usage.get()](std::chrono::milliseconds wait) {
+          return [raw, wait](const auth::Principal& caller, const auth::BudgetWindow& window) {
+            return raw->tokens({caller.tenant.empty() ? std::nullopt : std::optional<std::string>(caller.tenant),
+                                window.from_day, window.through_day, caller.key_name},
+                               wait);
+          };
+        };
+        // A turn's check runs on a gateway worker and may wait for the members; /v1/usage answers on an I/O thread,
+        // which waits a moment at most (a later answer counts from the next call).
+        turn_tokens_used = tokens_used(std::chrono::seconds(2));
+        api_options.tokens_used = tokens_used(std::chrono::milliseconds(250));
+      }
+      api = std::make_unique<api::Api>(api_options, **engine, *appender);
       // Named fields: the ones left out keep their defaults (a positional {} would zero the reply's patience).
       gateway::Options gateway_options{
           .router = std::move(*router),
@@ -596,6 +632,7 @@ Runner add_serve(CLI::App& app) {
           },
           .context_cache_bytes = context_cache_bytes,
           .id_secret = std::move(*id_secret),
+          .tokens_used = std::move(turn_tokens_used),
       };
       engine_state = std::make_unique<EngineState>(**engine);
       gate = std::make_unique<gateway::Gateway>(std::move(gateway_options), *engine_state, *appender);
@@ -614,7 +651,10 @@ Runner add_serve(CLI::App& app) {
       auto keys = std::make_shared<auth::Gate>(std::move(auth_config));
       auto started = http::Server::start(
           server_options,
-          [raw = api.get(), gw = gate.get(), keys, members](http::Request request, http::Respond respond) {
+          [raw = api.get(), gw = gate.get(), keys, members, usage = group_usage.get()](http::Request request,
+                                                                                      http::Respond respond) {
+            // Another member asking for a key's usage: signed with the group's secret, not a client's key.
+            if (usage && request.path == cluster::kPeerUsagePath) return respond(usage->answer(request));
             if (members) {
               // A refusal naming the session's partition (folded elsewhere, or not here yet) goes to the cluster,
               // which forwards the request to the owner: it needs the request as it came.
