@@ -77,7 +77,7 @@ TEST_F(OutageTest, WritesFailFastDuringABrokerOutageAndRecoverWhenItReturns) {
   std::thread writer([&] {
     HttpClient own("127.0.0.1", http_port);
     for (int i = 0; !stop.load(); ++i) {
-      HttpReply r = own.post("/v1/sessions/w/events", array_of_two("w" + std::to_string(i)));
+      HttpReply r = own.post("/v1/sessions/w/events", array_of_two(std::string("w").append(std::to_string(i))));
       if (r.answered()) ++answered;
       if (r.status != 200) std::this_thread::sleep_for(milliseconds(100));
     }
