@@ -123,13 +123,16 @@ def test_a_keys_budget_holds_over_the_receipts_every_instance_folds(group, tmp_p
     assert refused is not None, "the key spent %d tokens without a refusal" % usage(a, key)["budget"]["used"]
     instance, error = refused
     assert error.code == "insufficient_quota" and "of its %d tokens this day" % BUDGET in str(error), str(error)
+    # The turns' answers come once their events are on the log; their receipts' usage rows once they are folded.
+    assert wait_until(lambda: local_tokens(a, "grouped", key) > 0 and local_tokens(b, "grouped", key) > 0, 30)
     on_a_only, on_b_only = local_tokens(a, "grouped", key), local_tokens(b, "grouped", key)
     # The refusing instance held fewer receipts than the budget: the other instance's made up the rest.
     assert local_tokens(instance, "grouped", key) < BUDGET, (on_a_only, on_b_only)
     assert on_a_only > 0 and on_b_only > 0 and on_a_only + on_b_only >= BUDGET, (on_a_only, on_b_only)
     # Either instance reports the group's figure, and the other refuses too.
     for reporter in (a, b):
-        assert usage(reporter, key)["budget"]["used"] == on_a_only + on_b_only, usage(reporter, key)
+        assert wait_until(lambda: usage(reporter, key)["budget"]["used"] == on_a_only + on_b_only, 10), \
+            (on_a_only, on_b_only, usage(reporter, key))
     other, other_session = (b, on_b) if instance is a else (a, on_a)
     with pytest.raises(openai.RateLimitError):
         clients[other.url].chat.completions.create(model="echo", messages=[{"role": "user", "content": "more"}],
@@ -145,8 +148,9 @@ def test_instances_that_do_not_share_the_id_secret_do_not_believe_each_other(gro
     on_a, on_b = sessions_on(a, b, key)
     openai.OpenAI(base_url=b.url + "/v1", api_key=key, max_retries=0).chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "spent on b"}], extra_headers={"X-Session-Id": on_b})
-    on_b_only = local_tokens(b, "split", key)
-    assert on_b_only > 0
+    # The answer comes once the turn's events are on the log; its receipt's usage row once it is folded.
+    on_b_only = wait_until(lambda: local_tokens(b, "split", key), 30)
+    assert on_b_only > 0, tail(b.log_path)
     # a cannot check b's answer: it counts its own receipts (none) and says why in its log.
     assert usage(a, key)["budget"]["used"] == 0
     assert wait_until(lambda: "did not give its usage" in a.log() and "--id-secret-file" in a.log(), 10), \
