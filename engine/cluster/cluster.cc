@@ -258,17 +258,24 @@ std::optional<Member> Cluster::owner(std::int32_t partition) const {
   return *best;
 }
 
-std::vector<std::int32_t> standby_partitions(const std::vector<Member>& members, std::string_view self, int replicas) {
-  std::vector<const Member*> live;
+std::map<std::int32_t, const Member*> partition_owners(const std::vector<Member>& members) {
   std::map<std::int32_t, const Member*> owner;
   for (const Member& m : members) {
     if (m.left) continue;
-    live.push_back(&m);
     for (std::int32_t p : m.partitions) {
       auto& o = owner[p];
       if (o == nullptr || m.offset > o->offset) o = &m;
     }
   }
+  return owner;
+}
+
+std::vector<std::int32_t> standby_partitions(const std::vector<Member>& members, std::string_view self, int replicas) {
+  std::vector<const Member*> live;
+  for (const Member& m : members) {
+    if (!m.left) live.push_back(&m);
+  }
+  const auto owner = partition_owners(members);
   std::sort(live.begin(), live.end(), [](const Member* a, const Member* b) { return a->instance < b->instance; });
   std::vector<std::int32_t> out;
   if (replicas <= 0 || live.size() < 2) return out;

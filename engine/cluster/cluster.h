@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,10 @@ struct Member {
   std::int64_t announced_ms = 0;  // when (the record's timestamp)
   std::int64_t offset = -1;       // where on the membership topic: a later announcement wins a disputed partition
 };
+
+// Each claimed partition's owner: of the live members (announced, not left) that claim it, the one whose
+// announcement came last. Pure; the pointers are into `members`.
+std::map<std::int32_t, const Member*> partition_owners(const std::vector<Member>& members);
 
 // Warm standbys: the partitions `self` keeps a standby of, `replicas` per partition. A partition's standbys are the
 // `replicas` live instances (announced, not left) that follow its owner (the last to claim it) in instance order,

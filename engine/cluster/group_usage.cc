@@ -3,8 +3,8 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <atomic>
+#include <charconv>
 #include <future>
 #include <mutex>
 #include <set>
@@ -40,6 +40,14 @@ std::string signed_text(std::string_view instance, std::int64_t unix_ms, std::st
   std::string text("statefold peer usage v1\n");
   text.append(instance).append("\n").append(std::to_string(unix_ms)).append("\n").append(body);
   return text;
+}
+
+// The signature header's value under a key signing_key() made.
+std::string signature(std::string_view key, std::string_view instance, std::int64_t unix_ms, std::string_view body) {
+  const base::Digest mac = base::hmac_sha256(key, signed_text(instance, unix_ms, body));
+  std::string header(instance);
+  header.append(" ").append(std::to_string(unix_ms)).append(" ").append(base::to_hex(mac));
+  return header;
 }
 
 std::int64_t unix_ms_now() {
@@ -98,19 +106,11 @@ std::optional<PartitionTokens> decode_answer(const http::Response& response) {
   return out;
 }
 
-// The instances that own at least one partition now (the last to claim it), this one left out.
+// The instances that own at least one partition now (partition_owners), this one left out.
 std::vector<Member> owners(const std::vector<Member>& members, std::string_view self) {
-  std::map<std::int32_t, const Member*> owner;
-  for (const Member& m : members) {
-    if (m.left) continue;
-    for (std::int32_t p : m.partitions) {
-      const Member*& o = owner[p];
-      if (o == nullptr || m.offset > o->offset) o = &m;
-    }
-  }
   std::set<std::string> seen;
   std::vector<Member> out;
-  for (const auto& [p, m] : owner) {
+  for (const auto& [p, m] : partition_owners(members)) {
     if (m->instance != self && seen.insert(m->instance).second) out.push_back(*m);
   }
   return out;
@@ -124,10 +124,7 @@ http::Response refused(int status, std::string message) {
 
 std::string sign_peer_query(std::string_view secret, std::string_view instance, std::int64_t unix_ms,
                             std::string_view body) {
-  const base::Digest mac = base::hmac_sha256(signing_key(secret), signed_text(instance, unix_ms, body));
-  std::string header(instance);
-  header.append(" ").append(std::to_string(unix_ms)).append(" ").append(base::to_hex(mac));
-  return header;
+  return signature(signing_key(secret), instance, unix_ms, body);
 }
 
 struct GroupUsage::Impl {
@@ -207,7 +204,7 @@ base::Result<std::uint64_t> GroupUsage::tokens(const UsageQuery& query, std::chr
     request.path = request.raw_path = std::string(kPeerUsagePath);
     request.headers = {{"content-type", "application/json"},
                        {base::ascii_lower(kPeerSignatureHeader),
-                        sign_peer_query(_impl->options.secret, _impl->cluster.instance(), unix_ms_now(), body)}};
+                        signature(_impl->key, _impl->cluster.instance(), unix_ms_now(), body)}};
     request.body = body;
     auto recorded = std::make_shared<std::promise<void>>();
     asked.push_back(recorded->get_future());
