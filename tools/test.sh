@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): installs what is missing, builds the developer
 # preset, starts a real single-node Kafka broker, runs every test (unit + integration against the broker), builds
-# every target of the release preset (the published benchmarks included, not run), then builds the ASan+UBSan preset
-# and runs the unit tests under it. Exit status: 0 only if everything passed.
+# every target of the release preset (what ships and the published benchmarks, not run), then builds the unit tests
+# under the ASan+UBSan preset and runs them, then the fuzz targets. Each step prints the minutes since the start, so
+# a slow step shows against CI's 90-minute limit. Exit status: 0 only if everything passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -11,7 +12,8 @@ port=${STATEFOLD_TEST_KAFKA_PORT:-19092}
 kafka_dir=${STATEFOLD_TEST_KAFKA_DIR:-/tmp/statefold-test-kafka}
 jobs=${STATEFOLD_JOBS:-$(nproc)}
 
-step() { printf '\n=== %s\n' "$*"; }
+started=$SECONDS
+step() { printf '\n=== %s  [%d min %02d s]\n' "$*" $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }
 
 step "dependencies"
 bash tools/setup.sh
@@ -37,7 +39,8 @@ step "broker and client logs: no unsupported compression"
 bash tools/kafka.sh check-logs --dir "$kafka_dir" || status=1
 
 step "build (release preset: every target, benchmarks included, not run)"
-# -O3 finds warnings the dev preset does not; tools/bench.sh and docs/performance.md use this build.
+# -O3 finds warnings the dev preset does not; tools/bench.sh and docs/performance.md use this build. The preset
+# leaves the tests out: they run in the dev build.
 cmake --preset release >/dev/null
 release_log=$(mktemp)
 if cmake --build --preset release -j "$jobs" >"$release_log" 2>&1; then
@@ -48,7 +51,7 @@ else
 fi
 rm -f "$release_log"
 
-step "build (asan preset) and unit tests under ASan+UBSan"
+step "build (asan preset: the unit tests' targets) and unit tests under ASan+UBSan"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
