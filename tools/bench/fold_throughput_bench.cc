@@ -177,12 +177,27 @@ base::Result<StoreFacts> store_facts(const std::string& data_dir, bool full) {
 struct EngineRun {
   Rate rate;
   double engine_thread_cpu_s = 0;  // the thread running Engine::run: poll, decode, fold, commit
+  // The two stages of the engine's pipeline, summed over the batches (the engine's probe): the engine thread folding
+  // (decode to finish), the commit thread writing. Over the wall time, they say which stage holds the other up.
+  double fold_busy_s = 0;
+  double commit_busy_s = 0;
   std::uint64_t accepted = 0;
   std::uint64_t duplicates = 0;
   std::uint64_t rejected = 0;
   std::uint64_t dead_letters = 0;
   std::uint64_t batches = 0;
   StoreFacts store;
+};
+
+// Sums the engine's per-batch fold and commit times (called on the commit thread, read after the engine stopped).
+class StageTimes final : public runtime::EngineProbe {
+ public:
+  void batch_committed(std::size_t, std::chrono::nanoseconds fold_time, std::chrono::nanoseconds commit_time) override {
+    fold += fold_time;
+    commit += commit_time;
+  }
+  std::chrono::nanoseconds fold{};
+  std::chrono::nanoseconds commit{};
 };
 
 // `captured`, when given, receives the serialised WriteBatch of every commit (on the engine's commit thread; the
@@ -208,6 +223,8 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   auto engine = runtime::Engine::open(options);
   if (!engine) return engine.error();
   runtime::Engine& e = **engine;
+  StageTimes stages;
+  e.set_probe(&stages);
   base::Result<void> result;
   std::thread runner([&] { result = e.run(); });
 
@@ -255,6 +272,8 @@ base::Result<EngineRun> engine_fold(const Args& a, const std::string& topic, con
   EngineRun out;
   out.rate = Rate{total - records_at_first, seconds(t_end - t_first), seconds(t_end - t_created), cpu};
   out.engine_thread_cpu_s = thread_cpu;
+  out.fold_busy_s = seconds(stages.fold);
+  out.commit_busy_s = seconds(stages.commit);
   out.accepted = e.stats().accepted.load();
   out.duplicates = e.stats().duplicates.load();
   out.rejected = e.stats().rejected.load();
@@ -556,7 +575,16 @@ int main(int argc, char** argv) {
               "wall: client created -> end, group join included. CPU: process CPU time per record over the wall "
               "time\n(all threads: librdkafka, RocksDB flushes); eng. thr.: CPU time per record of the thread "
               "running Engine::run.\n");
+  for (std::size_t i = 0; i < folded.size(); ++i) {
+    const EngineRun& f = folded[i];
+    std::printf("round %zu pipeline: engine thread folding %.0f %% of the time, commit thread writing %.0f %% "
+                "(%.2f / %.2f us per event)\n",
+                i + 1, 100 * f.fold_busy_s / f.rate.wall_s, 100 * f.commit_busy_s / f.rate.wall_s,
+                us_per(f.fold_busy_s), us_per(f.commit_busy_s));
+  }
   if (!folded.empty()) {
+    std::printf("pipeline: wall time per batch the engine thread spent from decode to finish, and the commit thread "
+                "in Store::commit;\nthe stage near 100 %% is the one the other waits for.\n");
     const EngineRun& f = folded.back();
     std::printf("engine counts: accepted %llu, duplicates %llu, rejected %llu, dead letters %llu, %llu batches "
                 "(%.0f records/batch)\n",
