@@ -153,7 +153,8 @@ void Api::handle(http::Request request, const auth::Principal& caller, http::Res
       return;
     }
     if (path == "/v1/sessions" || path == "/v1/sessions/") {
-      respond(get ? list_sessions(request, caller) : error_response(405, "use GET", kRouteList));
+      if (!get) return respond(error_response(405, "use GET", kRouteList));
+      list_sessions(request, caller, std::move(respond));
       return;
     }
     // Routes match the path as sent; only then is the session id decoded, so an id holding "/events" (sent as
@@ -438,26 +439,37 @@ http::Response Api::get_history(const http::Request& request, const std::string&
   return http::json_response(200, std::move(*body), kRouteHistory);
 }
 
-http::Response Api::list_sessions(const http::Request& request, const auth::Principal& caller) {
+void Api::list_sessions(const http::Request& request, const auth::Principal& caller, http::Respond respond) {
   std::uint64_t limit = 100;
-  if (auto error = query_u64(request, "limit", limit, kRouteList)) return *error;
+  if (auto error = query_u64(request, "limit", limit, kRouteList)) return respond(std::move(*error));
   if (limit == 0 || limit > _options.max_page) {
-    return error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteList);
+    return respond(error_response(400, "limit: must be 1.." + std::to_string(_options.max_page), kRouteList));
   }
   auto prefix_param = request.query.find("prefix");
-  auto cursor = request.query.find("cursor");
+  auto cursor_param = request.query.find("cursor");
   std::string prefix = prefix_param == request.query.end() ? "" : prefix_param->second;
+  std::string cursor = cursor_param == request.query.end() ? "" : cursor_param->second;
   // Only the caller's namespace is listed: a prefix within it narrows the listing, one that would reach beyond it
   // is narrowed to it, and one outside it lists nothing.
   const std::string own = caller.session_prefix();
   if (!prefix.starts_with(own)) {
-    if (!own.starts_with(prefix)) return http::json_response(200, R"({"sessions":[],"next_cursor":null})", kRouteList);
+    if (!own.starts_with(prefix)) {
+      return respond(http::json_response(200, R"({"sessions":[],"next_cursor":null})", kRouteList));
+    }
     prefix = own;
   }
-  auto snapshot = _engine.store().snapshot();
-  return http::json_response(
-      200, view::sessions_json(*snapshot, prefix, cursor == request.query.end() ? "" : cursor->second, limit),
-      kRouteList);
+  if (!_options.list_sessions) {
+    auto snapshot = _engine.store().snapshot();
+    return respond(http::json_response(200, view::sessions_json(*snapshot, prefix, cursor, limit), kRouteList));
+  }
+  _options.list_sessions(std::move(prefix), std::move(cursor), limit,
+                         [respond = std::move(respond)](base::Result<std::string> page) {
+                           if (page) return respond(http::json_response(200, std::move(*page), kRouteList));
+                           auto refused = error_response(503, "the listing cannot be made now: " + page.error().message,
+                                                         kRouteList, "partition_moving");
+                           refused.headers.emplace_back("Retry-After", "1");
+                           respond(std::move(refused));
+                         });
 }
 
 http::Response Api::usage(const http::Request& request, const auth::Principal& caller) {

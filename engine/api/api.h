@@ -29,6 +29,12 @@ struct ApiOptions {
   std::function<std::string()> scrape_metrics;  // /metrics body; empty: 404
   // What a key with a token budget has used of it (/v1/usage's "budget"). Empty: the receipts in this store.
   auth::TokensUsed tokens_used;
+  // In a group: one page of GET /v1/sessions over every instance's partitions, as view::sessions_json's body,
+  // given to `done` on any thread; an error when it cannot be had now (answered 503 with Retry-After). Empty: the
+  // sessions in this store.
+  std::function<void(std::string prefix, std::string cursor, std::uint64_t limit,
+                     std::function<void(base::Result<std::string>)> done)>
+      list_sessions;
 };
 
 // An error answer in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, the type following the status
@@ -53,7 +59,7 @@ class Api {
             http::Respond respond);
   http::Response get_session(const http::Request& request, const std::string& session_id);
   http::Response get_history(const http::Request& request, const std::string& session_id);
-  http::Response list_sessions(const http::Request& request, const auth::Principal& caller);
+  void list_sessions(const http::Request& request, const auth::Principal& caller, http::Respond respond);
   http::Response usage(const http::Request& request, const auth::Principal& caller);
   http::Response ready();
 

@@ -10,11 +10,8 @@
 #include <set>
 #include <vector>
 
-#include "engine/base/hex.h"
 #include "engine/base/json_read.h"
 #include "engine/base/logging.h"
-#include "engine/base/sha256.h"
-#include "engine/base/text.h"
 
 namespace statefold::cluster {
 
@@ -29,31 +26,6 @@ constexpr std::chrono::seconds kUnansweredBackoff{10};
 constexpr std::chrono::seconds kWarnEvery{30};
 constexpr std::size_t kSweepAbove = 1024;  // queries remembered before old ones are forgotten
 constexpr std::chrono::minutes kForgetAfter{10};
-
-// The signing key is derived from the id secret, which also seals ids (AES-256-SIV): one secret, two keys.
-std::string signing_key(std::string_view secret) {
-  const base::Digest key = base::hmac_sha256(secret, "statefold peer signing key v1");
-  return std::string(reinterpret_cast<const char*>(key.data()), key.size());
-}
-
-std::string signed_text(std::string_view instance, std::int64_t unix_ms, std::string_view body) {
-  std::string text("statefold peer usage v1\n");
-  text.append(instance).append("\n").append(std::to_string(unix_ms)).append("\n").append(body);
-  return text;
-}
-
-// The signature header's value under a key signing_key() made.
-std::string signature(std::string_view key, std::string_view instance, std::int64_t unix_ms, std::string_view body) {
-  const base::Digest mac = base::hmac_sha256(key, signed_text(instance, unix_ms, body));
-  std::string header(instance);
-  header.append(" ").append(std::to_string(unix_ms)).append(" ").append(base::to_hex(mac));
-  return header;
-}
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string encode(const UsageQuery& q) {
   json::object o{{"from", q.from_day}, {"to", q.through_day}, {"key", q.key}};
@@ -124,15 +96,16 @@ http::Response refused(int status, std::string message) {
 
 std::string sign_peer_query(std::string_view secret, std::string_view instance, std::int64_t unix_ms,
                             std::string_view body) {
-  return signature(signing_key(secret), instance, unix_ms, body);
+  return PeerSigner(secret, std::string(instance), "usage", std::chrono::seconds(0)).sign(body, unix_ms);
 }
 
 struct GroupUsage::Impl {
-  Impl(const Cluster& c, GroupUsageOptions o) : cluster(c), options(std::move(o)), key(signing_key(options.secret)) {}
+  Impl(const Cluster& c, GroupUsageOptions o)
+      : cluster(c), options(std::move(o)), signer(options.secret, c.instance(), "usage", options.clock_skew) {}
 
   const Cluster& cluster;
   const GroupUsageOptions options;
-  const std::string key;  // signing_key(options.secret)
+  const PeerSigner signer;
 
   struct Answer {
     SteadyClock::time_point next_ask;  // not asked again before this
@@ -199,13 +172,7 @@ base::Result<std::uint64_t> GroupUsage::tokens(const UsageQuery& query, std::chr
       if (now < known.next_ask) continue;
       known.next_ask = now + _impl->options.refresh;
     }
-    http::Request request;
-    request.method = "POST";
-    request.path = request.raw_path = std::string(kPeerUsagePath);
-    request.headers = {{"content-type", "application/json"},
-                       {base::ascii_lower(kPeerSignatureHeader),
-                        signature(_impl->key, _impl->cluster.instance(), unix_ms_now(), body)}};
-    request.body = body;
+    http::Request request = _impl->signer.request(kPeerUsagePath, body);
     auto recorded = std::make_shared<std::promise<void>>();
     asked.push_back(recorded->get_future());
     _impl->cluster.ask(member, std::move(request), _impl->options.timeout,
@@ -235,30 +202,7 @@ base::Result<std::uint64_t> GroupUsage::tokens(const UsageQuery& query, std::chr
 }
 
 http::Response GroupUsage::answer(const http::Request& request) const {
-  if (request.method != "POST") return refused(405, "use POST");
-  const auto header = request.header(base::ascii_lower(kPeerSignatureHeader));
-  if (!header) return refused(401, std::string("no ") + kPeerSignatureHeader + " header");
-  std::vector<std::string_view> parts;
-  for (std::string_view rest = *header; !rest.empty();) {
-    const std::size_t space = rest.find(' ');
-    parts.push_back(rest.substr(0, space));
-    rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
-  }
-  std::int64_t unix_ms = 0;
-  const auto mac = parts.size() == 3 ? base::from_hex(parts[2]) : std::nullopt;
-  if (parts.size() != 3 || !parse_int(parts[1], unix_ms) || !mac) {
-    return refused(401, std::string(kPeerSignatureHeader) + ": expected \"<instance> <unix ms> <hex MAC>\"");
-  }
-  const auto skew = std::chrono::milliseconds(std::abs(unix_ms_now() - unix_ms));
-  if (skew > _impl->options.clock_skew) {
-    return refused(401, "signed " + std::to_string(skew.count() / 1000) +
-                            " s away from this instance's clock: a replay, or the group's clocks disagree");
-  }
-  const base::Digest expected = base::hmac_sha256(_impl->key, signed_text(parts[0], unix_ms, request.body));
-  if (_impl->options.secret.empty() || !base::equal_in_constant_time(expected, *mac)) {
-    return refused(401, "the signature of instance " + std::string(parts[0]) +
-                            " does not match: every instance of a group needs the same --id-secret-file");
-  }
+  if (auto refusal = _impl->signer.refusal(request)) return refused(refusal->first, std::move(refusal->second));
   auto query = decode(request.body);
   if (!query) return refused(400, query.error().message);
   auto tokens = _impl->options.local(*query);

@@ -26,14 +26,13 @@
 
 #include "engine/base/result.h"
 #include "engine/cluster/cluster.h"
+#include "engine/cluster/peer_signing.h"
 #include "engine/http/http.h"
 
 namespace statefold::cluster {
 
 // Where members ask each other for a key's tokens (POST, JSON body, signed): not a client route.
 inline constexpr std::string_view kPeerUsagePath = "/v1/internal/usage";
-// "<instance> <unix ms> <hex HMAC-SHA-256 of the request under the group's secret>"
-inline constexpr char kPeerSignatureHeader[] = "X-Statefold-Peer-Signature";
 
 struct UsageQuery {
   std::optional<std::string> tenant;  // the sessions of this tenant; nullopt: every tenant's (an operator's key)

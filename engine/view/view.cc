@@ -238,13 +238,21 @@ std::optional<std::string> history_json(const fold::Reader& reader, std::string_
   return json::serialize(o);
 }
 
+base::Result<bool> visit_session_rows(
+    const fold::Reader& reader, std::string_view prefix, std::string_view cursor, std::uint64_t limit,
+    const std::function<void(std::string_view session_id, std::uint64_t version, std::string_view status)>& visit) {
+  return fold::visit_sessions(reader, prefix, cursor, limit,
+                              [&](std::string_view id, const state::SessionHeaderT& h) {
+                                visit(id, h.version, h.closed ? "closed" : (h.opened ? "open" : "implicit"));
+                              });
+}
+
 std::string sessions_json(const fold::Reader& reader, std::string_view prefix, std::string_view cursor,
                           std::uint64_t limit) {
   json::array sessions;
-  const bool more = checked(fold::visit_sessions(
-      reader, prefix, cursor, limit, [&](std::string_view id, const state::SessionHeaderT& h) {
-        sessions.push_back(json::object{{"session_id", id}, {"version", h.version},
-                                        {"status", h.closed ? "closed" : (h.opened ? "open" : "implicit")}});
+  const bool more = checked(visit_session_rows(
+      reader, prefix, cursor, limit, [&](std::string_view id, std::uint64_t version, std::string_view status) {
+        sessions.push_back(json::object{{"session_id", id}, {"version", version}, {"status", status}});
       }));
   // The cursor is the last one shown: the next page starts strictly after it.
   std::string next;

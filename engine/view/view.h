@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,6 +43,11 @@ std::optional<std::string> history_json(const fold::Reader& reader, std::string_
 // {"sessions":[{"session_id","version","status"}],"next_cursor"} (next_cursor null at the end).
 std::string sessions_json(const fold::Reader& reader, std::string_view prefix, std::string_view cursor,
                           std::uint64_t limit);
+// The same sessions one by one, with the status sessions_json shows ("open", "closed", or "implicit": events
+// before any session-opened); whether more sessions follow the last one.
+base::Result<bool> visit_session_rows(
+    const fold::Reader& reader, std::string_view prefix, std::string_view cursor, std::uint64_t limit,
+    const std::function<void(std::string_view session_id, std::uint64_t version, std::string_view status)>& visit);
 
 // What the receipts recorded from `from_day` through `through_day` (YYYY-MM-DD, UTC): one tenant's rows, or every
 // tenant's when `tenant` is nullopt. {"object":"list","from","to","data":[{"tenant","day","key","model","calls",

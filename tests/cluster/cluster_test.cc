@@ -1,7 +1,11 @@
 // The membership record every instance writes and reads (engine/cluster): its JSON form round-trips, and a record
 // that is not one is refused with a message naming the instance, never read as an instance with no partitions. The
-// standby plan every instance derives from the members.
+// standby plan every instance derives from the members. How a group's listing pages merge, and what signed peer
+// queries believe.
 #include "engine/cluster/cluster.h"
+#include "engine/cluster/group_sessions.h"
+#include "engine/cluster/group_usage.h"
+#include "engine/cluster/peer_signing.h"
 
 #include <gtest/gtest.h>
 
@@ -69,6 +73,84 @@ TEST(Standbys, TheLatestClaimOwnsAPartitionAndInstancesThatLeftAreSkipped) {
   EXPECT_EQ(standby_partitions(members, "b", 1), (std::vector<std::int32_t>{0}));
   EXPECT_TRUE(standby_partitions(members, "c", 1).empty());
   EXPECT_TRUE(standby_partitions({member("a", {0}, 1)}, "a", 1).empty()) << "alone, nobody to stand by";
+}
+
+
+// A listing in a group is each owner's page merged (GroupSessions): the pages' first `limit` ids in order.
+namespace {
+cluster::SessionsPage page(std::vector<std::pair<std::string, std::uint64_t>> rows, bool more = false) {
+  cluster::SessionsPage p;
+  for (auto& [id, version] : rows) p.sessions.push_back({id, version, "open"});
+  p.more = more;
+  return p;
+}
+std::vector<std::string> ids(const cluster::SessionsPage& p) {
+  std::vector<std::string> out;
+  for (const auto& r : p.sessions) out.push_back(r.session_id);
+  return out;
+}
+}  // namespace
+
+TEST(SessionListing, PagesMergeInIdOrderAndTheFirstLimitAreKept) {
+  // Each instance gave its first 2 after the cursor; the group's first 2 are among them.
+  auto merged = cluster::merge_pages({page({{"s1", 1}, {"s3", 1}}, true), page({{"s2", 1}})}, 2);
+  EXPECT_EQ(ids(merged), (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_TRUE(merged.more);
+  EXPECT_EQ(cluster::sessions_json(merged),
+            R"({"sessions":[{"session_id":"s1","version":1,"status":"open"},)"
+            R"({"session_id":"s2","version":1,"status":"open"}],"next_cursor":"s2"})");
+  // Short pages with nothing after them: the last page.
+  merged = cluster::merge_pages({page({{"a1", 1}}), page({{"b2", 1}}), page({})}, 5);
+  EXPECT_EQ(ids(merged), (std::vector<std::string>{"a1", "b2"}));
+  EXPECT_FALSE(merged.more);
+  EXPECT_EQ(cluster::sessions_json(merged).substr(cluster::sessions_json(merged).find("next_cursor")),
+            R"(next_cursor":null})");
+  // An instance whose page was full has more after its last: the merged page says so though it is not full.
+  merged = cluster::merge_pages({page({{"a1", 1}, {"a2", 1}}, true)}, 2);
+  EXPECT_TRUE(merged.more);
+}
+
+TEST(SessionListing, ASessionInTwoStoresIsListedOnceAtItsHighestVersion) {
+  // A partition moving: its old and new owner both hold the session, the new one further on.
+  auto merged = cluster::merge_pages({page({{"s", 3}, {"t", 1}}), page({{"s", 5}})}, 10);
+  ASSERT_EQ(merged.sessions.size(), 2u);
+  EXPECT_EQ(merged.sessions[0].session_id, "s");
+  EXPECT_EQ(merged.sessions[0].version, 5u);
+  merged = cluster::merge_pages({page({{"s", 5}}), page({{"s", 3}})}, 10);
+  EXPECT_EQ(merged.sessions[0].version, 5u);
+}
+
+TEST(SessionListing, PartitionsThatCouldNotBeListedAreKeptInOrderOnce) {
+  cluster::SessionsPage a = page({{"a", 1}});
+  a.not_here = {3, 1};
+  cluster::SessionsPage b = page({});
+  b.not_here = {1};
+  EXPECT_EQ(cluster::merge_pages({a, b}, 10).not_here, (std::vector<std::int32_t>{1, 3}));
+}
+
+// Members sign what they ask each other for one purpose: a query signed for usage is not a listing's.
+TEST(PeerSigning, OnlyTheGroupsSecretAndTheSamePurposeAreBelieved) {
+  const cluster::PeerSigner sessions("the group's secret", "a", "sessions", std::chrono::seconds(60));
+  http::Request request = sessions.request(cluster::kPeerSessionsPath, R"({"limit":1})");
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_FALSE(sessions.refusal(request).has_value());
+  const cluster::PeerSigner usage("the group's secret", "a", "usage", std::chrono::seconds(60));
+  ASSERT_TRUE(usage.refusal(request).has_value());
+  EXPECT_EQ(usage.refusal(request)->first, 401);
+  const cluster::PeerSigner stranger("another secret", "a", "sessions", std::chrono::seconds(60));
+  ASSERT_TRUE(stranger.refusal(request).has_value());
+  EXPECT_NE(stranger.refusal(request)->second.find("--id-secret-file"), std::string::npos);
+  // The body is signed: changing it is refused.
+  request.body = R"({"limit":2})";
+  EXPECT_TRUE(sessions.refusal(request).has_value());
+  // Too old: refused as a replay.
+  http::Request old = sessions.request(cluster::kPeerSessionsPath, "{}");
+  old.headers.back().second = sessions.sign("{}", cluster::unix_ms_now() - 120000);
+  ASSERT_TRUE(sessions.refusal(old).has_value());
+  EXPECT_NE(sessions.refusal(old)->second.find("clock"), std::string::npos);
+  // And usage's signatures are what sign_peer_query made before (members of an older build agree).
+  EXPECT_EQ(cluster::PeerSigner("s", "a", "usage", std::chrono::seconds(60)).sign("{}", 1000),
+            cluster::sign_peer_query("s", "a", 1000, "{}"));
 }
 
 }  // namespace

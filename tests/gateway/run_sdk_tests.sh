@@ -2,7 +2,8 @@
 # The gateway seen through its clients: the official OpenAI Python SDK (tests/gateway/test_openai_sdk.py, the
 # Conversations API and the Responses lifecycle in test_conversations.py,
 # test_bedrock.py for AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS,
-# test_group_budget.py for a key's token budget over two instances, test_kafka_security.py for Kafka over SASL_SSL
+# test_group_budget.py for a key's token budget over two instances, test_group_listing.py for listing their
+# sessions, test_kafka_security.py for Kafka over SASL_SSL
 # on a broker of its own), the official OpenAI Node SDK
 # (test_node_sdk.py running node/scenarios.mjs) and LangChain's ChatOpenAI (test_langchain.py), against the scripted
 # fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real Kafka broker in STATEFOLD_BROKERS.
@@ -107,5 +108,6 @@ if [ -x "$samples" ]; then
 fi
 exec "$venv/bin/python" -m pytest "$here/test_openai_sdk.py" "$here/test_conversations.py" "$here/test_node_sdk.py" \
   "$here/test_langchain.py" \
-  "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" "$here/test_group_budget.py" "$here/test_kafka_security.py" -p no:cacheprovider -ra \
+  "$here/test_bedrock.py" "$here/test_auth.py" "$here/test_tls.py" "$here/test_group_budget.py" "$here/test_group_listing.py" \
+  "$here/test_kafka_security.py" -p no:cacheprovider -ra \
   --basetemp="$build_dir/gateway-sdk-tmp" --junitxml="$build_dir/gateway-sdk-results.xml" "$@"

@@ -1,6 +1,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "engine/base/logging.h"
 #include "engine/base/sha256.h"
 #include "engine/cluster/cluster.h"
+#include "engine/cluster/group_sessions.h"
 #include "engine/cluster/group_usage.h"
 #include "engine/fold/read.h"
 #include "engine/http/http.h"
@@ -25,6 +27,7 @@
 #include "engine/runtime/engine.h"
 #include "engine/snapshot/partition_snapshot.h"
 #include "engine/snapshot/snapshot.h"
+#include "engine/view/view.h"
 
 #include <atomic>
 #include <cctype>
@@ -100,6 +103,34 @@ std::function<base::Result<cluster::PartitionTokens>(const cluster::UsageQuery&)
       if (*tokens > 0) out[partition] = *tokens;
     }
     return out;
+  };
+}
+
+// A page of the sessions of `partitions` in this instance's store: its share of cluster::GroupSessions. Partitions
+// it does not own, or is still catching up on, it cannot list.
+std::function<base::Result<cluster::SessionsPage>(const cluster::SessionsQuery&, const std::vector<std::int32_t>&)>
+local_sessions(const runtime::Engine& engine) {
+  return [&engine](const cluster::SessionsQuery& query,
+                   const std::vector<std::int32_t>& partitions) -> base::Result<cluster::SessionsPage> {
+    const auto owned = engine.assignment();
+    const auto moving = engine.moving();
+    auto has = [](const std::vector<std::int32_t>& v, std::int32_t p) { return std::find(v.begin(), v.end(), p) != v.end(); };
+    std::vector<cluster::SessionsPage> pages(1);  // the first: the partitions not here
+    for (std::int32_t partition : partitions) {
+      if (!has(owned, partition) || has(moving, partition)) {
+        pages.front().not_here.push_back(partition);
+        continue;
+      }
+      cluster::SessionsPage& page = pages.emplace_back();
+      auto more = view::visit_session_rows(
+          *engine.store().partition(partition), query.prefix, query.cursor, query.limit,
+          [&page](std::string_view id, std::uint64_t version, std::string_view status) {
+            page.sessions.push_back({std::string(id), version, std::string(status)});
+          });
+      if (!more) return more.error();
+      page.more = *more;
+    }
+    return cluster::merge_pages(std::move(pages), query.limit);
   };
 }
 
@@ -575,6 +606,7 @@ Runner add_serve(CLI::App& app) {
 
     std::unique_ptr<append::KafkaAppender> appender;
     std::unique_ptr<cluster::GroupUsage> group_usage;
+    std::unique_ptr<cluster::GroupSessions> group_sessions;
     std::unique_ptr<EngineState> engine_state;
     std::unique_ptr<api::Api> api;
     std::unique_ptr<gateway::Gateway> gate;
@@ -620,6 +652,19 @@ Runner add_serve(CLI::App& app) {
         // which waits a moment at most (a later answer counts from the next call).
         turn_tokens_used = tokens_used(std::chrono::seconds(2));
         api_options.tokens_used = tokens_used(std::chrono::milliseconds(250));
+        // And a listing holds every instance's sessions: each owner lists its partitions.
+        group_sessions = std::make_unique<cluster::GroupSessions>(
+            *members, cluster::GroupSessionsOptions{.secret = *id_secret,
+                                                    .partitions = (*engine)->options().partitions,
+                                                    .local = local_sessions(**engine)});
+        api_options.list_sessions = [raw = group_sessions.get()](std::string prefix, std::string cursor,
+                                                                 std::uint64_t limit, auto done) {
+          raw->list({std::move(prefix), std::move(cursor), limit},
+                    [done = std::move(done)](base::Result<cluster::SessionsPage> page) {
+                      if (!page) return done(page.error());
+                      done(cluster::sessions_json(*page));
+                    });
+        };
       }
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
       // Named fields: the ones left out keep their defaults (a positional {} would zero the reply's patience).
@@ -651,10 +696,12 @@ Runner add_serve(CLI::App& app) {
       auto keys = std::make_shared<auth::Gate>(std::move(auth_config));
       auto started = http::Server::start(
           server_options,
-          [raw = api.get(), gw = gate.get(), keys, members, usage = group_usage.get()](http::Request request,
-                                                                                      http::Respond respond) {
-            // Another member asking for a key's usage: signed with the group's secret, not a client's key.
+          [raw = api.get(), gw = gate.get(), keys, members, usage = group_usage.get(),
+           sessions = group_sessions.get()](http::Request request, http::Respond respond) {
+            // Another member asking for a key's usage or a page of sessions: signed with the group's secret, not a
+            // client's key.
             if (usage && request.path == cluster::kPeerUsagePath) return respond(usage->answer(request));
+            if (sessions && request.path == cluster::kPeerSessionsPath) return respond(sessions->answer(request));
             if (members) {
               // A refusal naming the session's partition (folded elsewhere, or not here yet) goes to the cluster,
               // which forwards the request to the owner: it needs the request as it came.
