@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -270,9 +271,21 @@ std::string upper_bound_of(std::string_view prefix) {
   return upper;
 }
 
+// RocksDB counts into a thread-local perf context by default (kEnableCount): on every key comparison of a memtable
+// insert or lookup, a thread-local access through the shared library. statefold reads none of those counters, so
+// each thread that reads or writes the store turns them off, once.
+void without_perf_counters() {
+  thread_local const bool turned_off = [] {
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+    return true;
+  }();
+  (void)turned_off;
+}
+
 std::optional<std::string> get_at(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* family,
                                   const rocksdb::Snapshot* snapshot, std::string_view key) {
   if (family == nullptr) return std::nullopt;
+  without_perf_counters();
   rocksdb::ReadOptions read_options;
   read_options.snapshot = snapshot;
   std::string value;
@@ -287,6 +300,7 @@ std::optional<std::string> get_at(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* 
 void scan_at(rocksdb::DB& db, const std::vector<Family>& families, const rocksdb::Snapshot* snapshot,
              std::string_view prefix, std::string_view start,
              const std::function<bool(std::string_view, std::string_view)>& visit) {
+  without_perf_counters();
   rocksdb::ReadOptions read_options;
   read_options.snapshot = snapshot;
   const std::string upper = upper_bound_of(prefix);
@@ -555,6 +569,7 @@ base::Result<void> Store::visit_serialised(
 }
 
 base::Result<void> Store::write(rocksdb::WriteBatch& batch) {
+  without_perf_counters();
   rocksdb::Status status = _impl->db->Write(_impl->write_options, &batch);
   if (status.IsNoSpace()) {
     return base::make_error(base::ErrorCode::resource_exhausted,
