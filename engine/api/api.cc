@@ -149,7 +149,8 @@ void Api::handle(http::Request request, const auth::Principal& caller, http::Res
       return;
     }
     if (path == "/v1/usage") {
-      respond(get ? usage(request, caller) : error_response(405, "use GET", kRouteUsage));
+      if (!get) return respond(error_response(405, "use GET", kRouteUsage));
+      usage(request, caller, std::move(respond));
       return;
     }
     if (path == "/v1/sessions" || path == "/v1/sessions/") {
@@ -472,7 +473,7 @@ void Api::list_sessions(const http::Request& request, const auth::Principal& cal
                          });
 }
 
-http::Response Api::usage(const http::Request& request, const auth::Principal& caller) {
+void Api::usage(const http::Request& request, const auth::Principal& caller, http::Respond respond) {
   const std::string& route = kRouteUsage;
   // Defaults: this UTC month so far.
   const auto month = auth::budget_window(auth::Period::month, std::chrono::system_clock::now());
@@ -484,40 +485,56 @@ http::Response Api::usage(const http::Request& request, const auth::Principal& c
   };
   for (auto [name, value] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
     if (auto it = request.query.find(name); it != request.query.end()) {
-      if (!is_day(it->second)) return error_response(400, std::string(name) + ": expected YYYY-MM-DD", route);
+      if (!is_day(it->second)) return respond(error_response(400, std::string(name) + ": expected YYYY-MM-DD", route));
       *value = it->second;
     }
   }
-  if (from > to) return error_response(400, "from: after to", route);
+  if (from > to) return respond(error_response(400, "from: after to", route));
   // A tenant's key sees its tenant's usage; an operator's sees every tenant's, or the one it names.
   std::optional<std::string> tenant;
   if (!caller.tenant.empty()) tenant = caller.tenant;
   if (auto it = request.query.find("tenant"); it != request.query.end()) {
     if (tenant && *tenant != it->second) {
-      return error_response(403,
-                            "tenant: key \"" + caller.key_name + "\" belongs to tenant " + *tenant +
-                                " and sees only its usage",
-                            route, "insufficient_role");
+      return respond(error_response(403,
+                                    "tenant: key \"" + caller.key_name + "\" belongs to tenant " + *tenant +
+                                        " and sees only its usage",
+                                    route, "insufficient_role"));
     }
     tenant = it->second;
   }
-  auto snapshot = _engine.store().snapshot();
-  std::string body = view::usage_json(*snapshot, tenant, from, to);
-  if (caller.token_budget == 0) return http::json_response(200, std::move(body), route);
-  // The caller's own budget beside the figures: what it may still spend.
-  const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
-  const auto own_tenant = caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant);
-  auto used = _options.tokens_used
-                  ? _options.tokens_used(caller, window)
-                  : fold::budget_tokens(*snapshot, own_tenant, window.from_day, window.through_day, caller.key_name);
-  if (!used) return error_response(500, used.error().message, route);
-  json::object o = json::parse(body).as_object();
-  o["budget"] = json::object{{"key", caller.key_name},
-                             {"token_budget", caller.token_budget},
-                             {"period", auth::period_name(caller.budget_period)},
-                             {"used", *used},
-                             {"renews_in_s", window.until_reset.count()}};
-  return http::json_response(200, json::serialize(o), route);
+  // The caller's own budget beside the figures: what it may still spend. Asked first, on this thread, so that the
+  // report's answer (on whichever thread it comes) only has to be put together.
+  std::optional<json::object> budget;
+  if (caller.token_budget > 0) {
+    const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
+    const auto own_tenant = caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant);
+    auto used = _options.tokens_used ? _options.tokens_used(caller, window)
+                                     : fold::budget_tokens(*_engine.store().snapshot(), own_tenant, window.from_day,
+                                                           window.through_day, caller.key_name);
+    if (!used) return respond(error_response(500, used.error().message, route));
+    budget = json::object{{"key", caller.key_name},
+                          {"token_budget", caller.token_budget},
+                          {"period", auth::period_name(caller.budget_period)},
+                          {"used", *used},
+                          {"renews_in_s", window.until_reset.count()}};
+  }
+  auto answer = [budget = std::move(budget), respond = std::move(respond)](base::Result<std::string> body) {
+    if (!body) {
+      auto refused = error_response(503, "the usage report cannot be made now: " + body.error().message, kRouteUsage,
+                                    "partition_moving");
+      refused.headers.emplace_back("Retry-After", "1");
+      return respond(std::move(refused));
+    }
+    if (!budget) return respond(http::json_response(200, std::move(*body), kRouteUsage));
+    json::object o = json::parse(*body).as_object();
+    o["budget"] = *budget;
+    respond(http::json_response(200, json::serialize(o), kRouteUsage));
+  };
+  if (_options.usage_report) {
+    return _options.usage_report(std::move(tenant), std::move(from), std::move(to), std::move(answer));
+  }
+  const auto tenant_view = tenant ? std::optional<std::string_view>(*tenant) : std::nullopt;
+  answer(view::usage_json(*_engine.store().snapshot(), tenant_view, from, to));
 }
 
 http::Response Api::ready() {

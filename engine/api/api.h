@@ -35,6 +35,12 @@ struct ApiOptions {
   std::function<void(std::string prefix, std::string cursor, std::uint64_t limit,
                      std::function<void(base::Result<std::string>)> done)>
       list_sessions;
+  // In a group: GET /v1/usage's body (view::usage_json's, without "budget") over every instance's partitions, for
+  // one tenant (or every tenant's, nullopt) from..through, given to `done` on any thread; an error when it cannot
+  // be had now (answered 503 with Retry-After). Empty: the rows in this store.
+  std::function<void(std::optional<std::string> tenant, std::string from_day, std::string through_day,
+                     std::function<void(base::Result<std::string>)> done)>
+      usage_report;
 };
 
 // An error answer in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, the type following the status
@@ -60,7 +66,7 @@ class Api {
   http::Response get_session(const http::Request& request, const std::string& session_id);
   http::Response get_history(const http::Request& request, const std::string& session_id);
   void list_sessions(const http::Request& request, const auth::Principal& caller, http::Respond respond);
-  http::Response usage(const http::Request& request, const auth::Principal& caller);
+  void usage(const http::Request& request, const auth::Principal& caller, http::Respond respond);
   http::Response ready();
 
   ApiOptions _options;

@@ -270,6 +270,23 @@ std::map<std::int32_t, const Member*> partition_owners(const std::vector<Member>
   return owner;
 }
 
+PartitionSplit split_partitions(const std::vector<Member>& members, std::string_view self, int partitions) {
+  const auto owners = partition_owners(members);
+  PartitionSplit split;
+  for (std::int32_t p = 0; p < partitions; ++p) {
+    auto it = owners.find(p);
+    if (it == owners.end()) {
+      split.unowned.push_back(p);
+    } else if (it->second->instance == self) {
+      split.mine.push_back(p);
+    } else {
+      split.theirs.try_emplace(it->second->instance, *it->second, std::vector<std::int32_t>())
+          .first->second.second.push_back(p);
+    }
+  }
+  return split;
+}
+
 std::vector<std::int32_t> standby_partitions(const std::vector<Member>& members, std::string_view self, int replicas) {
   std::vector<const Member*> live;
   for (const Member& m : members) {

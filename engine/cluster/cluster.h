@@ -68,6 +68,15 @@ struct Member {
 // announcement came last. Pure; the pointers are into `members`.
 std::map<std::int32_t, const Member*> partition_owners(const std::vector<Member>& members);
 
+// Partitions 0..partitions-1 by who folds them now (partition_owners): `self`, each other member, or nobody (a
+// partition between owners). What a query over the whole group asks of whom. Pure.
+struct PartitionSplit {
+  std::vector<std::int32_t> mine;
+  std::vector<std::int32_t> unowned;
+  std::map<std::string, std::pair<Member, std::vector<std::int32_t>>> theirs;  // by instance
+};
+PartitionSplit split_partitions(const std::vector<Member>& members, std::string_view self, int partitions);
+
 // Warm standbys: the partitions `self` keeps a standby of, `replicas` per partition. A partition's standbys are the
 // `replicas` live instances (announced, not left) that follow its owner (the last to claim it) in instance order,
 // wrapping around; partitions nobody claims have none. Pure: the same members give every instance the same plan.

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <map>
-#include <mutex>
 
 #include "engine/base/json_read.h"
 #include "engine/base/text.h"
+#include "engine/cluster/owner_queries.h"
 #include "engine/cluster/peer_signing.h"
 
 namespace statefold::cluster {
@@ -145,90 +145,38 @@ struct GroupSessions::Impl {
   const PeerSigner signer;
 };
 
-namespace {
-
-// The answers of one listing, gathered on whichever thread each comes.
-struct Gathering {
-  std::mutex mutex;
-  std::vector<SessionsPage> pages;
-  std::vector<std::string> failures;
-  std::size_t waiting = 0;
-  std::uint64_t limit = 0;
-  std::function<void(base::Result<SessionsPage>)> done;
-
-  // After the last answer: the merged page, or what kept partitions out of it.
-  void finish() {
-    if (!failures.empty()) {
-      std::string why;
-      for (const std::string& f : failures) why.append(why.empty() ? "" : "; ").append(f);
-      return done(base::make_error(why));
-    }
-    SessionsPage merged = merge_pages(std::move(pages), limit);
-    if (!merged.not_here.empty()) {
-      return done(base::make_error("partitions " + base::join(merged.not_here) +
-                                   " are moving: their owner is still catching up on them"));
-    }
-    done(std::move(merged));
-  }
-};
-
-}  // namespace
-
 GroupSessions::GroupSessions(const Cluster& cluster, GroupSessionsOptions options)
     : _impl(std::make_shared<Impl>(cluster, std::move(options))) {}
 
 GroupSessions::~GroupSessions() = default;
 
 void GroupSessions::list(const SessionsQuery& query, std::function<void(base::Result<SessionsPage>)> done) const {
-  const std::vector<Member> members = _impl->cluster.members();
-  const auto owners = partition_owners(members);
-  const std::string& self = _impl->cluster.instance();
-  std::vector<std::int32_t> mine;
-  std::vector<std::int32_t> unowned;
-  std::map<std::string, std::pair<Member, std::vector<std::int32_t>>> theirs;  // by instance
-  for (std::int32_t p = 0; p < _impl->options.partitions; ++p) {
-    auto it = owners.find(p);
-    if (it == owners.end()) {
-      unowned.push_back(p);
-    } else if (it->second->instance == self) {
-      mine.push_back(p);
-    } else {
-      theirs.try_emplace(it->second->instance, *it->second, std::vector<std::int32_t>()).first->second.second.push_back(p);
-    }
+  auto split = owners_to_ask(_impl->cluster, _impl->options.partitions);
+  if (!split) return done(split.error());
+  std::vector<SessionsPage> pages;
+  if (!split->mine.empty()) {
+    auto local = _impl->options.local(query, split->mine);
+    if (!local) return done(local.error());
+    pages.push_back(std::move(*local));
   }
-  if (!unowned.empty()) {
-    return done(base::make_error("partitions " + base::join(unowned) + " are moving: no instance claims them now"));
-  }
-  auto gathering = std::make_shared<Gathering>();
-  gathering->limit = query.limit;
-  gathering->done = std::move(done);
-  if (!mine.empty()) {
-    auto local = _impl->options.local(query, mine);
-    if (!local) return gathering->done(local.error());
-    gathering->pages.push_back(std::move(*local));
-  }
-  if (theirs.empty()) return gathering->finish();
-  gathering->waiting = theirs.size();
-  for (auto& [instance, asked] : theirs) {
-    auto& [member, partitions] = asked;
-    http::Request request = _impl->signer.request(kPeerSessionsPath, encode_query(query, partitions));
-    _impl->cluster.ask(member, std::move(request), _impl->options.timeout,
-                       [gathering, member, partitions](http::Response response) {
-                         auto page = decode_page(response);
-                         std::unique_lock lock(gathering->mutex);
-                         if (page) {
-                           gathering->pages.push_back(std::move(*page));
-                         } else {
-                           gathering->failures.push_back(
-                               "instance " + member.instance + " (" + member.url + "), which owns partitions " +
-                               base::join(partitions) + ", did not list them: " + std::to_string(response.status) +
-                               " " + response.body.substr(0, 200));
-                         }
-                         if (--gathering->waiting > 0) return;
-                         lock.unlock();
-                         gathering->finish();
-                       });
-  }
+  const OwnerQuery<SessionsPage> ask{
+      .path = kPeerSessionsPath,
+      .asked_for = "list them",
+      .timeout = _impl->options.timeout,
+      .encode = [&query](const std::vector<std::int32_t>& partitions) { return encode_query(query, partitions); },
+      .decode = decode_page};
+  ask_owners<SessionsPage>(
+      _impl->cluster, _impl->signer, ask, split->theirs, std::move(pages),
+      [limit = query.limit, done = std::move(done)](std::vector<SessionsPage> gathered,
+                                                    std::vector<std::string> failures) {
+        if (!failures.empty()) return done(base::make_error(joined_failures(failures)));
+        SessionsPage merged = merge_pages(std::move(gathered), limit);
+        if (!merged.not_here.empty()) {
+          return done(base::make_error("partitions " + base::join(merged.not_here) +
+                                       " are moving: their owner is still catching up on them"));
+        }
+        done(std::move(merged));
+      });
 }
 
 http::Response GroupSessions::answer(const http::Request& request) const {

@@ -269,9 +269,16 @@ std::string sessions_json(const fold::Reader& reader, std::string_view prefix, s
 
 std::string usage_json(const fold::Reader& reader, std::optional<std::string_view> tenant, std::string_view from_day,
                        std::string_view through_day) {
+  std::vector<state::UsageT> rows;
+  checked(fold::visit_usage(reader, tenant, from_day, through_day,
+                            [&rows](const state::UsageT& row) { rows.push_back(row); }));
+  return usage_json(rows, from_day, through_day);
+}
+
+std::string usage_json(const std::vector<state::UsageT>& rows, std::string_view from_day, std::string_view through_day) {
   json::array data;
   std::uint64_t totals[5] = {};
-  checked(fold::visit_usage(reader, tenant, from_day, through_day, [&](const state::UsageT& row) {
+  for (const state::UsageT& row : rows) {
     const std::uint64_t figures[5] = {row.calls, row.failed, row.input_tokens, row.output_tokens, row.cached_tokens};
     for (int i = 0; i < 5; ++i) totals[i] += figures[i];
     data.push_back(json::object{{"tenant", row.tenant},
@@ -283,7 +290,7 @@ std::string usage_json(const fold::Reader& reader, std::optional<std::string_vie
                                 {"input_tokens", row.input_tokens},
                                 {"output_tokens", row.output_tokens},
                                 {"cached_tokens", row.cached_tokens}});
-  }));
+  }
   json::object o{{"object", "list"}, {"from", from_day}, {"to", through_day}};
   o["data"] = std::move(data);
   o["totals"] = json::object{{"calls", totals[0]},

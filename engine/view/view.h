@@ -9,9 +9,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/base/result.h"
 #include "engine/fold/kv.h"
+
+namespace statefold::state {
+struct UsageT;
+}
 
 namespace statefold::view {
 
@@ -54,6 +59,8 @@ base::Result<bool> visit_session_rows(
 // "failed","input_tokens","output_tokens","cached_tokens"}],"totals":{"calls",...}}; "key" is the API key's name.
 std::string usage_json(const fold::Reader& reader, std::optional<std::string_view> tenant, std::string_view from_day,
                        std::string_view through_day);
+// The same answer for rows gathered elsewhere (a group's, cluster::GroupUsageRows), in the order given.
+std::string usage_json(const std::vector<state::UsageT>& rows, std::string_view from_day, std::string_view through_day);
 
 std::string summary_json(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);
 std::string summary_text(const fold::Reader& reader, const std::map<std::int32_t, std::int64_t>& offsets);

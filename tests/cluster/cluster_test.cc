@@ -1,10 +1,11 @@
 // The membership record every instance writes and reads (engine/cluster): its JSON form round-trips, and a record
 // that is not one is refused with a message naming the instance, never read as an instance with no partitions. The
-// standby plan every instance derives from the members. How a group's listing pages merge, and what signed peer
-// queries believe.
+// standby plan every instance derives from the members, and whom a query over the group asks. How a group's listing
+// pages and usage reports merge, and what signed peer queries believe.
 #include "engine/cluster/cluster.h"
 #include "engine/cluster/group_sessions.h"
 #include "engine/cluster/group_usage.h"
+#include "engine/cluster/group_usage_rows.h"
 #include "engine/cluster/peer_signing.h"
 
 #include <gtest/gtest.h>
@@ -75,6 +76,48 @@ TEST(Standbys, TheLatestClaimOwnsAPartitionAndInstancesThatLeftAreSkipped) {
   EXPECT_TRUE(standby_partitions({member("a", {0}, 1)}, "a", 1).empty()) << "alone, nobody to stand by";
 }
 
+// A query over the group asks each partition of the one that owns it now, and no partition twice.
+TEST(PartitionSplit, EachPartitionOnceToItsLatestClaimantAndTheUnclaimedApart) {
+  // b claimed 1 after a did; c left; nobody claims 4 or 5.
+  const std::vector<Member> members = {member("a", {0, 1}, 1), member("b", {1, 2}, 5), member("c", {3}, 6, true)};
+  const PartitionSplit split = split_partitions(members, "a", 6);
+  EXPECT_EQ(split.mine, (std::vector<std::int32_t>{0}));
+  EXPECT_EQ(split.unowned, (std::vector<std::int32_t>{3, 4, 5}));
+  ASSERT_EQ(split.theirs.size(), 1u);
+  EXPECT_EQ(split.theirs.at("b").first.instance, "b");
+  EXPECT_EQ(split.theirs.at("b").second, (std::vector<std::int32_t>{1, 2}));
+  EXPECT_TRUE(split_partitions(members, "b", 3).unowned.empty());
+  EXPECT_EQ(split_partitions(members, "b", 3).mine, (std::vector<std::int32_t>{1, 2}));
+}
+
+// A usage report in a group is each owner's rows added up (GroupUsageRows): the same tenant, day, key and model
+// from two partitions is one row.
+TEST(UsageReport, RowsOfTheSameTenantDayKeyAndModelAddUpInOrder) {
+  UsageRows a;
+  a.rows = {{"acme", "2026-12-01", "app", "gpt-4o", 2, 1, 100, 20, 10},
+            {"acme", "2026-12-02", "app", "gpt-4o", 1, 0, 5, 1, 0}};
+  UsageRows b;
+  b.rows = {{"acme", "2026-12-01", "app", "echo", 1, 0, 7, 7, 0},
+            {"acme", "2026-12-01", "app", "gpt-4o", 3, 0, 300, 30, 0},
+            {"beta", "2026-11-30", "ops", "gpt-4o", 1, 0, 1, 1, 1}};
+  b.not_here = {4, 2};
+  UsageRows c;
+  c.not_here = {2};
+  const UsageRows merged = merge_usage_rows({a, b, c});
+  ASSERT_EQ(merged.rows.size(), 4u);
+  auto row = [&merged](std::size_t i) {
+    const UsageRow& r = merged.rows[i];
+    return r.tenant + " " + r.day + " " + r.key + " " + r.model + " " + std::to_string(r.calls) + " " +
+           std::to_string(r.failed) + " " + std::to_string(r.input_tokens) + " " + std::to_string(r.output_tokens) +
+           " " + std::to_string(r.cached_tokens);
+  };
+  EXPECT_EQ(row(0), "acme 2026-12-01 app echo 1 0 7 7 0");
+  EXPECT_EQ(row(1), "acme 2026-12-01 app gpt-4o 5 1 400 50 10");
+  EXPECT_EQ(row(2), "acme 2026-12-02 app gpt-4o 1 0 5 1 0");
+  EXPECT_EQ(row(3), "beta 2026-11-30 ops gpt-4o 1 0 1 1 1");
+  EXPECT_EQ(merged.not_here, (std::vector<std::int32_t>{2, 4}));
+  EXPECT_TRUE(merge_usage_rows({}).rows.empty());
+}
 
 // A listing in a group is each owner's page merged (GroupSessions): the pages' first `limit` ids in order.
 namespace {
@@ -137,6 +180,8 @@ TEST(PeerSigning, OnlyTheGroupsSecretAndTheSamePurposeAreBelieved) {
   const cluster::PeerSigner usage("the group's secret", "a", "usage", std::chrono::seconds(60));
   ASSERT_TRUE(usage.refusal(request).has_value());
   EXPECT_EQ(usage.refusal(request)->first, 401);
+  const cluster::PeerSigner usage_rows("the group's secret", "a", "usage-rows", std::chrono::seconds(60));
+  EXPECT_TRUE(usage_rows.refusal(request).has_value());
   const cluster::PeerSigner stranger("another secret", "a", "sessions", std::chrono::seconds(60));
   ASSERT_TRUE(stranger.refusal(request).has_value());
   EXPECT_NE(stranger.refusal(request)->second.find("--id-secret-file"), std::string::npos);

@@ -2,8 +2,8 @@
 folds only its partitions, so each counts only the receipts of the sessions homed there; the budget must hold over
 all of them. Two `statefold serve` instances on one topic of the real broker, sharing an id secret, and a key with a
 budget spending through both: the turn that would go past the budget is refused on either instance although neither
-holds enough receipts on its own, /v1/usage shows the group's figure from either, and instances that do not share
-the secret do not believe each other (and say so in their logs).
+holds enough receipts on its own, /v1/usage shows the group's figures (budget and rows) from either, and instances
+that do not share the secret do not believe each other (and say so in their logs and answers).
 
 Run by run_sdk_tests.sh (ctest: gateway_sdk_test).
 """
@@ -45,9 +45,17 @@ def usage(instance, key):
     return body
 
 
-def local_tokens(instance, key_name, key):
-    """Tokens of `key_name` in the usage rows of `instance`'s own store (its partitions only)."""
+def report_tokens(instance, key_name, key):
+    """Tokens of `key_name` in the usage rows GET /v1/usage gives through `instance` (the whole group's)."""
     return sum(r["input_tokens"] + r["output_tokens"] for r in usage(instance, key)["data"] if r["key"] == key_name)
+
+
+def session_tokens(instance, session, key):
+    """Tokens the receipts of `session` recorded (its state's usage): what the instance that folds it holds."""
+    status, body = get(instance.url + "/v1/sessions/" + urllib.parse.quote(session, safe=""), key)
+    if status != 200:
+        return 0
+    return body["usage"]["input_tokens"] + body["usage"]["output_tokens"]
 
 
 def home_of(session, instances, key):
@@ -123,16 +131,19 @@ def test_a_keys_budget_holds_over_the_receipts_every_instance_folds(group, tmp_p
     assert refused is not None, "the key spent %d tokens without a refusal" % usage(a, key)["budget"]["used"]
     instance, error = refused
     assert error.code == "insufficient_quota" and "of its %d tokens this day" % BUDGET in str(error), str(error)
-    # The turns' answers come once their events are on the log; their receipts' usage rows once they are folded.
-    assert wait_until(lambda: local_tokens(a, "grouped", key) > 0 and local_tokens(b, "grouped", key) > 0, 30)
-    on_a_only, on_b_only = local_tokens(a, "grouped", key), local_tokens(b, "grouped", key)
+    # The turns' answers come once their events are on the log; their receipts' usage once they are folded. Each
+    # session was spent on only through the instance that folds it.
+    assert wait_until(lambda: session_tokens(a, on_a, key) > 0 and session_tokens(b, on_b, key) > 0, 30)
+    on_a_only, on_b_only = session_tokens(a, on_a, key), session_tokens(b, on_b, key)
     # The refusing instance held fewer receipts than the budget: the other instance's made up the rest.
-    assert local_tokens(instance, "grouped", key) < BUDGET, (on_a_only, on_b_only)
+    assert (on_a_only if instance is a else on_b_only) < BUDGET, (on_a_only, on_b_only)
     assert on_a_only > 0 and on_b_only > 0 and on_a_only + on_b_only >= BUDGET, (on_a_only, on_b_only)
-    # Either instance reports the group's figure, and the other refuses too.
+    # Either instance reports the group's figure, in the budget and in the rows, and the other refuses too.
     for reporter in (a, b):
         assert wait_until(lambda: usage(reporter, key)["budget"]["used"] == on_a_only + on_b_only, 10), \
             (on_a_only, on_b_only, usage(reporter, key))
+        assert report_tokens(reporter, "grouped", key) == on_a_only + on_b_only, (on_a_only, on_b_only,
+                                                                                usage(reporter, key))
     other, other_session = (b, on_b) if instance is a else (a, on_a)
     with pytest.raises(openai.RateLimitError):
         clients[other.url].chat.completions.create(model="echo", messages=[{"role": "user", "content": "more"}],
@@ -148,10 +159,13 @@ def test_instances_that_do_not_share_the_id_secret_do_not_believe_each_other(gro
     on_a, on_b = sessions_on(a, b, key)
     openai.OpenAI(base_url=b.url + "/v1", api_key=key, max_retries=0).chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "spent on b"}], extra_headers={"X-Session-Id": on_b})
-    # The answer comes once the turn's events are on the log; its receipt's usage row once it is folded.
-    on_b_only = wait_until(lambda: local_tokens(b, "split", key), 30)
+    # The answer comes once the turn's events are on the log; its receipt's usage once it is folded.
+    on_b_only = wait_until(lambda: session_tokens(b, on_b, key), 30)
     assert on_b_only > 0, tail(b.log_path)
-    # a cannot check b's answer: it counts its own receipts (none) and says why in its log.
-    assert usage(a, key)["budget"]["used"] == 0
+    # a cannot check b's answers: its budget counts its own receipts (none), and it says why in its log; it will not
+    # give a usage report that lacks b's rows, and says why in the answer.
+    status, body = get(a.url + "/v1/usage", key)
+    assert status == 503 and "did not give their usage rows" in body["error"]["message"], body
+    assert "--id-secret-file" in body["error"]["message"], body
     assert wait_until(lambda: "did not give its usage" in a.log() and "--id-secret-file" in a.log(), 10), \
         tail(a.log_path)

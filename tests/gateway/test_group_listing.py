@@ -1,8 +1,8 @@
 """Listing sessions in a group of instances (spec 7: any instance answers; docs/scaling.md "What a client sees"):
-each instance folds only its partitions, so GET /v1/sessions must gather every owner's page. Two `statefold serve`
-instances on one topic of the real broker, sharing an id secret: sessions homed on both are listed, page by page,
-from either instance; instances that do not share the secret answer 503 (retry) rather than a listing that lacks
-the other's sessions.
+each instance folds only its partitions, so GET /v1/sessions must gather every owner's page, and GET /v1/usage every
+owner's rows. Two `statefold serve` instances on one topic of the real broker, sharing an id secret: sessions homed
+on both are listed, page by page, and their calls counted, from either instance; instances that do not share the
+secret answer 503 (retry) rather than a listing that lacks the other's sessions.
 
 Run by run_sdk_tests.sh (ctest: gateway_sdk_test).
 """
@@ -31,6 +31,13 @@ def listing(instance, key, limit=100, cursor=None):
         cursor = body["next_cursor"]
         if cursor is None:
             return ids, pages
+
+
+def echo_calls(instance, key):
+    """The calls of the key "lister" to the model echo in GET /v1/usage through `instance`."""
+    status, body = get(instance.url + "/v1/usage", key)
+    assert status == 200, body
+    return sum(r["calls"] for r in body["data"] if r["key"] == "lister" and r["model"] == "echo")
 
 
 def open_sessions(a, b, key, count):
@@ -62,7 +69,11 @@ def test_either_instance_lists_the_sessions_of_both(group, tmp_path):  # noqa: F
         # Page by page: each page merges both instances' pages, and the cursor walks both without a gap or a repeat.
         ids, pages = listing(instance, key, limit=2)
         assert ids == sessions and pages >= 3, (ids, pages)
+        # The usage report too: one echo call per session, whichever instance folded its receipt.
+        assert wait_until(lambda: echo_calls(instance, key) == len(sessions), 30), \
+            (len(sessions), get(instance.url + "/v1/usage", key))
     assert "peer sessions query" not in a.log() + b.log()
+    assert "peer usage rows query" not in a.log() + b.log()
 
 
 def test_a_listing_that_cannot_reach_every_owner_is_refused_not_partial(group, tmp_path):  # noqa: F811

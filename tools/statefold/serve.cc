@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "commands.h"
 #include "config.h"
@@ -20,6 +21,7 @@
 #include "engine/cluster/cluster.h"
 #include "engine/cluster/group_sessions.h"
 #include "engine/cluster/group_usage.h"
+#include "engine/cluster/group_usage_rows.h"
 #include "engine/fold/read.h"
 #include "engine/http/http.h"
 #include "engine/log/log.h"
@@ -106,18 +108,28 @@ std::function<base::Result<cluster::PartitionTokens>(const cluster::UsageQuery&)
   };
 }
 
+// Of `partitions`, those this instance answers a group query for now: it owns them and is not catching up on them.
+std::set<std::int32_t> answerable_partitions(const runtime::Engine& engine, const std::vector<std::int32_t>& partitions) {
+  const auto owned = engine.assignment();
+  const auto moving = engine.moving();
+  auto has = [](const std::vector<std::int32_t>& v, std::int32_t p) { return std::find(v.begin(), v.end(), p) != v.end(); };
+  std::set<std::int32_t> out;
+  for (std::int32_t p : partitions) {
+    if (has(owned, p) && !has(moving, p)) out.insert(p);
+  }
+  return out;
+}
+
 // A page of the sessions of `partitions` in this instance's store: its share of cluster::GroupSessions. Partitions
 // it does not own, or is still catching up on, it cannot list.
 std::function<base::Result<cluster::SessionsPage>(const cluster::SessionsQuery&, const std::vector<std::int32_t>&)>
 local_sessions(const runtime::Engine& engine) {
   return [&engine](const cluster::SessionsQuery& query,
                    const std::vector<std::int32_t>& partitions) -> base::Result<cluster::SessionsPage> {
-    const auto owned = engine.assignment();
-    const auto moving = engine.moving();
-    auto has = [](const std::vector<std::int32_t>& v, std::int32_t p) { return std::find(v.begin(), v.end(), p) != v.end(); };
+    const auto answerable = answerable_partitions(engine, partitions);
     std::vector<cluster::SessionsPage> pages(1);  // the first: the partitions not here
     for (std::int32_t partition : partitions) {
-      if (!has(owned, partition) || has(moving, partition)) {
+      if (!answerable.contains(partition)) {
         pages.front().not_here.push_back(partition);
         continue;
       }
@@ -131,6 +143,32 @@ local_sessions(const runtime::Engine& engine) {
       page.more = *more;
     }
     return cluster::merge_pages(std::move(pages), query.limit);
+  };
+}
+
+// The usage rows of `partitions` in this instance's store: its share of cluster::GroupUsageRows. Partitions it does
+// not own, or is still catching up on, it cannot read.
+std::function<base::Result<cluster::UsageRows>(const cluster::UsageRowsQuery&, const std::vector<std::int32_t>&)>
+local_usage_rows(const runtime::Engine& engine) {
+  return [&engine](const cluster::UsageRowsQuery& query,
+                   const std::vector<std::int32_t>& partitions) -> base::Result<cluster::UsageRows> {
+    const auto answerable = answerable_partitions(engine, partitions);
+    const auto tenant = query.tenant ? std::optional<std::string_view>(*query.tenant) : std::nullopt;
+    std::vector<cluster::UsageRows> shares(1);  // the first: the partitions not here
+    for (std::int32_t partition : partitions) {
+      if (!answerable.contains(partition)) {
+        shares.front().not_here.push_back(partition);
+        continue;
+      }
+      cluster::UsageRows& share = shares.emplace_back();
+      auto visited = fold::visit_usage(*engine.store().partition(partition), tenant, query.from_day,
+                                       query.through_day, [&share](const state::UsageT& r) {
+                                         share.rows.push_back({r.tenant, r.day, r.caller, r.model, r.calls, r.failed,
+                                                               r.input_tokens, r.output_tokens, r.cached_tokens});
+                                       });
+      if (!visited) return visited.error();
+    }
+    return cluster::merge_usage_rows(std::move(shares));
   };
 }
 
@@ -607,6 +645,7 @@ Runner add_serve(CLI::App& app) {
     std::unique_ptr<append::KafkaAppender> appender;
     std::unique_ptr<cluster::GroupUsage> group_usage;
     std::unique_ptr<cluster::GroupSessions> group_sessions;
+    std::unique_ptr<cluster::GroupUsageRows> group_usage_rows;
     std::unique_ptr<EngineState> engine_state;
     std::unique_ptr<api::Api> api;
     std::unique_ptr<gateway::Gateway> gate;
@@ -665,6 +704,35 @@ Runner add_serve(CLI::App& app) {
                       done(cluster::sessions_json(*page));
                     });
         };
+        // And a usage report holds every instance's rows: each owner reads its partitions.
+        group_usage_rows = std::make_unique<cluster::GroupUsageRows>(
+            *members, cluster::GroupUsageRowsOptions{.secret = *id_secret,
+                                                     .partitions = (*engine)->options().partitions,
+                                                     .local = local_usage_rows(**engine)});
+        api_options.usage_report = [raw = group_usage_rows.get()](std::optional<std::string> tenant, std::string from,
+                                                                  std::string through, auto done) {
+          cluster::UsageRowsQuery query{std::move(tenant), std::move(from), std::move(through)};
+          raw->report(query, [from = query.from_day, through = query.through_day,
+                              done = std::move(done)](base::Result<cluster::UsageRows> report) {
+                        if (!report) return done(report.error());
+                        std::vector<state::UsageT> rows;
+                        rows.reserve(report->rows.size());
+                        for (cluster::UsageRow& r : report->rows) {
+                          state::UsageT row;
+                          row.tenant = std::move(r.tenant);
+                          row.day = std::move(r.day);
+                          row.caller = std::move(r.key);
+                          row.model = std::move(r.model);
+                          row.calls = r.calls;
+                          row.failed = r.failed;
+                          row.input_tokens = r.input_tokens;
+                          row.output_tokens = r.output_tokens;
+                          row.cached_tokens = r.cached_tokens;
+                          rows.push_back(std::move(row));
+                        }
+                        done(view::usage_json(rows, from, through));
+                      });
+        };
       }
       api = std::make_unique<api::Api>(api_options, **engine, *appender);
       // Named fields: the ones left out keep their defaults (a positional {} would zero the reply's patience).
@@ -697,11 +765,13 @@ Runner add_serve(CLI::App& app) {
       auto started = http::Server::start(
           server_options,
           [raw = api.get(), gw = gate.get(), keys, members, usage = group_usage.get(),
-           sessions = group_sessions.get()](http::Request request, http::Respond respond) {
-            // Another member asking for a key's usage or a page of sessions: signed with the group's secret, not a
-            // client's key.
+           sessions = group_sessions.get(), usage_rows = group_usage_rows.get()](http::Request request,
+                                                                                  http::Respond respond) {
+            // Another member asking for a key's usage, a page of sessions or usage rows: signed with the group's
+            // secret, not a client's key.
             if (usage && request.path == cluster::kPeerUsagePath) return respond(usage->answer(request));
             if (sessions && request.path == cluster::kPeerSessionsPath) return respond(sessions->answer(request));
+            if (usage_rows && request.path == cluster::kPeerUsageRowsPath) return respond(usage_rows->answer(request));
             if (members) {
               // A refusal naming the session's partition (folded elsewhere, or not here yet) goes to the cluster,
               // which forwards the request to the owner: it needs the request as it came.
