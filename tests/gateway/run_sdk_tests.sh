@@ -3,7 +3,7 @@
 # Conversations API and the Responses lifecycle in test_conversations.py,
 # test_bedrock.py for AWS Bedrock, test_auth.py for keys, roles and tenants, test_tls.py for HTTPS,
 # test_group_budget.py for a key's token budget over two instances, test_group_listing.py for listing their
-# sessions, test_kafka_security.py for Kafka over SASL_SSL
+# sessions and reporting their usage, test_kafka_security.py for Kafka over SASL_SSL
 # on a broker of its own), the official OpenAI Node SDK
 # (test_node_sdk.py running node/scenarios.mjs) and LangChain's ChatOpenAI (test_langchain.py), against the scripted
 # fake upstreams (tests/support/fake_upstream.py, fake_bedrock.py) and the real Kafka broker in STATEFOLD_BROKERS.
