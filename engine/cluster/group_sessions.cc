@@ -151,32 +151,17 @@ GroupSessions::GroupSessions(const Cluster& cluster, GroupSessionsOptions option
 GroupSessions::~GroupSessions() = default;
 
 void GroupSessions::list(const SessionsQuery& query, std::function<void(base::Result<SessionsPage>)> done) const {
-  auto split = owners_to_ask(_impl->cluster, _impl->options.partitions);
-  if (!split) return done(split.error());
-  std::vector<SessionsPage> pages;
-  if (!split->mine.empty()) {
-    auto local = _impl->options.local(query, split->mine);
-    if (!local) return done(local.error());
-    pages.push_back(std::move(*local));
-  }
   const OwnerQuery<SessionsPage> ask{
       .path = kPeerSessionsPath,
       .asked_for = "list them",
       .timeout = _impl->options.timeout,
       .encode = [&query](const std::vector<std::int32_t>& partitions) { return encode_query(query, partitions); },
       .decode = decode_page};
-  ask_owners<SessionsPage>(
-      _impl->cluster, _impl->signer, ask, split->theirs, std::move(pages),
-      [limit = query.limit, done = std::move(done)](std::vector<SessionsPage> gathered,
-                                                    std::vector<std::string> failures) {
-        if (!failures.empty()) return done(base::make_error(joined_failures(failures)));
-        SessionsPage merged = merge_pages(std::move(gathered), limit);
-        if (!merged.not_here.empty()) {
-          return done(base::make_error("partitions " + base::join(merged.not_here) +
-                                       " are moving: their owner is still catching up on them"));
-        }
-        done(std::move(merged));
-      });
+  query_owners<SessionsPage>(
+      _impl->cluster, _impl->signer, _impl->options.partitions, ask,
+      [this, &query](const std::vector<std::int32_t>& mine) { return _impl->options.local(query, mine); },
+      [limit = query.limit](std::vector<SessionsPage> pages) { return merge_pages(std::move(pages), limit); },
+      std::move(done));
 }
 
 http::Response GroupSessions::answer(const http::Request& request) const {

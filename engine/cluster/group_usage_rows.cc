@@ -167,30 +167,16 @@ GroupUsageRows::GroupUsageRows(const Cluster& cluster, GroupUsageRowsOptions opt
 GroupUsageRows::~GroupUsageRows() = default;
 
 void GroupUsageRows::report(const UsageRowsQuery& query, std::function<void(base::Result<UsageRows>)> done) const {
-  auto split = owners_to_ask(_impl->cluster, _impl->options.partitions);
-  if (!split) return done(split.error());
-  std::vector<UsageRows> shares;
-  if (!split->mine.empty()) {
-    auto local = _impl->options.local(query, split->mine);
-    if (!local) return done(local.error());
-    shares.push_back(std::move(*local));
-  }
   const OwnerQuery<UsageRows> ask{
       .path = kPeerUsageRowsPath,
       .asked_for = "give their usage rows",
       .timeout = _impl->options.timeout,
       .encode = [&query](const std::vector<std::int32_t>& partitions) { return encode_query(query, partitions); },
       .decode = decode_rows};
-  ask_owners<UsageRows>(_impl->cluster, _impl->signer, ask, split->theirs, std::move(shares),
-                        [done = std::move(done)](std::vector<UsageRows> gathered, std::vector<std::string> failures) {
-                          if (!failures.empty()) return done(base::make_error(joined_failures(failures)));
-                          UsageRows merged = merge_usage_rows(std::move(gathered));
-                          if (!merged.not_here.empty()) {
-                            return done(base::make_error("partitions " + base::join(merged.not_here) +
-                                                         " are moving: their owner is still catching up on them"));
-                          }
-                          done(std::move(merged));
-                        });
+  query_owners<UsageRows>(
+      _impl->cluster, _impl->signer, _impl->options.partitions, ask,
+      [this, &query](const std::vector<std::int32_t>& mine) { return _impl->options.local(query, mine); },
+      merge_usage_rows, std::move(done));
 }
 
 http::Response GroupUsageRows::answer(const http::Request& request) const {

@@ -87,4 +87,32 @@ inline std::string joined_failures(const std::vector<std::string>& failures) {
   return why;
 }
 
+// The whole query: this instance's share of the partitions it owns (`local`) and every other owner's (ask_owners),
+// merged, given to `done` as ask_owners does. An error when a partition has no owner, an owner did not answer, or
+// a share could not read some of its partitions (Share::not_here): never a merge that lacks a share.
+template <typename Share>
+void query_owners(const Cluster& cluster, const PeerSigner& signer, int partitions, const OwnerQuery<Share>& query,
+                  const std::function<base::Result<Share>(const std::vector<std::int32_t>& mine)>& local,
+                  std::function<Share(std::vector<Share>)> merge, std::function<void(base::Result<Share>)> done) {
+  auto split = owners_to_ask(cluster, partitions);
+  if (!split) return done(split.error());
+  std::vector<Share> shares;
+  if (!split->mine.empty()) {
+    auto own = local(split->mine);
+    if (!own) return done(own.error());
+    shares.push_back(std::move(*own));
+  }
+  ask_owners<Share>(cluster, signer, query, split->theirs, std::move(shares),
+                    [merge = std::move(merge), done = std::move(done)](std::vector<Share> gathered,
+                                                                       std::vector<std::string> failures) {
+                      if (!failures.empty()) return done(base::make_error(joined_failures(failures)));
+                      Share merged = merge(std::move(gathered));
+                      if (!merged.not_here.empty()) {
+                        return done(base::make_error("partitions " + base::join(merged.not_here) +
+                                                     " are moving: their owner is still catching up on them"));
+                      }
+                      done(std::move(merged));
+                    });
+}
+
 }  // namespace statefold::cluster
