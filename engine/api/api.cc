@@ -504,12 +504,15 @@ void Api::usage(const http::Request& request, const auth::Principal& caller, htt
   }
   // The caller's own budget beside the figures: what it may still spend. Asked first, on this thread, so that the
   // report's answer (on whichever thread it comes) only has to be put together.
+  // What this store answers (a single instance) is read from one snapshot, so its budget and rows agree.
+  const auto snapshot =
+      _options.usage_report && _options.tokens_used ? nullptr : std::shared_ptr<fold::Reader>(_engine.store().snapshot());
   std::optional<json::object> budget;
   if (caller.token_budget > 0) {
     const auto window = auth::budget_window(caller.budget_period, std::chrono::system_clock::now());
     const auto own_tenant = caller.tenant.empty() ? std::nullopt : std::optional<std::string_view>(caller.tenant);
     auto used = _options.tokens_used ? _options.tokens_used(caller, window)
-                                     : fold::budget_tokens(*_engine.store().snapshot(), own_tenant, window.from_day,
+                                     : fold::budget_tokens(*snapshot, own_tenant, window.from_day,
                                                            window.through_day, caller.key_name);
     if (!used) return respond(error_response(500, used.error().message, route));
     budget = json::object{{"key", caller.key_name},
@@ -534,7 +537,7 @@ void Api::usage(const http::Request& request, const auth::Principal& caller, htt
     return _options.usage_report(std::move(tenant), std::move(from), std::move(to), std::move(answer));
   }
   const auto tenant_view = tenant ? std::optional<std::string_view>(*tenant) : std::nullopt;
-  answer(view::usage_json(*_engine.store().snapshot(), tenant_view, from, to));
+  answer(view::usage_json(*snapshot, tenant_view, from, to));
 }
 
 http::Response Api::ready() {
