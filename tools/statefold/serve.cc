@@ -172,6 +172,26 @@ local_usage_rows(const runtime::Engine& engine) {
   };
 }
 
+// A group's usage rows in the store's own form, which view::usage_json renders.
+std::vector<state::UsageT> stored_usage_rows(std::vector<cluster::UsageRow> rows) {
+  std::vector<state::UsageT> out;
+  out.reserve(rows.size());
+  for (cluster::UsageRow& r : rows) {
+    state::UsageT row;
+    row.tenant = std::move(r.tenant);
+    row.day = std::move(r.day);
+    row.caller = std::move(r.key);
+    row.model = std::move(r.model);
+    row.calls = r.calls;
+    row.failed = r.failed;
+    row.input_tokens = r.input_tokens;
+    row.output_tokens = r.output_tokens;
+    row.cached_tokens = r.cached_tokens;
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
 // The gateway's id secret: the named file's content (without trailing whitespace), or the data dir's own,
 // made of 32 random bytes on first start (owner-only). Ids outlive a rebuild of the store only with a secret kept
 // elsewhere, so an operator who rebuilds or runs several instances names one.
@@ -715,22 +735,7 @@ Runner add_serve(CLI::App& app) {
           raw->report(query, [from = query.from_day, through = query.through_day,
                               done = std::move(done)](base::Result<cluster::UsageRows> report) {
                         if (!report) return done(report.error());
-                        std::vector<state::UsageT> rows;
-                        rows.reserve(report->rows.size());
-                        for (cluster::UsageRow& r : report->rows) {
-                          state::UsageT row;
-                          row.tenant = std::move(r.tenant);
-                          row.day = std::move(r.day);
-                          row.caller = std::move(r.key);
-                          row.model = std::move(r.model);
-                          row.calls = r.calls;
-                          row.failed = r.failed;
-                          row.input_tokens = r.input_tokens;
-                          row.output_tokens = r.output_tokens;
-                          row.cached_tokens = r.cached_tokens;
-                          rows.push_back(std::move(row));
-                        }
-                        done(view::usage_json(rows, from, through));
+                        done(view::usage_json(stored_usage_rows(std::move(report->rows)), from, through));
                       });
         };
       }
